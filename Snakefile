@@ -1,0 +1,25 @@
+# GSM8K post-training pipeline: data -> model -> base eval -> prep SFT -> full SFT / GRPO -> evals -> report.
+# Usage: snakemake --cores all            (build results/report/index.html for config.yaml)
+#        snakemake -n                     (dry-run: list every job and why it runs)
+#        snakemake --profile workflow/profiles/slurm   (submit to Slurm)
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/model.smk"
+include: "workflow/rules/sft.smk"
+include: "workflow/rules/grpo.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.report.output,

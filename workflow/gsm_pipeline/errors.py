@@ -1,0 +1,34 @@
+"""Errors a user can act on, and the wrapper that prints them as one line.
+
+Deep library tracebacks are what users of plain TRL scripts complain about; every
+problem we can name (file, key, row) is raised as a PipelineError and printed as
+one line on stderr with exit status 1.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+
+class PipelineError(Exception):
+    """A problem the user can fix, phrased as one line naming the file, key or row."""
+
+
+class ConfigError(PipelineError, ValueError):
+    """A configuration problem."""
+
+
+class DataError(PipelineError, ValueError):
+    """A dataset problem."""
+
+
+class ModelError(PipelineError):
+    """A model path or download problem."""
+
+
+def run_main(main: Callable[[], None]) -> None:
+    try:
+        main()
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)

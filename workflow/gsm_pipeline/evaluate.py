@@ -1,0 +1,80 @@
+"""Evaluation entry point: generate on a test set, grade, write per-example rows and metrics.
+
+    gsm-pipeline evaluate --model PATH [--data TEST.jsonl] [--answer-format tagged] [--raw] [--out DIR]
+
+Within the DAG the rule passes the job's settings as --config JSON and run labels as --meta.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from .answers import final_number, grade
+from .data import load_rows, write_jsonl
+from .errors import DataError, run_main
+from .generation import generate
+from .metrics import summarize
+from .prompts import STOP_STRINGS, render_prompt
+from .training import load_model_and_tokenizer, seed_everything
+
+
+def evaluate_rows(model, tokenizer, rows: list[dict[str, Any]], job: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = job["prompt"]
+    prompts = [render_prompt(r["question"], spec, tokenizer) for r in rows]
+    outputs = generate(model, tokenizer, prompts, max_new_tokens=job["max_new_tokens"],
+                       batch_size=job["batch_size"], stop_strings=STOP_STRINGS[spec["answer_format"]])
+    graded = []
+    for row, out in zip(rows, outputs):
+        graded.append({"id": row["id"], "question": row["question"], "gold": row["answer"],
+                       "template": row.get("template"), **out,
+                       **grade(out["completion"], final_number(row["answer"]), spec["answer_format"])})
+    return graded
+
+
+def default_test_rows() -> list[dict[str, Any]]:
+    """Without --data: the default config's in-distribution gsm_symbolic test set."""
+    from .config import DataConfig
+    from .data import build_splits
+
+    return build_splits(DataConfig())[0]["symbolic_id"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Evaluate a model folder on a GSM-style test set.")
+    parser.add_argument("--model", required=True, help="model folder (safetensors + tokenizer)")
+    parser.add_argument("--data", help="test rows (JSONL); default: 32 generated gsm_symbolic problems")
+    parser.add_argument("--config", help="job settings as JSON (the DAG passes this)")
+    parser.add_argument("--answer-format", default="tagged", choices=["tagged", "gsm8k", "boxed"])
+    parser.add_argument("--raw", action="store_true", help="do not apply the chat template")
+    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--meta", default="{}", help="labels stored in metrics.json (JSON)")
+    parser.add_argument("--out", default="results/adhoc_eval", help="output folder")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    job = json.loads(args.config) if args.config else {
+        "prompt": {"answer_format": args.answer_format, "chat_template": not args.raw}, "seed": 0,
+        "dtype": "float32", "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size}
+    seed_everything(job["seed"], args.threads)
+    rows = load_rows(args.data) if args.data else default_test_rows()
+    if not rows:
+        raise DataError(f"{args.data}: no test rows")
+    model, tokenizer = load_model_and_tokenizer(args.model, job["dtype"], padding_side="left")
+    start = time.time()
+    graded = evaluate_rows(model, tokenizer, rows, job)
+    seconds = time.time() - start
+    out = Path(args.out)
+    write_jsonl(out / "predictions.jsonl", graded)
+    metrics = {**json.loads(args.meta), "model": str(args.model), "data": str(args.data or "gsm_symbolic default"),
+               "prompt": job["prompt"], "max_new_tokens": job["max_new_tokens"], "decoding": "greedy",
+               "seed": job["seed"], "generation_seconds": round(seconds, 1), **summarize(graded)}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    print(f"strict {metrics['accuracy_strict']:.3f}  flexible {metrics['accuracy_flexible']:.3f}  "
+          f"answer rate {metrics['answer_rate']:.3f}  n={metrics['n']}  ({seconds:.0f}s)")
+
+
+if __name__ == "__main__":
+    run_main(main)

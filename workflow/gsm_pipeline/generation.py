@@ -1,0 +1,57 @@
+"""Batched generation for evaluation: length-sorted, left-padded, stops at EOS or the
+closing answer tag, greedy unless asked to sample. Returns results in input order."""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+
+def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, batch_size: int,
+             stop_strings: list[str] | None = None, do_sample: bool = False, temperature: float = 1.0,
+             progress: bool = True) -> list[dict[str, Any]]:
+    import torch
+
+    tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
+    # Longest first: similar lengths share a batch (less padding) and memory peaks early.
+    order = sorted(range(len(prompts)), key=lambda i: -len(tokenizer(prompts[i])["input_ids"]))
+    results: list[dict[str, Any] | None] = [None] * len(prompts)
+    eos_ids = set(_as_list(model.generation_config.eos_token_id) + _as_list(tokenizer.eos_token_id))
+    start = time.time()
+    model.eval()
+    for first in range(0, len(order), batch_size):
+        idx = order[first:first + batch_size]
+        batch = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
+        batch = {k: v.to(model.device) for k, v in batch.items()}
+        kwargs = {"temperature": temperature, "top_p": 1.0, "top_k": 0} if do_sample else {}
+        with torch.inference_mode():
+            out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=do_sample,
+                                 stop_strings=stop_strings or None, tokenizer=tokenizer,
+                                 pad_token_id=tokenizer.pad_token_id, **kwargs)
+        new = out[:, batch["input_ids"].shape[1]:].tolist()
+        for i, tokens in zip(idx, new):
+            results[i] = _finish(tokens, tokenizer, eos_ids, stop_strings or [], max_new_tokens)
+        if progress:
+            done = min(first + batch_size, len(order))
+            print(f"generated {done}/{len(order)} ({time.time() - start:.0f}s)", file=sys.stderr, flush=True)
+    return results  # type: ignore[return-value]
+
+
+def _as_list(value) -> list[int]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _finish(tokens: list[int], tokenizer, eos_ids: set[int], stops: list[str], budget: int) -> dict[str, Any]:
+    """Cut at the first EOS; the rest of the row is padding."""
+    ended = False
+    for n, token in enumerate(tokens):
+        if token in eos_ids:
+            tokens, ended = tokens[:n], True
+            break
+    text = tokenizer.decode(tokens, skip_special_tokens=True)
+    for stop in stops:
+        if stop in text:
+            text, ended = text[: text.index(stop) + len(stop)], True
+    return {"completion": text, "completion_tokens": len(tokens), "truncated": not ended and len(tokens) >= budget}

@@ -1,0 +1,209 @@
+"""The final report: comparison.csv plus one HTML page with charts and completions.
+
+Every evaluation's metrics.json carries its labels (experiment, stage, test set,
+prompt, parent run), so the report needs nothing but the files it is given.
+"""
+from __future__ import annotations
+
+import argparse
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from .data import load_rows
+from .errors import run_main
+from .metrics import mcnemar_exact
+
+STAGE_ORDER = ["base", "prep_sft", "full_sft", "grpo"]
+
+
+def load_evaluations(metrics_files: list[str]) -> list[dict[str, Any]]:
+    evals = []
+    for path in metrics_files:
+        metrics = json.loads(Path(path).read_text())
+        metrics["rows"] = {r["id"]: r for r in load_rows(Path(path).parent / "predictions.jsonl")}
+        evals.append(metrics)
+    return evals
+
+
+def paired(first: dict, second: dict | None, field: str) -> float | None:
+    """Exact McNemar p-value of `field` on the problems both evaluations share."""
+    if second is None or first is second:
+        return None
+    ids = sorted(set(first["rows"]) & set(second["rows"]))
+    return mcnemar_exact([first["rows"][i][field] for i in ids], [second["rows"][i][field] for i in ids])["p_value"]
+
+
+def comparison_rows(evals: list[dict[str, Any]], experiments: dict[str, dict]) -> list[dict[str, Any]]:
+    """One row per (experiment, stage, test set); base rows repeat under each experiment using their prompt."""
+    by_run = {(e["run"], e["testset"]): e for e in evals}
+    rows = []
+    for name, layout in experiments.items():
+        for stage in ["base", *layout["stages"]]:
+            run = layout["base_run"] if stage == "base" else f"{name}/{stage}"
+            parent = layout["base_run"] if stage in ("base", "prep_sft") else f"{name}/{layout['parents'][stage]}"
+            for testset in layout["testsets"]:
+                ev = by_run.get((run, testset))
+                if ev is None:
+                    continue
+                base, par = by_run.get((layout["base_run"], testset)), by_run.get((parent, testset))
+                rows.append({
+                    "experiment": name, "stage": stage, "testset": testset, "prompt": ev["prompt_key"],
+                    "decoding": ev["decoding"], "max_new_tokens": ev["max_new_tokens"], "seed": ev["seed"],
+                    "n": ev["n"],
+                    "accuracy_strict": ev["accuracy_strict"], "ci95_low": ev["accuracy_strict_ci95"][0],
+                    "ci95_high": ev["accuracy_strict_ci95"][1],
+                    "accuracy_flexible": ev["accuracy_flexible"],
+                    "flex_ci95_low": ev["accuracy_flexible_ci95"][0], "flex_ci95_high": ev["accuracy_flexible_ci95"][1],
+                    "answer_rate": ev["answer_rate"], "thinking_rate": ev["thinking_rate"],
+                    "truncation_rate": ev["truncation_rate"], "mean_completion_tokens": ev["mean_completion_tokens"],
+                    "p_strict_vs_base": paired(ev, base, "correct_strict"),
+                    "p_flexible_vs_base": paired(ev, base, "correct_flexible"),
+                    "p_answer_rate_vs_base": paired(ev, base, "has_answer"),
+                    "p_strict_vs_parent": paired(ev, par, "correct_strict") if stage != "base" else None,
+                    "run": run, "parent": "" if stage == "base" else parent,
+                })
+    return rows
+
+
+def training_rows(log_files: list[str]) -> list[dict[str, Any]]:
+    """Per trained stage: steps, losses and, for GRPO, rewards and the share of prompt groups with signal."""
+    out = []
+    for path in log_files:
+        history = json.loads(Path(path).read_text())
+        steps = [h for h in history if "loss" in h]
+        run = "/".join(Path(path).parts[-3:-1])
+        row = {"run": run, "steps": max((h.get("step", 0) for h in history), default=0),
+               "first_loss": steps[0]["loss"] if steps else None, "last_loss": steps[-1]["loss"] if steps else None}
+        zero_std = [h["frac_reward_zero_std"] for h in steps if "frac_reward_zero_std" in h]
+        if zero_std:
+            rewards = [h["reward"] for h in steps if "reward" in h]
+            row.update({"share_groups_with_reward_variance": 1 - sum(zero_std) / len(zero_std),
+                        "first_reward": rewards[0], "last_reward": rewards[-1],
+                        "mean_reward": sum(rewards) / len(rewards)})
+        out.append(row)
+    return out
+
+
+def plot_accuracy(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = sorted({(r["experiment"], r["testset"]) for r in rows})
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.6), squeeze=False)
+    for ax, (exp, testset) in zip(axes[0], keys):
+        sub = sorted((r for r in rows if (r["experiment"], r["testset"]) == (exp, testset)),
+                     key=lambda r: STAGE_ORDER.index(r["stage"]))
+        xs = range(len(sub))
+        for offset, kind, colour in ((-0.2, "strict", "tab:blue"), (0.2, "flexible", "tab:orange")):
+            acc = [r[f"accuracy_{kind}"] for r in sub]
+            lo = [r[f"{'ci95' if kind == 'strict' else 'flex_ci95'}_low"] for r in sub]
+            hi = [r[f"{'ci95' if kind == 'strict' else 'flex_ci95'}_high"] for r in sub]
+            ax.bar([x + offset for x in xs], acc, 0.4, color=colour, label=kind,
+                   yerr=[[a - l for a, l in zip(acc, lo)], [h - a for a, h in zip(acc, hi)]], capsize=3)
+        ax.plot(list(xs), [r["answer_rate"] for r in sub], "k.--", label="answer-format rate")
+        ax.set_xticks(list(xs), [r["stage"] for r in sub])
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{exp} / {testset} (n={sub[0]['n']})", fontsize=9)
+    axes[0][0].set_ylabel("accuracy (95% Wilson CI)")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def table_html(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    def cell(v):
+        if isinstance(v, float):
+            return f"{v:.3g}" if v < 0.001 and v != 0 else f"{v:.3f}"
+        return html.escape("" if v is None else str(v))
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{cell(r.get(c))}</td>" for c in columns) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def examples_html(evals: list[dict[str, Any]], rows: list[dict[str, Any]], per_set: int = 3) -> str:
+    """The same problems' completions across every stage, side by side."""
+    by_key = {(e["run"], e["testset"]): e for e in evals}
+    parts = []
+    for exp, testset in sorted({(r["experiment"], r["testset"]) for r in rows}):
+        runs = [r for r in rows if (r["experiment"], r["testset"]) == (exp, testset)]
+        evs = [by_key[(r["run"], testset)] for r in runs]
+        ids = sorted(set.intersection(*(set(e["rows"]) for e in evs)))[:per_set]
+        for pid in ids:
+            q = evs[0]["rows"][pid]
+            parts.append(f"<h4>{html.escape(exp)} / {html.escape(testset)} / {html.escape(pid)} "
+                         f"(gold {html.escape(str(q['gold']))})</h4><p>{html.escape(q['question'])}</p><table>")
+            for r, e in zip(runs, evs):
+                ex = e["rows"][pid]
+                mark = "correct" if ex["correct_strict"] else "wrong"
+                parts.append(f"<tr><td>{r['stage']}<br><i>{mark}</i></td>"
+                             f"<td><pre>{html.escape(ex['completion'][:800])}</pre></td></tr>")
+            parts.append("</table>")
+    return "\n".join(parts)
+
+
+def write_report(metrics_files: list[str], log_files: list[str], experiments: dict[str, dict],
+                 out_dir: Path, provenance: dict[str, Any]) -> None:
+    import pandas as pd
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    evals = load_evaluations(metrics_files)
+    rows = comparison_rows(evals, experiments)
+    pd.DataFrame(rows).to_csv(out_dir / "comparison.csv", index=False)
+    train = training_rows(log_files)
+    (out_dir / "training.json").write_text(json.dumps(train, indent=2))
+    plot_accuracy(rows, out_dir / "accuracy.png")
+    cols = ["experiment", "stage", "testset", "prompt", "n", "accuracy_strict", "ci95_low", "ci95_high",
+            "accuracy_flexible", "answer_rate", "thinking_rate", "truncation_rate", "p_strict_vs_base",
+            "p_answer_rate_vs_base", "p_strict_vs_parent"]
+    train_cols = ["run", "steps", "first_loss", "last_loss", "first_reward", "last_reward", "mean_reward",
+                  "share_groups_with_reward_variance"]
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>GSM pipeline report</title>
+<style>body{{font-family:sans-serif;max-width:1200px;margin:auto}} table{{border-collapse:collapse;font-size:12px}}
+td,th{{border:1px solid #ccc;padding:3px 6px;vertical-align:top}} pre{{white-space:pre-wrap;margin:0}}</style></head><body>
+<h1>What SFT and GRPO did to the model</h1>
+<p>Greedy decoding; strict = the format the prompt asked for, flexible = last number in the completion.
+Intervals are 95% Wilson; p-values are exact McNemar tests on the same problems (vs the base model with the
+same prompt, and vs the stage's parent). Seed {provenance['seed']}, config hash {provenance['config_hash']}.</p>
+<h2>Did each stage change accuracy and answer format?</h2><img src="accuracy.png" alt="accuracy per stage">
+{table_html(rows, cols)}
+<p>Download: <a href="comparison.csv">comparison.csv</a>, <a href="training.json">training.json</a></p>
+<h2>How did training go?</h2>{table_html(train, train_cols)}
+<h2>What do the completions look like?</h2>{examples_html(evals, rows)}
+<h2>Provenance</h2><pre>{html.escape(json.dumps(provenance, indent=2))}</pre></body></html>"""
+    (out_dir / "index.html").write_text(page, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Build results/report from evaluation outputs.")
+    parser.add_argument("--metrics", nargs="+", required=True, help="metrics.json files")
+    parser.add_argument("--logs", nargs="*", default=[], help="trainer log_history.json files")
+    parser.add_argument("--layout", required=True, help="experiments layout as JSON")
+    parser.add_argument("--provenance", default="{}", help="seed, config hash, versions (JSON)")
+    parser.add_argument("--out", default="results/report")
+    args = parser.parse_args(argv)
+    provenance = json.loads(args.provenance)
+    provenance.setdefault("seed", None)
+    provenance.setdefault("config_hash", None)
+    provenance["versions"] = library_versions()
+    write_report(args.metrics, args.logs, json.loads(args.layout), Path(args.out), provenance)
+    print(f"wrote {args.out}/index.html")
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "snakemake"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+if __name__ == "__main__":
+    run_main(main)

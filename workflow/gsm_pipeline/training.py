@@ -1,0 +1,172 @@
+"""What SFT and GRPO share: loading, trainer arguments, checkpoints, LoRA, saving.
+
+Checkpoints live in a stage-local folder beside (never inside) the model output, so
+Snakemake's cleanup of an incomplete `directory()` output never deletes them. The
+folder is stamped with the job's config hash: a changed config starts afresh
+instead of resuming someone else's run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .config import config_hash
+from .errors import ConfigError, ModelError
+
+# Arguments the pipeline sets itself; config may not override them.
+RESERVED_ARGS = {"output_dir", "seed", "max_length", "completion_only_loss", "num_generations",
+                 "max_completion_length", "temperature", "beta"}
+STAMP = "job_config.json"
+
+
+def seed_everything(seed: int, threads: int | None = None) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def check_model_dir(path: str | Path) -> Path:
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise ModelError(f"{path}: not a model folder (no config.json)")
+    if not any(path.glob("*.safetensors")) and not any(path.glob("pytorch_model*.bin")):
+        raise ModelError(f"{path}: model folder has no weights (*.safetensors)")
+    return path
+
+
+def load_model_and_tokenizer(path: str | Path, dtype: str = "float32", padding_side: str = "right"):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = check_model_dir(path)
+    tokenizer = AutoTokenizer.from_pretrained(path, padding_side=padding_side)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+    return model, tokenizer
+
+
+def trainer_arguments(config_cls, job: dict[str, Any], output_dir: Path, **fixed: Any):
+    """Build a TRL config from the stage's pass-through `training_args`, naming a bad key."""
+    allowed = {f.name for f in dataclasses.fields(config_cls)}
+    extra = dict(job.get("training_args") or {})
+    for key in extra:
+        where = f"stages.{job['stage']}.training_args.{key}"
+        if key not in allowed:
+            raise ConfigError(f"unknown key '{where}' (not a {config_cls.__name__} field)")
+        if key in RESERVED_ARGS:
+            raise ConfigError(f"key '{where}' is set by the pipeline; use stages.{job['stage']}.{key} instead")
+    defaults = {"report_to": "none", "logging_steps": 1, "save_strategy": "steps", "save_steps": 10,
+                "save_total_limit": 2, "use_cpu": not _has_accelerator(), "dataloader_num_workers": 0}
+    try:
+        return config_cls(output_dir=str(output_dir), seed=job["seed"], **{**defaults, **extra, **fixed})
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"stages.{job['stage']}.training_args: {exc}") from None
+
+
+def _has_accelerator() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def lora_config(job: dict[str, Any]):
+    if job.get("finetune") != "lora":
+        return None
+    from peft import LoraConfig
+
+    lora = job["lora"]
+    return LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+                      target_modules=lora["target_modules"], task_type="CAUSAL_LM")
+
+
+def is_complete_checkpoint(path: Path) -> bool:
+    """A checkpoint counts only when the trainer finished writing it (state + weights present)."""
+    state = path / "trainer_state.json"
+    if not state.is_file() or not (any(path.glob("*.safetensors")) or any(path.glob("*.bin"))):
+        return False
+    try:
+        json.loads(state.read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def prepare_checkpoints(folder: Path, job: dict[str, Any]) -> str | None:
+    """Return the newest complete checkpoint to resume from, or None to start fresh."""
+    stamp = {"hash": config_hash(job), "job": job}
+    if folder.exists():
+        old = folder / STAMP
+        old_hash = json.loads(old.read_text()).get("hash") if old.is_file() else None
+        if old_hash != stamp["hash"]:
+            print(f"checkpoints in {folder} belong to another config; starting from step 0")
+            shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / STAMP).write_text(json.dumps(stamp, indent=2))
+    candidates = sorted((p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                        key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+    for candidate in candidates:
+        if is_complete_checkpoint(candidate):
+            print(f"resuming from {candidate} (step {candidate.name.split('-')[-1]})")
+            return str(candidate)
+        print(f"skipping incomplete checkpoint {candidate}")
+    return None
+
+
+def save_final(trainer, tokenizer, out_dir: str | Path, dtype: str) -> None:
+    """Merge LoRA adapters, then save atomically: the output folder appears only when complete."""
+    import torch
+
+    model = trainer.model
+    model = getattr(trainer.accelerator, "unwrap_model", lambda m: m)(model)
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    save_atomically(model.to(getattr(torch, dtype)), tokenizer, out_dir)
+
+
+def save_atomically(model, tokenizer, out_dir: str | Path) -> None:
+    """Write into a sibling folder, then rename: no half-written model is ever left at out_dir."""
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp, out_dir)
+
+
+def write_log_history(trainer, path: str | Path) -> None:
+    path = Path(path)
+    path.write_text(json.dumps(trainer.state.log_history, indent=1))
+
+
+def run_stage(build_trainer, description: str, argv: list[str] | None = None) -> None:
+    """The shared body of every training entry point: parse, resume, train, save."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", required=True, help="the job's settings as JSON")
+    parser.add_argument("--parent", required=True, help="model folder to start from")
+    parser.add_argument("--data", required=True, help="training rows (JSONL with question and answer)")
+    parser.add_argument("--out", required=True, help="where the trained model is saved")
+    parser.add_argument("--checkpoints", required=True, help="stage-local checkpoint folder")
+    parser.add_argument("--log-history", required=True, help="trainer log history (JSON)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    args = parser.parse_args(argv)
+    job = json.loads(args.config)
+    seed_everything(job["seed"], args.threads)
+    resume = prepare_checkpoints(Path(args.checkpoints), job)
+    trainer, tokenizer = build_trainer(job, args.parent, args.data, Path(args.checkpoints))
+    trainer.train(resume_from_checkpoint=resume)
+    write_log_history(trainer, args.log_history)
+    save_final(trainer, tokenizer, args.out, job["dtype"])

@@ -1,0 +1,88 @@
+# Config validation and input functions; no rules live here.
+import json
+import re
+import shlex
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))  # works without `pip install -e .` too
+
+from gsm_pipeline.config import PARENT_STAGE, STAGES, config_hash, validate_config
+from gsm_pipeline.errors import ConfigError
+from gsm_pipeline.sources import module_sources
+
+try:
+    CFG = validate_config(config)
+except ConfigError as exc:
+    raise SystemExit(f"config error: {exc}")
+
+EXPERIMENTS = list(CFG.experiments)
+TESTSETS = CFG.data.test_sets()
+PROMPTS = CFG.prompts()
+BASE_MODEL = "resources/model"
+
+
+def one_of(values):
+    return "|".join(re.escape(v) for v in values)
+
+
+wildcard_constraints:
+    experiment=one_of(EXPERIMENTS),
+    testset=one_of(TESTSETS),
+    run=f"base/({one_of(PROMPTS)})|({one_of(EXPERIMENTS)})/({one_of(STAGES)})",
+
+
+def as_arg(obj):
+    """A params value Snakemake can compare between runs, quoted for the shell."""
+    return shlex.quote(json.dumps(obj, sort_keys=True))
+
+
+def code(module):
+    """The entry module and every package module it imports: code edits replan the stage."""
+    return module_sources(module)
+
+
+def model_dir(experiment, stage):
+    return BASE_MODEL if stage == "base" else f"results/{experiment}/{stage}/model"
+
+
+def base_run(experiment):
+    return f"base/{CFG.experiments[experiment].prompt_key()}"
+
+
+def parent_stage(experiment, stage):
+    return CFG.experiments[experiment].grpo_from if stage == "grpo" else PARENT_STAGE[stage]
+
+
+def eval_runs():
+    """Every evaluated model: base once per prompt, then each experiment's stages."""
+    runs = {base_run(e) for e in EXPERIMENTS}
+    runs |= {f"{e}/{s}" for e in EXPERIMENTS for s in CFG.experiments[e].stages}
+    return sorted(runs)
+
+
+def eval_metrics(runs=None):
+    return expand("results/{run}/eval/{testset}/metrics.json", run=runs or eval_runs(), testset=TESTSETS)
+
+
+def training_logs():
+    return [f"results/{e}/{s}/log_history.json" for e in EXPERIMENTS for s in CFG.experiments[e].stages]
+
+
+def eval_inputs(wildcards):
+    head, stage = wildcards.run.split("/")
+    model = BASE_MODEL if head == "base" else model_dir(head, stage)
+    return {"model": model, "data": f"results/data/test/{wildcards.testset}.jsonl", "code": code("evaluate")}
+
+
+def eval_params(wildcards):
+    head, tail = wildcards.run.split("/")
+    if head == "base":
+        return {"prompt": PROMPTS[tail], "meta": {"experiment": "base", "stage": "base", "prompt_key": tail}}
+    return {"prompt": CFG.prompt_spec(head),
+            "meta": {"experiment": head, "stage": tail, "prompt_key": CFG.experiments[head].prompt_key()}}
+
+
+def report_layout():
+    return {e: {"base_run": base_run(e), "stages": list(CFG.experiments[e].stages), "testsets": TESTSETS,
+                "parents": {s: parent_stage(e, s) for s in CFG.experiments[e].stages}} for e in EXPERIMENTS}

@@ -1,0 +1,18 @@
+rule prepare_data:
+    """Normalised train/GRPO/test rows from gsm_symbolic, GSM8K or local JSONL, shared by every experiment."""
+    input:
+        code=code("data"),
+    output:
+        prep_sft="results/data/prep_sft.jsonl",
+        full_sft="results/data/full_sft.jsonl",
+        grpo="results/data/grpo.jsonl",
+        tests=expand("results/data/test/{testset}.jsonl", testset=TESTSETS),
+        manifest="results/data/manifest.json",
+    params:
+        data=as_arg(CFG.data.model_dump()),
+    log:
+        "results/logs/prepare_data.log",
+    benchmark:
+        "results/benchmarks/prepare_data.tsv"
+    shell:
+        "python -m gsm_pipeline.data --config {params.data} --out results/data > {log} 2>&1"

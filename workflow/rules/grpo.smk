@@ -1,0 +1,21 @@
+rule grpo:
+    """GRPO with the experiment's reward set, from prep SFT (or full SFT, per experiment)."""
+    input:
+        parent=lambda w: model_dir(w.experiment, CFG.experiments[w.experiment].grpo_from),
+        data="results/data/grpo.jsonl",
+        code=code("train_grpo"),
+    output:
+        model=directory("results/{experiment}/grpo/model"),
+        log_history="results/{experiment}/grpo/log_history.json",
+    params:
+        job=lambda w: as_arg(CFG.grpo_job(w.experiment)),
+        checkpoints=lambda w: f"results/{w.experiment}/grpo/checkpoints",
+    threads: workflow.cores
+    log:
+        "results/logs/{experiment}/grpo.log",
+    benchmark:
+        "results/benchmarks/{experiment}/grpo.tsv"
+    shell:
+        "python -m gsm_pipeline.train_grpo --config {params.job} --parent {input.parent} --data {input.data} "
+        "--out {output.model} --checkpoints {params.checkpoints} --log-history {output.log_history} "
+        "--threads {threads} > {log} 2>&1"

