@@ -16,14 +16,18 @@ def corpus(n: int = 200) -> list[str]:
     from gsm_pipeline.data import build_splits
     from gsm_pipeline.prompts import INSTRUCTIONS
 
+    from gsm_pipeline.prompts import render_target
+
     splits, _ = build_splits(DataConfig(prep_sft_size=n, full_sft_size=8, grpo_size=8, test_size=8))
     texts = [r["question"] + "\n" + r["reasoning"] + "\n#### " + r["answer"] for r in splits["prep_sft"]]
-    texts += list(INSTRUCTIONS.values()) + ["<start_working_out><end_working_out><SOLUTION></SOLUTION>",
-                                            "<confidence>0.85</confidence> \\boxed{42} Question: Answer:"]
+    # Repeated so the tokenizer learns the instructions and tags as few tokens each.
+    texts += 50 * (list(INSTRUCTIONS.values()) + [render_target("1 + 2 = 3", "3", {"answer_format": f})
+                                                  for f in ("tagged", "gsm8k", "boxed")])
+    texts += 50 * ["<confidence>0.85</confidence> Question: What is 3 + 4? Answer:"]
     return texts
 
 
-def build_tiny_model(out: Path, vocab_size: int = 512, seed: int = 0) -> Path:
+def build_tiny_model(out: Path, vocab_size: int = 1024, seed: int = 0) -> Path:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast

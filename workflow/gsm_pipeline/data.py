@@ -56,6 +56,14 @@ def load_rows(path: str | Path) -> list[dict[str, Any]]:
     return [row for _, row in read_jsonl(path)]
 
 
+def load_test_rows(path: str | Path) -> list[dict[str, Any]]:
+    """Prepared rows as they are; raw GSM8K-style question/answer rows are normalised first."""
+    rows = list(read_jsonl(path))
+    if all("id" in row and "answer" in row for _, row in rows):
+        return [row for _, row in rows]
+    return normalise_gsm8k_rows(rows, str(path), Path(path).stem, "error", {})
+
+
 def normalise_gsm8k_rows(rows: Iterable[tuple[Any, dict]], where: str, prefix: str,
                          missing_answer: str, skipped: dict[str, int]) -> list[dict[str, Any]]:
     """GSM8K-style {question, answer: '... #### N'} rows -> normalised rows."""
@@ -117,11 +125,12 @@ def carve(train: list[dict], cfg: DataConfig, test_from_pool: bool = False) -> d
     sizes = [("prep_sft", cfg.prep_sft_size), ("full_sft", cfg.full_sft_size), ("grpo", cfg.grpo_size)]
     if test_from_pool:
         sizes.append(("test", cfg.test_size))
+    if sum(size for _, size in sizes) > len(rows):
+        asked = " + ".join(f"data.{name}_size={size}" for name, size in sizes)
+        raise DataError(f"{asked} exceeds the {len(rows)} usable training rows")
     out, start = {}, 0
     for name, size in sizes:
         out[name] = rows[start:start + size]
-        if not out[name]:
-            raise DataError(f"data.{name}_size: no rows left for {name} (pool has {len(rows)} rows)")
         start += size
     return out
 

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from .answers import final_number, grade
-from .data import load_rows, write_jsonl
+from .data import load_test_rows, write_jsonl
 from .errors import DataError, run_main
 from .generation import generate
 from .metrics import summarize
 from .prompts import STOP_STRINGS, render_prompt
-from .training import load_model_and_tokenizer, seed_everything
+from .training import check_model_dir, load_model_and_tokenizer, seed_everything
 
 
 def evaluate_rows(model, tokenizer, rows: list[dict[str, Any]], job: dict[str, Any]) -> list[dict[str, Any]]:
@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> None:
         "prompt": {"answer_format": args.answer_format, "chat_template": not args.raw}, "seed": 0,
         "dtype": "float32", "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size}
     seed_everything(job["seed"], args.threads)
-    rows = load_rows(args.data) if args.data else default_test_rows()
+    check_model_dir(args.model)  # fail before any work
+    rows = load_test_rows(args.data) if args.data else default_test_rows()
     if not rows:
         raise DataError(f"{args.data}: no test rows")
     model, tokenizer = load_model_and_tokenizer(args.model, job["dtype"], padding_side="left")

@@ -1,0 +1,111 @@
+"""Shared fixtures: one tiny model, and one run of the real DAG on it, per test session."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "workflow"))
+sys.path.insert(0, str(REPO / "tests"))
+
+from tiny_model import build_tiny_model  # noqa: E402
+
+
+def arithmetic_rows(n: int, seed: int) -> list[dict]:
+    """Short GSM8K-style problems: a tiny model can learn the answer format from them in seconds."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        a, b = rng.randint(1, 20), rng.randint(1, 20)
+        rows.append({"question": f"What is {a} + {b}?", "answer": f"{a} + {b} = {a + b}\n#### {a + b}"})
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+TINY_STAGE_ARGS = {"per_device_train_batch_size": 8, "learning_rate": 1.0e-2, "save_steps": 50,
+                   "lr_scheduler_type": "constant", "num_train_epochs": 1}
+
+
+def tiny_config(model: Path, data_dir: Path) -> dict:
+    return {
+        "model": {"source": str(model)},
+        "data": {"source": "jsonl", "train_file": str(data_dir / "train.jsonl"),
+                 "test_file": str(data_dir / "test.jsonl"), "prep_sft_size": 64, "full_sft_size": 32,
+                 "grpo_size": 8, "test_size": 8},
+        "stages": {
+            "prep_sft": {"max_length": 128, "training_args": {**TINY_STAGE_ARGS, "max_steps": 120}},
+            "full_sft": {"max_length": 128, "training_args": {**TINY_STAGE_ARGS, "max_steps": 4}},
+            "grpo": {"num_generations": 4, "max_completion_length": 32,
+                     "training_args": {"max_steps": 3, "per_device_train_batch_size": 4, "learning_rate": 1.0e-3,
+                                       "save_steps": 1}},
+        },
+        "evaluation": {"max_new_tokens": 32, "batch_size": 8},
+    }
+
+
+class Dag:
+    """A working directory holding a copy of the workflow, a config overlay and results/."""
+
+    def __init__(self, root: Path, config: dict):
+        self.root = root
+        shutil.copy(REPO / "Snakefile", root / "Snakefile")
+        shutil.copy(REPO / "config.yaml", root / "config.yaml")
+        shutil.copytree(REPO / "workflow", root / "workflow", ignore=shutil.ignore_patterns("__pycache__"))
+        self.write_config(config)
+
+    def write_config(self, config: dict, name: str = "tiny.yaml") -> Path:
+        path = self.root / name
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    def snakemake(self, *args: str, configfile: str = "tiny.yaml", check: bool = True) -> subprocess.CompletedProcess:
+        env = {**os.environ, "PYTHONPATH": str(self.root / "workflow"), "HF_HUB_OFFLINE": "1",
+               "TOKENIZERS_PARALLELISM": "false"}
+        cmd = ["snakemake", *args, "--cores", "2", "--configfile", "config.yaml", configfile]
+        done = subprocess.run(cmd, cwd=self.root, env=env, capture_output=True, text=True)
+        if check and done.returncode != 0:
+            raise AssertionError(f"snakemake {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}")
+        return done
+
+    def planned_jobs(self, configfile: str = "tiny.yaml") -> dict[str, int]:
+        """Job counts from a dry run, as Snakemake's 'Job stats' table prints them."""
+        out = self.snakemake("-n", "--quiet", "rules", configfile=configfile).stdout
+        counts = {}
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
+                counts[parts[0]] = int(parts[1])
+        return counts
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("data")
+    write_jsonl(folder / "train.jsonl", arithmetic_rows(120, seed=1))
+    write_jsonl(folder / "test.jsonl", arithmetic_rows(8, seed=2))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_dag(tmp_path_factory, tiny_model, tiny_data) -> Dag:
+    """The whole DAG, run once to the report on the tiny model; tests only read it or dry-run against it."""
+    dag = Dag(tmp_path_factory.mktemp("dag"), tiny_config(tiny_model, tiny_data))
+    dag.snakemake()
+    return dag

@@ -1,0 +1,81 @@
+"""Answer extraction: strict follows the requested format, flexible takes the last number,
+numbers are normalised before a tolerant comparison, and nothing ever raises."""
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from gsm_pipeline.answers import (extract_confidence, extract_flexible, extract_strict, final_number, grade,
+                                  is_correct, normalize_number, split_gsm8k_answer)
+
+
+@pytest.mark.parametrize("text, value", [
+    ("42", 42.0), ("1,234", 1234.0), ("$1,234.50", 1234.5), ("12.", 12.0), ("12.0", 12.0), ("-7", -7.0),
+    ("+5", 5.0), ("45%", 45.0), ("3/4", 0.75), ("-1/2", -0.5), (" 18 ", 18.0), ("0.5", 0.5), (".5", 0.5),
+    ("abc", None), ("", None), (None, None), ("1/0", None), ("--3", None), ("inf", None), ("nan", None),
+])
+def test_numbers_are_normalised(text, value):
+    assert normalize_number(text) == value
+
+
+def test_gsm8k_gold_answers_keep_their_final_number_and_lose_calculator_annotations():
+    answer = "She has 3*4=<<3*4=12>>12 eggs.\n#### 1,012"
+    assert final_number(answer) == 1012.0
+    reasoning, final = split_gsm8k_answer(answer)
+    assert reasoning == "She has 3*4=12 eggs." and final == "1,012"
+    assert final_number("17") == 17.0
+
+
+@pytest.mark.parametrize("completion, fmt, value", [
+    ("<start_working_out>2+2=4<end_working_out><SOLUTION>4</SOLUTION>", "tagged", 4.0),
+    ("<SOLUTION> $1,000 </SOLUTION>", "tagged", 1000.0),
+    ("<SOLUTION>3</SOLUTION> then <SOLUTION>5</SOLUTION>", "tagged", 5.0),  # the last answer counts
+    ("the answer is 4", "tagged", None),  # no tag: strict fails, flexible would not
+    ("so 6*7=42\n#### 42", "gsm8k", 42.0),
+    ("#### -3.5", "gsm8k", -3.5),
+    ("####42", "gsm8k", None),  # lm-eval's strict regex needs the space
+    ("thus \\boxed{12}.", "boxed", 12.0),
+    ("\\boxed{\\frac{1}{2}}", "boxed", None),
+])
+def test_strict_extraction_takes_only_the_requested_format(completion, fmt, value):
+    assert extract_strict(completion, fmt) == value
+
+
+@pytest.mark.parametrize("completion, value", [
+    ("3 apples and 4 pears make 7", 7.0),
+    ("Total: $1,250.", 1250.0),
+    ("<SOLUTION>18</SOLUTION><confidence>0.85</confidence>", 18.0),  # a confidence is never the answer
+    ("answer 9 <confidence> 0.3 </confidence>", 9.0),
+    ("no digits here", None),
+    ("-12 degrees", -12.0),
+])
+def test_flexible_extraction_takes_the_last_number_but_not_a_confidence(completion, value):
+    assert extract_flexible(completion) == value
+
+
+def test_confidence_is_read_only_when_in_range():
+    assert extract_confidence("<SOLUTION>1</SOLUTION><confidence>0.85</confidence>") == 0.85
+    assert extract_confidence("<confidence>1.5</confidence>") is None
+    assert extract_confidence("<confidence>high</confidence>") is None
+    assert extract_confidence("nothing") is None
+
+
+def test_comparison_tolerates_float_noise_but_not_wrong_answers():
+    assert is_correct(0.1 + 0.2, 0.3)
+    assert is_correct(1e6, 1000000.0000001)
+    assert not is_correct(41.0, 42.0)
+    assert not is_correct(None, 42.0)
+
+
+def test_grade_records_both_extractors_and_format_flags():
+    row = grade("<start_working_out>6*7<end_working_out><SOLUTION>42</SOLUTION>", 42.0, "tagged")
+    assert row["correct_strict"] and row["correct_flexible"] and row["has_answer"] and row["has_working_out"]
+    loose = grade("I think it is 42", 42.0, "tagged")
+    assert not loose["correct_strict"] and loose["correct_flexible"] and not loose["has_answer"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_extraction_never_raises(text):
+    for fmt in ("tagged", "gsm8k", "boxed"):
+        grade(text, 1.0, fmt)
+    normalize_number(text)
+    final_number(text)

@@ -1,0 +1,50 @@
+"""The `gsm-pipeline` command outside the DAG: evaluate any model folder, re-grade generations."""
+import json
+import subprocess
+
+import pytest
+
+from conftest import REPO
+
+
+def run(*args, cwd=None):
+    return subprocess.run(["gsm-pipeline", *args], cwd=cwd or REPO, capture_output=True, text=True)
+
+
+def test_evaluate_any_model_folder(tiny_model, tiny_data, tmp_path):
+    done = run("evaluate", "--model", str(tiny_model), "--data", str(tiny_data / "test.jsonl"),
+               "--max-new-tokens", "8", "--out", str(tmp_path / "eval"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    metrics = json.loads((tmp_path / "eval/metrics.json").read_text())
+    assert metrics["n"] == 8 and 0 <= metrics["accuracy_strict"] <= 1
+    rows = (tmp_path / "eval/predictions.jsonl").read_text().splitlines()
+    assert len(rows) == 8 and {"completion", "extracted_strict", "correct_flexible"} <= set(json.loads(rows[0]))
+
+
+def test_evaluate_names_a_folder_without_weights(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    done = run("evaluate", "--model", str(tmp_path), "--data", "x.jsonl")
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"error: {tmp_path}: model folder has no weights (*.safetensors)"
+
+
+def test_grade_regrades_and_names_malformed_lines(tmp_path):
+    src = tmp_path / "gen.jsonl"
+    src.write_text("\n".join([
+        json.dumps({"completion": "<SOLUTION>72</SOLUTION>", "answer": "48 + 24 = 72\n#### 72"}),
+        "{broken",
+        json.dumps({"completion": "it is 5", "answer": "6"}),
+    ]) + "\n")
+    done = run("grade", str(src), "-o", str(tmp_path / "out.jsonl"))
+    assert "gen.jsonl:2: not valid JSON" in done.stderr
+    assert "strict 0.500  flexible 0.500  n=2" in done.stdout
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["correct_strict"] for r in rows] == [True, False]
+    assert rows[1]["extracted_flexible"] == 5.0 and rows[0]["confidence"] is None
+
+
+@pytest.mark.parametrize("args", [["--help"], []])
+def test_help_lists_every_command(args):
+    out = run(*args).stdout
+    for command in ("evaluate", "grade", "train-sft", "train-grpo", "report", "validate"):
+        assert command in out

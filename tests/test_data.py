@@ -1,0 +1,79 @@
+"""Data preparation: disjoint splits, held-out templates never trained on, clear errors on bad rows."""
+import pytest
+
+from conftest import write_jsonl
+from gsm_pipeline.config import DataConfig
+from gsm_pipeline.data import build_splits
+from gsm_pipeline.errors import DataError
+
+
+@pytest.fixture(scope="module")
+def symbolic():
+    return build_splits(DataConfig(prep_sft_size=16, full_sft_size=32, grpo_size=16, test_size=16))[0]
+
+
+def test_gsm_symbolic_rows_are_normalised(symbolic):
+    row = symbolic["prep_sft"][0]
+    assert set(row) == {"id", "question", "reasoning", "answer", "template", "source"}
+    assert "####" not in row["reasoning"] and float(row["answer"]) == float(row["answer"])
+
+
+def test_splits_are_disjoint_and_held_out_templates_are_never_trained_on(symbolic):
+    ids = [r["id"] for split in symbolic.values() for r in split]
+    assert len(ids) == len(set(ids))
+    trained = {r["template"] for s in ("prep_sft", "full_sft", "grpo") for r in symbolic[s]}
+    assert {r["template"] for r in symbolic["symbolic_heldout"]}.isdisjoint(trained)
+    assert {r["template"] for r in symbolic["symbolic_id"]}.isdisjoint(r["template"] for r in symbolic["symbolic_heldout"])
+    assert len(symbolic["symbolic_id"]) == len(symbolic["symbolic_heldout"]) == 16
+
+
+def test_same_seed_same_data():
+    cfg = DataConfig(prep_sft_size=4, full_sft_size=4, grpo_size=4, test_size=4)
+    assert build_splits(cfg)[0] == build_splits(cfg)[0]
+
+
+def jsonl_config(tmp_path, train_rows, test_rows=None, **kw):
+    train = write_jsonl(tmp_path / "train.jsonl", train_rows) if train_rows is not None else tmp_path / "none.jsonl"
+    test = write_jsonl(tmp_path / "test.jsonl", test_rows or [{"question": "q", "answer": "#### 1"}])
+    return DataConfig(source="jsonl", train_file=str(train), test_file=str(test), prep_sft_size=1,
+                      full_sft_size=1, grpo_size=1, **kw)
+
+
+GOOD = [{"question": f"q{i}", "answer": f"r\n#### {i}"} for i in range(3)]
+
+
+def test_local_jsonl_rows_become_splits(tmp_path):
+    splits, skipped = build_splits(jsonl_config(tmp_path, GOOD))
+    assert [len(splits[s]) for s in ("prep_sft", "full_sft", "grpo", "test")] == [1, 1, 1, 1]
+    assert skipped == {}
+
+
+def test_bad_json_line_is_named_by_file_and_line(tmp_path):
+    cfg = jsonl_config(tmp_path, GOOD)
+    (tmp_path / "train.jsonl").write_text('{"question": "q", "answer": "#### 1"}\n{not json\n')
+    with pytest.raises(DataError, match=r"train.jsonl:2: not valid JSON"):
+        build_splits(cfg)
+
+
+@pytest.mark.parametrize("row, message", [
+    ({"answer": "#### 1"}, "row has no 'question'"),
+    ({"question": "q"}, "row has no 'answer'"),
+])
+def test_row_without_question_or_answer_is_named(tmp_path, row, message):
+    with pytest.raises(DataError, match=rf"train.jsonl:2: {message}"):
+        build_splits(jsonl_config(tmp_path, [GOOD[0], row]))
+
+
+def test_answer_without_final_number_is_skipped_and_counted_or_an_error(tmp_path):
+    rows = GOOD + [{"question": "q", "answer": "no number here"}]
+    _, skipped = build_splits(jsonl_config(tmp_path, rows))
+    assert list(skipped.values()) == [1]
+    with pytest.raises(DataError, match=r"train.jsonl:4: answer has no final number"):
+        build_splits(jsonl_config(tmp_path, rows, missing_answer="error"))
+
+
+def test_missing_file_and_too_few_rows_are_clear(tmp_path):
+    with pytest.raises(DataError, match="none.jsonl: dataset file not found"):
+        build_splits(jsonl_config(tmp_path, None))
+    with pytest.raises(DataError, match="exceeds the 2 usable training rows"):
+        build_splits(jsonl_config(tmp_path, GOOD[:2]))

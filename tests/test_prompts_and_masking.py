@@ -1,0 +1,54 @@
+"""What the SFT trainer actually sees: the evaluation prompt as prefix, the prompt masked
+out of the loss (-100) unless configured otherwise, and EOS labelled so generation stops."""
+import json
+
+import pytest
+
+from conftest import arithmetic_rows, write_jsonl
+from gsm_pipeline.config import validate_config
+from gsm_pipeline.prompts import render_prompt, render_target
+from gsm_pipeline.train_sft import build_trainer
+
+CHAT = {"answer_format": "tagged", "chat_template": True}
+RAW = {"answer_format": "gsm8k", "chat_template": False}
+
+
+def sft_batch(tmp_path, tiny_model, **experiment):
+    cfg = validate_config({"experiments": {"x": experiment},
+                           "stages": {"prep_sft": {"max_length": 256, "training_args": {"max_steps": 1}}}})
+    rows = [{"id": str(i), "question": r["question"], "reasoning": r["answer"].split("\n")[0],
+             "answer": r["answer"].rsplit(" ", 1)[1]} for i, r in enumerate(arithmetic_rows(4, seed=3))]
+    data = write_jsonl(tmp_path / "rows.jsonl", rows)
+    job = cfg.sft_job("x", "prep_sft")
+    trainer, tokenizer = build_trainer(json.loads(json.dumps(job)), str(tiny_model), str(data), tmp_path / "ckpt")
+    example = trainer.train_dataset[0]
+    batch = trainer.data_collator([example])
+    return rows[0], job["prompt"], tokenizer, example, batch
+
+
+@pytest.mark.parametrize("spec", [CHAT, RAW], ids=["chat", "raw"])
+def test_evaluation_prompt_is_the_training_prompt_prefix(tmp_path, tiny_model, spec):
+    row, prompt, tokenizer, example, _ = sft_batch(tmp_path, tiny_model, **spec)
+    eval_prompt = render_prompt(row["question"], prompt, tokenizer)
+    trained_text = tokenizer.decode(example["input_ids"])
+    assert trained_text.startswith(eval_prompt)
+    assert trained_text[len(eval_prompt):].startswith(render_target(row["reasoning"], row["answer"], prompt))
+    if spec["chat_template"]:
+        assert "<|im_start|>assistant\n" in eval_prompt
+    else:
+        assert "<|im_start|>" not in eval_prompt
+
+
+def test_prompt_tokens_are_masked_and_eos_is_labelled(tmp_path, tiny_model):
+    row, prompt, tokenizer, example, batch = sft_batch(tmp_path, tiny_model, **CHAT)
+    labels, ids = batch["labels"][0].tolist(), batch["input_ids"][0].tolist()
+    n_prompt = len(tokenizer(render_prompt(row["question"], prompt, tokenizer), add_special_tokens=False)["input_ids"])
+    assert labels[:n_prompt] == [-100] * n_prompt
+    assert labels[n_prompt:] == ids[n_prompt:] and all(t != -100 for t in labels[n_prompt:])
+    assert ids[-1] == tokenizer.eos_token_id and labels[-1] == tokenizer.eos_token_id
+
+
+def test_full_sequence_loss_labels_the_prompt_too(tmp_path, tiny_model):
+    _, _, tokenizer, _, batch = sft_batch(tmp_path, tiny_model, completion_only_loss=False, **CHAT)
+    labels = batch["labels"][0].tolist()
+    assert -100 not in labels and labels == batch["input_ids"][0].tolist()
