@@ -86,6 +86,22 @@ def training_rows(log_files: list[str]) -> list[dict[str, Any]]:
     return out
 
 
+def findings(rows: list[dict[str, Any]]) -> list[str]:
+    """One plain sentence per trained stage and test set: what changed against base, and how sure we are."""
+    base = {(r["experiment"], r["testset"]): r for r in rows if r["stage"] == "base"}
+    out = []
+    for r in rows:
+        b = base.get((r["experiment"], r["testset"]))
+        if r["stage"] == "base" or b is None:
+            continue
+        out.append(f"{r['experiment']}/{r['stage']} on {r['testset']} (n={r['n']}): "
+                   f"answer-format rate {b['answer_rate']:.0%} -> {r['answer_rate']:.0%} "
+                   f"(p={r['p_answer_rate_vs_base']:.2g}), strict accuracy {b['accuracy_strict']:.0%} -> "
+                   f"{r['accuracy_strict']:.0%} (p={r['p_strict_vs_base']:.2g}), flexible "
+                   f"{b['accuracy_flexible']:.0%} -> {r['accuracy_flexible']:.0%} (p={r['p_flexible_vs_base']:.2g})")
+    return out
+
+
 def plot_accuracy(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -163,15 +179,18 @@ def write_report(metrics_files: list[str], log_files: list[str], experiments: di
                   "share_groups_with_reward_variance"]
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>GSM pipeline report</title>
 <style>body{{font-family:sans-serif;max-width:1200px;margin:auto}} table{{border-collapse:collapse;font-size:12px}}
-td,th{{border:1px solid #ccc;padding:3px 6px;vertical-align:top}} pre{{white-space:pre-wrap;margin:0}}</style></head><body>
+td,th{{border:1px solid #ccc;padding:3px 6px;vertical-align:top}} .wide{{overflow-x:auto}}
+pre{{white-space:pre-wrap;margin:0;max-height:14em;overflow:auto}}</style></head><body>
 <h1>What SFT and GRPO did to the model</h1>
 <p>Greedy decoding; strict = the format the prompt asked for, flexible = last number in the completion.
 Intervals are 95% Wilson; p-values are exact McNemar tests on the same problems (vs the base model with the
 same prompt, and vs the stage's parent). Seed {provenance['seed']}, config hash {provenance['config_hash']}.</p>
-<h2>Did each stage change accuracy and answer format?</h2><img src="accuracy.png" alt="accuracy per stage">
-{table_html(rows, cols)}
+<h2>Did each stage change accuracy and answer format?</h2>
+<ul>{"".join(f"<li>{html.escape(line)}</li>" for line in findings(rows))}</ul>
+<img src="accuracy.png" alt="accuracy per stage">
+<div class="wide">{table_html(rows, cols)}</div>
 <p>Download: <a href="comparison.csv">comparison.csv</a>, <a href="training.json">training.json</a></p>
-<h2>How did training go?</h2>{table_html(train, train_cols)}
+<h2>How did training go?</h2><div class="wide">{table_html(train, train_cols)}</div>
 <h2>What do the completions look like?</h2>{examples_html(evals, rows)}
 <h2>Provenance</h2><pre>{html.escape(json.dumps(provenance, indent=2))}</pre></body></html>"""
     (out_dir / "index.html").write_text(page, encoding="utf-8")

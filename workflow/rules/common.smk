@@ -1,11 +1,15 @@
 # Config validation and input functions; no rules live here.
 import json
+import os
 import re
 import shlex
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))  # works without `pip install -e .` too
+# The Snakefile and every job run this checkout's package, installed or not (jobs inherit the environment).
+PACKAGE_ROOT = str(Path(workflow.basedir) / "workflow")
+sys.path.insert(0, PACKAGE_ROOT)
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))
 
 from gsm_pipeline.config import PARENT_STAGE, STAGES, config_hash, validate_config
 from gsm_pipeline.errors import ConfigError

@@ -1,0 +1,84 @@
+"""Training entry points: LoRA merged into a plain model, pass-through trainer arguments
+checked by name, and checkpoints that resume only the run they belong to."""
+import json
+
+import pytest
+
+from conftest import arithmetic_rows, write_jsonl
+from gsm_pipeline import train_sft
+from gsm_pipeline.config import validate_config
+from gsm_pipeline.errors import ConfigError
+from gsm_pipeline.training import STAMP, prepare_checkpoints, trainer_arguments
+
+
+def sft_rows(tmp_path):
+    rows = [{"id": str(i), "question": r["question"], "reasoning": r["answer"].split("\n")[0],
+             "answer": r["answer"].rsplit(" ", 1)[1]} for i, r in enumerate(arithmetic_rows(8, seed=4))]
+    return write_jsonl(tmp_path / "rows.jsonl", rows)
+
+
+def run_sft(tmp_path, tiny_model, **experiment):
+    cfg = validate_config({"experiments": {"x": experiment}, "stages": {"prep_sft": {
+        "max_length": 256, "training_args": {"max_steps": 2, "per_device_train_batch_size": 4,
+                                             "learning_rate": 1e-2, "save_steps": 1}}}})
+    out = tmp_path / "model"
+    train_sft.main(["--config", json.dumps(cfg.sft_job("x", "prep_sft")), "--parent", str(tiny_model),
+                    "--data", str(sft_rows(tmp_path)), "--out", str(out), "--checkpoints", str(tmp_path / "ckpt"),
+                    "--log-history", str(tmp_path / "log.json")])
+    return out
+
+
+def test_lora_adapters_are_merged_into_a_plain_loadable_model(tmp_path, tiny_model):
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    out = run_sft(tmp_path, tiny_model, finetune="lora")
+    assert not (out / "adapter_config.json").exists()
+    AutoModelForCausalLM.from_pretrained(out)
+    trained, parent = load_file(str(out / "model.safetensors")), load_file(str(tiny_model / "model.safetensors"))
+    assert trained.keys() == parent.keys()  # no lora_A/lora_B left behind
+    changed = [k for k in trained if not trained[k].equal(parent[k])]
+    assert changed and all("proj" in k for k in changed)  # only adapted linear layers moved
+    history = json.loads((tmp_path / "log.json").read_text())
+    assert [h["step"] for h in history if "loss" in h] == [1, 2]
+
+
+def test_unknown_or_reserved_trainer_arguments_are_named():
+    from trl import SFTConfig
+
+    job = {"stage": "prep_sft", "seed": 0, "training_args": {"learning_rat": 1e-4}}
+    with pytest.raises(ConfigError, match=r"unknown key 'stages.prep_sft.training_args.learning_rat'"):
+        trainer_arguments(SFTConfig, job, "out")
+    job["training_args"] = {"max_length": 5}
+    with pytest.raises(ConfigError, match=r"use stages.prep_sft.max_length instead"):
+        trainer_arguments(SFTConfig, job, "out")
+
+
+def test_any_training_arguments_field_reaches_the_trainer(tmp_path):
+    from trl import SFTConfig
+
+    job = {"stage": "full_sft", "seed": 3, "training_args": {"gradient_checkpointing": True,
+                                                             "lr_scheduler_type": "cosine", "warmup_steps": 7}}
+    args = trainer_arguments(SFTConfig, job, tmp_path)
+    assert args.gradient_checkpointing and args.lr_scheduler_type == "cosine" and args.warmup_steps == 7
+    assert args.seed == 3 and args.report_to == []
+
+
+def fake_checkpoint(folder, step, complete=True):
+    ckpt = folder / f"checkpoint-{step}"
+    ckpt.mkdir(parents=True)
+    if complete:
+        (ckpt / "trainer_state.json").write_text("{}")
+        (ckpt / "model.safetensors").write_bytes(b"x")
+    return ckpt
+
+
+def test_resume_takes_the_newest_complete_checkpoint_of_the_same_config(tmp_path):
+    folder, job = tmp_path / "ckpt", {"stage": "grpo", "seed": 0}
+    assert prepare_checkpoints(folder, job) is None
+    fake_checkpoint(folder, 4)
+    fake_checkpoint(folder, 12)
+    fake_checkpoint(folder, 16, complete=False)  # killed while writing
+    assert prepare_checkpoints(folder, job) == str(folder / "checkpoint-12")
+    assert prepare_checkpoints(folder, {**job, "seed": 1}) is None  # another config: start afresh
+    assert not (folder / "checkpoint-12").exists() and (folder / STAMP).is_file()
