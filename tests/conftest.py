@@ -51,7 +51,7 @@ def tiny_config(model: Path, data_dir: Path) -> dict:
                      "training_args": {"max_steps": 3, "per_device_train_batch_size": 4, "learning_rate": 1.0e-3,
                                        "save_steps": 1}},
         },
-        "evaluation": {"max_new_tokens": 32, "batch_size": 8},
+        "evaluation": {"max_new_tokens": 32, "batch_size": 8, "samples": 4, "sample_temperature": 1.0},
     }
 
 

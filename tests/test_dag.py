@@ -45,6 +45,15 @@ def test_report_compares_every_stage_against_base_with_paired_tests(tiny_dag):
     assert "What is" in page  # completions of the same problems across stages
 
 
+def test_sampling_curves_cover_the_base_model_and_every_trained_stage(tiny_dag):
+    table = pd.read_csv(tiny_dag.root / "results/report/comparison.csv")
+    for n in (1, 2, 4):
+        assert table[[f"maj@{n}", f"best@{n}", f"pass@{n}"]].notna().all().all()
+    assert (table["pass@4"] >= table["pass@1"]).all()
+    assert (tiny_dag.root / "results/report/sampling.png").stat().st_size > 0
+    assert "Where a correct sample existed" in (tiny_dag.root / "results/report/index.html").read_text()
+
+
 def test_grpo_had_reward_signal_and_logged_it(tiny_dag):
     training = {r["run"]: r for r in json.loads((tiny_dag.root / "results/report/training.json").read_text())}
     assert training["tagged/grpo"]["share_groups_with_reward_variance"] > 0

@@ -77,3 +77,14 @@ def test_missing_file_and_too_few_rows_are_clear(tmp_path):
         build_splits(jsonl_config(tmp_path, None))
     with pytest.raises(DataError, match="exceeds the 2 usable training rows"):
         build_splits(jsonl_config(tmp_path, GOOD[:2]))
+
+
+def test_extra_test_files_become_named_test_sets(tmp_path):
+    extra = write_jsonl(tmp_path / "gsm8k_test.jsonl", [{"question": "q", "answer": "a\n#### 3"}] * 5)
+    cfg = DataConfig(prep_sft_size=2, full_sft_size=2, grpo_size=2, test_size=4,
+                     extra_test_files={"gsm8k": str(extra)})
+    assert cfg.test_sets() == ["symbolic_id", "symbolic_heldout", "gsm8k"]
+    splits, _ = build_splits(cfg)
+    assert len(splits["gsm8k"]) == 4 and splits["gsm8k"][0]["answer"] == "3"
+    with pytest.raises(ValueError, match="not repeat a built-in set"):
+        DataConfig(extra_test_files={"symbolic_id": str(extra)})

@@ -43,18 +43,27 @@ class DataConfig(Strict):
         0.2, gt=0, lt=1, description="gsm_symbolic: share of templates kept out of training, tested apart")
     missing_answer: Literal["skip", "error"] = Field(
         "skip", description="A row whose answer has no final number: skip and count it, or fail")
+    extra_test_files: dict[str, str] = Field(
+        default_factory=dict, description="More test sets, name -> JSONL of question/answer rows "
+                                          "(e.g. a local GSM8K test.jsonl as an out-of-distribution set)")
 
     @model_validator(mode="after")
     def _files_for_jsonl(self) -> "DataConfig":
         if self.source == "jsonl" and not (self.train_file and self.test_file):
             raise ValueError("source 'jsonl' needs data.train_file and data.test_file")
+        for name in self.extra_test_files:
+            if not re.match(NAME_PATTERN, name) or name in self.source_test_sets():
+                raise ValueError(f"extra_test_files: {name!r} must match {NAME_PATTERN} and not repeat a built-in set")
         return self
 
-    def test_sets(self) -> list[str]:
-        """Names of the test sets this data source yields (wildcard values)."""
+    def source_test_sets(self) -> list[str]:
         if self.source == "gsm_symbolic":
             return ["symbolic_id", "symbolic_heldout"]
         return ["gsm8k" if self.source == "gsm8k" else "test"]
+
+    def test_sets(self) -> list[str]:
+        """Names of every test set (the {testset} wildcard values)."""
+        return self.source_test_sets() + sorted(self.extra_test_files)
 
 
 class ModelConfig(Strict):
@@ -93,6 +102,11 @@ class StagesConfig(Strict):
 class EvalConfig(Strict):
     max_new_tokens: int = Field(256, ge=1, description="Generation budget per test problem")
     batch_size: int = Field(16, ge=1, description="Problems generated together")
+    samples: int = Field(0, ge=0, le=64, description="Sampled completions per problem besides greedy (0: greedy only)")
+    sample_temperature: float = Field(0.7, gt=0, description="Temperature of the sampled completions")
+    reward_model: str | None = Field(
+        None, description="Folder of a sequence-classification reward model ranking samples for best-of-n "
+                          "(default: the policy's mean token log-probability)")
 
 
 class ExperimentConfig(Strict):

@@ -165,10 +165,17 @@ def jsonl_rows(cfg: DataConfig, skipped: dict[str, int]) -> dict[str, list[dict[
 def build_splits(cfg: DataConfig) -> tuple[dict[str, list[dict]], dict[str, int]]:
     skipped: dict[str, int] = {}
     if cfg.source == "gsm_symbolic":
-        return gsm_symbolic_rows(cfg), skipped
-    if cfg.source == "gsm8k":
-        return gsm8k_rows(cfg, skipped), skipped
-    return jsonl_rows(cfg, skipped), skipped
+        splits = gsm_symbolic_rows(cfg)
+    elif cfg.source == "gsm8k":
+        splits = gsm8k_rows(cfg, skipped)
+    else:
+        splits = jsonl_rows(cfg, skipped)
+    for name, path in cfg.extra_test_files.items():
+        rows = normalise_gsm8k_rows(read_jsonl(path), path, name, cfg.missing_answer, skipped)
+        if not rows:
+            raise DataError(f"{path}: no usable test rows")
+        splits[name] = rows[: cfg.test_size]
+    return splits, skipped
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,23 +15,48 @@ from typing import Any
 from .answers import final_number, grade
 from .data import load_test_rows, write_jsonl
 from .errors import DataError, run_main
-from .generation import generate
+from .generation import generate, sample
 from .metrics import summarize
 from .prompts import STOP_STRINGS, render_prompt
+from .sampling import policy_scorer, reward_model_scorer, sample_metrics
 from .training import check_model_dir, load_model_and_tokenizer, seed_everything
 
 
 def evaluate_rows(model, tokenizer, rows: list[dict[str, Any]], job: dict[str, Any]) -> list[dict[str, Any]]:
+    """Greedy completions, graded: one row per problem."""
     spec = job["prompt"]
     prompts = [render_prompt(r["question"], spec, tokenizer) for r in rows]
     outputs = generate(model, tokenizer, prompts, max_new_tokens=job["max_new_tokens"],
                        batch_size=job["batch_size"], stop_strings=STOP_STRINGS[spec["answer_format"]])
-    graded = []
-    for row, out in zip(rows, outputs):
-        graded.append({"id": row["id"], "question": row["question"], "gold": row["answer"],
-                       "template": row.get("template"), **out,
-                       **grade(out["completion"], final_number(row["answer"]), spec["answer_format"])})
-    return graded
+    return [graded_row(row, out, spec["answer_format"]) for row, out in zip(rows, outputs)]
+
+
+def graded_row(row: dict[str, Any], out: dict[str, Any], answer_format: str, **extra: Any) -> dict[str, Any]:
+    return {"id": row["id"], "question": row["question"], "gold": row["answer"], "template": row.get("template"),
+            **extra, **out, **grade(out["completion"], final_number(row["answer"]), answer_format)}
+
+
+def sample_rows(model, tokenizer, rows: list[dict[str, Any]], job: dict[str, Any]) -> list[dict[str, Any]]:
+    """`samples` sampled completions per problem, graded and scored for best-of-n: one row per sample."""
+    if not job.get("samples"):
+        return []
+    spec = job["prompt"]
+    prompts = [render_prompt(r["question"], spec, tokenizer) for r in rows]
+    groups = sample(model, tokenizer, prompts, job["samples"], max_new_tokens=job["max_new_tokens"],
+                    batch_size=job["batch_size"], stop_strings=STOP_STRINGS[spec["answer_format"]],
+                    temperature=job["sample_temperature"])
+    scorer = reward_model_scorer(job["reward_model"]) if job.get("reward_model") else policy_scorer(model, tokenizer)
+    flat_prompts = [p for p, g in zip(prompts, groups) for _ in g]
+    scores = iter(scorer(flat_prompts, [s["completion"] for g in groups for s in g]))
+    return [graded_row(row, out, spec["answer_format"], sample=k, score=next(scores))
+            for row, group in zip(rows, groups) for k, out in enumerate(group)]
+
+
+def sampling_summary(rows: list[dict[str, Any]], samples: list[dict[str, Any]]) -> dict[str, Any]:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for s in samples:
+        groups.setdefault(s["id"], []).append(s)
+    return sample_metrics(groups, {r["id"]: final_number(r["answer"]) for r in rows})
 
 
 def default_test_rows() -> list[dict[str, Any]]:
@@ -51,13 +76,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--raw", action="store_true", help="do not apply the chat template")
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--samples", type=int, default=0, help="sampled completions per problem (maj@n, best-of-n)")
+    parser.add_argument("--temperature", type=float, default=0.7, help="temperature of the samples")
+    parser.add_argument("--reward-model", help="reward model folder ranking samples for best-of-n")
     parser.add_argument("--meta", default="{}", help="labels stored in metrics.json (JSON)")
     parser.add_argument("--out", default="results/adhoc_eval", help="output folder")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     job = json.loads(args.config) if args.config else {
         "prompt": {"answer_format": args.answer_format, "chat_template": not args.raw}, "seed": 0,
-        "dtype": "float32", "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size}
+        "dtype": "float32", "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size,
+        "samples": args.samples, "sample_temperature": args.temperature, "reward_model": args.reward_model}
     seed_everything(job["seed"], args.threads)
     check_model_dir(args.model)  # fail before any work
     rows = load_test_rows(args.data) if args.data else default_test_rows()
@@ -66,12 +95,18 @@ def main(argv: list[str] | None = None) -> None:
     model, tokenizer = load_model_and_tokenizer(args.model, job["dtype"], padding_side="left")
     start = time.time()
     graded = evaluate_rows(model, tokenizer, rows, job)
+    samples = sample_rows(model, tokenizer, rows, job)
     seconds = time.time() - start
     out = Path(args.out)
     write_jsonl(out / "predictions.jsonl", graded)
+    write_jsonl(out / "samples.jsonl", samples)
     metrics = {**json.loads(args.meta), "model": str(args.model), "data": str(args.data or "gsm_symbolic default"),
                "prompt": job["prompt"], "max_new_tokens": job["max_new_tokens"], "decoding": "greedy",
                "seed": job["seed"], "generation_seconds": round(seconds, 1), **summarize(graded)}
+    if samples:
+        metrics["sampling"] = {"samples": job["samples"], "temperature": job["sample_temperature"],
+                               "scorer": job.get("reward_model") or "policy mean token log-probability",
+                               **sampling_summary(rows, samples)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     print(f"strict {metrics['accuracy_strict']:.3f}  flexible {metrics['accuracy_flexible']:.3f}  "
           f"answer rate {metrics['answer_rate']:.3f}  n={metrics['n']}  ({seconds:.0f}s)")

@@ -6,6 +6,8 @@ import sys
 import time
 from typing import Any
 
+from transformers import StoppingCriteria
+
 
 def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, batch_size: int,
              stop_strings: list[str] | None = None, do_sample: bool = False, temperature: float = 1.0,
@@ -24,10 +26,10 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, batch
         batch = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
         batch = {k: v.to(model.device) for k, v in batch.items()}
         kwargs = {"temperature": temperature, "top_p": 1.0, "top_k": 0} if do_sample else {}
+        criteria = [StopOnText(tokenizer, stop_strings, batch["input_ids"].shape[1])] if stop_strings else []
         with torch.inference_mode():
             out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=do_sample,
-                                 stop_strings=stop_strings or None, tokenizer=tokenizer,
-                                 pad_token_id=tokenizer.pad_token_id, **kwargs)
+                                 stopping_criteria=criteria, pad_token_id=tokenizer.pad_token_id, **kwargs)
         new = out[:, batch["input_ids"].shape[1]:].tolist()
         for i, tokens in zip(idx, new):
             results[i] = _finish(tokens, tokenizer, eos_ids, stop_strings or [], max_new_tokens)
@@ -35,6 +37,30 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, batch
             done = min(first + batch_size, len(order))
             print(f"generated {done}/{len(order)} ({time.time() - start:.0f}s)", file=sys.stderr, flush=True)
     return results  # type: ignore[return-value]
+
+
+def sample(model, tokenizer, prompts: list[str], n: int, **kwargs) -> list[list[dict[str, Any]]]:
+    """n sampled completions per prompt (prompts repeated, so batching and stopping work as for greedy)."""
+    flat = generate(model, tokenizer, [p for p in prompts for _ in range(n)], do_sample=True, **kwargs)
+    return [flat[i * n:(i + 1) * n] for i in range(len(prompts))]
+
+
+class StopOnText(StoppingCriteria):
+    """Stops each row once its generated tail contains a stop string.
+
+    transformers' own `stop_strings` rebuilds vocabulary-wide tables on every generate
+    call (seconds per batch here); decoding the last few generated tokens is enough.
+    """
+
+    def __init__(self, tokenizer, stops: list[str], prompt_length: int, window: int = 16):
+        self.tokenizer, self.stops, self.start, self.window = tokenizer, stops, prompt_length, window
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        tail = input_ids[:, max(self.start, input_ids.shape[1] - self.window):]
+        texts = self.tokenizer.batch_decode(tail, skip_special_tokens=True)
+        return torch.tensor([any(s in t for s in self.stops) for t in texts], device=input_ids.device)
 
 
 def _as_list(value) -> list[int]:

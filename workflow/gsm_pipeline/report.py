@@ -8,23 +8,41 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from .data import load_rows
 from .errors import run_main
 from .metrics import mcnemar_exact
-
-STAGE_ORDER = ["base", "prep_sft", "full_sft", "grpo"]
-
+from .plots import plot_accuracy, plot_sampling
 
 def load_evaluations(metrics_files: list[str]) -> list[dict[str, Any]]:
     evals = []
     for path in metrics_files:
         metrics = json.loads(Path(path).read_text())
+        metrics["path"] = str(path)
         metrics["rows"] = {r["id"]: r for r in load_rows(Path(path).parent / "predictions.jsonl")}
+        samples = Path(path).parent / "samples.jsonl"
+        metrics["samples"] = load_rows(samples) if samples.is_file() else []
         evals.append(metrics)
     return evals
+
+
+def per_example_table(evals: list[dict[str, Any]]):
+    """Every graded completion, greedy and sampled, with the run and test set it belongs to."""
+    import pandas as pd
+
+    keep = ["id", "gold", "completion", "extracted_strict", "extracted_flexible", "correct_strict",
+            "correct_flexible", "confidence", "truncated", "completion_tokens"]
+    frames = []
+    for e in evals:
+        for kind, rows in (("greedy", list(e["rows"].values())), ("sampled", e["samples"])):
+            if rows:
+                frame = pd.DataFrame(rows)
+                frame = frame[keep + (["sample", "score"] if kind == "sampled" else [])]
+                frames.append(frame.assign(run=e["run"], testset=e["testset"], decoding=kind))
+    return pd.concat(frames, ignore_index=True)
 
 
 def paired(first: dict, second: dict | None, field: str) -> float | None:
@@ -49,7 +67,7 @@ def comparison_rows(evals: list[dict[str, Any]], experiments: dict[str, dict]) -
                     continue
                 base, par = by_run.get((layout["base_run"], testset)), by_run.get((parent, testset))
                 rows.append({
-                    "experiment": name, "stage": stage, "testset": testset, "prompt": ev["prompt_key"],
+                    "experiment": name, "stage": stage, "testset": testset, "prompt": ev["prompt_key"], "shots": 0,
                     "decoding": ev["decoding"], "max_new_tokens": ev["max_new_tokens"], "seed": ev["seed"],
                     "n": ev["n"],
                     "accuracy_strict": ev["accuracy_strict"], "ci95_low": ev["accuracy_strict_ci95"][0],
@@ -63,6 +81,7 @@ def comparison_rows(evals: list[dict[str, Any]], experiments: dict[str, dict]) -
                     "p_answer_rate_vs_base": paired(ev, base, "has_answer"),
                     "p_strict_vs_parent": paired(ev, par, "correct_strict") if stage != "base" else None,
                     "run": run, "parent": "" if stage == "base" else parent,
+                    **{k: v for k, v in ev.get("sampling", {}).items() if "@" in k},
                 })
     return rows
 
@@ -102,34 +121,6 @@ def findings(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def plot_accuracy(rows: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    keys = sorted({(r["experiment"], r["testset"]) for r in rows})
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.6), squeeze=False)
-    for ax, (exp, testset) in zip(axes[0], keys):
-        sub = sorted((r for r in rows if (r["experiment"], r["testset"]) == (exp, testset)),
-                     key=lambda r: STAGE_ORDER.index(r["stage"]))
-        xs = range(len(sub))
-        for offset, kind, colour in ((-0.2, "strict", "tab:blue"), (0.2, "flexible", "tab:orange")):
-            acc = [r[f"accuracy_{kind}"] for r in sub]
-            lo = [r[f"{'ci95' if kind == 'strict' else 'flex_ci95'}_low"] for r in sub]
-            hi = [r[f"{'ci95' if kind == 'strict' else 'flex_ci95'}_high"] for r in sub]
-            ax.bar([x + offset for x in xs], acc, 0.4, color=colour, label=kind,
-                   yerr=[[a - l for a, l in zip(acc, lo)], [h - a for a, h in zip(acc, hi)]], capsize=3)
-        ax.plot(list(xs), [r["answer_rate"] for r in sub], "k.--", label="answer-format rate")
-        ax.set_xticks(list(xs), [r["stage"] for r in sub])
-        ax.set_ylim(0, 1)
-        ax.set_title(f"{exp} / {testset} (n={sub[0]['n']})", fontsize=9)
-    axes[0][0].set_ylabel("accuracy (95% Wilson CI)")
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def table_html(rows: list[dict[str, Any]], columns: list[str]) -> str:
     def cell(v):
         if isinstance(v, float):
@@ -138,6 +129,23 @@ def table_html(rows: list[dict[str, Any]], columns: list[str]) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{cell(r.get(c))}</td>" for c in columns) + "</tr>" for r in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def sampling_html(rows: list[dict[str, Any]], sampling: dict[tuple[str, str], dict]) -> str:
+    """Does sampling help? Curves, plus the questions a correct sample existed for but the vote or scorer lost."""
+    if not sampling:
+        return ("<h2>Does sampling help?</h2><p>Sampling is off in this config (evaluation.samples: 0); "
+                "maj@n, best-of-n and pass@n need it.</p>")
+    first = next(iter(sampling.values()))
+    lost = [{"run": r["run"], "testset": r["testset"], "lost_by_vote": len(m["lost_by_vote"]),
+             "lost_by_scorer": len(m["lost_by_scorer"]),
+             "questions": " ".join(sorted(set(m["lost_by_vote"]) | set(m["lost_by_scorer"])))}
+            for r in rows if (m := sampling.get((r["run"], r["testset"])))]
+    return (f"<h2>Does sampling help?</h2><p>{first['samples']} samples per question at temperature "
+            f"{first['temperature']}; best-of-n ranks by {html.escape(first['scorer'])}; strict extraction. "
+            "Curves use the first n samples.</p><img src=\"sampling.png\" alt=\"maj@n, best-of-n, pass@n\">"
+            "<h3>Where a correct sample existed but the vote or the scorer chose wrong</h3>"
+            f"<div class=\"wide\">{table_html(lost, ['run', 'testset', 'lost_by_vote', 'lost_by_scorer', 'questions'])}</div>")
 
 
 def examples_html(evals: list[dict[str, Any]], rows: list[dict[str, Any]], per_set: int = 3) -> str:
@@ -169,10 +177,14 @@ def write_report(metrics_files: list[str], log_files: list[str], experiments: di
     evals = load_evaluations(metrics_files)
     rows = comparison_rows(evals, experiments)
     pd.DataFrame(rows).to_csv(out_dir / "comparison.csv", index=False)
+    per_example_table(evals).to_csv(out_dir / "per_example.csv", index=False)
     train = training_rows(log_files)
     (out_dir / "training.json").write_text(json.dumps(train, indent=2))
     plot_accuracy(rows, out_dir / "accuracy.png")
-    cols = ["experiment", "stage", "testset", "prompt", "n", "accuracy_strict", "ci95_low", "ci95_high",
+    sampling = {(e["run"], e["testset"]): e["sampling"] for e in evals if "sampling" in e}
+    if sampling:
+        plot_sampling(rows, sampling, out_dir / "sampling.png")
+    cols = ["experiment", "stage", "testset", "prompt", "shots", "n", "accuracy_strict", "ci95_low", "ci95_high",
             "accuracy_flexible", "answer_rate", "thinking_rate", "truncation_rate", "p_strict_vs_base",
             "p_answer_rate_vs_base", "p_strict_vs_parent"]
     train_cols = ["run", "steps", "first_loss", "last_loss", "first_reward", "last_reward", "mean_reward",
@@ -189,7 +201,10 @@ same prompt, and vs the stage's parent). Seed {provenance['seed']}, config hash 
 <ul>{"".join(f"<li>{html.escape(line)}</li>" for line in findings(rows))}</ul>
 <img src="accuracy.png" alt="accuracy per stage">
 <div class="wide">{table_html(rows, cols)}</div>
-<p>Download: <a href="comparison.csv">comparison.csv</a>, <a href="training.json">training.json</a></p>
+<p>Download: <a href="comparison.csv">comparison.csv</a>, <a href="per_example.csv">per_example.csv</a>
+(every graded completion), <a href="training.json">training.json</a>; each evaluation's metrics:
+{", ".join(f'<a href="{html.escape(os.path.relpath(e["path"], out_dir))}">{html.escape(e["run"])}/{html.escape(e["testset"])}</a>' for e in evals)}.</p>
+{sampling_html(rows, sampling)}
 <h2>How did training go?</h2><div class="wide">{table_html(train, train_cols)}</div>
 <h2>What do the completions look like?</h2>{examples_html(evals, rows)}
 <h2>Provenance</h2><pre>{html.escape(json.dumps(provenance, indent=2))}</pre></body></html>"""

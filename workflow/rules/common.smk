@@ -46,6 +46,18 @@ def code(module):
     return module_sources(module)
 
 
+def local_data_files():
+    """User data files are inputs of prepare_data, so editing one reruns it (and what depends on it)."""
+    d = CFG.data
+    files = list(d.extra_test_files.values())
+    if d.source == "jsonl":
+        files += [d.train_file, d.test_file]
+    elif d.source == "gsm8k" and d.gsm8k_path:
+        suffix = "" if d.gsm8k_config == "main" else "_socratic"
+        files += [f"{d.gsm8k_path}/{split}{suffix}.jsonl" for split in ("train", "test")]
+    return files
+
+
 def model_dir(experiment, stage):
     return BASE_MODEL if stage == "base" else f"results/{experiment}/{stage}/model"
 
@@ -65,8 +77,8 @@ def eval_runs():
     return sorted(runs)
 
 
-def eval_metrics(runs=None):
-    return expand("results/{run}/eval/{testset}/metrics.json", run=runs or eval_runs(), testset=TESTSETS)
+def eval_outputs(name="metrics.json"):
+    return expand("results/{run}/eval/{testset}/{name}", run=eval_runs(), testset=TESTSETS, name=name)
 
 
 def training_logs():

@@ -1,6 +1,7 @@
 rule prepare_data:
     """Normalised train/GRPO/test rows from gsm_symbolic, GSM8K or local JSONL, shared by every experiment."""
     input:
+        files=local_data_files(),
         code=code("data"),
     output:
         prep_sft="results/data/prep_sft.jsonl",

@@ -4,6 +4,7 @@ rule evaluate:
         unpack(eval_inputs),
     output:
         predictions="results/{run}/eval/{testset}/predictions.jsonl",
+        samples="results/{run}/eval/{testset}/samples.jsonl",
         metrics="results/{run}/eval/{testset}/metrics.json",
     params:
         job=lambda w: as_arg(CFG.eval_job(eval_params(w)["prompt"])),
@@ -22,4 +23,4 @@ rule evaluate:
 rule evaluations:
     """Target: every evaluation (base and each trained stage), without the report."""
     input:
-        eval_metrics(),
+        eval_outputs("metrics.json"),

@@ -1,12 +1,15 @@
 rule report:
     """comparison.csv and index.html across every experiment, stage and test set."""
     input:
-        metrics=eval_metrics(),
+        metrics=eval_outputs("metrics.json"),
+        predictions=eval_outputs("predictions.jsonl"),
+        samples=eval_outputs("samples.jsonl"),
         logs=training_logs(),
         code=code("report"),
     output:
         csv="results/report/comparison.csv",
         html="results/report/index.html",
+        per_example="results/report/per_example.csv",
     params:
         layout=as_arg(report_layout()),
         provenance=as_arg({"seed": CFG.seed, "config_hash": config_hash(CFG.model_dump())}),

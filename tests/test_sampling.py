@@ -1,0 +1,78 @@
+"""Sampled evaluation: maj@n votes, best-of-n follows the scorer, pass@n is any-correct,
+each from the first n samples; hand-built groups make the expected numbers obvious."""
+import json
+import math
+import subprocess
+
+from conftest import REPO
+from gsm_pipeline.sampling import question_outcomes, sample_metrics, vote
+
+
+def s(answer, gold, score):
+    return {"extracted_strict": answer, "correct_strict": answer == gold, "score": score}
+
+
+def test_vote_ignores_unparseable_answers_and_breaks_ties_by_first_appearance():
+    assert vote([None, 3.0, 5.0, 5.0]) == 5.0
+    assert vote([3.0, 5.0]) == 3.0
+    assert vote([None, None]) is None
+
+
+def test_outcomes_use_only_the_first_n_samples():
+    samples = [s(1.0, 7.0, -0.1), s(7.0, 7.0, -0.9), s(7.0, 7.0, -0.5), s(2.0, 7.0, -0.2)]
+    assert question_outcomes(samples, 7.0, 1) == {"pass": False, "maj": False, "best": False}
+    assert question_outcomes(samples, 7.0, 2) == {"pass": True, "maj": False, "best": False}  # tie -> 1.0 first
+    assert question_outcomes(samples, 7.0, 4) == {"pass": True, "maj": True, "best": False}  # scorer picks 1.0
+
+
+def test_sample_metrics_report_curves_and_what_the_vote_or_scorer_lost():
+    groups = {"a": [s(7.0, 7.0, -0.1), s(7.0, 7.0, -0.2)],           # always right
+              "b": [s(1.0, 2.0, -0.1), s(2.0, 2.0, -0.3)]}           # right only by its second sample
+    out = sample_metrics(groups, {"a": 7.0, "b": 2.0})
+    assert (out["pass@1"], out["pass@2"]) == (0.5, 1.0)
+    assert (out["maj@1"], out["maj@2"]) == (0.5, 0.5)
+    assert out["best@2"] == 0.5 and "pass@4" not in out
+    assert out["lost_by_vote"] == ["b"] and out["lost_by_scorer"] == ["b"]
+    assert out["unique_answers"] == {"a": 1, "b": 2}
+
+
+def test_sampled_evaluation_of_a_model_writes_every_sample_and_the_curves(tiny_model, tiny_data, tmp_path):
+    done = subprocess.run(["gsm-pipeline", "evaluate", "--model", str(tiny_model), "--data",
+                           str(tiny_data / "test.jsonl"), "--max-new-tokens", "8", "--samples", "4",
+                           "--temperature", "1.0", "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    assert len(rows) == 8 * 4 and sorted({r["sample"] for r in rows}) == [0, 1, 2, 3]
+    assert all(math.isfinite(r["score"]) and r["score"] <= 0 for r in rows)  # mean token log-probabilities
+    sampling = json.loads((tmp_path / "metrics.json").read_text())["sampling"]
+    assert sampling["pass@4"] >= sampling["pass@2"] >= sampling["pass@1"]
+    assert {"maj@4", "best@4", "unique_answers"} <= set(sampling)
+
+
+def test_an_external_reward_model_can_rank_samples(tiny_model, tmp_path):
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    from gsm_pipeline.sampling import reward_model_scorer
+
+    config = AutoConfig.from_pretrained(tiny_model, num_labels=1)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(tmp_path / "rm")
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(tmp_path / "rm")
+    scores = reward_model_scorer(str(tmp_path / "rm"))(["Q: 1+1?", "Q: 2+2?"], [" 2", " 5"])
+    assert len(scores) == 2 and all(math.isfinite(x) for x in scores)
+
+
+def test_generation_stops_a_row_once_its_own_completion_closes_the_answer(tiny_model):
+    import torch
+    from transformers import AutoTokenizer
+
+    from gsm_pipeline.generation import StopOnText
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    prompt = tok("Put it in <SOLUTION></SOLUTION>. Q:", add_special_tokens=False)["input_ids"]
+    done = tok("<SOLUTION>7</SOLUTION>", add_special_tokens=False)["input_ids"]
+    going = tok("<SOLUTION>7 and so", add_special_tokens=False)["input_ids"]
+    width = max(len(done), len(going))
+    rows = [prompt + [tok.pad_token_id] * (width - len(g)) + g for g in (done, going)]
+    stop = StopOnText(tok, ["</SOLUTION>"], prompt_length=len(prompt))
+    assert stop(torch.tensor(rows), None).tolist() == [True, False]
+    assert stop(torch.tensor([prompt]), None).tolist() == [False]  # the prompt's own tag does not count

@@ -1,0 +1,97 @@
+"""Sampled evaluation: maj@n, best-of-n and pass@n from the first n samples of each question,
+plus the scorers best-of-n ranks samples by (the policy's own mean token log-probability,
+or an external reward model)."""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Callable
+
+from .answers import is_correct
+
+Scorer = Callable[[list[str], list[str]], list[float]]
+
+
+def vote(answers: list[float | None]) -> float | None:
+    """Majority answer among parseable ones; a tie goes to the answer that appeared first."""
+    present = [a for a in answers if a is not None]
+    if not present:
+        return None
+    counts = Counter(present)
+    best = max(counts.values())
+    return next(a for a in present if counts[a] == best)
+
+
+def question_outcomes(samples: list[dict[str, Any]], gold: float | None, n: int) -> dict[str, bool]:
+    """pass@n, maj@n and best-of-n for one question from its first n samples (strict extraction)."""
+    first = samples[:n]
+    best = max(first, key=lambda s: s["score"])
+    return {"pass": any(s["correct_strict"] for s in first),
+            "maj": is_correct(vote([s["extracted_strict"] for s in first]), gold),
+            "best": bool(best["correct_strict"])}
+
+
+def sample_metrics(groups: dict[str, list[dict[str, Any]]], golds: dict[str, float | None],
+                   ns: tuple[int, ...] = (1, 2, 4, 8)) -> dict[str, Any]:
+    """Accuracy curves over n, the unique-answer counts, and the questions the vote or scorer lost."""
+    total = len(groups)
+    out: dict[str, Any] = {}
+    available = min((len(s) for s in groups.values()), default=0)
+    for n in [n for n in ns if n <= available]:
+        outcomes = {qid: question_outcomes(s, golds[qid], n) for qid, s in groups.items()}
+        for kind in ("pass", "maj", "best"):
+            out[f"{kind}@{n}"] = sum(o[kind] for o in outcomes.values()) / total if total else 0.0
+        if n == available:
+            out["lost_by_vote"] = sorted(q for q, o in outcomes.items() if o["pass"] and not o["maj"])
+            out["lost_by_scorer"] = sorted(q for q, o in outcomes.items() if o["pass"] and not o["best"])
+    out["unique_answers"] = {qid: len({s["extracted_strict"] for s in samples}) for qid, samples in groups.items()}
+    return out
+
+
+def policy_scorer(model, tokenizer, batch_size: int = 16) -> Scorer:
+    """Mean log-probability per completion token under the policy itself (temperature 1)."""
+    import torch
+
+    def score(prompts: list[str], completions: list[str]) -> list[float]:
+        scores = []
+        tokenizer.padding_side = "right"
+        for start in range(0, len(prompts), batch_size):
+            p = prompts[start:start + batch_size]
+            c = completions[start:start + batch_size]
+            n_prompt = [len(tokenizer(x, add_special_tokens=False)["input_ids"]) for x in p]
+            batch = tokenizer([a + b for a, b in zip(p, c)], return_tensors="pt", padding=True,
+                              add_special_tokens=False).to(model.device)
+            with torch.inference_mode():
+                logits = model(**batch).logits[:, :-1].float()
+            logprobs = torch.log_softmax(logits, -1).gather(-1, batch["input_ids"][:, 1:, None])[..., 0]
+            mask = batch["attention_mask"][:, 1:].clone()
+            for row, k in enumerate(n_prompt):
+                mask[row, : max(k - 1, 0)] = 0
+            scores += ((logprobs * mask).sum(-1) / mask.sum(-1).clamp(min=1)).tolist()
+        tokenizer.padding_side = "left"
+        return scores
+
+    return score
+
+
+def reward_model_scorer(path: str, batch_size: int = 16) -> Scorer:
+    """An external reward model (AutoModelForSequenceClassification, one logit) scores prompt+completion."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.eval()
+
+    def score(prompts: list[str], completions: list[str]) -> list[float]:
+        out = []
+        for start in range(0, len(prompts), batch_size):
+            texts = [a + b for a, b in zip(prompts[start:start + batch_size], completions[start:start + batch_size])]
+            batch = tokenizer(texts, return_tensors="pt", padding=True, truncation=True)
+            with torch.inference_mode():
+                out += model(**batch).logits[:, 0].float().tolist()
+        return out
+
+    return score
