@@ -1,10 +1,19 @@
 """Answer extraction: strict follows the requested format, flexible takes the last number,
 numbers are normalised before a tolerant comparison, and nothing ever raises."""
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from gsm_pipeline.answers import (extract_confidence, extract_flexible, extract_strict, final_number, grade,
-                                  is_correct, normalize_number, split_gsm8k_answer)
+from gsm_pipeline.answers import (
+    extract_confidence,
+    extract_flexible,
+    extract_strict,
+    final_number,
+    grade,
+    is_correct,
+    normalize_number,
+    split_gsm8k_answer,
+)
 
 
 @pytest.mark.parametrize("text, value", [

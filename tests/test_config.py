@@ -1,7 +1,6 @@
 """Config: one pydantic model validates every key before any job runs, in one line."""
 import json
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml

@@ -23,7 +23,8 @@ def test_splits_are_disjoint_and_held_out_templates_are_never_trained_on(symboli
     assert len(ids) == len(set(ids))
     trained = {r["template"] for s in ("prep_sft", "full_sft", "grpo") for r in symbolic[s]}
     assert {r["template"] for r in symbolic["symbolic_heldout"]}.isdisjoint(trained)
-    assert {r["template"] for r in symbolic["symbolic_id"]}.isdisjoint(r["template"] for r in symbolic["symbolic_heldout"])
+    tested_id = {r["template"] for r in symbolic["symbolic_id"]}
+    assert tested_id.isdisjoint(r["template"] for r in symbolic["symbolic_heldout"])
     assert len(symbolic["symbolic_id"]) == len(symbolic["symbolic_heldout"]) == 16
 
 

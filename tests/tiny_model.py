@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 CHAT_TEMPLATE = (
-    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    "{% for message in messages %}"
+    "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -14,9 +15,7 @@ SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 def corpus(n: int = 200) -> list[str]:
     from gsm_pipeline.config import DataConfig
     from gsm_pipeline.data import build_splits
-    from gsm_pipeline.prompts import INSTRUCTIONS
-
-    from gsm_pipeline.prompts import render_target
+    from gsm_pipeline.prompts import INSTRUCTIONS, render_target
 
     splits, _ = build_splits(DataConfig(prep_sft_size=n, full_sft_size=8, grpo_size=8, test_size=8))
     texts = [r["question"] + "\n" + r["reasoning"] + "\n#### " + r["answer"] for r in splits["prep_sft"]]

@@ -79,8 +79,8 @@ def main() -> None:
         run()
         if device == "cuda":
             torch.cuda.synchronize()
-        timings[name] = {"seconds": round(time.perf_counter() - start, 2),
-                         "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device == "cuda" else None}
+        peak = round(torch.cuda.max_memory_allocated() / 2**30, 2) if device == "cuda" else None
+        timings[name] = {"seconds": round(time.perf_counter() - start, 2), "peak_gpu_gib": peak}
     result = {"device": device, "problems": len(prompts), "max_new_tokens": budget, **timings,
               "speedup_vs_plain": round(timings["plain_generate_b64"]["seconds"] / timings["ours"]["seconds"], 2)}
     print(json.dumps(result, indent=2))

@@ -12,8 +12,9 @@ import json
 import re
 from typing import Any, Literal
 
-from .errors import ConfigError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
 
 AnswerFormat = Literal["tagged", "gsm8k", "boxed"]
 RewardName = Literal["format", "correctness", "binary"]

@@ -87,7 +87,10 @@ def normalise_gsm8k_rows(rows: Iterable[tuple[Any, dict]], where: str, prefix: s
 def gsm_symbolic_rows(cfg: DataConfig) -> dict[str, list[dict[str, Any]]]:
     """Train splits from in-distribution templates, test sets from both kinds."""
     from reasoning_gym.arithmetic.gsm_symbolic.gsm_symbolic import (
-        GSMSymbolicDataset, GSMSymbolicDatasetConfig, tasks_ok)
+        GSMSymbolicDataset,
+        GSMSymbolicDatasetConfig,
+        tasks_ok,
+    )
 
     templates = sorted(tasks_ok)
     n_heldout = max(1, round(len(templates) * cfg.heldout_template_fraction))
@@ -100,7 +103,8 @@ def gsm_symbolic_rows(cfg: DataConfig) -> dict[str, list[dict[str, Any]]]:
     in_dist, held, seen = [], [], set()
     for idx in range(pool):
         template = dataset.task_indices[idx]
-        if (template in heldout and len(held) >= cfg.test_size) or (template not in heldout and len(in_dist) >= need_id):
+        full = len(held) >= cfg.test_size if template in heldout else len(in_dist) >= need_id
+        if full:
             continue
         example = dataset[idx]
         if example["question"] in seen:

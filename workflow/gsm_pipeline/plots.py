@@ -29,7 +29,7 @@ def plot_accuracy(rows: list[dict[str, Any]], path: Path) -> None:
             lo = [r[f"{'ci95' if kind == 'strict' else 'flex_ci95'}_low"] for r in sub]
             hi = [r[f"{'ci95' if kind == 'strict' else 'flex_ci95'}_high"] for r in sub]
             ax.bar([x + offset for x in xs], acc, 0.4, color=colour, label=kind,
-                   yerr=[[a - l for a, l in zip(acc, lo)], [h - a for a, h in zip(acc, hi)]], capsize=3)
+                   yerr=[[a - low for a, low in zip(acc, lo)], [h - a for a, h in zip(acc, hi)]], capsize=3)
         ax.plot(list(xs), [r["answer_rate"] for r in sub], "k.--", label="answer-format rate")
         ax.set_xticks(list(xs), [r["stage"] for r in sub])
         ax.set_ylim(0, 1)

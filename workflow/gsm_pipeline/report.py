@@ -17,6 +17,7 @@ from .errors import run_main
 from .metrics import mcnemar_exact
 from .plots import plot_accuracy, plot_sampling
 
+
 def load_evaluations(metrics_files: list[str]) -> list[dict[str, Any]]:
     evals = []
     for path in metrics_files:
@@ -67,9 +68,9 @@ def comparison_rows(evals: list[dict[str, Any]], experiments: dict[str, dict]) -
                     continue
                 base, par = by_run.get((layout["base_run"], testset)), by_run.get((parent, testset))
                 rows.append({
-                    "experiment": name, "stage": stage, "testset": testset, "prompt": ev["prompt_key"], "shots": 0,
-                    "decoding": ev["decoding"], "max_new_tokens": ev["max_new_tokens"], "seed": ev["seed"],
-                    "n": ev["n"],
+                    "experiment": name, "stage": stage, "testset": testset, "prompt": ev["prompt_key"],
+                    "shots": 0, "decoding": ev["decoding"], "max_new_tokens": ev["max_new_tokens"],
+                    "seed": ev["seed"], "n": ev["n"],
                     "accuracy_strict": ev["accuracy_strict"], "ci95_low": ev["accuracy_strict_ci95"][0],
                     "ci95_high": ev["accuracy_strict_ci95"][1],
                     "accuracy_flexible": ev["accuracy_flexible"],
@@ -145,7 +146,7 @@ def sampling_html(rows: list[dict[str, Any]], sampling: dict[tuple[str, str], di
             f"{first['temperature']}; best-of-n ranks by {html.escape(first['scorer'])}; strict extraction. "
             "Curves use the first n samples.</p><img src=\"sampling.png\" alt=\"maj@n, best-of-n, pass@n\">"
             "<h3>Where a correct sample existed but the vote or the scorer chose wrong</h3>"
-            f"<div class=\"wide\">{table_html(lost, ['run', 'testset', 'lost_by_vote', 'lost_by_scorer', 'questions'])}</div>")
+            f"<div class=\"wide\">{table_html(lost, list(lost[0]) if lost else [])}</div>")
 
 
 def examples_html(evals: list[dict[str, Any]], rows: list[dict[str, Any]], per_set: int = 3) -> str:
@@ -167,6 +168,11 @@ def examples_html(evals: list[dict[str, Any]], rows: list[dict[str, Any]], per_s
                              f"<td><pre>{html.escape(ex['completion'][:800])}</pre></td></tr>")
             parts.append("</table>")
     return "\n".join(parts)
+
+
+def metric_links(evals: list[dict[str, Any]], out_dir: Path) -> str:
+    return ", ".join(f'<a href="{html.escape(os.path.relpath(e["path"], out_dir))}">'
+                     f'{html.escape(e["run"])}/{html.escape(e["testset"])}</a>' for e in evals)
 
 
 def write_report(metrics_files: list[str], log_files: list[str], experiments: dict[str, dict],
@@ -203,7 +209,7 @@ same prompt, and vs the stage's parent). Seed {provenance['seed']}, config hash 
 <div class="wide">{table_html(rows, cols)}</div>
 <p>Download: <a href="comparison.csv">comparison.csv</a>, <a href="per_example.csv">per_example.csv</a>
 (every graded completion), <a href="training.json">training.json</a>; each evaluation's metrics:
-{", ".join(f'<a href="{html.escape(os.path.relpath(e["path"], out_dir))}">{html.escape(e["run"])}/{html.escape(e["testset"])}</a>' for e in evals)}.</p>
+{metric_links(evals, out_dir)}.</p>
 {sampling_html(rows, sampling)}
 <h2>How did training go?</h2><div class="wide">{table_html(train, train_cols)}</div>
 <h2>What do the completions look like?</h2>{examples_html(evals, rows)}

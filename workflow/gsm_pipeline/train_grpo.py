@@ -12,7 +12,7 @@ from .data import load_rows
 from .errors import DataError, run_main
 from .prompts import render_prompt
 from .rewards import make_reward_functions
-from .training import lora_config, load_model_and_tokenizer, run_stage, trainer_arguments
+from .training import load_model_and_tokenizer, lora_config, run_stage, trainer_arguments
 
 
 def grpo_dataset(rows: list[dict[str, Any]], prompt: dict[str, Any], tokenizer, where: str):

@@ -11,7 +11,7 @@ from typing import Any
 from .data import load_rows
 from .errors import DataError, run_main
 from .prompts import render_prompt, render_target
-from .training import lora_config, load_model_and_tokenizer, run_stage, trainer_arguments
+from .training import load_model_and_tokenizer, lora_config, run_stage, trainer_arguments
 
 
 def sft_dataset(rows: list[dict[str, Any]], prompt: dict[str, Any], tokenizer, where: str):
