@@ -82,3 +82,49 @@ def test_resume_takes_the_newest_complete_checkpoint_of_the_same_config(tmp_path
     assert prepare_checkpoints(folder, job) == str(folder / "checkpoint-12")
     assert prepare_checkpoints(folder, {**job, "seed": 1}) is None  # another config: start afresh
     assert not (folder / "checkpoint-12").exists() and (folder / STAMP).is_file()
+
+
+def test_a_non_finite_loss_stops_training_naming_the_step_and_keeps_the_good_checkpoint(
+        tmp_path, tiny_model, monkeypatch):
+    from trl import SFTTrainer
+
+    from gsm_pipeline.errors import TrainingError
+
+    real_loss = SFTTrainer.compute_loss
+
+    def diverging_loss(self, *args, **kwargs):  # the loss turns NaN from the third step on
+        loss = real_loss(self, *args, **kwargs)
+        return loss * float("nan") if self.state.global_step >= 2 else loss
+
+    monkeypatch.setattr(SFTTrainer, "compute_loss", diverging_loss)
+    cfg = validate_config({"stages": {"prep_sft": {"max_length": 256, "training_args": {
+        "max_steps": 6, "per_device_train_batch_size": 4, "learning_rate": 1e-3, "save_steps": 1}}}})
+    with pytest.raises(TrainingError, match=r"loss is nan at step 3;"):
+        train_sft.main(["--config", json.dumps(cfg.sft_job("tagged", "prep_sft")), "--parent", str(tiny_model),
+                        "--data", str(sft_rows(tmp_path)), "--out", str(tmp_path / "model"),
+                        "--checkpoints", str(tmp_path / "ckpt"), "--log-history", str(tmp_path / "log.json")])
+    assert sorted(p.name for p in (tmp_path / "ckpt").glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+    assert not (tmp_path / "model").exists()
+
+
+def test_a_full_disk_while_saving_leaves_no_half_written_model(tmp_path, tiny_model, monkeypatch):
+    import errno
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from gsm_pipeline.errors import ModelError
+    from gsm_pipeline.training import save_atomically
+
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(tiny_model), AutoTokenizer.from_pretrained(tiny_model)
+    out = tmp_path / "model"
+    save_atomically(model, tokenizer, out)
+    before = sorted(p.name for p in out.iterdir())
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(model, "save_pretrained", disk_full)
+    with pytest.raises(ModelError, match="saving failed \\(No space left on device\\)"):
+        save_atomically(model, tokenizer, out)
+    assert sorted(p.name for p in out.iterdir()) == before  # the earlier complete model is untouched
+    assert not (tmp_path / "model.partial").exists()

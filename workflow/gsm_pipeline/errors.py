@@ -23,7 +23,11 @@ class DataError(PipelineError, ValueError):
 
 
 class ModelError(PipelineError):
-    """A model path or download problem."""
+    """A model path, download or save problem."""
+
+
+class TrainingError(PipelineError):
+    """Training cannot go on (e.g. a non-finite loss)."""
 
 
 def run_main(main: Callable[[], None]) -> None:

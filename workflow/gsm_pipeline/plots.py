@@ -34,7 +34,7 @@ def plot_accuracy(rows: list[dict[str, Any]], path: Path) -> None:
         ax.set_xticks(list(xs), [r["stage"] for r in sub])
         ax.set_ylim(0, 1)
         ax.set_title(f"{exp} / {testset} (n={sub[0]['n']})", fontsize=9)
-    axes[0][0].set_ylabel("accuracy (95% Wilson CI)")
+    axes[0][0].set_ylabel("accuracy (bars, 95% Wilson CI) / format rate")
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

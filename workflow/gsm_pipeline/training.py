@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import config_hash
-from .errors import ConfigError, ModelError
+from .errors import ConfigError, ModelError, TrainingError
 
 # Arguments the pipeline sets itself; config may not override them.
 RESERVED_ARGS = {"output_dir", "seed", "max_length", "completion_only_loss", "num_generations",
@@ -66,7 +66,9 @@ def trainer_arguments(config_cls, job: dict[str, Any], output_dir: Path, **fixed
             raise ConfigError(f"unknown key '{where}' (not a {config_cls.__name__} field)")
         if key in RESERVED_ARGS:
             raise ConfigError(f"key '{where}' is set by the pipeline; use stages.{job['stage']}.{key} instead")
-    defaults = {"report_to": "none", "logging_steps": 1, "save_strategy": "steps", "save_steps": 10,
+    # logging_nan_inf_filter would hide a NaN loss behind the running mean; the guard needs to see it.
+    defaults = {"report_to": "none", "logging_steps": 1, "logging_nan_inf_filter": False,
+                "save_strategy": "steps", "save_steps": 10,
                 "save_total_limit": 2, "use_cpu": not _has_accelerator(), "dataloader_num_workers": 0}
     try:
         return config_cls(output_dir=str(output_dir), seed=job["seed"], **{**defaults, **extra, **fixed})
@@ -139,10 +141,34 @@ def save_atomically(model, tokenizer, out_dir: str | Path) -> None:
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ModelError(f"{out_dir}: saving failed ({exc.strerror or exc}); nothing was written there") from None
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(tmp, out_dir)
+
+
+def finite_loss_guard():
+    """A callback that stops training at the first non-finite loss, before that step is checkpointed.
+
+    Trainer logs a step before it saves it, so raising here keeps the last good checkpoint as
+    the newest one on disk.
+    """
+    import math
+
+    from transformers import TrainerCallback
+
+    class FiniteLossGuard(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(loss):
+                raise TrainingError(f"loss is {loss} at step {state.global_step}; the newest checkpoint in "
+                                    f"{args.output_dir} is the last good one (lower the learning rate?)")
+
+    return FiniteLossGuard()
 
 
 def write_log_history(trainer, path: str | Path) -> None:
@@ -167,6 +193,7 @@ def run_stage(build_trainer, description: str, argv: list[str] | None = None) ->
     seed_everything(job["seed"], args.threads)
     resume = prepare_checkpoints(Path(args.checkpoints), job)
     trainer, tokenizer = build_trainer(job, args.parent, args.data, Path(args.checkpoints))
+    trainer.add_callback(finite_loss_guard())
     trainer.train(resume_from_checkpoint=resume)
     write_log_history(trainer, args.log_history)
     save_final(trainer, tokenizer, args.out, job["dtype"])
