@@ -48,3 +48,21 @@ def test_help_lists_every_command(args):
     out = run(*args).stdout
     for command in ("evaluate", "grade", "train-sft", "train-grpo", "report", "validate"):
         assert command in out
+
+
+def test_fetch_model_says_how_to_work_offline_when_a_hub_id_cannot_be_reached(tmp_path):
+    import os
+
+    done = subprocess.run(["gsm-pipeline", "fetch-model", "--source", "nobody/no-such-model", "--out",
+                           str(tmp_path / "m")], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: nobody/no-such-model: cannot load") and "local folder" in lines[-1]
+    assert not (tmp_path / "m").exists()
+
+
+def test_fetch_model_copies_a_local_folder_into_a_loadable_safetensors_model(tiny_model, tmp_path):
+    done = run("fetch-model", "--source", str(tiny_model), "--out", str(tmp_path / "m"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "m" / "model.safetensors").is_file() and (tmp_path / "m" / "tokenizer.json").is_file()

@@ -89,3 +89,16 @@ def test_extra_test_files_become_named_test_sets(tmp_path):
     assert len(splits["gsm8k"]) == 4 and splits["gsm8k"][0]["answer"] == "3"
     with pytest.raises(ValueError, match="not repeat a built-in set"):
         DataConfig(extra_test_files={"symbolic_id": str(extra)})
+
+
+def test_gsm8k_from_a_local_folder_and_a_clear_error_without_network(tmp_path, monkeypatch):
+    rows = [{"question": f"q{i}", "answer": f"{i} + 1 = <<{i}+1={i + 1}>>{i + 1}\n#### {i + 1}"} for i in range(8)]
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    write_jsonl(tmp_path / "test.jsonl", rows[:3])
+    cfg = DataConfig(source="gsm8k", gsm8k_path=str(tmp_path), prep_sft_size=2, full_sft_size=2, grpo_size=2)
+    splits, _ = build_splits(cfg)
+    assert cfg.test_sets() == ["gsm8k"] and len(splits["gsm8k"]) == 3
+    assert "<<" not in splits["prep_sft"][0]["reasoning"]  # calculator annotations removed
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DataError, match="openai/gsm8k: cannot load from the hub .*set data.gsm8k_path"):
+        build_splits(DataConfig(source="gsm8k", prep_sft_size=2, full_sft_size=2, grpo_size=2))
