@@ -24,7 +24,8 @@ def format_number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def read_jsonl(path: str | Path, problems: list[str] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, row) pairs. A bad line raises, or, given a `problems` list, is recorded there and skipped."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: dataset file not found")
@@ -34,11 +35,15 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 continue
             try:
                 row = json.loads(line)
+                problem = None if isinstance(row, dict) else f"{path}:{lineno}: expected a JSON object"
             except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object")
-            yield lineno, row
+                problem = f"{path}:{lineno}: not valid JSON ({exc.msg})"
+            if problem is None:
+                yield lineno, row
+            elif problems is None:
+                raise DataError(problem)
+            else:
+                problems.append(problem)
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:

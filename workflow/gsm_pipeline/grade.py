@@ -6,28 +6,18 @@ number). A malformed line is reported with its line number; the others are still
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from .answers import final_number, grade
-from .data import write_jsonl
-from .errors import DataError, run_main
+from .data import read_jsonl, write_jsonl
+from .errors import run_main
 
 
 def grade_file(src: Path, answer_format: str) -> tuple[list[dict], list[str]]:
-    if not src.is_file():
-        raise DataError(f"{src}: file not found")
     graded, problems = [], []
-    for lineno, line in enumerate(src.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append(f"{src}:{lineno}: not valid JSON ({exc.msg})")
-            continue
-        if not isinstance(row, dict) or not isinstance(row.get("completion"), str) or "answer" not in row:
+    for lineno, row in read_jsonl(src, problems):
+        if not isinstance(row.get("completion"), str) or "answer" not in row:
             problems.append(f"{src}:{lineno}: needs 'completion' (string) and 'answer'")
             continue
         result = grade(row["completion"], final_number(str(row["answer"])), answer_format)
