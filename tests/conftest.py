@@ -60,6 +60,7 @@ class Dag:
 
     def __init__(self, root: Path, config: dict):
         self.root = root
+        root.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / "Snakefile", root / "Snakefile")
         shutil.copy(REPO / "config.yaml", root / "config.yaml")
         shutil.copytree(REPO / "workflow", root / "workflow", ignore=shutil.ignore_patterns("__pycache__"))
@@ -70,10 +71,11 @@ class Dag:
         path.write_text(yaml.safe_dump(config))
         return path
 
-    def snakemake(self, *args: str, configfile: str = "tiny.yaml", check: bool = True) -> subprocess.CompletedProcess:
+    def snakemake(self, *args: str, configfile: str = "tiny.yaml", check: bool = True,
+                  prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
         env = {**os.environ, "PYTHONPATH": str(self.root / "workflow"), "HF_HUB_OFFLINE": "1",
                "TOKENIZERS_PARALLELISM": "false"}
-        cmd = ["snakemake", *args, "--cores", "2", "--configfile", "config.yaml", configfile]
+        cmd = [*prefix, "snakemake", *args, "--cores", "2", "--configfile", "config.yaml", configfile]
         done = subprocess.run(cmd, cwd=self.root, env=env, capture_output=True, text=True)
         if check and done.returncode != 0:
             raise AssertionError(f"snakemake {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}")

@@ -65,11 +65,14 @@ def test_any_training_arguments_field_reaches_the_trainer(tmp_path):
 
 
 def fake_checkpoint(folder, step, complete=True):
+    import torch
+    from safetensors.torch import save_file
+
     ckpt = folder / f"checkpoint-{step}"
     ckpt.mkdir(parents=True)
     if complete:
         (ckpt / "trainer_state.json").write_text("{}")
-        (ckpt / "model.safetensors").write_bytes(b"x")
+        save_file({"w": torch.ones(4)}, str(ckpt / "model.safetensors"))
     return ckpt
 
 
@@ -78,7 +81,10 @@ def test_resume_takes_the_newest_complete_checkpoint_of_the_same_config(tmp_path
     assert prepare_checkpoints(folder, job) is None
     fake_checkpoint(folder, 4)
     fake_checkpoint(folder, 12)
-    fake_checkpoint(folder, 16, complete=False)  # killed while writing
+    fake_checkpoint(folder, 16, complete=False)  # killed before the state was written
+    corrupt = fake_checkpoint(folder, 20)
+    weights = corrupt / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-7])  # killed while writing the weights
     assert prepare_checkpoints(folder, job) == str(folder / "checkpoint-12")
     assert prepare_checkpoints(folder, {**job, "seed": 1}) is None  # another config: start afresh
     assert not (folder / "checkpoint-12").exists() and (folder / STAMP).is_file()

@@ -93,13 +93,21 @@ def lora_config(job: dict[str, Any]):
 
 
 def is_complete_checkpoint(path: Path) -> bool:
-    """A checkpoint counts only when the trainer finished writing it (state + weights present)."""
+    """A checkpoint counts only when the trainer finished writing it: its state parses and every
+    safetensors file opens (a kill during the write leaves a truncated file)."""
+    from safetensors import safe_open
+
     state = path / "trainer_state.json"
-    if not state.is_file() or not (any(path.glob("*.safetensors")) or any(path.glob("*.bin"))):
+    weights = sorted(path.glob("*.safetensors"))
+    if not state.is_file() or not weights:
         return False
     try:
         json.loads(state.read_text())
-    except (OSError, ValueError):
+        for file in weights:
+            with safe_open(str(file), framework="pt") as handle:
+                for key in handle.keys():
+                    handle.get_slice(key)
+    except Exception:  # any parse or read failure means: not a checkpoint to resume from
         return False
     return True
 
