@@ -16,17 +16,25 @@ from gsm_pipeline.config import validate_config
 pytestmark = pytest.mark.slow
 
 
-def sft_command(tmp_path: Path, tiny_model: Path, name: str) -> list[str]:
-    cfg = validate_config({"stages": {"prep_sft": {"max_length": 256, "training_args": {
-        "max_steps": 24, "per_device_train_batch_size": 4, "learning_rate": 3e-3, "save_steps": 4,
-        "save_total_limit": 3}}}})
+def stage_command(tmp_path: Path, parent: Path, stage: str, name: str) -> list[str]:
+    """A real training job of `stage` on the tiny model: 24 SFT steps or 8 GRPO steps, checkpoints every 4 / 2."""
+    if stage == "grpo":
+        cfg = validate_config({"stages": {"grpo": {"num_generations": 4, "max_completion_length": 32,
+                               "training_args": {"max_steps": 8, "per_device_train_batch_size": 4,
+                                                 "learning_rate": 1e-3, "save_steps": 2, "save_total_limit": 3}}}})
+        job, module = cfg.grpo_job("tagged"), "gsm_pipeline.train_grpo"
+    else:
+        cfg = validate_config({"stages": {"prep_sft": {"max_length": 256, "training_args": {
+            "max_steps": 24, "per_device_train_batch_size": 4, "learning_rate": 3e-3, "save_steps": 4,
+            "save_total_limit": 3}}}})
+        job, module = cfg.sft_job("tagged", "prep_sft"), "gsm_pipeline.train_sft"
     rows = [{"id": str(i), "question": r["question"], "reasoning": r["answer"].split("\n")[0],
              "answer": r["answer"].rsplit(" ", 1)[1]} for i, r in enumerate(arithmetic_rows(64, seed=5))]
     data = write_jsonl(tmp_path / "rows.jsonl", rows)
     run = tmp_path / name
-    return [sys.executable, "-m", "gsm_pipeline.train_sft", "--config", json.dumps(cfg.sft_job("tagged", "prep_sft")),
-            "--parent", str(tiny_model), "--data", str(data), "--out", str(run / "model"),
-            "--checkpoints", str(run / "checkpoints"), "--log-history", str(run / "log.json"), "--threads", "1"]
+    return [sys.executable, "-m", module, "--config", json.dumps(job), "--parent", str(parent), "--data", str(data),
+            "--out", str(run / "model"), "--checkpoints", str(run / "checkpoints"),
+            "--log-history", str(run / "log.json"), "--threads", "1"]
 
 
 def run(cmd, **kwargs):
@@ -34,21 +42,26 @@ def run(cmd, **kwargs):
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
 
 
-def losses(folder: Path) -> list[tuple[int, float]]:
-    return [(h["step"], h["loss"]) for h in json.loads((folder / "log.json").read_text()) if "loss" in h]
+def logged(folder: Path) -> list[tuple]:
+    """Per-step loss (and, for GRPO, reward) as the trainer logged them."""
+    return [(h["step"], h["loss"], h.get("reward")) for h in json.loads((folder / "log.json").read_text())
+            if "loss" in h]
 
 
-def test_sigkill_mid_training_then_rerun_matches_an_uninterrupted_run(tmp_path, tiny_model):
+@pytest.mark.parametrize("stage, kill_after", [("prep_sft", 12), ("grpo", 4)])
+def test_sigkill_mid_training_then_rerun_matches_an_uninterrupted_run(tmp_path, tiny_dag, stage, kill_after):
     from safetensors.torch import load_file
 
-    reference = run(sft_command(tmp_path, tiny_model, "reference"))
+    # GRPO starts from the tiny DAG's prep model, which writes the format, so its rewards vary.
+    parent = tiny_dag.root / ("results/tagged/prep_sft/model" if stage == "grpo" else "resources/model")
+    reference = run(stage_command(tmp_path, parent, stage, "reference"))
     assert reference.wait(timeout=600) == 0, reference.stdout.read()[-3000:]
 
-    cmd = sft_command(tmp_path, tiny_model, "killed")
+    cmd = stage_command(tmp_path, parent, stage, "killed")
     victim = run(cmd)
     checkpoints = tmp_path / "killed" / "checkpoints"
     deadline = time.time() + 600
-    while not (checkpoints / "checkpoint-12" / "trainer_state.json").exists():
+    while not (checkpoints / f"checkpoint-{kill_after}" / "trainer_state.json").exists():
         assert victim.poll() is None and time.time() < deadline, "training ended before it could be killed"
         time.sleep(0.05)
     victim.send_signal(signal.SIGKILL)
@@ -59,11 +72,15 @@ def test_sigkill_mid_training_then_rerun_matches_an_uninterrupted_run(tmp_path, 
     out = resumed.stdout.read()
     assert resumed.wait(timeout=600) == 0, out[-3000:]
     step = int(out.split("resuming from ")[1].split("(step ")[1].split(")")[0])
-    assert step >= 12
+    assert step >= kill_after
 
-    assert losses(tmp_path / "killed") == pytest.approx(losses(tmp_path / "reference"), abs=1e-6)
-    mine = load_file(str(tmp_path / "killed" / "model" / "model.safetensors"))
-    ref = load_file(str(tmp_path / "reference" / "model" / "model.safetensors"))
-    assert mine.keys() == ref.keys()
-    for key in ref:
-        assert (mine[key] - ref[key]).abs().max().item() <= 1e-6, key
+    mine, ref = logged(tmp_path / "killed"), logged(tmp_path / "reference")
+    assert [m[0] for m in mine] == [r[0] for r in ref]
+    assert [m[1:] for m in mine] == pytest.approx([r[1:] for r in ref], abs=1e-6)
+    if stage == "grpo":
+        assert any(r[2] for r in ref), "GRPO saw no reward at all: the comparison would be vacuous"
+    mine_w = load_file(str(tmp_path / "killed" / "model" / "model.safetensors"))
+    ref_w = load_file(str(tmp_path / "reference" / "model" / "model.safetensors"))
+    assert mine_w.keys() == ref_w.keys()
+    for key in ref_w:
+        assert (mine_w[key] - ref_w[key]).abs().max().item() <= 1e-6, key
