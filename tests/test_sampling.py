@@ -4,6 +4,8 @@ import json
 import math
 import subprocess
 
+import pytest
+
 from conftest import REPO
 from gsm_pipeline.sampling import question_outcomes, sample_metrics, vote
 
@@ -76,3 +78,35 @@ def test_generation_stops_a_row_once_its_own_completion_closes_the_answer(tiny_m
     stop = StopOnText(tok, ["</SOLUTION>"], prompt_length=len(prompt))
     assert stop(torch.tensor(rows), None).tolist() == [True, False]
     assert stop(torch.tensor([prompt]), None).tolist() == [False]  # the prompt's own tag does not count
+
+
+def test_a_killed_evaluation_resumes_from_its_journal_and_ends_identical(tiny_model, tiny_data, tmp_path, monkeypatch):
+    from transformers import LlamaForCausalLM
+
+    from gsm_pipeline import evaluate
+
+    args = ["--model", str(tiny_model), "--data", str(tiny_data / "test.jsonl"), "--max-new-tokens", "8",
+            "--batch-size", "2", "--samples", "2", "--temperature", "1.0"]
+    evaluate.main([*args, "--out", str(tmp_path / "clean")])
+
+    real_generate, calls, killed = LlamaForCausalLM.generate, [], []
+
+    def dies_on_the_fifth_batch(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 5 and not killed:  # 4 greedy batches done, the first sampled batch dies
+            killed.append(1)
+            raise SystemError("killed")
+        return real_generate(self, *a, **k)
+
+    monkeypatch.setattr(LlamaForCausalLM, "generate", dies_on_the_fifth_batch)
+    with pytest.raises(SystemError, match="killed"):
+        evaluate.main([*args, "--out", str(tmp_path / "killed")])
+    assert not (tmp_path / "killed" / "predictions.jsonl").exists()
+    assert len((tmp_path / "killed" / "predictions.partial.jsonl").read_text().splitlines()) == 8
+
+    calls.clear()
+    evaluate.main([*args, "--out", str(tmp_path / "killed")])
+    assert len(calls) == 8  # only the 8 sampled batches (16 sequences / 2) ran again
+    for name in ("predictions.jsonl", "samples.jsonl"):
+        assert (tmp_path / "killed" / name).read_bytes() == (tmp_path / "clean" / name).read_bytes()
+    assert not list((tmp_path / "killed").glob("*.partial.*"))

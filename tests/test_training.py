@@ -134,3 +134,14 @@ def test_a_full_disk_while_saving_leaves_no_half_written_model(tmp_path, tiny_mo
         save_atomically(model, tokenizer, out)
     assert sorted(p.name for p in out.iterdir()) == before  # the earlier complete model is untouched
     assert not (tmp_path / "model.partial").exists()
+
+
+def test_a_max_length_that_truncates_every_row_is_refused_before_training(tmp_path, tiny_model):
+    from gsm_pipeline.errors import DataError
+
+    cfg = validate_config({"stages": {"prep_sft": {"max_length": 16, "training_args": {"max_steps": 1}}}})
+    with pytest.raises(DataError, match=r"rows.jsonl: every row is truncated at stages.prep_sft.max_length=16"):
+        train_sft.main(["--config", json.dumps(cfg.sft_job("tagged", "prep_sft")), "--parent", str(tiny_model),
+                        "--data", str(sft_rows(tmp_path)), "--out", str(tmp_path / "model"),
+                        "--checkpoints", str(tmp_path / "ckpt"), "--log-history", str(tmp_path / "log.json")])
+    assert not (tmp_path / "model").exists()

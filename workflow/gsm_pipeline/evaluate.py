@@ -8,26 +8,73 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from .answers import final_number, grade
+from .config import config_hash
 from .data import load_test_rows, write_jsonl
 from .errors import DataError, run_main
-from .generation import generate, sample
+from .generation import generate
 from .metrics import summarize
 from .prompts import STOP_STRINGS, render_prompt
 from .sampling import policy_scorer, reward_model_scorer, sample_metrics
 from .training import check_model_dir, load_model_and_tokenizer, seed_everything
 
 
-def evaluate_rows(model, tokenizer, rows: list[dict[str, Any]], job: dict[str, Any]) -> list[dict[str, Any]]:
+class Journal:
+    """Generations appended batch by batch beside the outputs, so a killed evaluation resumes where it
+    stopped. Stamped with the job and data: anything else changed, and it starts over."""
+
+    def __init__(self, folder: Path, name: str, stamp: dict[str, Any]):
+        self.path, self.stamp_path = folder / f"{name}.partial.jsonl", folder / f"{name}.partial.stamp"
+        self.stamp = config_hash(stamp)
+        if not self.stamp_path.is_file() or self.stamp_path.read_text() != self.stamp:
+            self.path.unlink(missing_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.stamp_path.write_text(self.stamp)
+
+    def load(self) -> dict[int, dict]:
+        done = {}
+        if self.path.is_file():
+            for line in self.path.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:  # the line a kill cut short
+                    break
+                done[row.pop("index")] = row
+        if done:
+            print(f"resuming {self.path.name}: {len(done)} generations already done", file=sys.stderr)
+        return done
+
+    def append(self, indices: list[int], results: list[dict]) -> None:
+        with self.path.open("a") as handle:
+            handle.write("".join(json.dumps({"index": i, **r}) + "\n" for i, r in zip(indices, results)))
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+        self.stamp_path.unlink(missing_ok=True)
+
+
+def journaled_generate(model, tokenizer, prompts: list[str], job: dict[str, Any], journal: Journal | None,
+                       **kwargs) -> list[dict[str, Any]]:
+    spec = job["prompt"]
+    return generate(model, tokenizer, prompts, max_new_tokens=job["max_new_tokens"], batch_size=job["batch_size"],
+                    stop_strings=STOP_STRINGS[spec["answer_format"]], seed=job["seed"],
+                    done=journal.load() if journal else None, on_batch=journal.append if journal else None, **kwargs)
+
+
+def evaluate_rows(model, tokenizer, rows: list[dict[str, Any]], job: dict[str, Any],
+                  journal: Journal | None = None) -> list[dict[str, Any]]:
     """Greedy completions, graded: one row per problem."""
     spec = job["prompt"]
     prompts = [render_prompt(r["question"], spec, tokenizer) for r in rows]
-    outputs = generate(model, tokenizer, prompts, max_new_tokens=job["max_new_tokens"],
-                       batch_size=job["batch_size"], stop_strings=STOP_STRINGS[spec["answer_format"]])
+    outputs = journaled_generate(model, tokenizer, prompts, job, journal)
     return [graded_row(row, out, spec["answer_format"]) for row, out in zip(rows, outputs)]
 
 
@@ -36,15 +83,16 @@ def graded_row(row: dict[str, Any], out: dict[str, Any], answer_format: str, **e
             **extra, **out, **grade(out["completion"], final_number(row["answer"]), answer_format)}
 
 
-def sample_rows(model, tokenizer, rows: list[dict[str, Any]], job: dict[str, Any]) -> list[dict[str, Any]]:
+def sample_rows(model, tokenizer, rows: list[dict[str, Any]], job: dict[str, Any],
+                journal: Journal | None = None) -> list[dict[str, Any]]:
     """`samples` sampled completions per problem, graded and scored for best-of-n: one row per sample."""
     if not job.get("samples"):
         return []
-    spec = job["prompt"]
+    spec, n = job["prompt"], job["samples"]
     prompts = [render_prompt(r["question"], spec, tokenizer) for r in rows]
-    groups = sample(model, tokenizer, prompts, job["samples"], max_new_tokens=job["max_new_tokens"],
-                    batch_size=job["batch_size"], stop_strings=STOP_STRINGS[spec["answer_format"]],
-                    temperature=job["sample_temperature"])
+    flat = journaled_generate(model, tokenizer, [p for p in prompts for _ in range(n)], job, journal,
+                              do_sample=True, temperature=job["sample_temperature"])
+    groups = [flat[i * n:(i + 1) * n] for i in range(len(prompts))]
     scorer = reward_model_scorer(job["reward_model"]) if job.get("reward_model") else policy_scorer(model, tokenizer)
     flat_prompts = [p for p, g in zip(prompts, groups) for _ in g]
     scores = iter(scorer(flat_prompts, [s["completion"] for g in groups for s in g]))
@@ -94,10 +142,15 @@ def main(argv: list[str] | None = None) -> None:
         raise DataError(f"{args.data}: no test rows")
     model, tokenizer = load_model_and_tokenizer(args.model, job["dtype"], padding_side="left")
     start = time.time()
-    graded = evaluate_rows(model, tokenizer, rows, job)
-    samples = sample_rows(model, tokenizer, rows, job)
-    seconds = time.time() - start
     out = Path(args.out)
+    # The model folder's files (name, size, mtime) stand for its weights: a retrained model never resumes
+    # the journal of the one before it.
+    model_files = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in Path(args.model).iterdir())
+    stamp = {"job": job, "model": model_files, "rows": [r["id"] for r in rows]}
+    journals = [Journal(out, name, stamp) for name in ("predictions", "samples")]
+    graded = evaluate_rows(model, tokenizer, rows, job, journals[0])
+    samples = sample_rows(model, tokenizer, rows, job, journals[1])
+    seconds = time.time() - start
     write_jsonl(out / "predictions.jsonl", graded)
     write_jsonl(out / "samples.jsonl", samples)
     metrics = {**json.loads(args.meta), "model": str(args.model), "data": str(args.data or "gsm_symbolic default"),
@@ -108,6 +161,8 @@ def main(argv: list[str] | None = None) -> None:
                                "scorer": job.get("reward_model") or "policy mean token log-probability",
                                **sampling_summary(rows, samples)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    for journal in journals:
+        journal.remove()
     print(f"strict {metrics['accuracy_strict']:.3f}  flexible {metrics['accuracy_flexible']:.3f}  "
           f"answer rate {metrics['answer_rate']:.3f}  n={metrics['n']}  ({seconds:.0f}s)")
 

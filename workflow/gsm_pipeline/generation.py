@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 from transformers import StoppingCriteria
 
 
 def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, batch_size: int,
              stop_strings: list[str] | None = None, do_sample: bool = False, temperature: float = 1.0,
-             progress: bool = True) -> list[dict[str, Any]]:
+             progress: bool = True, seed: int = 0, done: dict[int, dict] | None = None,
+             on_batch: Callable[[list[int], list[dict]], None] | None = None) -> list[dict[str, Any]]:
+    """Batches are fixed slices of one length-sorted order, and sampling is reseeded per batch, so a
+    rerun that skips the batches already in `done` produces exactly what one uninterrupted call would."""
     import torch
 
     tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
@@ -21,8 +24,15 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, batch
     eos_ids = set(_as_list(model.generation_config.eos_token_id) + _as_list(tokenizer.eos_token_id))
     start = time.time()
     model.eval()
+    done = done or {}
+    for i, result in done.items():
+        results[i] = result
     for first in range(0, len(order), batch_size):
         idx = order[first:first + batch_size]
+        if all(i in done for i in idx):
+            continue
+        if do_sample:
+            torch.manual_seed(seed + first)
         batch = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
         batch = {k: v.to(model.device) for k, v in batch.items()}
         kwargs = {"temperature": temperature, "top_p": 1.0, "top_k": 0} if do_sample else {}
@@ -33,16 +43,12 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, batch
         new = out[:, batch["input_ids"].shape[1]:].tolist()
         for i, tokens in zip(idx, new):
             results[i] = _finish(tokens, tokenizer, eos_ids, stop_strings or [], max_new_tokens)
+        if on_batch:
+            on_batch(idx, [results[i] for i in idx])
         if progress:
-            done = min(first + batch_size, len(order))
-            print(f"generated {done}/{len(order)} ({time.time() - start:.0f}s)", file=sys.stderr, flush=True)
+            count = min(first + batch_size, len(order))
+            print(f"generated {count}/{len(order)} ({time.time() - start:.0f}s)", file=sys.stderr, flush=True)
     return results  # type: ignore[return-value]
-
-
-def sample(model, tokenizer, prompts: list[str], n: int, **kwargs) -> list[list[dict[str, Any]]]:
-    """n sampled completions per prompt (prompts repeated, so batching and stopping work as for greedy)."""
-    flat = generate(model, tokenizer, [p for p in prompts for _ in range(n)], do_sample=True, **kwargs)
-    return [flat[i * n:(i + 1) * n] for i in range(len(prompts))]
 
 
 class StopOnText(StoppingCriteria):
