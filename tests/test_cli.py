@@ -66,3 +66,9 @@ def test_fetch_model_copies_a_local_folder_into_a_loadable_safetensors_model(tin
     done = run("fetch-model", "--source", str(tiny_model), "--out", str(tmp_path / "m"))
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "m" / "model.safetensors").is_file() and (tmp_path / "m" / "tokenizer.json").is_file()
+
+
+def test_fetch_model_names_a_missing_local_folder(tmp_path):
+    done = run("fetch-model", "--source", str(tmp_path / "no-model"), "--out", str(tmp_path / "m"))
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'no-model'}: model folder not found"
