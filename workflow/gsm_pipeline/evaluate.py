@@ -90,14 +90,13 @@ def sample_rows(model, tokenizer, rows: list[dict[str, Any]], job: dict[str, Any
         return []
     spec, n = job["prompt"], job["samples"]
     prompts = [render_prompt(r["question"], spec, tokenizer) for r in rows]
-    flat = journaled_generate(model, tokenizer, [p for p in prompts for _ in range(n)], job, journal,
+    repeated = [p for p in prompts for _ in range(n)]  # sample k of question q sits at q * n + k
+    flat = journaled_generate(model, tokenizer, repeated, job, journal,
                               do_sample=True, temperature=job["sample_temperature"])
-    groups = [flat[i * n:(i + 1) * n] for i in range(len(prompts))]
     scorer = reward_model_scorer(job["reward_model"]) if job.get("reward_model") else policy_scorer(model, tokenizer)
-    flat_prompts = [p for p, g in zip(prompts, groups) for _ in g]
-    scores = iter(scorer(flat_prompts, [s["completion"] for g in groups for s in g]))
-    return [graded_row(row, out, spec["answer_format"], sample=k, score=next(scores))
-            for row, group in zip(rows, groups) for k, out in enumerate(group)]
+    scores = scorer(repeated, [out["completion"] for out in flat])
+    return [graded_row(rows[i // n], out, spec["answer_format"], sample=i % n, score=score)
+            for i, (out, score) in enumerate(zip(flat, scores))]
 
 
 def sampling_summary(rows: list[dict[str, Any]], samples: list[dict[str, Any]]) -> dict[str, Any]:
