@@ -45,13 +45,17 @@ def tiny_config(model: Path, data_dir: Path) -> dict:
                  "test_file": str(data_dir / "test.jsonl"), "prep_sft_size": 64, "full_sft_size": 32,
                  "grpo_size": 8, "test_size": 8},
         "stages": {
-            "prep_sft": {"max_length": 128, "training_args": {**TINY_STAGE_ARGS, "max_steps": 120}},
-            "full_sft": {"max_length": 128, "training_args": {**TINY_STAGE_ARGS, "max_steps": 4}},
-            "grpo": {"num_generations": 4, "max_completion_length": 32,
+            "prep_sft": {"max_length": 192, "training_args": {**TINY_STAGE_ARGS, "max_steps": 120}},
+            "full_sft": {"max_length": 192, "training_args": {**TINY_STAGE_ARGS, "max_steps": 4}},
+            "grpo": {"num_generations": 4, "max_completion_length": 40,
                      "training_args": {"max_steps": 3, "per_device_train_batch_size": 4, "learning_rate": 1.0e-3,
                                        "save_steps": 1}},
         },
-        "evaluation": {"max_new_tokens": 32, "batch_size": 8, "samples": 4, "sample_temperature": 1.0},
+        "evaluation": {"max_new_tokens": 40, "batch_size": 8, "samples": 4, "sample_temperature": 1.0},
+        # The random base model is never right, so targets come from the plain experiment's prep model,
+        # which has learnt the format and gets some sums right.
+        "confidence": {"model": "tagged/prep_sft", "group_by": "question", "samples_per_group": 2,
+                       "max_new_tokens": 32, "batch_size": 16},
     }
 
 

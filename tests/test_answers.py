@@ -53,6 +53,7 @@ def test_strict_extraction_takes_only_the_requested_format(completion, fmt, valu
     ("Total: $1,250.", 1250.0),
     ("<SOLUTION>18</SOLUTION><confidence>0.85</confidence>", 18.0),  # a confidence is never the answer
     ("answer 9 <confidence> 0.3 </confidence>", 9.0),
+    ("<SOLUTION>32</SOLUTION><confidence>0.", 32.0),  # a confidence cut off by the token budget neither
     ("no digits here", None),
     ("-12 degrees", -12.0),
 ])

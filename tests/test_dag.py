@@ -34,7 +34,9 @@ def test_each_stage_saves_a_loadable_model_that_differs_from_its_parent(tiny_dag
 
 def test_report_compares_every_stage_against_base_with_paired_tests(tiny_dag):
     table = pd.read_csv(tiny_dag.root / "results/report/comparison.csv")
-    assert list(table["stage"]) == ["base", "prep_sft", "full_sft", "grpo"]
+    assert list(table["experiment"]) == ["tagged"] * 4 + ["tagged_conf"] * 4
+    assert list(table["stage"]) == ["base", "prep_sft", "full_sft", "grpo"] * 2
+    table = table[table.experiment == "tagged"]
     assert (table["n"] == 8).all()
     assert table.loc[table.stage != "base", "p_strict_vs_base"].between(0, 1).all()
     assert table.loc[table.stage != "base", "p_answer_rate_vs_base"].between(0, 1).all()
@@ -65,11 +67,60 @@ def test_grpo_had_reward_signal_and_logged_it(tiny_dag):
 def test_every_job_wrote_a_log_and_a_benchmark(tiny_dag):
     benchmarks = list((tiny_dag.root / "results/benchmarks").rglob("*.tsv"))
     logs = list((tiny_dag.root / "results/logs").rglob("*.log"))
-    assert len(benchmarks) == len(logs) == 10  # data, model, 3 trainings, 4 evaluations, report
+    # data, model, confidence targets, 2 x 3 trainings, 2 base + 6 stage evaluations, report
+    assert len(benchmarks) == len(logs) == 18
 
 
 def test_a_finished_run_has_nothing_left_to_do(tiny_dag):
     assert tiny_dag.planned_jobs() == {}
+
+
+def test_the_confidence_targets_vary_and_are_what_the_trainer_saw(tiny_dag):
+    from gsm_pipeline.answers import extract_confidence
+    from gsm_pipeline.train_sft import build_trainer
+
+    targets = tiny_dag.root / "results/confidence_targets/tagged-chat-conf.jsonl"
+    summary = json.loads(targets.with_suffix(".summary.json").read_text())
+    assert summary["correct"] > 0 and summary["distinct_targets"] >= 2
+    job = json.loads(_shell_arg(tiny_dag, "tagged_conf/prep_sft", "--config"))
+    trainer, tokenizer = build_trainer(job, str(tiny_dag.root / "resources/model"),
+                                       str(tiny_dag.root / "results/data/prep_sft.jsonl"),
+                                       tiny_dag.root / "scratch", confidence_targets=str(targets))
+    seen = {extract_confidence(tokenizer.decode(ex["input_ids"])) for ex in trainer.train_dataset}
+    assert None not in seen and len(seen) >= 2
+
+
+def test_grpo_called_the_calibration_reward_and_it_varied(tiny_dag):
+    history = json.loads((tiny_dag.root / "results/tagged_conf/grpo/log_history.json").read_text())
+    logged = [h["rewards/calibration_reward/mean"] for h in history if "rewards/calibration_reward/mean" in h]
+    assert logged and all(-1.0 <= r <= 1.0 for r in logged)
+    assert not any("calibration" in k for h in json.loads(
+        (tiny_dag.root / "results/tagged/grpo/log_history.json").read_text()) for k in h)
+
+
+def test_every_confidence_stage_has_a_calibration_row_and_a_reliability_diagram(tiny_dag):
+    table = pd.read_csv(tiny_dag.root / "results/report/comparison.csv")
+    conf = table[table.experiment == "tagged_conf"].set_index("stage")
+    assert list(conf["prompt"]) == ["tagged-chat-conf"] * 4  # base too is asked for its confidence
+    assert (conf.loc[["prep_sft", "full_sft", "grpo"], "confidence_rate"] > 0.5).all()
+    assert conf.loc[["prep_sft", "full_sft", "grpo"], ["ece", "brier"]].notna().all().all()
+    assert (table.loc[table.experiment == "tagged", "confidence_rate"] == 0).all()
+    for run in ("base/tagged-chat-conf", "tagged_conf/prep_sft", "tagged_conf/grpo"):
+        bins = pd.read_csv(tiny_dag.root / f"results/{run}/eval/test/calibration.csv")
+        assert list(bins.columns) == ["bin", "low", "high", "count", "mean_confidence", "accuracy"] and len(bins) == 10
+    page = (tiny_dag.root / "results/report/index.html").read_text()
+    assert "Did calibration training cost accuracy" in page and '<img src="calibration.png"' in page
+    assert (tiny_dag.root / "results/report/calibration.png").stat().st_size > 0
+
+
+def _shell_arg(dag, run, flag):
+    """The value a job got for `flag`, read back from Snakemake's dry-run of that job."""
+    import shlex
+
+    out = dag.snakemake("-n", "-p", "--forcerun", run.split("/")[1], f"results/{run}/model").stdout
+    line = next(line for line in out.splitlines() if "gsm_pipeline.train_sft" in line and run in line)
+    words = shlex.split(line)
+    return words[words.index(flag) + 1]
 
 
 def test_changing_a_grpo_setting_replans_only_grpo_its_evaluation_and_the_report(tiny_dag):
@@ -77,7 +128,8 @@ def test_changing_a_grpo_setting_replans_only_grpo_its_evaluation_and_the_report
     changed = copy.deepcopy(config)
     changed["stages"]["grpo"]["temperature"] = 0.7
     tiny_dag.write_config(changed, "changed.yaml")
-    assert tiny_dag.planned_jobs("changed.yaml") == {"grpo": 1, "evaluate": 1, "report": 1, "all": 1}
+    # both experiments' GRPO (plain and confidence) read the setting; nothing upstream replans
+    assert tiny_dag.planned_jobs("changed.yaml") == {"grpo": 2, "evaluate": 2, "report": 1, "all": 1}
 
 
 def test_changing_an_sft_setting_replans_that_stage_and_everything_downstream(tiny_dag):
@@ -85,7 +137,7 @@ def test_changing_an_sft_setting_replans_that_stage_and_everything_downstream(ti
     changed = copy.deepcopy(config)
     changed["stages"]["full_sft"]["training_args"]["learning_rate"] = 1.0e-4
     tiny_dag.write_config(changed, "changed_sft.yaml")
-    assert tiny_dag.planned_jobs("changed_sft.yaml") == {"full_sft": 1, "evaluate": 1, "report": 1, "all": 1}
+    assert tiny_dag.planned_jobs("changed_sft.yaml") == {"full_sft": 2, "evaluate": 2, "report": 1, "all": 1}
 
 
 def test_editing_the_rewards_module_replans_only_grpo_its_evaluation_and_the_report(tiny_dag):
@@ -93,7 +145,7 @@ def test_editing_the_rewards_module_replans_only_grpo_its_evaluation_and_the_rep
     original = rewards.read_text()
     rewards.write_text(original + "\n# an edit\n")  # Snakemake compares checksums, so touching is not enough
     try:
-        assert tiny_dag.planned_jobs() == {"grpo": 1, "evaluate": 1, "report": 1, "all": 1}
+        assert tiny_dag.planned_jobs() == {"grpo": 2, "evaluate": 2, "report": 1, "all": 1}
     finally:
         rewards.write_text(original)
     assert tiny_dag.planned_jobs() == {}

@@ -16,6 +16,8 @@ STRICT_PATTERNS = {
 }
 FLEXIBLE_PATTERN = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")  # lm-eval's flexible-extract
 CONFIDENCE_PATTERN = re.compile(r"<confidence>\s*(.*?)\s*</confidence>", re.DOTALL)
+# A confidence tag, closed or cut off by the token budget: never part of the answer.
+CONFIDENCE_TAG = re.compile(r"<confidence>.*?(</confidence>|$)", re.DOTALL)
 _FRACTION = re.compile(r"^(-?\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)$")
 _NUMBER = re.compile(r"^-?(\d+\.?\d*|\.\d+)(e-?\d+)?$")
 _CALCULATOR = re.compile(r"<<[^<>]*>>")
@@ -63,7 +65,7 @@ def extract_strict(completion: str, answer_format: str) -> float | None:
 
 
 def extract_flexible(completion: str) -> float | None:
-    text = CONFIDENCE_PATTERN.sub(" ", completion or "")
+    text = CONFIDENCE_TAG.sub(" ", completion or "")
     for groups in reversed(FLEXIBLE_PATTERN.findall(text)):
         value = normalize_number(groups[0] or groups[1])
         if value is not None:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import ConfigError
 
 AnswerFormat = Literal["tagged", "gsm8k", "boxed"]
-RewardName = Literal["format", "correctness", "binary"]
+RewardName = Literal["format", "correctness", "binary", "calibration"]
 STAGES = ("prep_sft", "full_sft", "grpo")
 PARENT_STAGE = {"prep_sft": "base", "full_sft": "prep_sft", "grpo": "prep_sft"}
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -110,12 +110,31 @@ class EvalConfig(Strict):
                           "(default: the policy's mean token log-probability)")
 
 
+class ConfidenceConfig(Strict):
+    model: str = Field(
+        "base", description="Whose sampled accuracy becomes the targets: 'base', or '<experiment>/<stage>' of an "
+                            "experiment without confidence (a format-trained model, when the base model cannot "
+                            "follow the format)")
+    samples_per_group: int = Field(
+        2, ge=1, description="Base-model completions sampled per template (or per question without templates)")
+    group_by: Literal["template", "question"] = Field(
+        "template", description="Estimate accuracy per gsm_symbolic template or per question")
+    prior_strength: float = Field(
+        2.0, gt=0, description="Weight, in samples, of the pooled accuracy each group's estimate is shrunk towards")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature for the estimate")
+    max_new_tokens: int = Field(160, ge=1, description="Generation budget per sampled completion")
+    batch_size: int = Field(32, ge=1, description="Completions generated together")
+
+
 class ExperimentConfig(Strict):
     answer_format: AnswerFormat = Field("tagged", description="Answer format taught and asked for")
     chat_template: bool = Field(True, description="Render prompts with the tokenizer's chat template")
     finetune: Literal["full", "lora"] = Field("full", description="Full fine-tuning or LoRA (merged after each stage)")
     completion_only_loss: bool = Field(True, description="SFT: mask the prompt out of the loss")
     rewards: list[RewardName] = Field(["format", "correctness"], description="GRPO reward functions")
+    confidence: bool = Field(
+        False, description="Ask for a stated confidence <confidence>p</confidence> after the answer; SFT teaches "
+                           "it from the base model's measured accuracy (see the confidence section)")
     grpo_from: Literal["prep_sft", "full_sft"] = Field("prep_sft", description="Which SFT model GRPO starts from")
     stages: list[Literal["prep_sft", "full_sft", "grpo"]] = Field(
         list(STAGES), description="Stages to run for this experiment (prep_sft is always needed by the others)")
@@ -127,9 +146,15 @@ class ExperimentConfig(Strict):
             raise ValueError("needs at least one reward")
         return v
 
+    @model_validator(mode="after")
+    def _calibration_needs_confidence(self) -> "ExperimentConfig":
+        if "calibration" in self.rewards and not self.confidence:
+            raise ValueError("the calibration reward needs confidence: true")
+        return self
+
     def prompt_key(self) -> str:
         """Name of the prompt this experiment uses; base evaluations are shared per prompt."""
-        return f"{self.answer_format}-{'chat' if self.chat_template else 'raw'}"
+        return f"{self.answer_format}-{'chat' if self.chat_template else 'raw'}{'-conf' if self.confidence else ''}"
 
 
 class PipelineConfig(Strict):
@@ -139,6 +164,8 @@ class PipelineConfig(Strict):
     lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA settings for finetune: lora")
     stages: StagesConfig = Field(default_factory=StagesConfig, description="Per-stage hyperparameters")
     evaluation: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation settings")
+    confidence: ConfidenceConfig = Field(
+        default_factory=ConfidenceConfig, description="How SFT confidence targets are measured (confidence experiments)")
     experiments: dict[str, ExperimentConfig] = Field(
         default_factory=lambda: {"tagged": ExperimentConfig()}, description="The experiment matrix, one row a name")
 
@@ -151,6 +178,18 @@ class PipelineConfig(Strict):
             if not re.match(NAME_PATTERN, name) or name == "base":
                 raise ValueError(f"experiment name {name!r} must match {NAME_PATTERN} and not be 'base'")
         return v
+
+    @model_validator(mode="after")
+    def _confidence_model(self) -> "PipelineConfig":
+        ref = self.confidence.model
+        if ref == "base":
+            return self
+        name, _, stage = ref.partition("/")
+        exp = self.experiments.get(name)
+        if exp is None or stage not in exp.stages or exp.confidence:
+            raise ValueError(f"confidence.model {ref!r} must be 'base' or '<experiment>/<stage>' of a declared "
+                             "experiment without confidence that runs that stage")
+        return self
 
     @model_validator(mode="after")
     def _stage_order(self) -> "PipelineConfig":
@@ -169,7 +208,7 @@ class PipelineConfig(Strict):
 
     def prompt_spec(self, name: str) -> dict[str, Any]:
         exp = self.experiment(name)
-        return {"answer_format": exp.answer_format, "chat_template": exp.chat_template}
+        return {"answer_format": exp.answer_format, "chat_template": exp.chat_template, "confidence": exp.confidence}
 
     def sft_job(self, name: str, stage: str) -> dict[str, Any]:
         exp = self.experiment(name)
@@ -187,6 +226,13 @@ class PipelineConfig(Strict):
             "finetune": exp.finetune, "lora": self.lora.model_dump() if exp.finetune == "lora" else None,
             "dtype": self.model.dtype, **self.stages.grpo.model_dump(),
         }
+
+    def targets_job(self, prompt: dict[str, Any]) -> dict[str, Any]:
+        """The measured model answers in the prompt it knows: the confidence prompt without the confidence
+        request for the base model, the reference experiment's own prompt otherwise."""
+        ref = self.confidence.model
+        asked = {**prompt, "confidence": False} if ref == "base" else self.prompt_spec(ref.split("/")[0])
+        return {"prompt": asked, "seed": self.seed, "dtype": self.model.dtype, **self.confidence.model_dump()}
 
     def eval_job(self, prompt: dict[str, Any]) -> dict[str, Any]:
         return {"prompt": prompt, "seed": self.seed, "dtype": self.model.dtype, **self.evaluation.model_dump()}

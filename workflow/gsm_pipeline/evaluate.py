@@ -7,6 +7,7 @@ Within the DAG the rule passes the job's settings as --config JSON and run label
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import sys
@@ -19,8 +20,8 @@ from .config import config_hash
 from .data import load_test_rows, write_jsonl
 from .errors import DataError, run_main
 from .generation import generate
-from .metrics import summarize
-from .prompts import STOP_STRINGS, render_prompt
+from .metrics import calibration, summarize
+from .prompts import render_prompt, stop_strings
 from .sampling import policy_scorer, reward_model_scorer, sample_metrics
 from .training import check_model_dir, load_model_and_tokenizer, seed_everything
 
@@ -65,7 +66,7 @@ def journaled_generate(model, tokenizer, prompts: list[str], job: dict[str, Any]
                        **kwargs) -> list[dict[str, Any]]:
     spec = job["prompt"]
     return generate(model, tokenizer, prompts, max_new_tokens=job["max_new_tokens"], batch_size=job["batch_size"],
-                    stop_strings=STOP_STRINGS[spec["answer_format"]], seed=job["seed"],
+                    stop_strings=stop_strings(spec), seed=job["seed"],
                     done=journal.load() if journal else None, on_batch=journal.append if journal else None, **kwargs)
 
 
@@ -106,6 +107,14 @@ def sampling_summary(rows: list[dict[str, Any]], samples: list[dict[str, Any]]) 
     return sample_metrics(groups, {r["id"]: final_number(r["answer"]) for r in rows})
 
 
+def write_calibration_csv(path: Path, bins: list[dict[str, Any]]) -> None:
+    """The reliability table (bin, count, mean confidence, accuracy); counts are 0 where nothing stated one."""
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(bins[0]))
+        writer.writeheader()
+        writer.writerows(bins)
+
+
 def default_test_rows() -> list[dict[str, Any]]:
     """Without --data: the default config's in-distribution gsm_symbolic test set."""
     from .config import DataConfig
@@ -121,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", help="job settings as JSON (the DAG passes this)")
     parser.add_argument("--answer-format", default="tagged", choices=["tagged", "gsm8k", "boxed"])
     parser.add_argument("--raw", action="store_true", help="do not apply the chat template")
+    parser.add_argument("--confidence", action="store_true", help="ask for a stated confidence after the answer")
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--samples", type=int, default=0, help="sampled completions per problem (maj@n, best-of-n)")
@@ -131,7 +141,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     job = json.loads(args.config) if args.config else {
-        "prompt": {"answer_format": args.answer_format, "chat_template": not args.raw}, "seed": 0,
+        "prompt": {"answer_format": args.answer_format, "chat_template": not args.raw, "confidence": args.confidence},
+        "seed": 0,
         "dtype": "float32", "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size,
         "samples": args.samples, "sample_temperature": args.temperature, "reward_model": args.reward_model}
     seed_everything(job["seed"], args.threads)
@@ -155,6 +166,9 @@ def main(argv: list[str] | None = None) -> None:
     metrics = {**json.loads(args.meta), "model": str(args.model), "data": str(args.data or "gsm_symbolic default"),
                "prompt": job["prompt"], "max_new_tokens": job["max_new_tokens"], "decoding": "greedy",
                "seed": job["seed"], "generation_seconds": round(seconds, 1), **summarize(graded)}
+    stated = calibration(graded)
+    write_calibration_csv(out / "calibration.csv", stated.pop("bins"))
+    metrics["calibration"] = stated
     if samples:
         metrics["sampling"] = {"samples": job["samples"], "temperature": job["sample_temperature"],
                                "scorer": job.get("reward_model") or "policy mean token log-probability",

@@ -53,3 +53,56 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out["truncation_rate"] = rate([r["truncated"] for r in rows])
     out["mean_completion_tokens"] = sum(r["completion_tokens"] for r in rows) / n if n else 0.0
     return out
+
+
+CALIBRATION_BINS = 10
+
+
+def auroc(scores: list[float], labels: list[bool]) -> float | None:
+    """Probability that a correct answer got a higher confidence than a wrong one (ties count half)."""
+    pos = [s for s, y in zip(scores, labels) if y]
+    neg = [s for s, y in zip(scores, labels) if not y]
+    if not pos or not neg:
+        return None
+    wins = sum((p > q) + 0.5 * (p == q) for p in pos for q in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def pearson(xs: list[float], ys: list[float]) -> float | None:
+    n = len(xs)
+    if n < 2:
+        return None
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys))
+    sxx, syy = sum((x - mx) ** 2 for x in xs), sum((y - my) ** 2 for y in ys)
+    return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else None
+
+
+def calibration_bins(confidences: list[float], correct: list[bool], bins: int = CALIBRATION_BINS) -> list[dict]:
+    """Equal-width bins over [0, 1]: count, mean stated confidence and accuracy in each (the reliability diagram)."""
+    table = []
+    for b in range(bins):
+        members = [(c, y) for c, y in zip(confidences, correct) if min(int(c * bins), bins - 1) == b]
+        table.append({"bin": b, "low": b / bins, "high": (b + 1) / bins, "count": len(members),
+                      "mean_confidence": sum(c for c, _ in members) / len(members) if members else None,
+                      "accuracy": sum(y for _, y in members) / len(members) if members else None})
+    return table
+
+
+def calibration(rows: list[dict[str, Any]], field: str = "correct_strict") -> dict[str, Any]:
+    """Stated-confidence metrics over the completions that stated one: ECE (10 equal-width bins), Brier score,
+    AUROC of confidence for correct vs wrong, and the confidence-correctness correlation."""
+    stated = [r for r in rows if r.get("confidence") is not None]
+    conf = [float(r["confidence"]) for r in stated]
+    hits = [bool(r[field]) for r in stated]
+    n = len(stated)
+    bins = calibration_bins(conf, hits)
+    ece = sum(b["count"] / n * abs(b["mean_confidence"] - b["accuracy"]) for b in bins if b["count"]) if n else None
+    return {
+        "confidence_rate": n / len(rows) if rows else 0.0, "confidence_n": n,
+        "mean_confidence": sum(conf) / n if n else None,
+        "accuracy_when_stated": sum(hits) / n if n else None,
+        "ece": ece, "brier": sum((c - y) ** 2 for c, y in zip(conf, hits)) / n if n else None,
+        "auroc": auroc(conf, hits), "confidence_correlation": pearson(conf, [float(h) for h in hits]),
+        "bins": bins,
+    }

@@ -67,3 +67,32 @@ def plot_sampling(rows: list[dict[str, Any]], sampling: dict[tuple[str, str], di
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_reliability(rows: list[dict[str, Any]], bins: dict[tuple[str, str], list[dict]], path: Path) -> None:
+    """Reliability diagrams: one panel per confidence experiment and stage, a line per test set; the
+    diagonal is perfect calibration, marker area is the number of answers in the bin."""
+    plt = _pyplot()
+    panels = sorted({(r["experiment"], r["stage"]) for r in rows if r["confidence"]},
+                    key=lambda k: (k[0], STAGE_ORDER.index(k[1])))
+    cols = max(1, min(4, len(panels)))
+    nrows = max(1, -(-len(panels) // cols))
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.4 * cols, 3.3 * nrows), squeeze=False)
+    for ax, (exp, stage) in zip(axes.flat, panels):
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
+        for r in (r for r in rows if (r["experiment"], r["stage"]) == (exp, stage)):
+            filled = [b for b in bins.get((r["run"], r["testset"]), []) if b["count"]]
+            ece = "n/a" if r["ece"] is None else f"{r['ece']:.2f}"
+            ax.plot([b["mean_confidence"] for b in filled], [b["accuracy"] for b in filled], marker="o",
+                    label=f"{r['testset']} ECE {ece} ({r['confidence_rate']:.0%} stated)")
+            ax.scatter([b["mean_confidence"] for b in filled], [b["accuracy"] for b in filled],
+                       s=[8 * b["count"] for b in filled], alpha=0.3)
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="stated confidence", title=f"{exp} / {stage}")
+        ax.title.set_fontsize(9)
+        ax.legend(fontsize=6, loc="upper left")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    axes[0][0].set_ylabel("accuracy (strict)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

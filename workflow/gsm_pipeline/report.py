@@ -15,7 +15,7 @@ from typing import Any
 from .data import load_rows
 from .errors import run_main
 from .metrics import mcnemar_exact
-from .plots import plot_accuracy, plot_sampling
+from .plots import STAGE_ORDER, plot_accuracy, plot_reliability, plot_sampling
 
 
 def load_evaluations(metrics_files: list[str]) -> list[dict[str, Any]]:
@@ -26,8 +26,42 @@ def load_evaluations(metrics_files: list[str]) -> list[dict[str, Any]]:
         metrics["rows"] = {r["id"]: r for r in load_rows(Path(path).parent / "predictions.jsonl")}
         samples = Path(path).parent / "samples.jsonl"
         metrics["samples"] = load_rows(samples) if samples.is_file() else []
+        table = Path(path).parent / "calibration.csv"
+        metrics["calibration_bins"] = read_bins(table) if table.is_file() else []
         evals.append(metrics)
     return evals
+
+
+def read_bins(path: Path) -> list[dict[str, Any]]:
+    import pandas as pd
+
+    frame = pd.read_csv(path)
+    return [{k: (None if pd.isna(v) else v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+def calibration_html(rows: list[dict[str, Any]], evals: list[dict[str, Any]], out_dir: Path) -> str:
+    """Plain and confidence experiments' rows side by side per stage and test set, and reliability diagrams."""
+    if not any(r["confidence"] for r in rows):
+        return ("<h2>Is stated confidence calibrated?</h2><p>No experiment in this config states a confidence "
+                "(experiments.&lt;name&gt;.confidence: true).</p>")
+    plot_reliability(rows, {(e["run"], e["testset"]): e["calibration_bins"] for e in evals},
+                     out_dir / "calibration.png")
+    ordered = sorted(rows, key=lambda r: (r["testset"], STAGE_ORDER.index(r["stage"]), r["confidence"]))
+    cols = ["testset", "stage", "experiment", "prompt", "n", "accuracy_strict", "ci95_low", "ci95_high",
+            "answer_rate", *CALIBRATION_COLUMNS]
+    links = ", ".join(f'<a href="{html.escape(os.path.relpath(Path(e["path"]).parent / "calibration.csv", out_dir))}">'
+                      f'{html.escape(e["run"])}/{html.escape(e["testset"])}</a>'
+                      for e in evals if (e.get("prompt") or {}).get("confidence"))
+    return (
+        "<h2>Did calibration training cost accuracy, and is the stated confidence informative?</h2>"
+        "<p>Each stage's plain and confidence rows sit together. ECE uses 10 equal-width bins; Brier is the mean "
+        "squared error of the stated confidence against strict correctness; AUROC is the chance that a correct "
+        "answer states a higher confidence than a wrong one (blank when every answer was right or every one wrong); "
+        "all over the answers that stated a confidence (confidence_rate of them). SFT targets are the base model's "
+        "sampled accuracy per template (results/confidence_targets).</p>"
+        '<img src="calibration.png" alt="reliability diagrams">'
+        f'<div class="wide">{table_html(ordered, cols)}</div><p>Calibration tables (bin, count, mean confidence, '
+        f"accuracy): {links}.</p>")
 
 
 def per_example_table(evals: list[dict[str, Any]]):
@@ -54,21 +88,28 @@ def paired(first: dict, second: dict | None, field: str) -> float | None:
     return mcnemar_exact([first["rows"][i][field] for i in ids], [second["rows"][i][field] for i in ids])["p_value"]
 
 
+CALIBRATION_COLUMNS = ["confidence_rate", "mean_confidence", "ece", "brier", "auroc", "confidence_correlation"]
+
+
 def comparison_rows(evals: list[dict[str, Any]], experiments: dict[str, dict]) -> list[dict[str, Any]]:
-    """One row per (experiment, stage, test set); base rows repeat under each experiment using their prompt."""
+    """One row per (experiment, stage, test set); a shared evaluation (base, or a stage trained identically
+    by an earlier experiment) repeats under each experiment that uses it."""
     by_run = {(e["run"], e["testset"]): e for e in evals}
     rows = []
     for name, layout in experiments.items():
-        for stage in ["base", *layout["stages"]]:
-            run = layout["base_run"] if stage == "base" else f"{name}/{stage}"
-            parent = layout["base_run"] if stage in ("base", "prep_sft") else f"{name}/{layout['parents'][stage]}"
+        base_run = layout["runs"]["base"]
+        for stage in [s for s in STAGE_ORDER if s in layout["runs"]]:
+            run = layout["runs"][stage]
+            parent = base_run if stage == "base" else layout["parents"][stage]
             for testset in layout["testsets"]:
                 ev = by_run.get((run, testset))
                 if ev is None:
                     continue
-                base, par = by_run.get((layout["base_run"], testset)), by_run.get((parent, testset))
+                base, par = by_run.get((base_run, testset)), by_run.get((parent, testset))
+                calibration = ev.get("calibration") or {}
                 rows.append({
                     "experiment": name, "stage": stage, "testset": testset, "prompt": ev["prompt_key"],
+                    "confidence": layout.get("confidence", False),
                     "shots": 0, "decoding": ev["decoding"], "max_new_tokens": ev["max_new_tokens"],
                     "seed": ev["seed"], "n": ev["n"],
                     "accuracy_strict": ev["accuracy_strict"], "ci95_low": ev["accuracy_strict_ci95"][0],
@@ -82,6 +123,7 @@ def comparison_rows(evals: list[dict[str, Any]], experiments: dict[str, dict]) -
                     "p_answer_rate_vs_base": paired(ev, base, "has_answer"),
                     "p_strict_vs_parent": paired(ev, par, "correct_strict") if stage != "base" else None,
                     "run": run, "parent": "" if stage == "base" else parent,
+                    **{k: calibration.get(k) for k in CALIBRATION_COLUMNS},
                     **{k: v for k, v in ev.get("sampling", {}).items() if "@" in k},
                 })
     return rows
@@ -93,7 +135,7 @@ def training_rows(log_files: list[str]) -> list[dict[str, Any]]:
     for path in log_files:
         history = json.loads(Path(path).read_text())
         steps = [h for h in history if "loss" in h]
-        run = "/".join(Path(path).parts[-3:-1])
+        run = "/".join(Path(path).parts[-3:-1])  # results/<owner>/<stage>/log_history.json
         row = {"run": run, "steps": max((h.get("step", 0) for h in history), default=0),
                "first_loss": steps[0]["loss"] if steps else None, "last_loss": steps[-1]["loss"] if steps else None}
         zero_std = [h["frac_reward_zero_std"] for h in steps if "frac_reward_zero_std" in h]
@@ -210,6 +252,7 @@ same prompt, and vs the stage's parent). Seed {provenance['seed']}, config hash 
 <p>Download: <a href="comparison.csv">comparison.csv</a>, <a href="per_example.csv">per_example.csv</a>
 (every graded completion), <a href="training.json">training.json</a>; each evaluation's metrics:
 {metric_links(evals, out_dir)}.</p>
+{calibration_html(rows, evals, out_dir)}
 {sampling_html(rows, sampling)}
 <h2>How did training go?</h2><div class="wide">{table_html(train, train_cols)}</div>
 <h2>What do the completions look like?</h2>{examples_html(evals, rows)}

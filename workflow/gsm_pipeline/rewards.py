@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .answers import extract_strict, final_number, has_working_out, is_correct
+from .answers import extract_confidence, extract_strict, final_number, has_working_out, is_correct
 
 Reward = Callable[..., list[float]]
 
@@ -21,6 +21,14 @@ def correctness_score(completion: str, answer: str, answer_format: str, weight: 
     return weight if is_correct(extract_strict(completion, answer_format), final_number(answer)) else 0.0
 
 
+def calibration_score(completion: str, answer: str, answer_format: str) -> float:
+    """RLCR's reward: correctness (1/0) minus the Brier error of the stated confidence. A missing or
+    unparseable confidence counts as the worst Brier error, 1, so stating none never pays."""
+    correct = 1.0 if is_correct(extract_strict(completion, answer_format), final_number(answer)) else 0.0
+    confidence = extract_confidence(completion)
+    return correct - (1.0 if confidence is None else (confidence - correct) ** 2)
+
+
 def make_reward_functions(names: list[str], answer_format: str) -> list[Reward]:
     """TRL logs each reward under its function's __name__, so each closure gets a clear one."""
     def format_reward(completions, **kwargs):
@@ -32,5 +40,9 @@ def make_reward_functions(names: list[str], answer_format: str) -> list[Reward]:
     def binary_reward(completions, answer, **kwargs):
         return [correctness_score(c, a, answer_format, weight=1.0) for c, a in zip(completions, answer)]
 
-    table = {"format": format_reward, "correctness": correctness_reward, "binary": binary_reward}
+    def calibration_reward(completions, answer, **kwargs):
+        return [calibration_score(c, a, answer_format) for c, a in zip(completions, answer)]
+
+    table = {"format": format_reward, "correctness": correctness_reward, "binary": binary_reward,
+             "calibration": calibration_reward}
     return [table[name] for name in names]

@@ -14,22 +14,39 @@ from .prompts import render_prompt, render_target
 from .training import load_model_and_tokenizer, lora_config, run_stage, trainer_arguments
 
 
-def sft_dataset(rows: list[dict[str, Any]], prompt: dict[str, Any], tokenizer, where: str):
-    """Prompt-completion rows: the prompt is rendered exactly as evaluation renders it."""
+def load_confidence_targets(path: str | None, prompt: dict[str, Any]) -> dict[str, float]:
+    if not prompt.get("confidence"):
+        return {}
+    if path is None:
+        raise DataError("this experiment states confidence: --confidence-targets is required")
+    return {row["id"]: row["confidence"] for row in load_rows(path)}
+
+
+def sft_dataset(rows: list[dict[str, Any]], prompt: dict[str, Any], tokenizer, where: str,
+                confidence: dict[str, float] | None = None):
+    """Prompt-completion rows: the prompt is rendered exactly as evaluation renders it; with confidence
+    on, each target ends with that row's measured confidence."""
     from datasets import Dataset
 
     if not rows:
         raise DataError(f"{where}: no training rows")
+    if prompt.get("confidence"):
+        missing = [r["id"] for r in rows if r["id"] not in (confidence or {})]
+        if missing:
+            raise DataError(f"{where}: no confidence target for row {missing[0]!r} ({len(missing)} rows lack one)")
     return Dataset.from_list([
         {"prompt": render_prompt(r["question"], prompt, tokenizer),
-         "completion": render_target(r["reasoning"], r["answer"], prompt)} for r in rows])
+         "completion": render_target(r["reasoning"], r["answer"], prompt, (confidence or {}).get(r["id"]))}
+        for r in rows])
 
 
-def build_trainer(job: dict[str, Any], parent: str, data: str, checkpoints: Path):
+def build_trainer(job: dict[str, Any], parent: str, data: str, checkpoints: Path,
+                  confidence_targets: str | None = None):
     from trl import SFTConfig, SFTTrainer
 
     model, tokenizer = load_model_and_tokenizer(parent, job["dtype"])
-    dataset = sft_dataset(load_rows(data), job["prompt"], tokenizer, data)
+    targets = load_confidence_targets(confidence_targets, job["prompt"])
+    dataset = sft_dataset(load_rows(data), job["prompt"], tokenizer, data, targets)
     args = trainer_arguments(SFTConfig, job, checkpoints, max_length=job["max_length"],
                              completion_only_loss=job["completion_only_loss"])
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,

@@ -11,19 +11,23 @@ PACKAGE_ROOT = str(Path(workflow.basedir) / "workflow")
 sys.path.insert(0, PACKAGE_ROOT)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))
 
+from gsm_pipeline import layout
 from gsm_pipeline.config import PARENT_STAGE, STAGES, config_hash, validate_config
 from gsm_pipeline.errors import ConfigError
 from gsm_pipeline.sources import module_sources
 
 try:
     CFG = validate_config(config)
+    # Snakemake knows its targets only after parsing, so results/ paths on the command line are checked here.
+    for target in sys.argv[1:]:
+        layout.check_target(target, CFG)
 except ConfigError as exc:
     raise SystemExit(f"config error: {exc}")
 
 EXPERIMENTS = list(CFG.experiments)
 TESTSETS = CFG.data.test_sets()
 PROMPTS = CFG.prompts()
-BASE_MODEL = "resources/model"
+BASE_MODEL = layout.BASE_MODEL
 
 
 def one_of(values):
@@ -34,6 +38,7 @@ wildcard_constraints:
     experiment=one_of(EXPERIMENTS),
     testset=one_of(TESTSETS),
     run=f"base/({one_of(PROMPTS)})|({one_of(EXPERIMENTS)})/({one_of(STAGES)})",
+    prompt=one_of(PROMPTS),
 
 
 def as_arg(obj):
@@ -59,22 +64,42 @@ def local_data_files():
 
 
 def model_dir(experiment, stage):
-    return BASE_MODEL if stage == "base" else f"results/{experiment}/{stage}/model"
-
-
-def base_run(experiment):
-    return f"base/{CFG.experiments[experiment].prompt_key()}"
+    """Where an experiment's stage lives: stages trained identically are shared (see layout.py)."""
+    return layout.model_dir(CFG, experiment, stage)
 
 
 def parent_stage(experiment, stage):
     return CFG.experiments[experiment].grpo_from if stage == "grpo" else PARENT_STAGE[stage]
 
 
+def targets_file(experiment):
+    return f"results/confidence_targets/{CFG.experiments[experiment].prompt_key()}.jsonl"
+
+
+def confidence_model():
+    ref = CFG.confidence.model
+    return BASE_MODEL if ref == "base" else model_dir(*ref.split("/"))
+
+
+def sft_inputs(stage):
+    """Inputs of an SFT stage; confidence experiments also read the measured confidence targets."""
+    def inputs(wildcards):
+        exp = wildcards.experiment
+        files = {"parent": model_dir(exp, PARENT_STAGE[stage]), "data": f"results/data/{stage}.jsonl",
+                 "code": code("train_sft")}
+        if CFG.experiments[exp].confidence:
+            files["targets"] = targets_file(exp)
+        return files
+    return inputs
+
+
+def targets_flag(wildcards, input):
+    return f"--confidence-targets {input.targets}" if "targets" in input.keys() else ""
+
+
 def eval_runs():
-    """Every evaluated model: base once per prompt, then each experiment's stages."""
-    runs = {base_run(e) for e in EXPERIMENTS}
-    runs |= {f"{e}/{s}" for e in EXPERIMENTS for s in CFG.experiments[e].stages}
-    return sorted(runs)
+    """Every evaluated model once: base once per prompt, then each distinct trained stage."""
+    return sorted({layout.stage_run(CFG, e, "base") for e in EXPERIMENTS} | set(layout.trained_runs(CFG)))
 
 
 def eval_outputs(name="metrics.json"):
@@ -82,12 +107,12 @@ def eval_outputs(name="metrics.json"):
 
 
 def training_logs():
-    return [f"results/{e}/{s}/log_history.json" for e in EXPERIMENTS for s in CFG.experiments[e].stages]
+    return [f"results/{run}/log_history.json" for run in layout.trained_runs(CFG)]
 
 
 def eval_inputs(wildcards):
     head, stage = wildcards.run.split("/")
-    model = BASE_MODEL if head == "base" else model_dir(head, stage)
+    model = BASE_MODEL if head == "base" else f"results/{head}/{stage}/model"
     return {"model": model, "data": f"results/data/test/{wildcards.testset}.jsonl", "code": code("evaluate")}
 
 
@@ -100,5 +125,11 @@ def eval_params(wildcards):
 
 
 def report_layout():
-    return {e: {"base_run": base_run(e), "stages": list(CFG.experiments[e].stages), "testsets": TESTSETS,
-                "parents": {s: parent_stage(e, s) for s in CFG.experiments[e].stages}} for e in EXPERIMENTS}
+    """Per experiment: which evaluation run holds each of its stages (shared stages point at their owner)."""
+    out = {}
+    for e, exp in CFG.experiments.items():
+        stages = ["base", *exp.stages]
+        out[e] = {"runs": {s: layout.stage_run(CFG, e, s) for s in stages}, "testsets": TESTSETS,
+                  "parents": {s: layout.stage_run(CFG, e, parent_stage(e, s)) for s in exp.stages},
+                  "confidence": exp.confidence, "prompt_key": exp.prompt_key()}
+    return out

@@ -6,6 +6,7 @@ rule evaluate:
         predictions="results/{run}/eval/{testset}/predictions.jsonl",
         samples="results/{run}/eval/{testset}/samples.jsonl",
         metrics="results/{run}/eval/{testset}/metrics.json",
+        calibration="results/{run}/eval/{testset}/calibration.csv",
     params:
         job=lambda w: as_arg(CFG.eval_job(eval_params(w)["prompt"])),
         meta=lambda w: as_arg({**eval_params(w)["meta"], "run": w.run, "testset": w.testset}),

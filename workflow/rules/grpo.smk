@@ -1,7 +1,7 @@
 rule grpo:
     """GRPO with the experiment's reward set, from prep SFT (or full SFT, per experiment)."""
     input:
-        parent=lambda w: model_dir(w.experiment, CFG.experiments[w.experiment].grpo_from),
+        parent=lambda w: model_dir(w.experiment, parent_stage(w.experiment, "grpo")),
         data="results/data/grpo.jsonl",
         code=code("train_grpo"),
     output:

@@ -4,6 +4,7 @@ rule report:
         metrics=eval_outputs("metrics.json"),
         predictions=eval_outputs("predictions.jsonl"),
         samples=eval_outputs("samples.jsonl"),
+        calibration=eval_outputs("calibration.csv"),
         logs=training_logs(),
         code=code("report"),
     output:

@@ -1,15 +1,14 @@
 rule prep_sft:
     """Format-teaching SFT on the small subset, from the base model."""
     input:
-        parent=BASE_MODEL,
-        data="results/data/prep_sft.jsonl",
-        code=code("train_sft"),
+        unpack(sft_inputs("prep_sft")),
     output:
         model=directory("results/{experiment}/prep_sft/model"),
         log_history="results/{experiment}/prep_sft/log_history.json",
     params:
         job=lambda w: as_arg(CFG.sft_job(w.experiment, "prep_sft")),
         checkpoints=lambda w: f"results/{w.experiment}/prep_sft/checkpoints",
+        targets=targets_flag,
     threads: workflow.cores
     log:
         "results/logs/{experiment}/prep_sft.log",
@@ -18,20 +17,19 @@ rule prep_sft:
     shell:
         "python -m gsm_pipeline.train_sft --config {params.job} --parent {input.parent} --data {input.data} "
         "--out {output.model} --checkpoints {params.checkpoints} --log-history {output.log_history} "
-        "--threads {threads} > {log} 2>&1"
+        "{params.targets} --threads {threads} > {log} 2>&1"
 
 
 use rule prep_sft as full_sft with:
     input:
-        parent="results/{experiment}/prep_sft/model",
-        data="results/data/full_sft.jsonl",
-        code=code("train_sft"),
+        unpack(sft_inputs("full_sft")),
     output:
         model=directory("results/{experiment}/full_sft/model"),
         log_history="results/{experiment}/full_sft/log_history.json",
     params:
         job=lambda w: as_arg(CFG.sft_job(w.experiment, "full_sft")),
         checkpoints=lambda w: f"results/{w.experiment}/full_sft/checkpoints",
+        targets=targets_flag,
     log:
         "results/logs/{experiment}/full_sft.log",
     benchmark:

@@ -1,0 +1,72 @@
+"""The experiment matrix on disk: identical stages are shared, the dry-run plans exactly the jobs a
+config implies (counts written by hand), and a target naming something undeclared fails in one line."""
+import pytest
+
+from conftest import Dag
+from gsm_pipeline.config import validate_config
+from gsm_pipeline.errors import ConfigError
+from gsm_pipeline.layout import check_target, stage_owner, stage_run
+
+BINARY = {"answer_format": "tagged", "rewards": ["binary"]}
+
+
+def test_a_row_that_only_changes_grpo_shares_the_sft_stages_it_does_not_change():
+    cfg = validate_config({"experiments": {"plain": {}, "binary": BINARY, "conf": {"confidence": True}}})
+    assert [stage_owner(cfg, "binary", s) for s in ("prep_sft", "full_sft", "grpo")] == ["plain", "plain", "binary"]
+    assert [stage_owner(cfg, "conf", s) for s in ("prep_sft", "full_sft", "grpo")] == ["conf", "conf", "conf"]
+    assert stage_run(cfg, "binary", "base") == stage_run(cfg, "plain", "base") == "base/tagged-chat"
+    assert stage_run(cfg, "conf", "base") == "base/tagged-chat-conf"
+
+
+def test_grpo_from_full_sft_is_a_different_grpo_stage():
+    cfg = validate_config({"experiments": {"a": {}, "b": {"grpo_from": "full_sft"}}})
+    assert stage_owner(cfg, "b", "full_sft") == "a" and stage_owner(cfg, "b", "grpo") == "b"
+
+
+@pytest.fixture(scope="module")
+def default_dag(tmp_path_factory):
+    return Dag(tmp_path_factory.mktemp("default"), {})
+
+
+def test_the_default_config_plans_the_plain_and_confidence_pair(default_dag):
+    # shared: data, model; once: the confidence targets; per experiment: 3 trainings;
+    # evaluations: 2 base prompts + 6 trained stages, on 2 test sets
+    assert default_dag.planned_jobs() == {
+        "prepare_data": 1, "fetch_model": 1, "confidence_targets": 1, "prep_sft": 2, "full_sft": 2, "grpo": 2,
+        "evaluate": 16, "report": 1, "all": 1}
+
+
+def test_adding_rows_plans_only_what_is_new(default_dag):
+    default_dag.write_config({"experiments": {
+        "tagged_binary": BINARY,                                                       # new GRPO only
+        "tagged_conf_plain_rl": {"confidence": True, "rewards": ["format", "correctness"]},  # new GRPO only
+    }}, "more.yaml")
+    assert default_dag.planned_jobs("more.yaml") == {
+        "prepare_data": 1, "fetch_model": 1, "confidence_targets": 1, "prep_sft": 2, "full_sft": 2, "grpo": 4,
+        "evaluate": 20, "report": 1, "all": 1}
+
+
+@pytest.mark.parametrize("target, message", [
+    ("results/nosuch/grpo/model", "undeclared experiment 'nosuch'; declared: tagged, tagged_conf"),
+    ("results/tagged/ppo/model", "unknown stage 'ppo'"),
+    ("results/base/boxed-raw/eval/symbolic_id/metrics.json", "no experiment uses prompt 'boxed-raw'"),
+    ("results/tagged/grpo/eval/nosuch/metrics.json", "unknown test set 'nosuch'"),
+])
+def test_a_target_naming_something_undeclared_fails_in_one_line(target, message):
+    with pytest.raises(ConfigError, match=message):
+        check_target(target, validate_config({"experiments": {"tagged": {}, "tagged_conf": {"confidence": True}}}))
+
+
+def test_a_stage_the_experiment_does_not_run_is_named():
+    cfg = validate_config({"experiments": {"sft_only": {"stages": ["prep_sft", "full_sft"]}}})
+    with pytest.raises(ConfigError, match=r"'sft_only' does not run grpo \(experiments.sft_only.stages: "):
+        check_target("results/sft_only/grpo/model", cfg)
+    check_target("results/report/index.html", cfg)  # shared folders pass
+
+
+def test_snakemake_refuses_an_undeclared_experiment_target_in_one_line(default_dag):
+    done = default_dag.snakemake("-n", "results/nosuch/grpo/model", check=False)
+    assert done.returncode != 0
+    assert ("config error: target results/nosuch/grpo/model: undeclared experiment 'nosuch'; "
+            "declared: tagged, tagged_conf") in done.stderr + done.stdout
+    assert "No rule to produce" not in done.stderr + done.stdout

@@ -1,0 +1,19 @@
+rule confidence_targets:
+    """SFT confidence targets: the base model's (or confidence.model's) sampled accuracy per template."""
+    input:
+        model=confidence_model(),
+        data=["results/data/prep_sft.jsonl", "results/data/full_sft.jsonl"],
+        code=code("confidence_targets"),
+    output:
+        targets="results/confidence_targets/{prompt}.jsonl",
+        summary="results/confidence_targets/{prompt}.summary.json",
+    params:
+        job=lambda w: as_arg(CFG.targets_job(PROMPTS[w.prompt])),
+    threads: workflow.cores
+    log:
+        "results/logs/confidence_targets/{prompt}.log",
+    benchmark:
+        "results/benchmarks/confidence_targets/{prompt}.tsv"
+    shell:
+        "python -m gsm_pipeline.confidence_targets --config {params.job} --model {input.model} "
+        "--data {input.data} --out {output.targets} --threads {threads} > {log} 2>&1"
