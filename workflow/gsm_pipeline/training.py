@@ -70,6 +70,8 @@ def trainer_arguments(config_cls, job: dict[str, Any], output_dir: Path, **fixed
     defaults = {"report_to": "none", "logging_steps": 1, "logging_nan_inf_filter": False,
                 "save_strategy": "steps", "save_steps": 10,
                 "save_total_limit": 2, "use_cpu": not _has_accelerator(), "dataloader_num_workers": 0}
+    if not _has_accelerator() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        defaults["ddp_backend"] = "gloo"  # several CPU processes (accelerate launch on a CPU node) talk over gloo
     try:
         return config_cls(output_dir=str(output_dir), seed=job["seed"], **{**defaults, **extra, **fixed})
     except (TypeError, ValueError) as exc:
@@ -112,8 +114,13 @@ def is_complete_checkpoint(path: Path) -> bool:
     return True
 
 
-def prepare_checkpoints(folder: Path, job: dict[str, Any]) -> str | None:
-    """Return the newest complete checkpoint to resume from, or None to start fresh."""
+def is_main_process() -> bool:
+    """Rank 0 under torchrun / accelerate launch (and a plain `python -m` run)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def reset_stale_checkpoints(folder: Path, job: dict[str, Any]) -> None:
+    """Checkpoints made under another config are deleted; the folder is stamped with this job's hash."""
     stamp = {"hash": config_hash(job), "job": job}
     if folder.exists():
         old = folder / STAMP
@@ -123,6 +130,15 @@ def prepare_checkpoints(folder: Path, job: dict[str, Any]) -> str | None:
             shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / STAMP).write_text(json.dumps(stamp, indent=2))
+
+
+def prepare_checkpoints(folder: Path, job: dict[str, Any]) -> str | None:
+    """Return the newest complete checkpoint to resume from, or None to start fresh."""
+    reset_stale_checkpoints(folder, job)
+    return newest_checkpoint(folder)
+
+
+def newest_checkpoint(folder: Path) -> str | None:
     candidates = sorted((p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
                         key=lambda p: int(p.name.split("-")[-1]), reverse=True)
     for candidate in candidates:
@@ -133,24 +149,36 @@ def prepare_checkpoints(folder: Path, job: dict[str, Any]) -> str | None:
     return None
 
 
+def is_zero3(trainer) -> bool:
+    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
+    return bool(getattr(trainer, "is_deepspeed_enabled", False) and plugin and plugin.zero_stage == 3)
+
+
 def save_final(trainer, tokenizer, out_dir: str | Path, dtype: str) -> None:
-    """Merge LoRA adapters, then save atomically: the output folder appears only when complete."""
+    """Merge LoRA adapters, then save atomically (rank 0 only): the output folder appears only when complete.
+    Under ZeRO-3 every rank holds a shard, so the full weights are gathered first (a collective call)."""
     import torch
 
-    model = trainer.model
-    model = getattr(trainer.accelerator, "unwrap_model", lambda m: m)(model)
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
-    save_atomically(model.to(getattr(torch, dtype)), tokenizer, out_dir)
+    state = trainer.accelerator.get_state_dict(trainer.model) if is_zero3(trainer) else None
+    if not trainer.is_world_process_zero():
+        return
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if state is not None:
+        state = {k: v.to(getattr(torch, dtype)) for k, v in state.items()}
+    else:
+        if hasattr(model, "merge_and_unload"):
+            model = model.merge_and_unload()
+        model = model.to(getattr(torch, dtype))
+    save_atomically(model, tokenizer, out_dir, state)
 
 
-def save_atomically(model, tokenizer, out_dir: str | Path) -> None:
+def save_atomically(model, tokenizer, out_dir: str | Path, state_dict: dict | None = None) -> None:
     """Write into a sibling folder, then rename: no half-written model is ever left at out_dir."""
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
         tokenizer.save_pretrained(tmp)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -200,10 +228,15 @@ def run_stage(build_trainer, description: str, argv: list[str] | None = None) ->
     args = parser.parse_args(argv)
     job = json.loads(args.config)
     seed_everything(job["seed"], args.threads)
-    resume = prepare_checkpoints(Path(args.checkpoints), job)
+    folder = Path(args.checkpoints)
+    if is_main_process():  # under accelerate launch every rank runs this; one of them tidies the folder
+        reset_stale_checkpoints(folder, job)
     extra = {"confidence_targets": args.confidence_targets} if args.confidence_targets else {}
-    trainer, tokenizer = build_trainer(job, args.parent, args.data, Path(args.checkpoints), **extra)
+    trainer, tokenizer = build_trainer(job, args.parent, args.data, folder, **extra)
+    trainer.accelerator.wait_for_everyone()
+    resume = newest_checkpoint(folder)
     trainer.add_callback(finite_loss_guard())
     trainer.train(resume_from_checkpoint=resume)
-    write_log_history(trainer, args.log_history)
+    if trainer.is_world_process_zero():
+        write_log_history(trainer, args.log_history)
     save_final(trainer, tokenizer, args.out, job["dtype"])
