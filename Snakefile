@@ -20,6 +20,15 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 
+# Cheap or network-bound jobs run where Snakemake runs (the login node), never as cluster jobs.
+localrules:
+    all,
+    evaluations,
+    prepare_data,
+    fetch_model,
+    report,
+
+
 rule all:
     default_target: True
     input:

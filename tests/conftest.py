@@ -68,6 +68,7 @@ class Dag:
         shutil.copy(REPO / "Snakefile", root / "Snakefile")
         shutil.copy(REPO / "config.yaml", root / "config.yaml")
         shutil.copytree(REPO / "workflow", root / "workflow", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(REPO / "envs", root / "envs")
         self.write_config(config)
 
     def write_config(self, config: dict, name: str = "tiny.yaml") -> Path:

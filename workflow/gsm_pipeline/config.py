@@ -79,13 +79,30 @@ class LoraConfig(Strict):
     target_modules: str | list[str] = Field("all-linear", description="Modules that get adapters")
 
 
-class SFTStageConfig(Strict):
+class LaunchConfig(Strict):
+    launcher: Literal["single", "ddp", "zero2", "zero3"] = Field(
+        "single", description="accelerate config envs/accelerate/<launcher>.yaml: single device, DDP, "
+                              "DeepSpeed ZeRO-2 or ZeRO-3")
+    gpus: int = Field(0, ge=0, description="GPUs per job: the Slurm request and accelerate's --num_processes "
+                                           "(0: CPU)")
+    processes: int | None = Field(
+        None, ge=1, description="Processes to launch (default: gpus, or 1 without GPUs); e.g. 2 with launcher "
+                                "ddp is CPU data parallelism over gloo")
+
+    @model_validator(mode="after")
+    def _processes_fit_launcher(self) -> "LaunchConfig":
+        if self.launcher == "single" and (self.processes or self.gpus) > 1:
+            raise ValueError("launcher 'single' runs one process; use ddp, zero2 or zero3 for more")
+        return self
+
+
+class SFTStageConfig(LaunchConfig):
     max_length: int = Field(512, ge=16, description="Longest tokenized prompt+completion; longer rows are truncated")
     training_args: dict[str, Any] = Field(
         default_factory=dict, description="Any trl.SFTConfig / TrainingArguments field, passed through")
 
 
-class GRPOStageConfig(Strict):
+class GRPOStageConfig(LaunchConfig):
     num_generations: int = Field(8, ge=2, description="Completions per prompt (the group)")
     max_completion_length: int = Field(192, ge=8, description="Longest sampled completion in tokens")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature during GRPO")
@@ -101,6 +118,7 @@ class StagesConfig(Strict):
 
 
 class EvalConfig(Strict):
+    gpus: int = Field(0, ge=0, description="GPUs per evaluation job (and per confidence-targets job): the Slurm request")
     max_new_tokens: int = Field(256, ge=1, description="Generation budget per test problem")
     batch_size: int = Field(16, ge=1, description="Problems generated together")
     samples: int = Field(0, ge=0, le=64, description="Sampled completions per problem besides greedy (0: greedy only)")

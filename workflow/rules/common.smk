@@ -6,10 +6,11 @@ import shlex
 import sys
 from pathlib import Path
 
-# The Snakefile and every job run this checkout's package, installed or not (jobs inherit the environment).
+# The Snakefile and every job run this checkout's package, installed or not: each job's shell puts it first.
 PACKAGE_ROOT = str(Path(workflow.basedir) / "workflow")
 sys.path.insert(0, PACKAGE_ROOT)
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))
+# (braces doubled twice: once for this f-string, once for Snakemake's own formatting of the command)
+shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(PACKAGE_ROOT)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
 from gsm_pipeline import layout
 from gsm_pipeline.config import PARENT_STAGE, STAGES, config_hash, validate_config
@@ -28,6 +29,7 @@ EXPERIMENTS = list(CFG.experiments)
 TESTSETS = CFG.data.test_sets()
 PROMPTS = CFG.prompts()
 BASE_MODEL = layout.BASE_MODEL
+CONDA_ENV = "../../envs/pipeline.yaml"  # relative to workflow/rules/; used with --sdm conda
 
 
 def one_of(values):
@@ -91,6 +93,27 @@ def sft_inputs(stage):
             files["targets"] = targets_file(exp)
         return files
     return inputs
+
+
+# Relative to the working directory (the checkout), so moving the checkout does not change the command.
+ACCELERATE_CONFIGS = Path(os.path.relpath(Path(workflow.basedir) / "envs" / "accelerate"))
+
+
+def launch(stage):
+    """`accelerate launch` with the stage's config file, one process per GPU the job was given (resources.gpu,
+    so a --set-resources override reaches it too; 1 on CPU unless stages.<stage>.processes says otherwise),
+    and a free port per job."""
+    st = getattr(CFG.stages, stage)
+
+    def command(wildcards, resources):
+        processes = st.processes or max(1, int(resources.gpu))
+        return (f"accelerate launch --config_file {ACCELERATE_CONFIGS / st.launcher}.yaml "
+                f"--num_processes {processes} --main_process_port $(python -m gsm_pipeline.launch)")
+    return command
+
+
+def gpus(stage):
+    return getattr(CFG.stages, stage).gpus
 
 
 def targets_flag(wildcards, input):

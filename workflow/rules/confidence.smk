@@ -10,6 +10,10 @@ rule confidence_targets:
     params:
         job=lambda w: as_arg(CFG.targets_job(PROMPTS[w.prompt])),
     threads: workflow.cores
+    resources:
+        gpu=CFG.evaluation.gpus,
+    conda:
+        CONDA_ENV
     log:
         "results/logs/confidence_targets/{prompt}.log",
     benchmark:

@@ -11,6 +11,8 @@ rule prepare_data:
         manifest="results/data/manifest.json",
     params:
         data=as_arg(CFG.data.model_dump()),
+    conda:
+        CONDA_ENV
     log:
         "results/logs/prepare_data.log",
     benchmark:

@@ -12,6 +12,10 @@ rule evaluate:
         meta=lambda w: as_arg({**eval_params(w)["meta"], "run": w.run, "testset": w.testset}),
         out=lambda w, output: str(Path(output.metrics).parent),
     threads: workflow.cores
+    resources:
+        gpu=CFG.evaluation.gpus,
+    conda:
+        CONDA_ENV
     log:
         "results/logs/evaluate/{run}/{testset}.log",
     benchmark:

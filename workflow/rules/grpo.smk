@@ -10,12 +10,17 @@ rule grpo:
     params:
         job=lambda w: as_arg(CFG.grpo_job(w.experiment)),
         checkpoints=lambda w: f"results/{w.experiment}/grpo/checkpoints",
+        launch=launch("grpo"),
     threads: workflow.cores
+    resources:
+        gpu=gpus("grpo"),
+    conda:
+        CONDA_ENV
     log:
         "results/logs/{experiment}/grpo.log",
     benchmark:
         "results/benchmarks/{experiment}/grpo.tsv"
     shell:
-        "python -m gsm_pipeline.train_grpo --config {params.job} --parent {input.parent} --data {input.data} "
+        "{params.launch} -m gsm_pipeline.train_grpo --config {params.job} --parent {input.parent} --data {input.data} "
         "--out {output.model} --checkpoints {params.checkpoints} --log-history {output.log_history} "
         "--threads {threads} > {log} 2>&1"

@@ -7,6 +7,8 @@ rule fetch_model:
     params:
         source=shlex.quote(CFG.model.source),
         dtype=CFG.model.dtype,
+    conda:
+        CONDA_ENV
     log:
         "results/logs/fetch_model.log",
     benchmark:

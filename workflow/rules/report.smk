@@ -14,6 +14,8 @@ rule report:
     params:
         layout=as_arg(report_layout()),
         provenance=as_arg({"seed": CFG.seed, "config_hash": config_hash(CFG.model_dump())}),
+    conda:
+        CONDA_ENV
     log:
         "results/logs/report.log",
     benchmark:

@@ -9,13 +9,18 @@ rule prep_sft:
         job=lambda w: as_arg(CFG.sft_job(w.experiment, "prep_sft")),
         checkpoints=lambda w: f"results/{w.experiment}/prep_sft/checkpoints",
         targets=targets_flag,
+        launch=launch("prep_sft"),
     threads: workflow.cores
+    resources:
+        gpu=gpus("prep_sft"),
+    conda:
+        CONDA_ENV
     log:
         "results/logs/{experiment}/prep_sft.log",
     benchmark:
         "results/benchmarks/{experiment}/prep_sft.tsv"
     shell:
-        "python -m gsm_pipeline.train_sft --config {params.job} --parent {input.parent} --data {input.data} "
+        "{params.launch} -m gsm_pipeline.train_sft --config {params.job} --parent {input.parent} --data {input.data} "
         "--out {output.model} --checkpoints {params.checkpoints} --log-history {output.log_history} "
         "{params.targets} --threads {threads} > {log} 2>&1"
 
@@ -30,6 +35,9 @@ use rule prep_sft as full_sft with:
         job=lambda w: as_arg(CFG.sft_job(w.experiment, "full_sft")),
         checkpoints=lambda w: f"results/{w.experiment}/full_sft/checkpoints",
         targets=targets_flag,
+        launch=launch("full_sft"),
+    resources:
+        gpu=gpus("full_sft"),
     log:
         "results/logs/{experiment}/full_sft.log",
     benchmark:

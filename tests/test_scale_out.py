@@ -1,0 +1,63 @@
+"""Scaling out is configuration: training rules launch through accelerate with the stage's config file
+and one process per GPU, the Slurm profile dry-runs, and the workflow lints clean."""
+import socket
+import subprocess
+
+import pytest
+
+from conftest import REPO, Dag
+from gsm_pipeline.config import validate_config
+from gsm_pipeline.errors import ConfigError
+from gsm_pipeline.launch import free_port
+
+
+@pytest.fixture(scope="module")
+def dag(tmp_path_factory):
+    return Dag(tmp_path_factory.mktemp("scale"), {})
+
+
+def shell_commands(dag, *args, configfile="tiny.yaml"):
+    out = dag.snakemake("-n", "-p", "--forcerun", "prep_sft", "full_sft", "grpo", *args, configfile=configfile).stdout
+    return [line for line in out.splitlines() if "accelerate launch" in line]
+
+
+def test_every_training_job_launches_through_accelerate_with_its_stage_config(dag):
+    dag.write_config({"stages": {"full_sft": {"launcher": "zero3", "gpus": 4},
+                                 "grpo": {"launcher": "ddp", "gpus": 2}}}, "gpus.yaml")
+    lines = shell_commands(dag, "results/tagged/grpo/model", "results/tagged/full_sft/model", configfile="gpus.yaml")
+    by_stage = {stage: next(line for line in lines if f"gsm_pipeline.{module}" in line and f"/{stage}/" in line)
+                for stage, module in (("prep_sft", "train_sft"), ("full_sft", "train_sft"), ("grpo", "train_grpo"))}
+    assert "--config_file envs/accelerate/single.yaml --num_processes 1 " in by_stage["prep_sft"]
+    assert "--config_file envs/accelerate/zero3.yaml --num_processes 4 " in by_stage["full_sft"]
+    assert "--config_file envs/accelerate/ddp.yaml --num_processes 2 " in by_stage["grpo"]
+    assert all("--main_process_port $(python -m gsm_pipeline.launch)" in line for line in lines)
+
+
+def test_a_gpu_override_from_the_command_line_reaches_the_process_count(dag):
+    lines = shell_commands(dag, "results/tagged/prep_sft/model", "--set-resources", "prep_sft:gpu=1")
+    assert "--num_processes 1 " in lines[0]
+
+
+def test_launcher_configs_exist_for_every_choice():
+    for name in ("single", "ddp", "zero2", "zero3"):
+        assert (REPO / f"envs/accelerate/{name}.yaml").is_file()
+    with pytest.raises(ConfigError, match="launcher 'single' runs one process"):
+        validate_config({"stages": {"grpo": {"gpus": 2}}})
+
+
+def test_free_port_is_bindable():
+    port = free_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))
+
+
+def test_the_slurm_profile_dry_runs_the_whole_dag(dag):
+    done = dag.snakemake("-n", "--profile", "workflow/profiles/slurm", "--slurm-no-account")
+    assert "report" in done.stdout and "prep_sft" in done.stdout
+
+
+def test_the_workflow_lints_clean(dag):
+    done = subprocess.run(["snakemake", "--lint", "--configfile", "config.yaml", "tiny.yaml"], cwd=dag.root,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Congratulations" in done.stdout + done.stderr
