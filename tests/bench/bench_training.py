@@ -1,0 +1,211 @@
+"""Training throughput: our SFT and GRPO settings against plain TRL as the seeds use it, in one run.
+
+    python tests/bench/bench_training.py --data GSM8K_TRAIN.jsonl --tokenizer resources/model      # GPU
+    python tests/bench/bench_training.py --smoke                                                   # CPU check
+
+For each architecture (random init: weights do not change the cost of a fixed workload) and each
+variant, the same GSM8K train rows and the same number of optimizer updates are timed after one
+warm-up update. SFT reports real (non-padding) tokens per second; GRPO completions per second with
+8 generations per prompt and 256 completion tokens (a random model almost never samples EOS, and
+`min_new_tokens` makes sure). Peak GPU memory per variant. Writes a JSON file and prints a
+markdown table with ratios to each baseline; tests/bench/README.md holds the measured table.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+ARCHS = {
+    "smollm2-135m": ("llama", dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                                   num_attention_heads=9, num_key_value_heads=3, vocab_size=49152,
+                                   tie_word_embeddings=True)),
+    "qwen2.5-0.5b": ("qwen2", dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+                                   num_attention_heads=14, num_key_value_heads=2, vocab_size=151936,
+                                   tie_word_embeddings=True)),
+    "tiny": ("llama", dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                           num_key_value_heads=2, vocab_size=1024, tie_word_embeddings=True)),
+}
+LIGER = importlib.util.find_spec("liger_kernel") is not None
+VLLM = importlib.util.find_spec("vllm") is not None
+
+# Plain TRL first (the baselines), then ours: the settings the GPU presets use.
+SFT_VARIANTS = {
+    "trl_padded_b16": {"per_device_train_batch_size": 16},
+    "trl_packed_b16": {"per_device_train_batch_size": 16, "packing": True},
+    "ours": {"per_device_train_batch_size": 64, "packing": True, "padding_free": True,
+             "use_liger_kernel": LIGER, "model_init_kwargs": {"attn_implementation": "sdpa"}},
+}
+GRPO_VARIANTS = {
+    "trl_default": {},
+    "trl_genbatch256": {"generation_batch_size": 256},
+    "trl_genbatch256_paged": {"generation_batch_size": 256, "use_transformers_paged": True},
+    "trl_b64_genbatch512_paged": {"per_device_train_batch_size": 64, "generation_batch_size": 512,
+                                  "use_transformers_paged": True},
+    "ours": {"per_device_train_batch_size": 64, "generation_batch_size": 512, "use_transformers_paged": not VLLM,
+             "use_vllm": VLLM, "use_liger_kernel": LIGER},
+}
+
+
+class StepClock:
+    """Times optimizer updates after the first (warm-up) one."""
+
+    def __new__(cls):
+        from transformers import TrainerCallback
+
+        class Clock(TrainerCallback):
+            def __init__(self):
+                self.ends, self.tokens = [], []
+
+            def on_step_end(self, args, state, control, **kwargs):
+                self.ends.append(time.perf_counter())
+                self.tokens.append(state.num_input_tokens_seen)
+
+        return Clock()
+
+
+def save_random_model(arch: str, tokenizer_dir: str, out: Path, dtype) -> Path:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    kind, sizes = ARCHS[arch]
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = AutoConfig.for_model(kind, **sizes, bos_token_id=tokenizer.bos_token_id,
+                                  eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config).to(dtype)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def peak_memory_gb() -> float | None:
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
+
+
+def reset_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def run_sft(model_dir: Path, rows_path: Path, extra: dict, updates: int, max_length: int, work: Path) -> dict:
+    from gsm_pipeline.train_sft import build_trainer
+
+    job = {"stage": "full_sft", "seed": 0, "dtype": "bfloat16" if gpu() else "float32", "finetune": "full",
+           "lora": None, "completion_only_loss": True, "max_length": max_length,
+           "prompt": {"answer_format": "tagged", "chat_template": True, "confidence": False},
+           "training_args": {"max_steps": updates + 1, "save_strategy": "no", "bf16": gpu(), "learning_rate": 1e-5,
+                             "include_num_input_tokens_seen": "non_padding", **extra}}
+    trainer, _ = build_trainer(job, str(model_dir), str(rows_path), work)
+    clock = StepClock()
+    trainer.add_callback(clock)
+    trainer.train()
+    seconds = clock.ends[-1] - clock.ends[0]
+    return {"tokens_per_s": (clock.tokens[-1] - clock.tokens[0]) / seconds, "seconds": seconds}
+
+
+def run_grpo(model_dir: Path, rows_path: Path, extra: dict, updates: int, completion: int, work: Path) -> dict:
+    from gsm_pipeline.train_grpo import build_trainer
+
+    per_device = extra.get("per_device_train_batch_size", 8)
+    job = {"stage": "grpo", "seed": 0, "dtype": "bfloat16" if gpu() else "float32", "finetune": "full",
+           "lora": None, "rewards": ["format", "correctness"], "num_generations": 8,
+           "max_completion_length": completion, "temperature": 1.0, "beta": 0.0,
+           "prompt": {"answer_format": "tagged", "chat_template": True, "confidence": False},
+           "training_args": {"max_steps": updates + 1, "save_strategy": "no", "bf16": gpu(), "learning_rate": 1e-6,
+                             "generation_kwargs": {"min_new_tokens": completion}, **extra}}
+    trainer, _ = build_trainer(job, str(model_dir), str(rows_path), work)
+    clock = StepClock()
+    trainer.add_callback(clock)
+    trainer.train()
+    seconds = clock.ends[-1] - clock.ends[0]
+    return {"completions_per_s": updates * per_device / seconds, "seconds": seconds}
+
+
+def gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def table(results: list[dict], metric: str, baselines: list[str]) -> str:
+    lines = [f"| arch | variant | {metric} | peak GB | " + " | ".join(f"x {b}" for b in baselines) + " |",
+             "|" + " --- |" * (4 + len(baselines))]
+    for r in results:
+        base = {b: next(x[metric] for x in results if x["arch"] == r["arch"] and x["variant"] == b)
+                for b in baselines}
+        ratios = " | ".join(f"{r[metric] / base[b]:.2f}" for b in baselines)
+        peak = "-" if r["peak_gb"] is None else f"{r['peak_gb']:.1f}"
+        lines.append(f"| {r['arch']} | {r['variant']} | {r[metric]:.1f} | {peak} | {ratios} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    import torch
+
+    from gsm_pipeline.data import load_test_rows, write_jsonl
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", help="GSM8K train.jsonl (question/answer rows)")
+    parser.add_argument("--tokenizer", help="tokenizer folder (SmolLM2's, e.g. resources/model)")
+    parser.add_argument("--arch", nargs="+", default=["smollm2-135m", "qwen2.5-0.5b"], choices=list(ARCHS))
+    parser.add_argument("--updates", type=int, default=10, help="timed optimizer updates per variant")
+    parser.add_argument("--out", default="bench_training.json")
+    parser.add_argument("--smoke", action="store_true", help="tiny model, 1 update, CPU: checks the script runs")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench_training_"))
+    if args.smoke:
+        from conftest import arithmetic_rows
+        from tiny_model import build_tiny_model
+
+        tokenizer_dir, archs, updates, completion = str(build_tiny_model(work / "tok")), ["tiny"], 1, 8
+        write_jsonl(work / "raw.jsonl", arithmetic_rows(256, seed=0))
+        rows = load_test_rows(work / "raw.jsonl")
+        sft, grpo = {"trl_padded_b16": SFT_VARIANTS["trl_padded_b16"], "ours": SFT_VARIANTS["ours"]}, {
+            "trl_default": {}, "ours": {"per_device_train_batch_size": 16, "generation_batch_size": 32}}
+    else:
+        tokenizer_dir, archs, updates, completion = args.tokenizer, args.arch, args.updates, 256
+        rows, sft, grpo = load_test_rows(args.data), SFT_VARIANTS, GRPO_VARIANTS
+    rows_path = work / "rows.jsonl"
+    write_jsonl(rows_path, rows)
+    dtype = torch.bfloat16 if gpu() else torch.float32
+    results = []
+    for arch in archs:
+        model_dir = save_random_model(arch, tokenizer_dir, work / arch, dtype)
+        for name, extra in sft.items():
+            reset_memory()
+            out = run_sft(model_dir, rows_path, extra, updates, 512, work / f"sft_{arch}_{name}")
+            results.append({"kind": "sft", "arch": arch, "variant": name, **out, "peak_gb": peak_memory_gb()})
+            print(json.dumps(results[-1]), flush=True)
+        for name, extra in grpo.items():
+            reset_memory()
+            out = run_grpo(model_dir, rows_path, extra, updates, completion, work / f"grpo_{arch}_{name}")
+            results.append({"kind": "grpo", "arch": arch, "variant": name, **out, "peak_gb": peak_memory_gb()})
+            print(json.dumps(results[-1]), flush=True)
+    device = torch.cuda.get_device_name() if gpu() else "cpu"
+    Path(args.out).write_text(json.dumps({"device": device, "liger": LIGER, "vllm": VLLM, "results": results},
+                                         indent=2))
+    sft_rows, grpo_rows = [r for r in results if r["kind"] == "sft"], [r for r in results if r["kind"] == "grpo"]
+    sft_base = [v for v in ("trl_padded_b16", "trl_packed_b16") if v in sft]
+    grpo_base = [v for v in ("trl_default", "trl_b64_genbatch512_paged") if v in grpo]
+    print(f"device: {device}\n\nSFT\n" + table(sft_rows, "tokens_per_s", sft_base))
+    print("\nGRPO\n" + table(grpo_rows, "completions_per_s", grpo_base))
+
+
+if __name__ == "__main__":
+    main()
