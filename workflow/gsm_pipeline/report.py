@@ -240,7 +240,7 @@ def write_report(metrics_files: list[str], log_files: list[str], experiments: di
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>GSM pipeline report</title>
 <style>body{{font-family:sans-serif;max-width:1200px;margin:auto}} table{{border-collapse:collapse;font-size:12px}}
 td,th{{border:1px solid #ccc;padding:3px 6px;vertical-align:top}} .wide{{overflow-x:auto}}
-pre{{white-space:pre-wrap;margin:0;max-height:14em;overflow:auto}}</style></head><body>
+pre{{white-space:pre-wrap;margin:0;max-height:14em;overflow:auto}} img{{max-width:100%}}</style></head><body>
 <h1>What SFT and GRPO did to the model</h1>
 <p>Greedy decoding; strict = the format the prompt asked for, flexible = last number in the completion.
 Intervals are 95% Wilson; p-values are exact McNemar tests on the same problems (vs the base model with the
