@@ -5,8 +5,8 @@ import pytest
 
 from conftest import arithmetic_rows, write_jsonl
 from gsm_pipeline.answers import extract_confidence
-from gsm_pipeline.config import validate_config
 from gsm_pipeline.confidence_targets import posterior_accuracy, sample_plan
+from gsm_pipeline.config import validate_config
 from gsm_pipeline.errors import ConfigError, DataError
 from gsm_pipeline.metrics import auroc, calibration
 from gsm_pipeline.prompts import render_prompt, render_target

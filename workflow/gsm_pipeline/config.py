@@ -118,7 +118,7 @@ class StagesConfig(Strict):
 
 
 class EvalConfig(Strict):
-    gpus: int = Field(0, ge=0, description="GPUs per evaluation job (and per confidence-targets job): the Slurm request")
+    gpus: int = Field(0, ge=0, description="GPUs per evaluation (and confidence-targets) job: the Slurm request")
     max_new_tokens: int = Field(256, ge=1, description="Generation budget per test problem")
     batch_size: int = Field(16, ge=1, description="Problems generated together")
     samples: int = Field(0, ge=0, le=64, description="Sampled completions per problem besides greedy (0: greedy only)")
@@ -183,7 +183,7 @@ class PipelineConfig(Strict):
     stages: StagesConfig = Field(default_factory=StagesConfig, description="Per-stage hyperparameters")
     evaluation: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation settings")
     confidence: ConfidenceConfig = Field(
-        default_factory=ConfidenceConfig, description="How SFT confidence targets are measured (confidence experiments)")
+        default_factory=ConfidenceConfig, description="How SFT confidence targets are measured")
     experiments: dict[str, ExperimentConfig] = Field(
         default_factory=lambda: {"tagged": ExperimentConfig()}, description="The experiment matrix, one row a name")
 
