@@ -70,3 +70,26 @@ def test_snakemake_refuses_an_undeclared_experiment_target_in_one_line(default_d
     assert ("config error: target results/nosuch/grpo/model: undeclared experiment 'nosuch'; "
             "declared: tagged, tagged_conf") in done.stderr + done.stdout
     assert "No rule to produce" not in done.stderr + done.stdout
+
+
+def test_chat_template_kwargs_reach_the_prompt_and_get_their_own_base_evaluation(tiny_model):
+    from transformers import AutoTokenizer
+
+    from gsm_pipeline.prompts import render_prompt
+
+    cfg = validate_config({"experiments": {"a": {}, "b": {"chat_template_kwargs": {"enable_thinking": False}}}})
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    tokenizer.chat_template = ("{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
+                               "{% if enable_thinking is defined and not enable_thinking %}<think></think>{% endif %}")
+    assert "<think></think>" in render_prompt("q", cfg.prompt_spec("b"), tokenizer)
+    assert "<think></think>" not in render_prompt("q", cfg.prompt_spec("a"), tokenizer)
+    assert stage_run(cfg, "a", "base") != stage_run(cfg, "b", "base")
+    assert stage_owner(cfg, "b", "prep_sft") == "b"  # a different prompt is a different training job
+
+
+@pytest.mark.parametrize("preset", ["qwen2.5-0.5b-gsm8k", "qwen3-4b-gsm8k", "gemma-3-1b-it-gsm8k"])
+def test_gpu_presets_dry_run_the_whole_pair(default_dag, preset):
+    # GSM8K has one test set: 2 base prompts + 6 stages = 8 evaluations
+    assert default_dag.planned_jobs(f"workflow/presets/{preset}.yaml") == {
+        "prepare_data": 1, "fetch_model": 1, "confidence_targets": 1, "prep_sft": 2, "full_sft": 2, "grpo": 2,
+        "evaluate": 8, "report": 1, "all": 1}

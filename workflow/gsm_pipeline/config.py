@@ -147,6 +147,8 @@ class ConfidenceConfig(Strict):
 class ExperimentConfig(Strict):
     answer_format: AnswerFormat = Field("tagged", description="Answer format taught and asked for")
     chat_template: bool = Field(True, description="Render prompts with the tokenizer's chat template")
+    chat_template_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Extra arguments to the chat template, e.g. enable_thinking: false (Qwen3)")
     finetune: Literal["full", "lora"] = Field("full", description="Full fine-tuning or LoRA (merged after each stage)")
     completion_only_loss: bool = Field(True, description="SFT: mask the prompt out of the loss")
     rewards: list[RewardName] = Field(["format", "correctness"], description="GRPO reward functions")
@@ -172,7 +174,10 @@ class ExperimentConfig(Strict):
 
     def prompt_key(self) -> str:
         """Name of the prompt this experiment uses; base evaluations are shared per prompt."""
-        return f"{self.answer_format}-{'chat' if self.chat_template else 'raw'}{'-conf' if self.confidence else ''}"
+        key = f"{self.answer_format}-{'chat' if self.chat_template else 'raw'}{'-conf' if self.confidence else ''}"
+        if self.chat_template and self.chat_template_kwargs:  # another rendering: its own base evaluation
+            key += "-" + config_hash(self.chat_template_kwargs)[:6]
+        return key
 
 
 class PipelineConfig(Strict):
@@ -226,7 +231,10 @@ class PipelineConfig(Strict):
 
     def prompt_spec(self, name: str) -> dict[str, Any]:
         exp = self.experiment(name)
-        return {"answer_format": exp.answer_format, "chat_template": exp.chat_template, "confidence": exp.confidence}
+        spec = {"answer_format": exp.answer_format, "chat_template": exp.chat_template, "confidence": exp.confidence}
+        if exp.chat_template and exp.chat_template_kwargs:
+            spec["chat_template_kwargs"] = exp.chat_template_kwargs
+        return spec
 
     def sft_job(self, name: str, stage: str) -> dict[str, Any]:
         exp = self.experiment(name)

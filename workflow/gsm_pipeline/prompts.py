@@ -29,7 +29,8 @@ def render_prompt(question: str, spec: dict[str, Any], tokenizer) -> str:
     instruction = INSTRUCTIONS[spec["answer_format"]] + (CONFIDENCE_INSTRUCTION if spec.get("confidence") else "")
     if spec["chat_template"]:
         messages = [{"role": "system", "content": instruction}, {"role": "user", "content": question}]
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
+                                             **spec.get("chat_template_kwargs", {}))
     return f"{instruction}\n\nQuestion: {question}\nAnswer:\n"
 
 
