@@ -8,7 +8,7 @@ from conftest import arithmetic_rows, write_jsonl
 from gsm_pipeline import train_sft
 from gsm_pipeline.config import validate_config
 from gsm_pipeline.errors import ConfigError
-from gsm_pipeline.training import STAMP, prepare_checkpoints, trainer_arguments
+from gsm_pipeline.training import STAMP, newest_checkpoint, reset_stale_checkpoints, trainer_arguments
 
 
 def sft_rows(tmp_path):
@@ -74,6 +74,12 @@ def fake_checkpoint(folder, step, complete=True):
         (ckpt / "trainer_state.json").write_text("{}")
         save_file({"w": torch.ones(4)}, str(ckpt / "model.safetensors"))
     return ckpt
+
+
+def prepare_checkpoints(folder, job):
+    """What run_stage does before training: drop another config's checkpoints, then pick the newest complete one."""
+    reset_stale_checkpoints(folder, job)
+    return newest_checkpoint(folder)
 
 
 def test_resume_takes_the_newest_complete_checkpoint_of_the_same_config(tmp_path):

@@ -54,21 +54,19 @@ GRPO_VARIANTS = {
 }
 
 
-class StepClock:
-    """Times optimizer updates after the first (warm-up) one."""
+def step_clock():
+    """A callback timing optimizer updates (the first one is the warm-up) and the tokens seen by each."""
+    from transformers import TrainerCallback
 
-    def __new__(cls):
-        from transformers import TrainerCallback
+    class StepClock(TrainerCallback):
+        def __init__(self):
+            self.ends, self.tokens = [], []
 
-        class Clock(TrainerCallback):
-            def __init__(self):
-                self.ends, self.tokens = [], []
+        def on_step_end(self, args, state, control, **kwargs):
+            self.ends.append(time.perf_counter())
+            self.tokens.append(state.num_input_tokens_seen)
 
-            def on_step_end(self, args, state, control, **kwargs):
-                self.ends.append(time.perf_counter())
-                self.tokens.append(state.num_input_tokens_seen)
-
-        return Clock()
+    return StepClock()
 
 
 def save_random_model(arch: str, tokenizer_dir: str, out: Path, dtype) -> Path:
@@ -112,7 +110,7 @@ def run_sft(model_dir: Path, rows_path: Path, extra: dict, updates: int, max_len
            "training_args": {"max_steps": updates + 1, "save_strategy": "no", "bf16": gpu(), "learning_rate": 1e-5,
                              "include_num_input_tokens_seen": "non_padding", **extra}}
     trainer, _ = build_trainer(job, str(model_dir), str(rows_path), work)
-    clock = StepClock()
+    clock = step_clock()
     trainer.add_callback(clock)
     trainer.train()
     seconds = clock.ends[-1] - clock.ends[0]
@@ -130,7 +128,7 @@ def run_grpo(model_dir: Path, rows_path: Path, extra: dict, updates: int, comple
            "training_args": {"max_steps": updates + 1, "save_strategy": "no", "bf16": gpu(), "learning_rate": 1e-6,
                              "generation_kwargs": {"min_new_tokens": completion}, **extra}}
     trainer, _ = build_trainer(job, str(model_dir), str(rows_path), work)
-    clock = StepClock()
+    clock = step_clock()
     trainer.add_callback(clock)
     trainer.train()
     seconds = clock.ends[-1] - clock.ends[0]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 from typing import Any
 
-from .config import STAGES, PipelineConfig
+from .config import PARENT_STAGE, STAGES, PipelineConfig
 from .errors import ConfigError
 
 BASE_MODEL = "resources/model"
@@ -18,13 +18,16 @@ BASE_MODEL = "resources/model"
 SHARED_FOLDERS = ("data", "confidence_targets", "report", "logs", "benchmarks")
 
 
+def parent_stage(cfg: PipelineConfig, name: str, stage: str) -> str:
+    """The stage a stage starts from ("base" for prep_sft); GRPO's is per experiment."""
+    return cfg.experiment(name).grpo_from if stage == "grpo" else PARENT_STAGE[stage]
+
+
 def stage_chain(cfg: PipelineConfig, name: str, stage: str) -> list[dict[str, Any]]:
     """Everything that determines a stage's weights: its own job and, recursively, its parent's."""
-    if stage == "grpo":
-        exp = cfg.experiment(name)
-        return [*stage_chain(cfg, name, exp.grpo_from), cfg.grpo_job(name)]
-    parent = [] if stage == "prep_sft" else stage_chain(cfg, name, "prep_sft")
-    return [*parent, cfg.sft_job(name, stage)]
+    parent = parent_stage(cfg, name, stage)
+    own = cfg.grpo_job(name) if stage == "grpo" else cfg.sft_job(name, stage)
+    return [*([] if parent == "base" else stage_chain(cfg, name, parent)), own]
 
 
 def stage_owner(cfg: PipelineConfig, name: str, stage: str) -> str:

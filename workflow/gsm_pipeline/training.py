@@ -132,13 +132,8 @@ def reset_stale_checkpoints(folder: Path, job: dict[str, Any]) -> None:
     (folder / STAMP).write_text(json.dumps(stamp, indent=2))
 
 
-def prepare_checkpoints(folder: Path, job: dict[str, Any]) -> str | None:
-    """Return the newest complete checkpoint to resume from, or None to start fresh."""
-    reset_stale_checkpoints(folder, job)
-    return newest_checkpoint(folder)
-
-
 def newest_checkpoint(folder: Path) -> str | None:
+    """The newest complete checkpoint to resume from, or None to start fresh."""
     candidates = sorted((p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
                         key=lambda p: int(p.name.split("-")[-1]), reverse=True)
     for candidate in candidates:

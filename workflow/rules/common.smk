@@ -13,7 +13,7 @@ sys.path.insert(0, PACKAGE_ROOT)
 shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(PACKAGE_ROOT)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
 from gsm_pipeline import layout
-from gsm_pipeline.config import PARENT_STAGE, STAGES, config_hash, validate_config
+from gsm_pipeline.config import STAGES, config_hash, validate_config
 from gsm_pipeline.errors import ConfigError
 from gsm_pipeline.sources import module_sources
 
@@ -71,7 +71,7 @@ def model_dir(experiment, stage):
 
 
 def parent_stage(experiment, stage):
-    return CFG.experiments[experiment].grpo_from if stage == "grpo" else PARENT_STAGE[stage]
+    return layout.parent_stage(CFG, experiment, stage)
 
 
 def targets_file(experiment):
@@ -87,7 +87,7 @@ def sft_inputs(stage):
     """Inputs of an SFT stage; confidence experiments also read the measured confidence targets."""
     def inputs(wildcards):
         exp = wildcards.experiment
-        files = {"parent": model_dir(exp, PARENT_STAGE[stage]), "data": f"results/data/{stage}.jsonl",
+        files = {"parent": model_dir(exp, parent_stage(exp, stage)), "data": f"results/data/{stage}.jsonl",
                  "code": code("train_sft")}
         if CFG.experiments[exp].confidence:
             files["targets"] = targets_file(exp)
