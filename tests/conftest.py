@@ -38,7 +38,19 @@ TINY_STAGE_ARGS = {"per_device_train_batch_size": 8, "learning_rate": 1.0e-2, "s
                    "lr_scheduler_type": "constant", "num_train_epochs": 1}
 
 
-def tiny_config(model: Path, data_dir: Path) -> dict:
+# The 10-cell chat-template matrix: SFT chat / raw full-loss / raw answer-only loss and GRPO (binary reward)
+# chat / raw, each evaluated with and without the template. `tagged` (config.yaml) is the SFT chat row.
+CHAT_MATRIX = {
+    "tagged": {"eval_chat_template": [True, False]},
+    "raw_full": {"chat_template": False, "completion_only_loss": False, "stages": ["prep_sft", "full_sft"],
+                 "eval_chat_template": [True, False]},
+    "raw_answer": {"chat_template": False, "rewards": ["binary"], "eval_chat_template": [True, False]},
+    "chat_binary": {"rewards": ["binary"], "stages": ["prep_sft", "grpo"], "eval_chat_template": [True, False]},
+}
+
+
+def tiny_config(model: Path, data_dir: Path, chat_matrix: bool = False) -> dict:
+    """The default pair (tagged, tagged_conf) at tiny size; with chat_matrix, the chat-template matrix too."""
     return {
         "model": {"source": str(model)},
         "data": {"source": "jsonl", "train_file": str(data_dir / "train.jsonl"),
@@ -56,6 +68,7 @@ def tiny_config(model: Path, data_dir: Path) -> dict:
         # which has learnt the format and gets some sums right.
         "confidence": {"model": "tagged/prep_sft", "group_by": "question", "samples_per_group": 2,
                        "max_new_tokens": 32, "batch_size": 16},
+        **({"experiments": CHAT_MATRIX} if chat_matrix else {}),
     }
 
 
@@ -112,7 +125,8 @@ def tiny_data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_dag(tmp_path_factory, tiny_model, tiny_data) -> Dag:
-    """The whole DAG, run once to the report on the tiny model; tests only read it or dry-run against it."""
-    dag = Dag(tmp_path_factory.mktemp("dag"), tiny_config(tiny_model, tiny_data))
+    """The whole DAG, the pair and the chat-template matrix, run once to the report on the tiny model; tests
+    only read it or dry-run against it."""
+    dag = Dag(tmp_path_factory.mktemp("dag"), tiny_config(tiny_model, tiny_data, chat_matrix=True))
     dag.snakemake()
     return dag

@@ -34,9 +34,10 @@ def test_each_stage_saves_a_loadable_model_that_differs_from_its_parent(tiny_dag
 
 def test_report_compares_every_stage_against_base_with_paired_tests(tiny_dag):
     table = pd.read_csv(tiny_dag.root / "results/report/comparison.csv")
-    assert list(table["experiment"]) == ["tagged"] * 4 + ["tagged_conf"] * 4
-    assert list(table["stage"]) == ["base", "prep_sft", "full_sft", "grpo"] * 2
-    table = table[table.experiment == "tagged"]
+    pair = table[table.experiment.isin(["tagged", "tagged_conf"]) & table.eval_matches_training]
+    assert list(pair["experiment"]) == ["tagged"] * 4 + ["tagged_conf"] * 4
+    assert list(pair["stage"]) == ["base", "prep_sft", "full_sft", "grpo"] * 2
+    table = pair[pair.experiment == "tagged"]
     assert (table["n"] == 8).all()
     assert table.loc[table.stage != "base", "p_strict_vs_base"].between(0, 1).all()
     assert table.loc[table.stage != "base", "p_answer_rate_vs_base"].between(0, 1).all()
@@ -67,8 +68,10 @@ def test_grpo_had_reward_signal_and_logged_it(tiny_dag):
 def test_every_job_wrote_a_log_and_a_benchmark(tiny_dag):
     benchmarks = list((tiny_dag.root / "results/benchmarks").rglob("*.tsv"))
     logs = list((tiny_dag.root / "results/logs").rglob("*.log"))
-    # data, model, confidence targets, 2 x 3 trainings, 2 base + 6 stage evaluations, report
-    assert len(benchmarks) == len(logs) == 18
+    # data, model, confidence targets, report; trainings: 3 + 3 (pair) + 2 raw_full + 3 raw_answer + 1 chat_binary
+    # grpo; evaluations: base with 3 prompts, tagged's 3 stages x 2 templates, tagged_conf's 3, raw_full 2 x 2,
+    # raw_answer 3 x 2, chat_binary's grpo x 2
+    assert len(benchmarks) == len(logs) == 4 + 12 + (3 + 6 + 3 + 4 + 6 + 2)
 
 
 def test_a_finished_run_has_nothing_left_to_do(tiny_dag):
@@ -105,8 +108,8 @@ def test_every_confidence_stage_has_a_calibration_row_and_a_reliability_diagram(
     assert (conf.loc[["prep_sft", "full_sft", "grpo"], "confidence_rate"] > 0.5).all()
     assert conf.loc[["prep_sft", "full_sft", "grpo"], ["ece", "brier"]].notna().all().all()
     assert (table.loc[table.experiment == "tagged", "confidence_rate"] == 0).all()
-    for run in ("base/tagged-chat-conf", "tagged_conf/prep_sft", "tagged_conf/grpo"):
-        bins = pd.read_csv(tiny_dag.root / f"results/{run}/eval/test/calibration.csv")
+    for run in ("base", "tagged_conf/prep_sft", "tagged_conf/grpo"):
+        bins = pd.read_csv(tiny_dag.root / f"results/{run}/eval/tagged-chat-conf/test/calibration.csv")
         assert list(bins.columns) == ["bin", "low", "high", "count", "mean_confidence", "accuracy"] and len(bins) == 10
     page = (tiny_dag.root / "results/report/index.html").read_text()
     assert "Did calibration training cost accuracy" in page and '<img src="calibration.png"' in page
@@ -128,8 +131,9 @@ def test_changing_a_grpo_setting_replans_only_grpo_its_evaluation_and_the_report
     changed = copy.deepcopy(config)
     changed["stages"]["grpo"]["temperature"] = 0.7
     tiny_dag.write_config(changed, "changed.yaml")
-    # both experiments' GRPO (plain and confidence) read the setting; nothing upstream replans
-    assert tiny_dag.planned_jobs("changed.yaml") == {"grpo": 2, "evaluate": 2, "report": 1, "all": 1}
+    # every GRPO (tagged, tagged_conf, raw_answer, chat_binary) reads the setting; nothing upstream replans;
+    # their evaluations: 2 + 1 + 2 + 2 (eval with and without the template)
+    assert tiny_dag.planned_jobs("changed.yaml") == {"grpo": 4, "evaluate": 7, "report": 1, "all": 1}
 
 
 def test_changing_an_sft_setting_replans_that_stage_and_everything_downstream(tiny_dag):
@@ -137,7 +141,8 @@ def test_changing_an_sft_setting_replans_that_stage_and_everything_downstream(ti
     changed = copy.deepcopy(config)
     changed["stages"]["full_sft"]["training_args"]["learning_rate"] = 1.0e-4
     tiny_dag.write_config(changed, "changed_sft.yaml")
-    assert tiny_dag.planned_jobs("changed_sft.yaml") == {"full_sft": 2, "evaluate": 2, "report": 1, "all": 1}
+    # full SFT of tagged, tagged_conf, raw_full, raw_answer; evaluations 2 + 1 + 2 + 2
+    assert tiny_dag.planned_jobs("changed_sft.yaml") == {"full_sft": 4, "evaluate": 7, "report": 1, "all": 1}
 
 
 def test_editing_the_rewards_module_replans_only_grpo_its_evaluation_and_the_report(tiny_dag):
@@ -145,7 +150,7 @@ def test_editing_the_rewards_module_replans_only_grpo_its_evaluation_and_the_rep
     original = rewards.read_text()
     rewards.write_text(original + "\n# an edit\n")  # Snakemake compares checksums, so touching is not enough
     try:
-        assert tiny_dag.planned_jobs() == {"grpo": 2, "evaluate": 2, "report": 1, "all": 1}
+        assert tiny_dag.planned_jobs() == {"grpo": 4, "evaluate": 7, "report": 1, "all": 1}
     finally:
         rewards.write_text(original)
     assert tiny_dag.planned_jobs() == {}
@@ -154,3 +159,51 @@ def test_editing_the_rewards_module_replans_only_grpo_its_evaluation_and_the_rep
 def test_one_stage_of_one_experiment_is_a_documented_target(tiny_dag):
     done = tiny_dag.snakemake("results/tagged/grpo/model", "-n", "--forcerun", "grpo")
     assert "grpo" in done.stdout and "report" not in done.stdout.split("Job stats")[-1]
+
+
+# --- the 10-cell chat-template matrix ---------------------------------------------------------------
+CELLS = {("tagged", "full_sft"): "full_sft chat answer-loss", ("raw_full", "full_sft"): "full_sft raw full-loss",
+         ("raw_answer", "full_sft"): "full_sft raw answer-loss", ("raw_answer", "grpo"): "grpo raw",
+         ("chat_binary", "grpo"): "grpo chat"}
+
+
+def test_the_chat_matrix_has_ten_cells_each_with_its_variant_columns(tiny_dag):
+    table = pd.read_csv(tiny_dag.root / "results/report/comparison.csv")
+    cells = table[[(e, s) in CELLS for e, s in zip(table.experiment, table.stage)]]
+    assert len(cells) == 10
+    assert sorted(zip(cells.experiment, cells.stage, cells.eval_chat_template)) == sorted(
+        (e, s, t) for e, s in CELLS for t in (True, False))
+    for (exp, stage), method in CELLS.items():
+        row = cells[(cells.experiment == exp) & (cells.stage == stage)].iloc[0]
+        assert row["method"] == method
+    assert set(cells.loc[cells.stage == "grpo", "rewards"]) == {"binary"}
+    assert set(cells.loc[cells.experiment == "raw_full", "completion_only_loss"]) == {False}
+    assert cells["accuracy_strict"].between(0, 1).all() and cells["p_strict_vs_base"].between(0, 1).all()
+    summary = json.loads((tiny_dag.root / "results/report/summary.json").read_text())
+    assert summary["rows"] == len(table) and "test/grpo" in summary["best_by_testset_and_stage"]
+
+
+def test_a_raw_trained_model_asked_with_the_template_was_evaluated_with_the_template(tiny_dag):
+    asked = tiny_dag.root / "results/raw_full/full_sft/eval/tagged-chat/test/predictions.jsonl"
+    metrics = json.loads((asked.parent / "metrics.json").read_text())
+    assert metrics["prompt"]["chat_template"] is True and metrics["run"] == "raw_full/full_sft"
+    raw = json.loads((tiny_dag.root / "results/raw_full/full_sft/eval/tagged-raw/test/metrics.json").read_text())
+    assert raw["prompt"]["chat_template"] is False
+
+
+def test_binary_grpo_called_only_the_binary_reward(tiny_dag):
+    history = json.loads((tiny_dag.root / "results/chat_binary/grpo/log_history.json").read_text())
+    rewards = {k for h in history for k in h if k.startswith("rewards/") and k.endswith("/mean")}
+    assert rewards == {"rewards/binary_reward/mean"}
+
+
+def test_the_report_shows_the_matrix_plots_and_states_each_sections_question(tiny_dag):
+    report = tiny_dag.root / "results/report"
+    page = (report / "index.html").read_text()
+    for image in ("accuracy.png", "template_scatter.png", "training_curves.png", "calibration.png", "sampling.png"):
+        assert f'<img src="{image}"' in page and (report / image).stat().st_size > 10_000, image
+    sections = page.split("<h2>")[1:]
+    assert len(sections) >= 7
+    for section in sections:
+        heading = section.split("</h2>")[0]
+        assert heading.endswith("?"), heading  # every section is headed by the question it answers

@@ -5,7 +5,7 @@ import pytest
 from conftest import Dag
 from gsm_pipeline.config import validate_config
 from gsm_pipeline.errors import ConfigError
-from gsm_pipeline.layout import check_target, stage_owner, stage_run
+from gsm_pipeline.layout import check_target, evaluations, stage_owner
 
 BINARY = {"answer_format": "tagged", "rewards": ["binary"]}
 
@@ -14,8 +14,9 @@ def test_a_row_that_only_changes_grpo_shares_the_sft_stages_it_does_not_change()
     cfg = validate_config({"experiments": {"plain": {}, "binary": BINARY, "conf": {"confidence": True}}})
     assert [stage_owner(cfg, "binary", s) for s in ("prep_sft", "full_sft", "grpo")] == ["plain", "plain", "binary"]
     assert [stage_owner(cfg, "conf", s) for s in ("prep_sft", "full_sft", "grpo")] == ["conf", "conf", "conf"]
-    assert stage_run(cfg, "binary", "base") == stage_run(cfg, "plain", "base") == "base/tagged-chat"
-    assert stage_run(cfg, "conf", "base") == "base/tagged-chat-conf"
+    assert cfg.prompt_key("binary") == cfg.prompt_key("plain") == "tagged-chat"
+    assert cfg.prompt_key("conf") == "tagged-chat-conf"  # the base model is evaluated with both prompts
+    assert evaluations(cfg)[:2] == [("base", "tagged-chat"), ("plain/prep_sft", "tagged-chat")]
 
 
 def test_grpo_from_full_sft_is_a_different_grpo_stage():
@@ -49,8 +50,8 @@ def test_adding_rows_plans_only_what_is_new(default_dag):
 @pytest.mark.parametrize("target, message", [
     ("results/nosuch/grpo/model", "undeclared experiment 'nosuch'; declared: tagged, tagged_conf"),
     ("results/tagged/ppo/model", "unknown stage 'ppo'"),
-    ("results/base/boxed-raw/eval/symbolic_id/metrics.json", "no experiment uses prompt 'boxed-raw'"),
-    ("results/tagged/grpo/eval/nosuch/metrics.json", "unknown test set 'nosuch'"),
+    ("results/base/eval/boxed-raw/symbolic_id/metrics.json", "no experiment uses prompt 'boxed-raw'"),
+    ("results/tagged/grpo/eval/tagged-chat/nosuch/metrics.json", "unknown test set 'nosuch'"),
 ])
 def test_a_target_naming_something_undeclared_fails_in_one_line(target, message):
     with pytest.raises(ConfigError, match=message):
@@ -83,7 +84,7 @@ def test_chat_template_kwargs_reach_the_prompt_and_get_their_own_base_evaluation
                                "{% if enable_thinking is defined and not enable_thinking %}<think></think>{% endif %}")
     assert "<think></think>" in render_prompt("q", cfg.prompt_spec("b"), tokenizer)
     assert "<think></think>" not in render_prompt("q", cfg.prompt_spec("a"), tokenizer)
-    assert stage_run(cfg, "a", "base") != stage_run(cfg, "b", "base")
+    assert cfg.prompt_key("a") != cfg.prompt_key("b")  # its own base evaluation
     assert stage_owner(cfg, "b", "prep_sft") == "b"  # a different prompt is a different training job
 
 
@@ -93,3 +94,18 @@ def test_gpu_presets_dry_run_the_whole_pair(default_dag, preset):
     assert default_dag.planned_jobs(f"workflow/presets/{preset}.yaml") == {
         "prepare_data": 1, "fetch_model": 1, "confidence_targets": 1, "prep_sft": 2, "full_sft": 2, "grpo": 2,
         "evaluate": 8, "report": 1, "all": 1}
+
+
+def test_the_full_matrix_plans_every_variant_once(default_dag):
+    # Counted by hand from workflow/presets/full-matrix.yaml (GSM8K: one test set).
+    # prep_sft 11: tagged (shared by sft_chat, grpo_chat, grpo_from_full, lr-*), tagged_conf, sft_raw_full,
+    #   sft_raw_answer (shared by grpo_raw), fmt_gsm8k, fmt_boxed, lora-r8, lora-r32, socratic, seeds-seed1, -seed2
+    # full_sft 13: the owners of those 11 prep stages each train one, plus lr's two learning rates
+    # grpo 11: tagged, tagged_conf, grpo_chat, grpo_raw, fmt_gsm8k, fmt_boxed, lora-r8, lora-r32, grpo_from_full,
+    #   seeds-seed1, seeds-seed2
+    # evaluate 57: base with 8 distinct prompts; tagged's prep and full asked chat + raw (sft_chat) = 4, its grpo 1,
+    #   tagged_conf 3, sft_raw_full 4, sft_raw_answer 4, grpo_chat 2, grpo_raw 2, fmt_gsm8k 6, fmt_boxed 6,
+    #   lora 3 + 3, socratic 2, grpo_from_full 1, seeds 3 + 3, lr 1 + 1
+    assert default_dag.planned_jobs("workflow/presets/full-matrix.yaml") == {
+        "prepare_data": 1, "fetch_model": 1, "confidence_targets": 1, "prep_sft": 11, "full_sft": 13, "grpo": 11,
+        "evaluate": 57, "report": 1, "all": 1}

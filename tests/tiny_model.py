@@ -15,7 +15,8 @@ SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 def corpus(n: int = 200) -> list[str]:
     from gsm_pipeline.config import DataConfig
     from gsm_pipeline.data import build_splits
-    from gsm_pipeline.prompts import INSTRUCTIONS, render_target
+    from gsm_pipeline.prompts import render_target
+    from gsm_pipeline.tasks.defaults import INSTRUCTIONS
 
     splits, _ = build_splits(DataConfig(prep_sft_size=n, full_sft_size=8, grpo_size=8, test_size=8))
     texts = [r["question"] + "\n" + r["reasoning"] + "\n#### " + r["answer"] for r in splits["prep_sft"]]

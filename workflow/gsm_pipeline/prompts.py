@@ -1,17 +1,18 @@
 """Prompts and training targets. Training, GRPO and evaluation all render prompts here,
-so the evaluation prompt is, by construction, the prefix the model was trained on."""
+so the evaluation prompt is, by construction, the prefix the model was trained on.
+
+A prompt spec is a dict: answer_format, chat_template, confidence, and optionally task (default
+gsm_symbolic), shots (worked examples before the question), instruction (false: no format instruction)
+and chat_template_kwargs. `prompt_key` names a spec in result paths.
+"""
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
-INSTRUCTIONS = {
-    "tagged": (
-        "Solve the math problem. Write your step-by-step working out between <start_working_out> and "
-        "<end_working_out>, then give only the final number between <SOLUTION> and </SOLUTION>."
-    ),
-    "gsm8k": "Solve the math problem step by step. End with a line '#### N' where N is the final number.",
-    "boxed": "Solve the math problem step by step. Put the final number in \\boxed{}.",
-}
+from .tasks import DEFAULT_TASK, get_task
+
 CONFIDENCE_INSTRUCTION = (
     " After the answer, state the probability that your answer is correct as a number between 0 and 1 "
     "between <confidence> and </confidence>."
@@ -20,18 +21,47 @@ CONFIDENCE_INSTRUCTION = (
 STOP_STRINGS = {"tagged": ["</SOLUTION>"], "gsm8k": [], "boxed": []}
 
 
+def prompt_key(spec: dict[str, Any]) -> str:
+    """`<format>-<chat|raw>[-conf][-<n>shot][-noinst][-<hash of chat kwargs>]`; the task is not in the key
+    (one config has one task)."""
+    key = f"{spec['answer_format']}-{'chat' if spec['chat_template'] else 'raw'}"
+    key += "-conf" if spec.get("confidence") else ""
+    key += f"-{spec['shots']}shot" if spec.get("shots") else ""
+    key += "" if spec.get("instruction", True) else "-noinst"
+    if spec["chat_template"] and spec.get("chat_template_kwargs"):  # another rendering: its own evaluation
+        key += "-" + hashlib.sha256(json.dumps(spec["chat_template_kwargs"], sort_keys=True).encode()).hexdigest()[:6]
+    return key
+
+
 def stop_strings(spec: dict[str, Any]) -> list[str]:
-    return ["</confidence>"] if spec.get("confidence") else STOP_STRINGS[spec["answer_format"]]
+    stops = ["</confidence>"] if spec.get("confidence") else list(STOP_STRINGS[spec["answer_format"]])
+    if spec.get("shots") and not spec["chat_template"]:
+        stops.append("\nQuestion:")  # a raw few-shot model goes on to write the next example
+    return stops
+
+
+def instruction_text(spec: dict[str, Any]) -> str:
+    if not spec.get("instruction", True):
+        return ""
+    task = get_task(spec.get("task", DEFAULT_TASK))
+    return task.INSTRUCTIONS[spec["answer_format"]] + (CONFIDENCE_INSTRUCTION if spec.get("confidence") else "")
 
 
 def render_prompt(question: str, spec: dict[str, Any], tokenizer) -> str:
     """The full prompt text given to the model (chat template applied when the spec says so)."""
-    instruction = INSTRUCTIONS[spec["answer_format"]] + (CONFIDENCE_INSTRUCTION if spec.get("confidence") else "")
+    instruction = instruction_text(spec)
+    shown = {**spec, "confidence": False}  # worked examples show the answer format, not a made-up confidence
+    shots = [(ex["question"], render_target(ex["reasoning"], ex["answer"], shown))
+             for ex in get_task(spec.get("task", DEFAULT_TASK)).EXEMPLARS[: spec.get("shots", 0)]]
     if spec["chat_template"]:
-        messages = [{"role": "system", "content": instruction}, {"role": "user", "content": question}]
+        messages = [{"role": "system", "content": instruction}] if instruction else []
+        for q, a in shots:
+            messages += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+        messages.append({"role": "user", "content": question})
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
                                              **spec.get("chat_template_kwargs", {}))
-    return f"{instruction}\n\nQuestion: {question}\nAnswer:\n"
+    head = f"{instruction}\n\n" if instruction else ""
+    return head + "".join(f"Question: {q}\nAnswer:\n{a}\n\n" for q, a in shots) + f"Question: {question}\nAnswer:\n"
 
 
 def render_target(reasoning: str, answer: str, spec: dict[str, Any], confidence: float | None = None) -> str:

@@ -12,10 +12,26 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .comparison import (
+    CALIBRATION_COLUMNS,
+    STAGE_ORDER,
+    comparison_rows,
+    findings,
+    read_history,
+    summary,
+    training_rows,
+)
 from .data import load_rows
 from .errors import run_main
-from .metrics import mcnemar_exact
-from .plots import STAGE_ORDER, plot_accuracy, plot_reliability, plot_sampling
+from .plots import plot_accuracy, plot_reliability, plot_sampling, plot_template_scatter, plot_training_curves
+
+
+def eval_key(e: dict[str, Any]) -> tuple[str, str, str]:
+    return e["run"], e["prompt_key"], e["testset"]
+
+
+def row_key(r: dict[str, Any]) -> tuple[str, str, str]:
+    return r["run"], r["prompt"], r["testset"]
 
 
 def load_evaluations(metrics_files: list[str]) -> list[dict[str, Any]]:
@@ -44,13 +60,13 @@ def calibration_html(rows: list[dict[str, Any]], evals: list[dict[str, Any]], ou
     if not any(r["confidence"] for r in rows):
         return ("<h2>Is stated confidence calibrated?</h2><p>No experiment in this config states a confidence "
                 "(experiments.&lt;name&gt;.confidence: true).</p>")
-    plot_reliability(rows, {(e["run"], e["testset"]): e["calibration_bins"] for e in evals},
+    plot_reliability(rows, {eval_key(e): e["calibration_bins"] for e in evals},
                      out_dir / "calibration.png")
     ordered = sorted(rows, key=lambda r: (r["testset"], STAGE_ORDER.index(r["stage"]), r["confidence"]))
     cols = ["testset", "stage", "experiment", "prompt", "n", "accuracy_strict", "ci95_low", "ci95_high",
             "answer_rate", *CALIBRATION_COLUMNS]
     links = ", ".join(f'<a href="{html.escape(os.path.relpath(Path(e["path"]).parent / "calibration.csv", out_dir))}">'
-                      f'{html.escape(e["run"])}/{html.escape(e["testset"])}</a>'
+                      f'{html.escape("/".join(eval_key(e)))}</a>'
                       for e in evals if (e.get("prompt") or {}).get("confidence"))
     return (
         "<h2>Did calibration training cost accuracy, and is the stated confidence informative?</h2>"
@@ -62,6 +78,17 @@ def calibration_html(rows: list[dict[str, Any]], evals: list[dict[str, Any]], ou
         '<img src="calibration.png" alt="reliability diagrams">'
         f'<div class="wide">{table_html(ordered, cols)}</div><p>Calibration tables (bin, count, mean confidence, '
         f"accuracy): {links}.</p>")
+
+
+def template_html(crossed: bool) -> str:
+    head = ("<h2>Does the chat template matter at evaluation time?</h2><p>Question: is a model more accurate "
+            "asked with its chat template or without it, whichever way it was trained?</p>")
+    if not crossed:
+        return head + ("<p>No experiment is evaluated both ways (experiments.&lt;name&gt;.eval_chat_template: "
+                       "[true, false]).</p>")
+    return head + ('<img src="template_scatter.png" alt="accuracy with vs without the chat template">'
+                   "<p>One point per (experiment, stage, test set, eval format); above the diagonal, the raw "
+                   "prompt did better.</p>")
 
 
 def per_example_table(evals: list[dict[str, Any]]):
@@ -80,90 +107,6 @@ def per_example_table(evals: list[dict[str, Any]]):
     return pd.concat(frames, ignore_index=True)
 
 
-def paired(first: dict, second: dict | None, field: str) -> float | None:
-    """Exact McNemar p-value of `field` on the problems both evaluations share."""
-    if second is None or first is second:
-        return None
-    ids = sorted(set(first["rows"]) & set(second["rows"]))
-    return mcnemar_exact([first["rows"][i][field] for i in ids], [second["rows"][i][field] for i in ids])["p_value"]
-
-
-CALIBRATION_COLUMNS = ["confidence_rate", "mean_confidence", "ece", "brier", "auroc", "confidence_correlation"]
-
-
-def comparison_rows(evals: list[dict[str, Any]], experiments: dict[str, dict]) -> list[dict[str, Any]]:
-    """One row per (experiment, stage, test set); a shared evaluation (base, or a stage trained identically
-    by an earlier experiment) repeats under each experiment that uses it."""
-    by_run = {(e["run"], e["testset"]): e for e in evals}
-    rows = []
-    for name, layout in experiments.items():
-        base_run = layout["runs"]["base"]
-        for stage in [s for s in STAGE_ORDER if s in layout["runs"]]:
-            run = layout["runs"][stage]
-            parent = base_run if stage == "base" else layout["parents"][stage]
-            for testset in layout["testsets"]:
-                ev = by_run.get((run, testset))
-                if ev is None:
-                    continue
-                base, par = by_run.get((base_run, testset)), by_run.get((parent, testset))
-                calibration = ev.get("calibration") or {}
-                rows.append({
-                    "experiment": name, "stage": stage, "testset": testset, "prompt": ev["prompt_key"],
-                    "confidence": layout.get("confidence", False),
-                    "shots": 0, "decoding": ev["decoding"], "max_new_tokens": ev["max_new_tokens"],
-                    "seed": ev["seed"], "n": ev["n"],
-                    "accuracy_strict": ev["accuracy_strict"], "ci95_low": ev["accuracy_strict_ci95"][0],
-                    "ci95_high": ev["accuracy_strict_ci95"][1],
-                    "accuracy_flexible": ev["accuracy_flexible"],
-                    "flex_ci95_low": ev["accuracy_flexible_ci95"][0], "flex_ci95_high": ev["accuracy_flexible_ci95"][1],
-                    "answer_rate": ev["answer_rate"], "thinking_rate": ev["thinking_rate"],
-                    "truncation_rate": ev["truncation_rate"], "mean_completion_tokens": ev["mean_completion_tokens"],
-                    "p_strict_vs_base": paired(ev, base, "correct_strict"),
-                    "p_flexible_vs_base": paired(ev, base, "correct_flexible"),
-                    "p_answer_rate_vs_base": paired(ev, base, "has_answer"),
-                    "p_strict_vs_parent": paired(ev, par, "correct_strict") if stage != "base" else None,
-                    "run": run, "parent": "" if stage == "base" else parent,
-                    **{k: calibration.get(k) for k in CALIBRATION_COLUMNS},
-                    **{k: v for k, v in ev.get("sampling", {}).items() if "@" in k},
-                })
-    return rows
-
-
-def training_rows(log_files: list[str]) -> list[dict[str, Any]]:
-    """Per trained stage: steps, losses and, for GRPO, rewards and the share of prompt groups with signal."""
-    out = []
-    for path in log_files:
-        history = json.loads(Path(path).read_text())
-        steps = [h for h in history if "loss" in h]
-        run = "/".join(Path(path).parts[-3:-1])  # results/<owner>/<stage>/log_history.json
-        row = {"run": run, "steps": max((h.get("step", 0) for h in history), default=0),
-               "first_loss": steps[0]["loss"] if steps else None, "last_loss": steps[-1]["loss"] if steps else None}
-        zero_std = [h["frac_reward_zero_std"] for h in steps if "frac_reward_zero_std" in h]
-        if zero_std:
-            rewards = [h["reward"] for h in steps if "reward" in h]
-            row.update({"share_groups_with_reward_variance": 1 - sum(zero_std) / len(zero_std),
-                        "first_reward": rewards[0], "last_reward": rewards[-1],
-                        "mean_reward": sum(rewards) / len(rewards)})
-        out.append(row)
-    return out
-
-
-def findings(rows: list[dict[str, Any]]) -> list[str]:
-    """One plain sentence per trained stage and test set: what changed against base, and how sure we are."""
-    base = {(r["experiment"], r["testset"]): r for r in rows if r["stage"] == "base"}
-    out = []
-    for r in rows:
-        b = base.get((r["experiment"], r["testset"]))
-        if r["stage"] == "base" or b is None:
-            continue
-        out.append(f"{r['experiment']}/{r['stage']} on {r['testset']} (n={r['n']}): "
-                   f"answer-format rate {b['answer_rate']:.0%} -> {r['answer_rate']:.0%} "
-                   f"(p={r['p_answer_rate_vs_base']:.2g}), strict accuracy {b['accuracy_strict']:.0%} -> "
-                   f"{r['accuracy_strict']:.0%} (p={r['p_strict_vs_base']:.2g}), flexible "
-                   f"{b['accuracy_flexible']:.0%} -> {r['accuracy_flexible']:.0%} (p={r['p_flexible_vs_base']:.2g})")
-    return out
-
-
 def table_html(rows: list[dict[str, Any]], columns: list[str]) -> str:
     def cell(v):
         if isinstance(v, float):
@@ -180,10 +123,10 @@ def sampling_html(rows: list[dict[str, Any]], sampling: dict[tuple[str, str], di
         return ("<h2>Does sampling help?</h2><p>Sampling is off in this config (evaluation.samples: 0); "
                 "maj@n, best-of-n and pass@n need it.</p>")
     first = next(iter(sampling.values()))
-    lost = [{"run": r["run"], "testset": r["testset"], "lost_by_vote": len(m["lost_by_vote"]),
+    lost = [{"run": r["run"], "prompt": r["prompt"], "testset": r["testset"], "lost_by_vote": len(m["lost_by_vote"]),
              "lost_by_scorer": len(m["lost_by_scorer"]),
              "questions": " ".join(sorted(set(m["lost_by_vote"]) | set(m["lost_by_scorer"])))}
-            for r in rows if (m := sampling.get((r["run"], r["testset"])))]
+            for r in rows if (m := sampling.get(row_key(r)))]
     return (f"<h2>Does sampling help?</h2><p>{first['samples']} samples per question at temperature "
             f"{first['temperature']}; best-of-n ranks by {html.escape(first['scorer'])}; strict extraction. "
             "Curves use the first n samples.</p><img src=\"sampling.png\" alt=\"maj@n, best-of-n, pass@n\">"
@@ -193,11 +136,11 @@ def sampling_html(rows: list[dict[str, Any]], sampling: dict[tuple[str, str], di
 
 def examples_html(evals: list[dict[str, Any]], rows: list[dict[str, Any]], per_set: int = 3) -> str:
     """The same problems' completions across every stage, side by side."""
-    by_key = {(e["run"], e["testset"]): e for e in evals}
+    by_key = {eval_key(e): e for e in evals}
     parts = []
     for exp, testset in sorted({(r["experiment"], r["testset"]) for r in rows}):
         runs = [r for r in rows if (r["experiment"], r["testset"]) == (exp, testset)]
-        evs = [by_key[(r["run"], testset)] for r in runs]
+        evs = [by_key[row_key(r)] for r in runs]
         ids = sorted(set.intersection(*(set(e["rows"]) for e in evs)))[:per_set]
         for pid in ids:
             q = evs[0]["rows"][pid]
@@ -206,7 +149,7 @@ def examples_html(evals: list[dict[str, Any]], rows: list[dict[str, Any]], per_s
             for r, e in zip(runs, evs):
                 ex = e["rows"][pid]
                 mark = "correct" if ex["correct_strict"] else "wrong"
-                parts.append(f"<tr><td>{r['stage']}<br><i>{mark}</i></td>"
+                parts.append(f"<tr><td>{r['stage']}<br>{html.escape(r['prompt'])}<br><i>{mark}</i></td>"
                              f"<td><pre>{html.escape(ex['completion'][:800])}</pre></td></tr>")
             parts.append("</table>")
     return "\n".join(parts)
@@ -214,7 +157,7 @@ def examples_html(evals: list[dict[str, Any]], rows: list[dict[str, Any]], per_s
 
 def metric_links(evals: list[dict[str, Any]], out_dir: Path) -> str:
     return ", ".join(f'<a href="{html.escape(os.path.relpath(e["path"], out_dir))}">'
-                     f'{html.escape(e["run"])}/{html.escape(e["testset"])}</a>' for e in evals)
+                     f'{html.escape("/".join(eval_key(e)))}</a>' for e in evals)
 
 
 def write_report(metrics_files: list[str], log_files: list[str], experiments: dict[str, dict],
@@ -226,13 +169,17 @@ def write_report(metrics_files: list[str], log_files: list[str], experiments: di
     rows = comparison_rows(evals, experiments)
     pd.DataFrame(rows).to_csv(out_dir / "comparison.csv", index=False)
     per_example_table(evals).to_csv(out_dir / "per_example.csv", index=False)
+    (out_dir / "summary.json").write_text(json.dumps(summary(rows, provenance), indent=2))
     train = training_rows(log_files)
     (out_dir / "training.json").write_text(json.dumps(train, indent=2))
     plot_accuracy(rows, out_dir / "accuracy.png")
-    sampling = {(e["run"], e["testset"]): e["sampling"] for e in evals if "sampling" in e}
+    crossed = plot_template_scatter(rows, out_dir / "template_scatter.png")
+    if log_files:
+        plot_training_curves([read_history(p) for p in log_files], out_dir / "training_curves.png")
+    sampling = {eval_key(e): e["sampling"] for e in evals if "sampling" in e}
     if sampling:
         plot_sampling(rows, sampling, out_dir / "sampling.png")
-    cols = ["experiment", "stage", "testset", "prompt", "shots", "n", "accuracy_strict", "ci95_low", "ci95_high",
+    cols = ["experiment", "stage", "method", "testset", "prompt", "n", "accuracy_strict", "ci95_low", "ci95_high",
             "accuracy_flexible", "answer_rate", "thinking_rate", "truncation_rate", "p_strict_vs_base",
             "p_answer_rate_vs_base", "p_strict_vs_parent"]
     train_cols = ["run", "steps", "first_loss", "last_loss", "first_reward", "last_reward", "mean_reward",
@@ -246,17 +193,26 @@ pre{{white-space:pre-wrap;margin:0;max-height:14em;overflow:auto}} img{{max-widt
 Intervals are 95% Wilson; p-values are exact McNemar tests on the same problems (vs the base model with the
 same prompt, and vs the stage's parent). Seed {provenance['seed']}, config hash {provenance['config_hash']}.</p>
 <h2>Did each stage change accuracy and answer format?</h2>
+<p>Question: against the base model asked the same way, how did each training stage move strict accuracy,
+flexible accuracy and the share of answers in the requested format?</p>
 <ul>{"".join(f"<li>{html.escape(line)}</li>" for line in findings(rows))}</ul>
-<img src="accuracy.png" alt="accuracy per stage">
+<img src="accuracy.png" alt="accuracy per stage, grouped by training method, coloured by eval template">
 <div class="wide">{table_html(rows, cols)}</div>
 <p>Download: <a href="comparison.csv">comparison.csv</a>, <a href="per_example.csv">per_example.csv</a>
-(every graded completion), <a href="training.json">training.json</a>; each evaluation's metrics:
+(every graded completion), <a href="summary.json">summary.json</a>, <a href="training.json">training.json</a>;
+each evaluation's metrics:
 {metric_links(evals, out_dir)}.</p>
+{template_html(crossed)}
 {calibration_html(rows, evals, out_dir)}
 {sampling_html(rows, sampling)}
-<h2>How did training go?</h2><div class="wide">{table_html(train, train_cols)}</div>
-<h2>What do the completions look like?</h2>{examples_html(evals, rows)}
-<h2>Provenance</h2><pre>{html.escape(json.dumps(provenance, indent=2))}</pre></body></html>"""
+<h2>How did training go?</h2>
+<p>Question: did the losses fall, and did GRPO's rewards, their components, KL and completion length move?</p>
+{'<img src="training_curves.png" alt="training curves">' if log_files else '<p>No stage was trained.</p>'}
+<div class="wide">{table_html(train, train_cols)}</div>
+<h2>What do the completions look like?</h2>
+<p>Question: what did each stage actually write for the same problems?</p>{examples_html(evals, rows)}
+<h2>Which code, config and libraries produced these numbers?</h2>
+<pre>{html.escape(json.dumps(provenance, indent=2))}</pre></body></html>"""
     (out_dir / "index.html").write_text(page, encoding="utf-8")
 
 
@@ -272,7 +228,8 @@ def main(argv: list[str] | None = None) -> None:
     provenance.setdefault("seed", None)
     provenance.setdefault("config_hash", None)
     provenance["versions"] = library_versions()
-    write_report(args.metrics, args.logs, json.loads(args.layout), Path(args.out), provenance)
+    experiments = {row["name"]: row for row in json.loads(args.layout)}  # declaration order
+    write_report(args.metrics, args.logs, experiments, Path(args.out), provenance)
     print(f"wrote {args.out}/index.html")
 
 

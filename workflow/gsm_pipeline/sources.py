@@ -13,25 +13,39 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
+def _file(module: str) -> Path | None:
+    """'data' -> data.py, 'tasks' -> tasks/__init__.py, 'tasks.gsm8k' -> tasks/gsm8k.py (None if not ours)."""
+    base = PACKAGE_DIR.joinpath(*module.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
 @lru_cache(maxsize=None)
 def _local_imports(module: str) -> frozenset[str]:
-    tree = ast.parse((PACKAGE_DIR / f"{module}.py").read_text())
+    path = _file(module)
+    package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
     found = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
-            if node.level == 1 and node.module:
-                found.add(node.module.split(".")[0])
-            elif node.level == 1:
-                found.update(alias.name for alias in node.names)
+            if node.level:
+                parent = package[: len(package) - (node.level - 1)]
+                if node.module:
+                    found.add(".".join([*parent, node.module]))
+                else:
+                    found.update(".".join([*parent, alias.name]) for alias in node.names)
             elif node.module and node.module.startswith("gsm_pipeline."):
-                found.add(node.module.split(".")[1])
+                found.add(node.module.split(".", 1)[1])
         elif isinstance(node, ast.Import):
-            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("gsm_pipeline."))
-    return frozenset(m for m in found if (PACKAGE_DIR / f"{m}.py").is_file())
+            found.update(a.name.split(".", 1)[1] for a in node.names if a.name.startswith("gsm_pipeline."))
+    # `from .tasks import get_task` names the package; `from .x import name` may name a module attribute
+    return frozenset(m for m in found if _file(m) is not None)
 
 
 def module_sources(*modules: str) -> list[str]:
-    """Absolute paths of the given modules and their transitive in-package imports."""
+    """Absolute paths of the given modules (dotted, relative to the package) and their transitive in-package
+    imports."""
     seen: set[str] = set()
     todo = list(modules)
     while todo:
@@ -39,4 +53,4 @@ def module_sources(*modules: str) -> list[str]:
         if module not in seen:
             seen.add(module)
             todo.extend(_local_imports(module))
-    return sorted(str(PACKAGE_DIR / f"{m}.py") for m in seen)
+    return sorted(str(_file(m)) for m in seen)

@@ -12,6 +12,7 @@ from .data import load_rows
 from .errors import DataError, run_main
 from .prompts import render_prompt
 from .rewards import make_reward_functions
+from .tasks import grader
 from .training import load_model_and_tokenizer, lora_config, run_stage, trainer_arguments
 
 
@@ -32,7 +33,7 @@ def build_trainer(job: dict[str, Any], parent: str, data: str, checkpoints: Path
     args = trainer_arguments(GRPOConfig, job, checkpoints, num_generations=job["num_generations"],
                              max_completion_length=job["max_completion_length"],
                              temperature=job["temperature"], beta=job["beta"])
-    rewards = make_reward_functions(job["rewards"], job["prompt"]["answer_format"])
+    rewards = make_reward_functions(job["rewards"], job["prompt"]["answer_format"], grader(job["prompt"]))
     trainer = GRPOTrainer(model=model, reward_funcs=rewards, args=args, train_dataset=dataset,
                           processing_class=tokenizer, peft_config=lora_config(job))
     return trainer, tokenizer

@@ -23,20 +23,26 @@ def load_confidence_targets(path: str | None, prompt: dict[str, Any]) -> dict[st
 
 
 def sft_dataset(rows: list[dict[str, Any]], prompt: dict[str, Any], tokenizer, where: str,
-                confidence: dict[str, float] | None = None):
-    """Prompt-completion rows: the prompt is rendered exactly as evaluation renders it; with confidence
-    on, each target ends with that row's measured confidence."""
+                confidence: dict[str, float] | None = None, train_data: str = "main"):
+    """Prompt-completion rows: the prompt is rendered exactly as evaluation renders it; the target's
+    reasoning is the main or the socratic one; with confidence on, each target ends with that row's
+    measured confidence."""
     from datasets import Dataset
 
     if not rows:
         raise DataError(f"{where}: no training rows")
+    field = "reasoning" if train_data == "main" else "reasoning_socratic"
+    lacking = next((r["id"] for r in rows if not isinstance(r.get(field), str)), None)
+    if lacking is not None:
+        raise DataError(f"{where}: row {lacking!r} has no {field} (train_data: {train_data} needs a task that "
+                        "provides it)")
     if prompt.get("confidence"):
         missing = [r["id"] for r in rows if r["id"] not in (confidence or {})]
         if missing:
             raise DataError(f"{where}: no confidence target for row {missing[0]!r} ({len(missing)} rows lack one)")
     return Dataset.from_list([
         {"prompt": render_prompt(r["question"], prompt, tokenizer),
-         "completion": render_target(r["reasoning"], r["answer"], prompt, (confidence or {}).get(r["id"]))}
+         "completion": render_target(r[field], r["answer"], prompt, (confidence or {}).get(r["id"]))}
         for r in rows])
 
 
@@ -46,7 +52,7 @@ def build_trainer(job: dict[str, Any], parent: str, data: str, checkpoints: Path
 
     model, tokenizer = load_model_and_tokenizer(parent, job["dtype"])
     targets = load_confidence_targets(confidence_targets, job["prompt"])
-    dataset = sft_dataset(load_rows(data), job["prompt"], tokenizer, data, targets)
+    dataset = sft_dataset(load_rows(data), job["prompt"], tokenizer, data, targets, job.get("train_data", "main"))
     args = trainer_arguments(SFTConfig, job, checkpoints, max_length=job["max_length"],
                              completion_only_loss=job["completion_only_loss"])
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,

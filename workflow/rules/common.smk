@@ -39,7 +39,7 @@ def one_of(values):
 wildcard_constraints:
     experiment=one_of(EXPERIMENTS),
     testset=one_of(TESTSETS),
-    run=f"base/({one_of(PROMPTS)})|({one_of(EXPERIMENTS)})/({one_of(STAGES)})",
+    run=f"base|({one_of(EXPERIMENTS)})/({one_of(STAGES)})",
     prompt=one_of(PROMPTS),
 
 
@@ -49,20 +49,19 @@ def as_arg(obj):
 
 
 def code(module):
-    """The entry module and every package module it imports: code edits replan the stage."""
-    return module_sources(module)
+    """The entry module and every package module it imports, plus the configured task's module (loaded by name
+    from the registry): code edits replan the stage."""
+    from gsm_pipeline.tasks import TASKS
+
+    return module_sources(module, TASKS[CFG.data.source].removeprefix("gsm_pipeline."))
 
 
 def local_data_files():
     """User data files are inputs of prepare_data, so editing one reruns it (and what depends on it)."""
-    d = CFG.data
-    files = list(d.extra_test_files.values())
-    if d.source == "jsonl":
-        files += [d.train_file, d.test_file]
-    elif d.source == "gsm8k" and d.gsm8k_path:
-        suffix = "" if d.gsm8k_config == "main" else "_socratic"
-        files += [f"{d.gsm8k_path}/{split}{suffix}.jsonl" for split in ("train", "test")]
-    return files
+    from gsm_pipeline.tasks import get_task
+
+    task = get_task(CFG.data.source).input_files(CFG.data, CFG.data_job()["socratic"])
+    return [*task, *CFG.data.extra_test_files.values()]
 
 
 def model_dir(experiment, stage):
@@ -75,7 +74,7 @@ def parent_stage(experiment, stage):
 
 
 def targets_file(experiment):
-    return f"results/confidence_targets/{CFG.experiments[experiment].prompt_key()}.jsonl"
+    return f"results/confidence_targets/{CFG.prompt_key(experiment)}.jsonl"
 
 
 def confidence_model():
@@ -103,30 +102,28 @@ def launch(stage):
     """`accelerate launch` with the stage's config file, one process per GPU the job was given (resources.gpu,
     so a --set-resources override reaches it too; 1 on CPU unless stages.<stage>.processes says otherwise),
     and a free port per job."""
-    st = getattr(CFG.stages, stage)
-
     def command(wildcards, resources):
-        processes = st.processes or max(1, int(resources.gpu))
-        return (f"accelerate launch --config_file {ACCELERATE_CONFIGS / st.launcher}.yaml "
+        st = CFG.stage_config(wildcards.experiment, stage)
+        processes = st["processes"] or max(1, int(resources.gpu))
+        return (f"accelerate launch --config_file {ACCELERATE_CONFIGS / st['launcher']}.yaml "
                 f"--num_processes {processes} --main_process_port $(python -m gsm_pipeline.launch)")
     return command
 
 
 def gpus(stage):
-    return getattr(CFG.stages, stage).gpus
+    """GPUs a training job asks for (stages.<stage>.gpus, or the row's overrides)."""
+    return lambda wildcards: CFG.stage_config(wildcards.experiment, stage)["gpus"]
 
 
 def targets_flag(wildcards, input):
     return f"--confidence-targets {input.targets}" if "targets" in input.keys() else ""
 
 
-def eval_runs():
-    """Every evaluated model once: base once per prompt, then each distinct trained stage."""
-    return sorted({layout.stage_run(CFG, e, "base") for e in EXPERIMENTS} | set(layout.trained_runs(CFG)))
+EVALUATIONS = layout.evaluations(CFG)
 
 
 def eval_outputs(name="metrics.json"):
-    return expand("results/{run}/eval/{testset}/{name}", run=eval_runs(), testset=TESTSETS, name=name)
+    return [f"{layout.eval_dir(run, prompt, testset)}/{name}" for run, prompt in EVALUATIONS for testset in TESTSETS]
 
 
 def training_logs():
@@ -134,25 +131,25 @@ def training_logs():
 
 
 def eval_inputs(wildcards):
-    head, stage = wildcards.run.split("/")
-    model = BASE_MODEL if head == "base" else f"results/{head}/{stage}/model"
+    model = BASE_MODEL if wildcards.run == "base" else f"results/{wildcards.run}/model"
     return {"model": model, "data": f"results/data/test/{wildcards.testset}.jsonl", "code": code("evaluate")}
 
 
-def eval_params(wildcards):
-    head, tail = wildcards.run.split("/")
-    if head == "base":
-        return {"prompt": PROMPTS[tail], "meta": {"experiment": "base", "stage": "base", "prompt_key": tail}}
-    return {"prompt": CFG.prompt_spec(head),
-            "meta": {"experiment": head, "stage": tail, "prompt_key": CFG.experiments[head].prompt_key()}}
+def eval_meta(wildcards):
+    experiment, _, stage = wildcards.run.partition("/")
+    return {"experiment": experiment, "stage": stage or "base", "prompt_key": wildcards.prompt,
+            "run": wildcards.run, "testset": wildcards.testset}
 
 
 def report_layout():
-    """Per experiment: which evaluation run holds each of its stages (shared stages point at their owner)."""
-    out = {}
+    """Per experiment: its evaluations (stage, run, prompt, parent run; shared stages point at their owner)
+    and the variant values the report turns into columns."""
+    out = []  # a list: params are JSON with sorted keys, and the report keeps declaration order
     for e, exp in CFG.experiments.items():
-        stages = ["base", *exp.stages]
-        out[e] = {"runs": {s: layout.stage_run(CFG, e, s) for s in stages}, "testsets": TESTSETS,
-                  "parents": {s: layout.stage_run(CFG, e, parent_stage(e, s)) for s in exp.stages},
-                  "confidence": exp.confidence, "prompt_key": exp.prompt_key()}
+        variant = exp.model_dump(exclude={"stages", "overrides", "lora", "sweep", "swept", "eval_chat_template",
+                                          "eval_answer_format", "chat_template_kwargs"})
+        variant["seed"] = CFG.sft_job(e, "prep_sft")["seed"] if exp.stages else CFG.seed
+        variant["lora_r"] = {**CFG.lora.model_dump(), **exp.lora}["r"] if exp.finetune == "lora" else None
+        out.append({"name": e, "evaluations": layout.experiment_evaluations(CFG, e), "testsets": TESTSETS,
+                    "variant": variant, "swept": exp.swept, "prompt_key": CFG.prompt_key(e)})
     return out

@@ -10,7 +10,7 @@ rule prepare_data:
         tests=expand("results/data/test/{testset}.jsonl", testset=TESTSETS),
         manifest="results/data/manifest.json",
     params:
-        data=as_arg(CFG.data.model_dump()),
+        data=as_arg(CFG.data_job()),
     conda:
         CONDA_ENV
     log:

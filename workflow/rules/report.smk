@@ -11,6 +11,7 @@ rule report:
         csv="results/report/comparison.csv",
         html="results/report/index.html",
         per_example="results/report/per_example.csv",
+        summary="results/report/summary.json",
     params:
         layout=as_arg(report_layout()),
         provenance=as_arg({"seed": CFG.seed, "config_hash": config_hash(CFG.model_dump())}),

@@ -1,0 +1,62 @@
+"""Tasks are plugins: one module plus one registry line, picked by data.source."""
+import json
+
+import pytest
+
+from conftest import Dag
+from gsm_pipeline.config import validate_config
+from gsm_pipeline.errors import ConfigError
+from gsm_pipeline.tasks import TASKS, get_task
+
+TOY_TASK = '''"""Task `toy`: doubling numbers, generated offline."""
+from gsm_pipeline.data import carve
+
+INSTRUCTIONS = {"tagged": "Double the number. Put the result between <SOLUTION> and </SOLUTION>.",
+                "gsm8k": "Double the number. End with '#### N'.", "boxed": "Double the number in \\\\boxed{}."}
+
+
+def test_sets(cfg):
+    return ["toy"]
+
+
+def load(cfg, skipped, socratic=False):
+    rows = [{"id": f"toy-{i}", "question": f"What is {i} doubled?", "reasoning": f"{i} * 2 = {2 * i}",
+             "answer": str(2 * i), "template": None, "source": "toy"} for i in range(200)]
+    return {**carve(rows[cfg.test_size:], cfg), "toy": rows[: cfg.test_size]}
+'''
+
+
+def test_the_built_in_tasks_are_registered_and_complete():
+    assert list(TASKS) == ["gsm_symbolic", "gsm8k", "jsonl"]
+    for name in TASKS:
+        task = get_task(name)
+        assert callable(task.load) and callable(task.test_sets) and callable(task.grade)
+        assert set(task.INSTRUCTIONS) == {"tagged", "gsm8k", "boxed"} and task.EXEMPLARS
+
+
+def test_an_unregistered_task_is_a_one_line_config_error():
+    with pytest.raises(ConfigError, match=r"key 'data.source': .*unknown task; registered: gsm_symbolic, gsm8k, jsonl"):
+        validate_config({"data": {"source": "toy"}})
+
+
+def test_a_new_task_is_one_file_and_one_registry_line(tmp_path):
+    dag = Dag(tmp_path, {"data": {"source": "toy", "prep_sft_size": 16, "full_sft_size": 16, "grpo_size": 8,
+                                  "test_size": 8}})
+    tasks = dag.root / "workflow/gsm_pipeline/tasks"
+    (tasks / "toy.py").write_text(TOY_TASK)
+    with (tasks / "__init__.py").open("a") as registry:
+        registry.write('TASKS["toy"] = "gsm_pipeline.tasks.toy"\n')
+    # the default pair on the toy task's one test set: 2 base prompts + 6 stages
+    assert dag.planned_jobs() == {"prepare_data": 1, "fetch_model": 1, "confidence_targets": 1, "prep_sft": 2,
+                                  "full_sft": 2, "grpo": 2, "evaluate": 8, "report": 1, "all": 1}
+    done = dag.snakemake("-n", "results/base/eval/tagged-chat/toy/metrics.json")
+    assert "evaluate" in done.stdout
+    dag.snakemake("results/data/manifest.json")
+    assert json.loads((dag.root / "results/data/manifest.json").read_text())["counts"] == {
+        "prep_sft": 16, "full_sft": 16, "grpo": 8, "toy": 8}
+    first = json.loads((dag.root / "results/data/test/toy.jsonl").read_text().splitlines()[0])
+    assert first["question"] == "What is 0 doubled?"
+    # the task module is an input of every stage, so editing it replans the data (and all that follows)
+    assert "prepare_data" not in dag.planned_jobs()
+    (tasks / "toy.py").write_text(TOY_TASK + "\n# an edit\n")
+    assert dag.planned_jobs()["prepare_data"] == 1

@@ -1,0 +1,137 @@
+"""The numbers the report shows: one comparison row per (experiment, stage, eval prompt, test set) with a
+column per variant value, per-stage training summaries, plain-sentence findings and summary.json."""
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from .metrics import mcnemar_exact
+
+STAGE_ORDER = ["base", "prep_sft", "full_sft", "grpo"]
+CALIBRATION_COLUMNS = ["confidence_rate", "mean_confidence", "ece", "brier", "auroc", "confidence_correlation"]
+# Training-side variant columns (report_layout's "variant"), prefixed so eval-side values stand apart.
+VARIANT_COLUMNS = {"answer_format": "train_answer_format", "chat_template": "train_chat_template",
+                   "finetune": "finetune", "lora_r": "lora_r", "completion_only_loss": "completion_only_loss",
+                   "rewards": "rewards", "confidence": "confidence", "grpo_from": "grpo_from",
+                   "train_data": "train_data", "shots": "shots", "instruction": "instruction", "seed": "seed",
+                   "variant_of": "variant_of"}
+
+
+def paired(first: dict, second: dict | None, field: str) -> float | None:
+    """Exact McNemar p-value of `field` on the problems both evaluations share."""
+    if second is None or first is second:
+        return None
+    ids = sorted(set(first["rows"]) & set(second["rows"]))
+    return mcnemar_exact([first["rows"][i][field] for i in ids], [second["rows"][i][field] for i in ids])["p_value"]
+
+
+def method(stage: str, variant: dict[str, Any]) -> str:
+    """Training method in a few words: stage, train template and, for SFT, what the loss covered."""
+    if stage == "base":
+        return "base (prompting)"
+    text = f"{stage} {'chat' if variant['chat_template'] else 'raw'}"
+    if stage != "grpo":
+        text += " answer-loss" if variant["completion_only_loss"] else " full-loss"
+    return text
+
+
+def comparison_rows(evals: list[dict[str, Any]], experiments: dict[str, dict]) -> list[dict[str, Any]]:
+    """A shared evaluation (base, or a stage trained identically by an earlier row) repeats under each
+    experiment that uses it; p-values compare with the base model and the parent stage asked the same way."""
+    by_key = {(e["run"], e["prompt_key"], e["testset"]): e for e in evals}
+    rows = []
+    for name, layout in experiments.items():
+        variant = layout["variant"]
+        for item in sorted(layout["evaluations"], key=lambda i: STAGE_ORDER.index(i["stage"])):
+            for testset in layout["testsets"]:
+                ev = by_key.get((item["run"], item["prompt"], testset))
+                if ev is None:
+                    continue
+                base = by_key.get(("base", item["prompt"], testset))
+                par = by_key.get((item["parent_run"], item["prompt"], testset))
+                asked = ev["prompt"]
+                rows.append({
+                    "experiment": name, "stage": item["stage"], "testset": testset, "prompt": item["prompt"],
+                    "method": method(item["stage"], variant),
+                    "eval_chat_template": asked["chat_template"], "eval_answer_format": asked["answer_format"],
+                    "eval_matches_training": item["prompt"] == layout["prompt_key"],
+                    **{col: (",".join(variant[k]) if isinstance(variant.get(k), list) else variant.get(k))
+                       for k, col in VARIANT_COLUMNS.items()},
+                    **{f"swept:{k}": v for k, v in layout.get("swept", {}).items()},
+                    "decoding": ev["decoding"], "max_new_tokens": ev["max_new_tokens"], "n": ev["n"],
+                    "accuracy_strict": ev["accuracy_strict"], "ci95_low": ev["accuracy_strict_ci95"][0],
+                    "ci95_high": ev["accuracy_strict_ci95"][1], "accuracy_flexible": ev["accuracy_flexible"],
+                    "flex_ci95_low": ev["accuracy_flexible_ci95"][0], "flex_ci95_high": ev["accuracy_flexible_ci95"][1],
+                    "answer_rate": ev["answer_rate"], "thinking_rate": ev["thinking_rate"],
+                    "truncation_rate": ev["truncation_rate"], "mean_completion_tokens": ev["mean_completion_tokens"],
+                    "p_strict_vs_base": paired(ev, base, "correct_strict"),
+                    "p_flexible_vs_base": paired(ev, base, "correct_flexible"),
+                    "p_answer_rate_vs_base": paired(ev, base, "has_answer"),
+                    "p_strict_vs_parent": paired(ev, par, "correct_strict") if item["stage"] != "base" else None,
+                    "run": item["run"], "parent": "" if item["stage"] == "base" else item["parent_run"],
+                    **{k: (ev.get("calibration") or {}).get(k) for k in CALIBRATION_COLUMNS},
+                    **{k: v for k, v in ev.get("sampling", {}).items() if "@" in k},
+                })
+    return rows
+
+
+def read_history(path: str) -> tuple[str, list[dict[str, Any]]]:
+    """(run, trainer log history) of results/<owner>/<stage>/log_history.json."""
+    return "/".join(Path(path).parts[-3:-1]), json.loads(Path(path).read_text())
+
+
+def training_rows(log_files: list[str]) -> list[dict[str, Any]]:
+    """Per trained stage: steps, losses and, for GRPO, rewards and the share of prompt groups with signal."""
+    out = []
+    for path in log_files:
+        run, history = read_history(path)
+        steps = [h for h in history if "loss" in h]
+        row = {"run": run, "steps": max((h.get("step", 0) for h in history), default=0),
+               "first_loss": steps[0]["loss"] if steps else None, "last_loss": steps[-1]["loss"] if steps else None}
+        zero_std = [h["frac_reward_zero_std"] for h in steps if "frac_reward_zero_std" in h]
+        if zero_std:
+            rewards = [h["reward"] for h in steps if "reward" in h]
+            row.update({"share_groups_with_reward_variance": 1 - sum(zero_std) / len(zero_std),
+                        "first_reward": rewards[0], "last_reward": rewards[-1],
+                        "mean_reward": sum(rewards) / len(rewards)})
+        out.append(row)
+    return out
+
+
+def findings(rows: list[dict[str, Any]]) -> list[str]:
+    """One plain sentence per trained stage, eval prompt and test set: what changed against base."""
+    base = {(r["experiment"], r["prompt"], r["testset"]): r for r in rows if r["stage"] == "base"}
+    out = []
+    for r in rows:
+        b = base.get((r["experiment"], r["prompt"], r["testset"]))
+        if r["stage"] == "base" or b is None:
+            continue
+        asked = "" if r["eval_matches_training"] else f" asked as {r['prompt']}"
+        out.append(f"{r['experiment']}/{r['stage']}{asked} on {r['testset']} (n={r['n']}): "
+                   f"answer-format rate {b['answer_rate']:.0%} -> {r['answer_rate']:.0%} "
+                   f"(p={r['p_answer_rate_vs_base']:.2g}), strict accuracy {b['accuracy_strict']:.0%} -> "
+                   f"{r['accuracy_strict']:.0%} (p={r['p_strict_vs_base']:.2g}), flexible "
+                   f"{b['accuracy_flexible']:.0%} -> {r['accuracy_flexible']:.0%} (p={r['p_flexible_vs_base']:.2g})")
+    return out
+
+
+def summary(rows: list[dict[str, Any]], provenance: dict[str, Any]) -> dict[str, Any]:
+    """summary.json: the best row per test set and stage, and mean/spread over each sweep's rows."""
+    best = {}
+    for r in rows:
+        key = f"{r['testset']}/{r['stage']}"
+        if key not in best or r["accuracy_strict"] > best[key]["accuracy_strict"]:
+            best[key] = {k: r[k] for k in ("experiment", "prompt", "accuracy_strict", "accuracy_flexible",
+                                           "answer_rate", "n")}
+    groups: dict[tuple, list[float]] = {}
+    for r in rows:
+        if r["variant_of"]:
+            groups.setdefault((r["variant_of"], r["stage"], r["prompt"], r["testset"]), []).append(r["accuracy_strict"])
+    sweeps = [{"variant_of": g[0], "stage": g[1], "prompt": g[2], "testset": g[3], "rows": len(v),
+               "mean_accuracy_strict": statistics.fmean(v), "sd_accuracy_strict": statistics.pstdev(v),
+               "min": min(v), "max": max(v)} for g, v in groups.items()]
+    return {"rows": len(rows), "experiments": sorted({r["experiment"] for r in rows}),
+            "best_by_testset_and_stage": best, "sweeps": sweeps,
+            "config_hash": provenance.get("config_hash"), "seed": provenance.get("seed")}

@@ -1,0 +1,29 @@
+"""What a task gets unless its module says otherwise: GSM-style instructions, two worked examples
+for few-shot prompts, and numeric grading of the final answer."""
+from __future__ import annotations
+
+from ..answers import grade  # noqa: F401  (re-exported as the default grader)
+
+INSTRUCTIONS = {
+    "tagged": (
+        "Solve the math problem. Write your step-by-step working out between <start_working_out> and "
+        "<end_working_out>, then give only the final number between <SOLUTION> and </SOLUTION>."
+    ),
+    "gsm8k": "Solve the math problem step by step. End with a line '#### N' where N is the final number.",
+    "boxed": "Solve the math problem step by step. Put the final number in \\boxed{}.",
+}
+# Written for this project (not taken from any test set): used by prompts with shots > 0.
+EXEMPLARS = [
+    {"question": "A baker makes 24 muffins and sells them in boxes of 4. Each box costs $3. How much money "
+                 "does the baker make by selling all the muffins?",
+     "reasoning": "24 muffins / 4 per box = 6 boxes. 6 boxes * $3 = $18.", "answer": "18"},
+    {"question": "Tom reads 15 pages on Monday and twice as many on Tuesday. How many pages did he read "
+                 "in the two days?",
+     "reasoning": "On Tuesday he read 15 * 2 = 30 pages. Together 15 + 30 = 45 pages.", "answer": "45"},
+]
+SOCRATIC = False  # whether load() can attach GSM8K-style socratic reasoning (experiments' train_data)
+
+
+def input_files(cfg, socratic: bool) -> list[str]:
+    """Local files load() reads: inputs of prepare_data, so editing one reruns it."""
+    return []

@@ -1,0 +1,23 @@
+"""Task `jsonl`: your own GSM8K-style question/answer rows ('... #### N'), from data.train_file/test_file."""
+from __future__ import annotations
+
+from ..data import carve, normalise_gsm8k_rows, read_jsonl
+from ..errors import DataError
+
+
+def test_sets(cfg) -> list[str]:
+    return ["test"]
+
+
+def input_files(cfg, socratic: bool) -> list[str]:
+    return [cfg.train_file, cfg.test_file]
+
+
+def load(cfg, skipped: dict[str, int], socratic: bool = False) -> dict[str, list[dict]]:
+    if not (cfg.train_file and cfg.test_file):
+        raise DataError("data.source jsonl needs data.train_file and data.test_file")
+    train = normalise_gsm8k_rows(read_jsonl(cfg.train_file), cfg.train_file, "train", cfg.missing_answer, skipped)
+    test = normalise_gsm8k_rows(read_jsonl(cfg.test_file), cfg.test_file, "test", cfg.missing_answer, skipped)
+    if not test:
+        raise DataError(f"{cfg.test_file}: no usable test rows")
+    return {**carve(train, cfg), "test": test[: cfg.test_size]}
