@@ -34,6 +34,14 @@ def row_key(r: dict[str, Any]) -> tuple[str, str, str]:
     return r["run"], r["prompt"], r["testset"]
 
 
+def unique_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each evaluation once, under the first experiment using it (comparison.csv repeats shared ones)."""
+    first: dict[tuple, dict[str, Any]] = {}
+    for r in rows:
+        first.setdefault(row_key(r), r)
+    return list(first.values())
+
+
 def load_evaluations(metrics_files: list[str]) -> list[dict[str, Any]]:
     evals = []
     for path in metrics_files:
@@ -62,7 +70,8 @@ def calibration_html(rows: list[dict[str, Any]], evals: list[dict[str, Any]], ou
                 "(experiments.&lt;name&gt;.confidence: true).</p>")
     plot_reliability(rows, {eval_key(e): e["calibration_bins"] for e in evals},
                      out_dir / "calibration.png")
-    ordered = sorted(rows, key=lambda r: (r["testset"], STAGE_ORDER.index(r["stage"]), r["confidence"]))
+    asked_as_trained = [r for r in unique_rows(rows) if r["eval_matches_training"]]
+    ordered = sorted(asked_as_trained, key=lambda r: (r["testset"], STAGE_ORDER.index(r["stage"]), r["confidence"]))
     cols = ["testset", "stage", "experiment", "prompt", "n", "accuracy_strict", "ci95_low", "ci95_high",
             "answer_rate", *CALIBRATION_COLUMNS]
     links = ", ".join(f'<a href="{html.escape(os.path.relpath(Path(e["path"]).parent / "calibration.csv", out_dir))}">'
@@ -197,7 +206,9 @@ same prompt, and vs the stage's parent). Seed {provenance['seed']}, config hash 
 flexible accuracy and the share of answers in the requested format?</p>
 <ul>{"".join(f"<li>{html.escape(line)}</li>" for line in findings(rows))}</ul>
 <img src="accuracy.png" alt="accuracy per stage, grouped by training method, coloured by eval template">
-<div class="wide">{table_html(rows, cols)}</div>
+<div class="wide">{table_html(unique_rows(rows), cols)}</div>
+<p>Each evaluation appears once above, under the first experiment using it; comparison.csv repeats a shared
+evaluation (the base model, a stage two rows train identically) under every experiment.</p>
 <p>Download: <a href="comparison.csv">comparison.csv</a>, <a href="per_example.csv">per_example.csv</a>
 (every graded completion), <a href="summary.json">summary.json</a>, <a href="training.json">training.json</a>;
 each evaluation's metrics:
