@@ -109,3 +109,10 @@ def test_the_full_matrix_plans_every_variant_once(default_dag):
     assert default_dag.planned_jobs("workflow/presets/full-matrix.yaml") == {
         "prepare_data": 1, "fetch_model": 1, "confidence_targets": 1, "prep_sft": 11, "full_sft": 13, "grpo": 11,
         "evaluate": 57, "report": 1, "all": 1}
+
+
+def test_grpo_from_full_sft_is_launched_on_the_full_sft_model(default_dag):
+    done = default_dag.snakemake("-n", "-p", "results/grpo_from_full/grpo/model",
+                                 configfile="workflow/presets/full-matrix.yaml")
+    [command] = [line for line in done.stdout.splitlines() if "gsm_pipeline.train_grpo" in line]
+    assert "--parent results/tagged/full_sft/model" in command  # shared with `tagged`, which trains it first
