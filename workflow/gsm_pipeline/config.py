@@ -172,7 +172,8 @@ class PipelineConfig(Strict):
             return model.model_validate(values).model_dump()
         except ValidationError as exc:
             err = exc.errors()[0]
-            raise ValueError(f"{where}.{_location(err)}: {err['msg']}") from None
+            key = ".".join(str(p) for p in err["loc"])
+            raise ValueError(f"{where}{'.' + key if key else ''}: {err['msg'].removeprefix('Value error, ')}") from None
 
     @model_validator(mode="after")
     def _stage_order(self) -> "PipelineConfig":
@@ -254,6 +255,8 @@ def validate_config(raw: dict[str, Any]) -> PipelineConfig:
     except ValidationError as exc:
         err = exc.errors()[0]
         where = _location(err)
+        if not err["loc"]:  # a whole-config check: its message names the keys itself
+            raise ConfigError(err["msg"].removeprefix("Value error, ")) from None
         if err["type"] == "extra_forbidden":
             raise ConfigError(f"unknown key '{where}'") from None
         value = err.get("input")

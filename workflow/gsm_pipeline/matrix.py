@@ -42,7 +42,10 @@ def expand_sweeps(experiments: dict[str, Any]) -> dict[str, Any]:
         for values in itertools.product(*(sweep[k] for k in keys)):
             new = copy.deepcopy({k: v for k, v in row.items() if k != "sweep"})
             for key, value in zip(keys, values):
-                _set(new, key, value)
+                try:
+                    _set(new, key, value)
+                except ConfigError as exc:
+                    raise ConfigError(f"key 'experiments.{name}.sweep': {exc}") from None
             new["variant_of"] = name
             new["swept"] = dict(zip(keys, values))
             label = f"{name}-" + "-".join(_label(k, v) for k, v in zip(keys, values))
