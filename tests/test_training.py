@@ -151,3 +151,18 @@ def test_a_max_length_that_truncates_every_row_is_refused_before_training(tmp_pa
                         "--data", str(sft_rows(tmp_path)), "--out", str(tmp_path / "model"),
                         "--checkpoints", str(tmp_path / "ckpt"), "--log-history", str(tmp_path / "log.json")])
     assert not (tmp_path / "model").exists()
+
+
+def test_a_full_disk_mid_checkpoint_is_named_in_one_line(monkeypatch, capsys):
+    import shutil
+    from collections import namedtuple
+
+    from gsm_pipeline.errors import run_main
+
+    def torch_save_on_a_full_disk():
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 976885440 vs 976885332")
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: namedtuple("usage", "total used free")(1, 1, 4096))
+    with pytest.raises(SystemExit):
+        run_main(torch_save_on_a_full_disk)
+    assert capsys.readouterr().err.startswith("error: no space left on device (0 MB free here) while running: ")

@@ -30,9 +30,23 @@ class TrainingError(PipelineError):
     """Training cannot go on (e.g. a non-finite loss)."""
 
 
+LOW_DISK_BYTES = 256 * 2**20
+
+
 def run_main(main: Callable[[], None]) -> None:
     try:
         main()
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except Exception as exc:
+        # torch reports a full disk mid-checkpoint as a cryptic RuntimeError ("unexpected pos ..."): say what it
+        # is (the incomplete checkpoint is skipped when the job is rerun)
+        import shutil
+
+        free = shutil.disk_usage(".").free
+        if free >= LOW_DISK_BYTES:
+            raise
+        print(f"error: no space left on device ({free // 2**20} MB free here) while running: "
+              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
         sys.exit(1)
