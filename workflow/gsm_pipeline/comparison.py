@@ -19,6 +19,11 @@ VARIANT_COLUMNS = {"answer_format": "train_answer_format", "chat_template": "tra
                    "variant_of": "variant_of"}
 
 
+def row_key(r: dict[str, Any]) -> tuple[str, str, str]:
+    """Which evaluation a comparison row shows: (run, prompt, test set)."""
+    return r["run"], r["prompt"], r["testset"]
+
+
 def paired(first: dict, second: dict | None, field: str) -> float | None:
     """Exact McNemar p-value of `field` on the problems both evaluations share."""
     if second is None or first is second:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .comparison import STAGE_ORDER
+from .comparison import STAGE_ORDER, row_key
 
 
 def _pyplot():
@@ -17,10 +17,6 @@ def _pyplot():
 
 
 TEMPLATE_COLOURS = {True: "tab:blue", False: "tab:orange"}
-
-
-def _key(r: dict[str, Any]) -> tuple[str, str, str]:
-    return r["run"], r["prompt"], r["testset"]
 
 
 def _accuracy_groups(rows: list[dict[str, Any]], testset: str, stage: str) -> list[tuple[str, list[dict]]]:
@@ -144,13 +140,13 @@ def plot_training_curves(histories: list[tuple[str, list[dict[str, Any]]]], path
 def plot_sampling(rows: list[dict[str, Any]], sampling: dict[tuple[str, str], dict], path: Path) -> None:
     """maj@n, best-of-n and pass@n against n per stage, and how many distinct answers the samples gave."""
     plt = _pyplot()
-    keys = sorted({(r["experiment"], r["testset"]) for r in rows if _key(r) in sampling})
+    keys = sorted({(r["experiment"], r["testset"]) for r in rows if row_key(r) in sampling})
     fig, axes = plt.subplots(2, len(keys), figsize=(4.5 * len(keys), 6.4), squeeze=False)
     for col, (exp, testset) in enumerate(keys):
         sub = sorted((r for r in rows if (r["experiment"], r["testset"]) == (exp, testset)
-                      and _key(r) in sampling), key=lambda r: STAGE_ORDER.index(r["stage"]))
+                      and row_key(r) in sampling), key=lambda r: STAGE_ORDER.index(r["stage"]))
         for r in sub:
-            m = sampling[_key(r)]
+            m = sampling[row_key(r)]
             ns = sorted(int(k.split("@")[1]) for k in m if k.startswith("pass@"))
             for kind, style in (("maj", "-"), ("best", "--"), ("pass", ":")):
                 axes[0][col].plot(ns, [m[f"{kind}@{n}"] for n in ns], style, marker=".",
@@ -181,7 +177,7 @@ def plot_reliability(rows: list[dict[str, Any]], bins: dict[tuple[str, str], lis
     for ax, (exp, stage) in zip(axes.flat, panels):
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
         for r in (r for r in rows if (r["experiment"], r["stage"]) == (exp, stage)):
-            filled = [b for b in bins.get(_key(r), []) if b["count"]]
+            filled = [b for b in bins.get(row_key(r), []) if b["count"]]
             ece = "n/a" if r["ece"] is None else f"{r['ece']:.2f}"
             ax.plot([b["mean_confidence"] for b in filled], [b["accuracy"] for b in filled], marker="o",
                     label=f"{r['testset']} {r['prompt']} ECE {ece} ({r['confidence_rate']:.0%} stated)")

@@ -18,6 +18,7 @@ from .comparison import (
     comparison_rows,
     findings,
     read_history,
+    row_key,
     summary,
     training_rows,
 )
@@ -28,10 +29,6 @@ from .plots import plot_accuracy, plot_reliability, plot_sampling, plot_template
 
 def eval_key(e: dict[str, Any]) -> tuple[str, str, str]:
     return e["run"], e["prompt_key"], e["testset"]
-
-
-def row_key(r: dict[str, Any]) -> tuple[str, str, str]:
-    return r["run"], r["prompt"], r["testset"]
 
 
 def unique_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

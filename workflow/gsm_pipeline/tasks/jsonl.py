@@ -14,8 +14,6 @@ def input_files(cfg, socratic: bool) -> list[str]:
 
 
 def load(cfg, skipped: dict[str, int], socratic: bool = False) -> dict[str, list[dict]]:
-    if not (cfg.train_file and cfg.test_file):
-        raise DataError("data.source jsonl needs data.train_file and data.test_file")
     train = normalise_gsm8k_rows(read_jsonl(cfg.train_file), cfg.train_file, "train", cfg.missing_answer, skipped)
     test = normalise_gsm8k_rows(read_jsonl(cfg.test_file), cfg.test_file, "test", cfg.missing_answer, skipped)
     if not test:
