@@ -42,7 +42,13 @@ def test_gsm8k_gold_answers_keep_their_final_number_and_lose_calculator_annotati
     ("#### -3.5", "gsm8k", -3.5),
     ("####42", "gsm8k", None),  # lm-eval's strict regex needs the space
     ("thus \\boxed{12}.", "boxed", 12.0),
-    ("\\boxed{\\frac{1}{2}}", "boxed", None),
+    ("\\boxed{\\frac{1}{2}}", "boxed", 0.5),  # LaTeX answers go through math-verify
+    ("\\boxed{\\$18}", "boxed", 18.0),
+    ("\\boxed{1{,}000}", "boxed", 1000.0),
+    ("\\boxed{18 \\text{ dollars}}", "boxed", 18.0),
+    ("so \\boxed{3} then \\boxed{4", "boxed", 3.0),  # the last *balanced* box
+    ("<SOLUTION>**42**</SOLUTION>", "tagged", 42.0),  # markdown emphasis around a tagged answer
+    ("<SOLUTION>`7`</SOLUTION>", "tagged", 7.0),
 ])
 def test_strict_extraction_takes_only_the_requested_format(completion, fmt, value):
     assert extract_strict(completion, fmt) == value
@@ -89,3 +95,28 @@ def test_extraction_never_raises(text):
         grade(text, 1.0, fmt)
     normalize_number(text)
     final_number(text)
+
+
+ADVERSARIAL = {
+    "spaces after the tag": "<SOLUTION>" + " " * 200_000,
+    "repeated open tags": "<SOLUTION>" * 20_000,
+    "unclosed confidence tags": "<confidence>" * 16_000,
+    "unclosed working out": "<start_working_out>" * 10_000,
+    "digits without end": "<SOLUTION>" + "1" * 200_000 + "x</SOLUTION>",
+    "nested unclosed boxes": "\\boxed{" * 28_000,
+    "a flood of numbers": "1.2,3 " * 40_000,
+}
+
+
+@pytest.mark.parametrize("name", list(ADVERSARIAL))
+def test_grading_is_linear_on_200k_character_adversarial_completions(name):
+    """A GRPO policy can emit any of these; grading each (every format) must take well under a second or so,
+    not the minutes a super-linear regex takes (cubic on spaces after <SOLUTION> before)."""
+    import time
+
+    text = ADVERSARIAL[name]
+    assert len(text) >= 120_000
+    start = time.perf_counter()
+    for fmt in ("tagged", "gsm8k", "boxed"):
+        grade(text, 1.0, fmt)
+    assert time.perf_counter() - start < 10  # generous: linear takes ~0.1 s; cubic took 95 s at 5,000 spaces

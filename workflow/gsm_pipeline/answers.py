@@ -1,6 +1,9 @@
-"""Answer extraction and comparison. Nothing here raises on any input string.
+"""Answer extraction and comparison. Nothing here raises on any input string, and everything is linear in the
+completion's length (a GRPO policy can emit 200,000 characters of spaces or repeated tags).
 
-strict: the format the prompt asked for (`#### N`, `<SOLUTION>N</SOLUTION>`, `\\boxed{N}`).
+strict: the format the prompt asked for: `#### N` (lm-evaluation-harness's strict regex), the last closed
+`<SOLUTION>N</SOLUTION>` (markdown emphasis around N allowed), the last balanced `\\boxed{...}` (parsed by HF
+math-verify, so `\\boxed{\\$18}`, `\\boxed{1{,}000}` and `\\boxed{18 \\text{ dollars}}` count).
 flexible: the last number in the text (lm-evaluation-harness's regex), ignoring any
 `<confidence>` value so a stated confidence is never mistaken for the answer.
 """
@@ -9,29 +12,27 @@ from __future__ import annotations
 import math
 import re
 
-STRICT_PATTERNS = {
-    "gsm8k": re.compile(r"#### (\-?[0-9\.\,]+)"),  # lm-eval's strict-match
-    "tagged": re.compile(r"<SOLUTION>\s*(.*?)\s*</SOLUTION>", re.DOTALL),
-    "boxed": re.compile(r"\\boxed\{([^{}]*)\}"),
-}
+GSM8K_STRICT = re.compile(r"#### (\-?[0-9\.\,]+)")  # lm-eval's strict-match
 FLEXIBLE_PATTERN = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")  # lm-eval's flexible-extract
-CONFIDENCE_PATTERN = re.compile(r"<confidence>\s*(.*?)\s*</confidence>", re.DOTALL)
-# A confidence tag, closed or cut off by the token budget: never part of the answer.
-CONFIDENCE_TAG = re.compile(r"<confidence>.*?(</confidence>|$)", re.DOTALL)
-_FRACTION = re.compile(r"^(-?\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)$")
-_NUMBER = re.compile(r"^-?(\d+\.?\d*|\.\d+)(e-?\d+)?$")
+_FRACTION = re.compile(r"^(-?\d+(?:\.\d+)?)/(\d+(?:\.\d+)?)$")
+_NUMBER = re.compile(r"^-?(\d+(\.\d*)?|\.\d+)(e-?\d+)?$")  # no nested quantifiers: linear
 _CALCULATOR = re.compile(r"<<[^<>]*>>")
+_BRACES = re.compile(r"\\boxed\{|[{}]")
+_MARKDOWN = "*_` \n\t"
+MAX_NUMBER_CHARS = 64  # no answer is longer; longer "numbers" are digit floods, not answers
 
 
 def normalize_number(text: str | None) -> float | None:
     """'$1,234.50' -> 1234.5, '-3/4' -> -0.75, '45%' -> 45.0, '12.' -> 12.0; None if not a number."""
     if text is None:
         return None
+    if len(str(text)) > 4 * MAX_NUMBER_CHARS:
+        return None
     s = str(text).strip().replace(",", "").replace("$", "").replace(" ", "")
     s = s.rstrip(".%").lstrip("+")
     if s.startswith("\\$"):
         s = s[2:]
-    if not s:
+    if not s or len(s) > MAX_NUMBER_CHARS:
         return None
     match = _FRACTION.match(s)
     if match:
@@ -59,13 +60,74 @@ def split_gsm8k_answer(answer: str) -> tuple[str, str]:
     return _CALCULATOR.sub("", reasoning).strip(), final.strip()
 
 
+def last_enclosed(text: str, opener: str, closer: str) -> str | None:
+    """The text of the last closed opener...closer pair (the last closer, and the opener nearest before it)."""
+    end = text.rfind(closer)
+    start = text.rfind(opener, 0, end) if end >= 0 else -1
+    return text[start + len(opener):end] if start >= 0 else None
+
+
+def last_boxed(text: str) -> str | None:
+    """The content of the last \\boxed{...} whose braces balance, in one pass over the braces."""
+    stack, last = [], None
+    for match in _BRACES.finditer(text):
+        token = match.group()
+        if token == "}":
+            if stack:
+                boxed, start = stack.pop()
+                if boxed:
+                    last = text[start:match.start()]
+        else:
+            stack.append((token != "{", match.end()))
+    return last
+
+
+def parse_latex_number(content: str) -> float | None:
+    """A boxed answer's value: math-verify (HF's LaTeX answer parser) for short content, else plain cleanup."""
+    if len(content) <= MAX_NUMBER_CHARS:
+        try:
+            from math_verify import LatexExtractionConfig, parse
+
+            for expr in parse(f"\\boxed{{{content}}}", extraction_config=[LatexExtractionConfig()],
+                              parsing_timeout=None):
+                try:
+                    value = float(expr)
+                except (TypeError, ValueError):
+                    continue
+                if math.isfinite(value):
+                    return value
+        except Exception:  # math-verify failing on odd LaTeX must never fail grading
+            pass
+    return normalize_number(content.replace("{,}", ",").replace("\\%", "%").replace("\\$", "$"))
+
+
 def extract_strict(completion: str, answer_format: str) -> float | None:
-    matches = STRICT_PATTERNS[answer_format].findall(completion or "")
-    return normalize_number(matches[-1]) if matches else None
+    text = completion or ""
+    if answer_format == "gsm8k":
+        matches = GSM8K_STRICT.findall(text)
+        return normalize_number(matches[-1]) if matches else None
+    if answer_format == "tagged":
+        content = last_enclosed(text, "<SOLUTION>", "</SOLUTION>")
+        return normalize_number(content.strip(_MARKDOWN)) if content is not None else None
+    content = last_boxed(text)
+    return parse_latex_number(content) if content is not None else None
+
+
+def without_confidence(text: str) -> str:
+    """The text with every <confidence> tag removed, closed or cut off by the token budget (linear)."""
+    parts, pos = [], 0
+    while (start := text.find("<confidence>", pos)) >= 0:
+        parts.append(text[pos:start])
+        end = text.find("</confidence>", start)
+        if end < 0:
+            return " ".join(parts)
+        pos = end + len("</confidence>")
+    parts.append(text[pos:])
+    return " ".join(parts)
 
 
 def extract_flexible(completion: str) -> float | None:
-    text = CONFIDENCE_TAG.sub(" ", completion or "")
+    text = without_confidence(completion or "")
     for groups in reversed(FLEXIBLE_PATTERN.findall(text)):
         value = normalize_number(groups[0] or groups[1])
         if value is not None:
@@ -75,8 +137,8 @@ def extract_flexible(completion: str) -> float | None:
 
 def extract_confidence(completion: str) -> float | None:
     """Stated confidence in [0, 1], or None when absent or unparseable."""
-    matches = CONFIDENCE_PATTERN.findall(completion or "")
-    value = normalize_number(matches[-1]) if matches else None
+    content = last_enclosed(completion or "", "<confidence>", "</confidence>")
+    value = normalize_number(content) if content is not None else None
     return value if value is not None and 0.0 <= value <= 1.0 else None
 
 
@@ -90,8 +152,9 @@ def has_working_out(completion: str, answer_format: str) -> bool:
     """Non-empty reasoning before the answer (the 'thinking proportion')."""
     text = completion or ""
     if answer_format == "tagged":
-        match = re.search(r"<start_working_out>(.*?)<end_working_out>", text, re.DOTALL)
-        return bool(match and match.group(1).strip())
+        start = text.find("<start_working_out>")
+        end = text.find("<end_working_out>", start) if start >= 0 else -1
+        return end >= 0 and bool(text[start + len("<start_working_out>"):end].strip())
     head = re.split(r"####|\\boxed\{", text, maxsplit=1)[0]
     return bool(head.strip()) and len(re.split(r"####|\\boxed\{", text, maxsplit=1)) > 1
 
