@@ -52,7 +52,9 @@ CHAT_MATRIX = {
 def tiny_config(model: Path, data_dir: Path, chat_matrix: bool = False) -> dict:
     """The default pair (tagged, tagged_conf) at tiny size; with chat_matrix, the chat-template matrix too."""
     return {
-        "model": {"source": str(model)},
+        # fp32 whatever the CPU: the fixture's numbers (and the slow suite's byte-identical reruns) must not
+        # depend on whether this CPU has native bf16; tests/test_precision.py covers `auto` and bf16.
+        "model": {"source": str(model), "mixed_precision": "no"},
         "data": {"source": "jsonl", "train_file": str(data_dir / "train.jsonl"),
                  "test_file": str(data_dir / "test.jsonl"), "prep_sft_size": 64, "full_sft_size": 32,
                  "grpo_size": 8, "test_size": 8},

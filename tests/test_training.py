@@ -50,17 +50,17 @@ def test_unknown_or_reserved_trainer_arguments_are_named():
     with pytest.raises(ConfigError, match=r"unknown key 'stages.prep_sft.training_args.learning_rat'"):
         trainer_arguments(SFTConfig, job, "out")
     job["training_args"] = {"max_length": 5}
-    with pytest.raises(ConfigError, match=r"use stages.prep_sft.max_length instead"):
+    with pytest.raises(ConfigError, match=r"set by the pipeline: use stages.prep_sft.max_length$"):
         trainer_arguments(SFTConfig, job, "out")
 
 
 def test_any_training_arguments_field_reaches_the_trainer(tmp_path):
     from trl import SFTConfig
 
-    job = {"stage": "full_sft", "seed": 3, "training_args": {"gradient_checkpointing": True,
+    job = {"stage": "full_sft", "seed": 3, "training_args": {"weight_decay": 0.1,
                                                              "lr_scheduler_type": "cosine", "warmup_steps": 7}}
     args = trainer_arguments(SFTConfig, job, tmp_path)
-    assert args.gradient_checkpointing and args.lr_scheduler_type == "cosine" and args.warmup_steps == 7
+    assert args.weight_decay == 0.1 and args.lr_scheduler_type == "cosine" and args.warmup_steps == 7
     assert args.seed == 3 and args.report_to == []
 
 

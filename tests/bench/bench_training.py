@@ -36,22 +36,35 @@ ARCHS = {
 LIGER = importlib.util.find_spec("liger_kernel") is not None
 VLLM = importlib.util.find_spec("vllm") is not None
 
-# Plain TRL first (the baselines), then ours: the settings the GPU presets use.
+# Plain TRL first (the baselines, with TRL's default gradient checkpointing), then ours: the settings the GPU
+# presets use. Keys in JOB_KEYS are the pipeline's own stage settings, the rest TRL training arguments.
+JOB_KEYS = {"gradient_checkpointing", "liger_kernel", "torch_compile"}
+TRL = {"gradient_checkpointing": True}
 SFT_VARIANTS = {
-    "trl_padded_b16": {"per_device_train_batch_size": 16},
-    "trl_packed_b16": {"per_device_train_batch_size": 16, "packing": True},
+    "trl_padded_b16": {**TRL, "per_device_train_batch_size": 16},
+    "trl_packed_b16": {**TRL, "per_device_train_batch_size": 16, "packing": True},
     "ours": {"per_device_train_batch_size": 64, "packing": True, "padding_free": True,
-             "use_liger_kernel": LIGER, "model_init_kwargs": {"attn_implementation": "sdpa"}},
+             "liger_kernel": LIGER, "model_init_kwargs": {"attn_implementation": "sdpa"}},
 }
 GRPO_VARIANTS = {
-    "trl_default": {},
-    "trl_genbatch256": {"generation_batch_size": 256},
-    "trl_genbatch256_paged": {"generation_batch_size": 256, "use_transformers_paged": True},
-    "trl_b64_genbatch512_paged": {"per_device_train_batch_size": 64, "generation_batch_size": 512,
+    "trl_default": {**TRL},
+    "trl_genbatch256": {**TRL, "generation_batch_size": 256},
+    "trl_genbatch256_paged": {**TRL, "generation_batch_size": 256, "use_transformers_paged": True},
+    "trl_b64_genbatch512_paged": {**TRL, "per_device_train_batch_size": 64, "generation_batch_size": 512,
                                   "use_transformers_paged": True},
     "ours": {"per_device_train_batch_size": 64, "generation_batch_size": 512, "use_transformers_paged": not VLLM,
-             "use_vllm": VLLM, "use_liger_kernel": LIGER},
+             "use_vllm": VLLM, "liger_kernel": LIGER},
 }
+
+
+def split_variant(extra: dict) -> tuple[dict, dict]:
+    """(the pipeline's stage settings, TRL training arguments) of a variant."""
+    return ({k: v for k, v in extra.items() if k in JOB_KEYS}, {k: v for k, v in extra.items() if k not in JOB_KEYS})
+
+
+def numerics() -> dict:
+    """bf16 autocast on a GPU; fp32 on the CPU smoke run (what mixed_precision auto picks varies by CPU)."""
+    return {"dtype": "bfloat16" if gpu() else "float32", "mixed_precision": "bf16" if gpu() else "no"}
 
 
 def step_clock():
@@ -104,10 +117,11 @@ def reset_memory() -> None:
 def run_sft(model_dir: Path, rows_path: Path, extra: dict, updates: int, max_length: int, work: Path) -> dict:
     from gsm_pipeline.train_sft import build_trainer
 
-    job = {"stage": "full_sft", "seed": 0, "dtype": "bfloat16" if gpu() else "float32", "finetune": "full",
+    settings, extra = split_variant(extra)
+    job = {"stage": "full_sft", "seed": 0, **numerics(), "finetune": "full", **settings,
            "lora": None, "completion_only_loss": True, "max_length": max_length,
            "prompt": {"answer_format": "tagged", "chat_template": True, "confidence": False},
-           "training_args": {"max_steps": updates + 1, "save_strategy": "no", "bf16": gpu(), "learning_rate": 1e-5,
+           "training_args": {"max_steps": updates + 1, "save_strategy": "no", "learning_rate": 1e-5,
                              "include_num_input_tokens_seen": "non_padding", **extra}}
     trainer, _ = build_trainer(job, str(model_dir), str(rows_path), work)
     clock = step_clock()
@@ -121,11 +135,12 @@ def run_grpo(model_dir: Path, rows_path: Path, extra: dict, updates: int, comple
     from gsm_pipeline.train_grpo import build_trainer
 
     per_device = extra.get("per_device_train_batch_size", 8)
-    job = {"stage": "grpo", "seed": 0, "dtype": "bfloat16" if gpu() else "float32", "finetune": "full",
+    settings, extra = split_variant(extra)
+    job = {"stage": "grpo", "seed": 0, **numerics(), "finetune": "full", **settings,
            "lora": None, "rewards": ["format", "correctness"], "num_generations": 8,
            "max_completion_length": completion, "temperature": 1.0, "beta": 0.0,
            "prompt": {"answer_format": "tagged", "chat_template": True, "confidence": False},
-           "training_args": {"max_steps": updates + 1, "save_strategy": "no", "bf16": gpu(), "learning_rate": 1e-6,
+           "training_args": {"max_steps": updates + 1, "save_strategy": "no", "learning_rate": 1e-6,
                              "generation_kwargs": {"min_new_tokens": completion}, **extra}}
     trainer, _ = build_trainer(job, str(model_dir), str(rows_path), work)
     clock = step_clock()

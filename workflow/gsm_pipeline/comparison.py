@@ -105,6 +105,22 @@ def training_rows(log_files: list[str]) -> list[dict[str, Any]]:
     return out
 
 
+RUNTIME_COLUMNS = ["job", "device", "processor", "cpu_capability", "cpu_native_bf16", "dtype", "autocast",
+                   "precision_reason", "torch_threads", "gradient_checkpointing"]
+
+
+def runtime_rows(evals: list[dict[str, Any]], log_files: list[str]) -> list[dict[str, Any]]:
+    """How each job ran (device, CPU capability or GPU, dtype, autocast, threads), from the record it kept."""
+    records = []
+    for path in log_files:
+        run, history = read_history(path)
+        records += [(f"train {run}", h["runtime"]) for h in history[:1] if "runtime" in h]
+    records += [(f"evaluate {e['run']} {e['prompt_key']} {e['testset']}", e["runtime"]) for e in evals
+                if "runtime" in e]
+    return [{**{k: info.get(k) for k in RUNTIME_COLUMNS}, "job": job,
+             "processor": info.get("gpu") or info.get("cpu")} for job, info in records]
+
+
 def findings(rows: list[dict[str, Any]]) -> list[str]:
     """One plain sentence per trained stage, eval prompt and test set: what changed against base."""
     base = {(r["experiment"], r["prompt"], r["testset"]): r for r in rows if r["stage"] == "base"}

@@ -23,6 +23,7 @@ from .data import load_rows, write_jsonl
 from .errors import DataError, run_main
 from .evaluate import Journal, journaled_generate
 from .prompts import render_prompt
+from .runtime import announce, autocast, describe, resolve_precision
 from .tasks import grader
 from .training import check_model_dir, load_model_and_tokenizer, seed_everything
 
@@ -85,10 +86,15 @@ def main(argv: list[str] | None = None) -> None:
     rows = [row for path in args.data for row in load_rows(path)]
     if not rows:
         raise DataError(f"{', '.join(args.data)}: no rows to estimate confidence targets for")
+    precision = resolve_precision(job.get("mixed_precision", "auto"))
     model, tokenizer = load_model_and_tokenizer(args.model, job["dtype"], padding_side="left")
+    runtime = describe(job["dtype"], precision, args.threads, weights=str(model.dtype).removeprefix("torch."))
+    announce(runtime)
     out = Path(args.out)
     journal = Journal(out.parent, out.stem, {"job": job, "rows": [r["id"] for r in rows]})
-    targets, summary = estimate_targets(model, tokenizer, rows, job, journal)
+    with autocast(precision):
+        targets, summary = estimate_targets(model, tokenizer, rows, job, journal)
+    summary["runtime"] = runtime
     write_jsonl(out, targets)
     out.with_suffix(".summary.json").write_text(json.dumps(summary, indent=2))
     journal.remove()

@@ -208,7 +208,11 @@ class PipelineConfig(Strict):
         exp = self.experiment(name)
         lora = {**self.lora.model_dump(), **exp.lora} if exp.finetune == "lora" else None
         return {"seed": self.seed if exp.seed is None else exp.seed, "prompt": self.prompt_spec(name),
-                "finetune": exp.finetune, "lora": lora, "dtype": self.model.dtype}
+                "finetune": exp.finetune, "lora": lora, **self.numerics()}
+
+    def numerics(self) -> dict[str, Any]:
+        """Weights dtype and mixed precision, the same for every job (resolved on the machine that runs it)."""
+        return {"dtype": self.model.dtype, "mixed_precision": self.model.mixed_precision, "tf32": self.model.tf32}
 
     def sft_job(self, name: str, stage: str) -> dict[str, Any]:
         exp = self.experiment(name)
@@ -229,10 +233,10 @@ class PipelineConfig(Strict):
         request for the base model, the reference experiment's own prompt otherwise."""
         ref = self.confidence.model
         asked = {**prompt, "confidence": False} if ref == "base" else self.prompt_spec(ref.split("/")[0])
-        return {"prompt": asked, "seed": self.seed, "dtype": self.model.dtype, **self.confidence.model_dump()}
+        return {"prompt": asked, "seed": self.seed, **self.numerics(), **self.confidence.model_dump()}
 
     def eval_job(self, prompt: dict[str, Any]) -> dict[str, Any]:
-        return {"prompt": prompt, "seed": self.seed, "dtype": self.model.dtype, **self.evaluation.model_dump()}
+        return {"prompt": prompt, "seed": self.seed, **self.numerics(), **self.evaluation.model_dump()}
 
     def prompts(self) -> dict[str, dict[str, Any]]:
         """Every distinct prompt, trained with or evaluated with, keyed by prompt_key (the {prompt} wildcard)."""

@@ -22,6 +22,7 @@ from .errors import DataError, run_main
 from .generation import generate
 from .metrics import calibration, summarize
 from .prompts import render_prompt, stop_strings
+from .runtime import announce, autocast, describe, resolve_precision
 from .sampling import policy_scorer, reward_model_scorer, sample_metrics
 from .tasks import grader
 from .training import check_model_dir, load_model_and_tokenizer, seed_everything
@@ -139,19 +140,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reward-model", help="reward model folder ranking samples for best-of-n")
     parser.add_argument("--meta", default="{}", help="labels stored in metrics.json (JSON)")
     parser.add_argument("--out", default="results/adhoc_eval", help="output folder")
+    parser.add_argument("--mixed-precision", default="auto", choices=["auto", "bf16", "fp16", "no"],
+                        help="autocast for generation (auto: bf16 where the GPU or CPU has it natively)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     job = json.loads(args.config) if args.config else {
         "prompt": {"answer_format": args.answer_format, "chat_template": not args.raw, "confidence": args.confidence},
         "seed": 0,
-        "dtype": "float32", "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size,
+        "dtype": "float32", "mixed_precision": args.mixed_precision, "max_new_tokens": args.max_new_tokens,
+        "batch_size": args.batch_size,
         "samples": args.samples, "sample_temperature": args.temperature, "reward_model": args.reward_model}
     seed_everything(job["seed"], args.threads)
     check_model_dir(args.model)  # fail before any work
     rows = load_test_rows(args.data) if args.data else default_test_rows()
     if not rows:
         raise DataError(f"{args.data}: no test rows")
+    precision = resolve_precision(job.get("mixed_precision", "auto"))
     model, tokenizer = load_model_and_tokenizer(args.model, job["dtype"], padding_side="left")
+    runtime = describe(job["dtype"], precision, args.threads, weights=str(model.dtype).removeprefix("torch."))
+    announce(runtime)
     start = time.time()
     out = Path(args.out)
     # The model folder's files (name, size, mtime) stand for its weights: a retrained model never resumes
@@ -159,14 +166,16 @@ def main(argv: list[str] | None = None) -> None:
     model_files = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in Path(args.model).iterdir())
     stamp = {"job": job, "model": model_files, "rows": [r["id"] for r in rows]}
     journals = [Journal(out, name, stamp) for name in ("predictions", "samples")]
-    graded = evaluate_rows(model, tokenizer, rows, job, journals[0])
-    samples = sample_rows(model, tokenizer, rows, job, journals[1])
+    with autocast(precision):
+        graded = evaluate_rows(model, tokenizer, rows, job, journals[0])
+        samples = sample_rows(model, tokenizer, rows, job, journals[1])
     seconds = time.time() - start
     write_jsonl(out / "predictions.jsonl", graded)
     write_jsonl(out / "samples.jsonl", samples)
     metrics = {**json.loads(args.meta), "model": str(args.model), "data": str(args.data or "gsm_symbolic default"),
                "prompt": job["prompt"], "max_new_tokens": job["max_new_tokens"], "decoding": "greedy",
-               "seed": job["seed"], "generation_seconds": round(seconds, 1), **summarize(graded)}
+               "seed": job["seed"], "generation_seconds": round(seconds, 1), "runtime": runtime,
+               **summarize(graded)}
     stated = calibration(graded)
     write_calibration_csv(out / "calibration.csv", stated.pop("bins"))
     metrics["calibration"] = stated

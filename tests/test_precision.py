@@ -1,0 +1,146 @@
+"""Precision is the config's choice, resolved on the machine that runs the job, and every job says how it ran.
+
+TRL's configs default to bf16 autocast and gradient checkpointing; on a CPU without native bf16 that default is
+7-13x slower than fp32 (tests/bench/bench_precision.py). So the pipeline sets every numerics and speed field
+itself, and `mixed_precision: auto` picks bf16 only where torch runs it natively.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, write_jsonl
+from gsm_pipeline import evaluate, runtime, train_grpo, train_sft
+from gsm_pipeline.config import validate_config
+from gsm_pipeline.errors import ConfigError
+from gsm_pipeline.runtime import resolve_precision, trainer_numerics
+from gsm_pipeline.training import trainer_arguments
+
+PRESETS = sorted((REPO / "workflow/presets").glob("*-gsm8k.yaml"))
+
+
+def default_config():
+    return validate_config(yaml.safe_load((REPO / "config.yaml").read_text()))
+
+
+def test_auto_chooses_bf16_only_on_a_cpu_that_runs_it_natively():
+    native = resolve_precision("auto", gpu=False, native_bf16=True)
+    emulated = resolve_precision("auto", gpu=False, native_bf16=False)
+    assert (native.autocast, emulated.autocast) == ("bf16", None)
+    assert "no native bf16" in emulated.reason and "natively" in native.reason
+    assert resolve_precision("no", gpu=False, native_bf16=True).autocast is None
+
+
+def test_native_bf16_is_what_torch_will_run_not_what_cpuinfo_says():
+    """Limited to the AVX2 kernels, a CPU with AVX-512 BF16 in /proc/cpuinfo runs bf16 emulated: auto says fp32."""
+    code = ("import sys; sys.path.insert(0, 'workflow'); import torch; from gsm_pipeline import runtime; "
+            "print(torch.backends.cpu.get_cpu_capability(), runtime.cpu_native_bf16(), "
+            "runtime.resolve_precision('auto', gpu=False).autocast)")
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["AVX2", "False", "None"]
+
+
+def test_bf16_asked_for_on_a_cpu_without_it_is_honoured_with_a_one_line_warning(capsys):
+    runtime._WARNED.clear()
+    chosen = resolve_precision("bf16", gpu=False, native_bf16=False)
+    resolve_precision("bf16", gpu=False, native_bf16=False)
+    assert chosen.autocast == "bf16" and "emulated" in chosen.reason
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "without native bf16" in warnings[0]
+
+
+def test_fp16_on_a_cpu_is_refused_in_one_line():
+    with pytest.raises(ConfigError, match=r"^model.mixed_precision: fp16 needs a GPU"):
+        resolve_precision("fp16", gpu=False, native_bf16=True)
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_trainers_built_from_the_default_config_follow_it_not_trl(tmp_path, tiny_model, monkeypatch, native):
+    monkeypatch.setattr(runtime, "cpu_native_bf16", lambda: native)
+    cfg = default_config()
+    rows = [{"id": str(i), "question": f"What is {i} + 1?", "reasoning": f"{i} + 1 = {i + 1}", "answer": str(i + 1)}
+            for i in range(4)]
+    data = write_jsonl(tmp_path / "rows.jsonl", rows)
+    sft, _ = train_sft.build_trainer(cfg.sft_job("tagged", "prep_sft"), str(tiny_model), str(data), tmp_path / "a")
+    grpo, _ = train_grpo.build_trainer(cfg.grpo_job("tagged"), str(tiny_model), str(data), tmp_path / "b")
+    for trainer in (sft, grpo):
+        args = trainer.args
+        assert (args.bf16, args.fp16) == (native, False)  # TRL would say bf16=True on every CPU
+        assert not args.gradient_checkpointing and not args.use_liger_kernel and not args.torch_compile
+        assert args.use_cpu and not args.tf32
+        assert trainer.model.dtype.__repr__() == "torch.float32"  # model.dtype: float32
+
+
+def test_numerics_in_training_args_are_refused_naming_the_config_key():
+    from trl import SFTConfig
+
+    for key, owner in [("bf16", "model.mixed_precision"), ("fp16", "model.mixed_precision"), ("tf32", "model.tf32"),
+                       ("gradient_checkpointing", "stages.full_sft.gradient_checkpointing"),
+                       ("use_liger_kernel", "stages.full_sft.liger_kernel"),
+                       ("torch_compile", "stages.full_sft.torch_compile")]:
+        job = {"stage": "full_sft", "seed": 0, "training_args": {key: True}}
+        with pytest.raises(ConfigError, match=rf"training_args.{key}' is set by the pipeline: use {owner}$"):
+            trainer_arguments(SFTConfig, job, "out")
+
+
+def test_a_config_asking_for_bf16_on_a_cpu_trains_in_bf16(tmp_path, monkeypatch):
+    from trl import SFTConfig
+
+    monkeypatch.setattr(runtime, "cpu_native_bf16", lambda: False)
+    cfg = validate_config({"model": {"mixed_precision": "bf16"},
+                           "stages": {"full_sft": {"gradient_checkpointing": True}}})
+    args = trainer_arguments(SFTConfig, cfg.sft_job("tagged", "full_sft"), tmp_path)
+    assert args.bf16 and not args.fp16 and args.gradient_checkpointing
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
+def test_gpu_presets_ask_for_bf16_in_every_job(preset):
+    raw, overlay = yaml.safe_load((REPO / "config.yaml").read_text()), yaml.safe_load(preset.read_text())
+    for key, value in overlay.items():
+        raw[key] = {**raw[key], **value} if isinstance(value, dict) and isinstance(raw.get(key), dict) else value
+    cfg = validate_config(raw)
+    jobs = [cfg.sft_job(e, s) for e in cfg.experiments for s in ("prep_sft", "full_sft")]
+    jobs += [cfg.grpo_job(e) for e in cfg.experiments]
+    jobs += [cfg.eval_job(p) for p in cfg.prompts().values()]
+    jobs += [cfg.targets_job(cfg.prompt_spec(e)) for e in cfg.experiments]
+    assert {j["mixed_precision"] for j in jobs} == {"bf16"} and {j["dtype"] for j in jobs} == {"bfloat16"}
+    trained = [j for j in jobs if "stage" in j]
+    for j in trained:  # gradient checkpointing only where the preset turns it on (TRL would turn it on everywhere)
+        assert j["gradient_checkpointing"] == overlay["stages"][j["stage"]].get("gradient_checkpointing", False)
+    assert trainer_numerics(trained[0], resolve_precision("bf16", gpu=False, native_bf16=True))["bf16"]
+
+
+@pytest.mark.parametrize("dtype,mixed,autocast", [("bfloat16", "no", "none"), ("float32", "bf16", "bf16")])
+def test_evaluation_runs_in_the_configured_dtype_and_records_how(tmp_path, tiny_model, dtype, mixed, autocast):
+    rows = [{"question": "What is 2 + 3?", "answer": "2 + 3 = 5\n#### 5"}]
+    data = write_jsonl(tmp_path / "test.jsonl", rows)
+    job = {"prompt": {"answer_format": "tagged", "chat_template": True, "confidence": False}, "seed": 0,
+           "dtype": dtype, "mixed_precision": mixed, "max_new_tokens": 4, "batch_size": 1, "samples": 0,
+           "sample_temperature": 1.0, "reward_model": None}
+    evaluate.main(["--model", str(tiny_model), "--data", str(data), "--config", json.dumps(job),
+                   "--out", str(tmp_path / "eval"), "--threads", "1"])
+    ran = json.loads((tmp_path / "eval/metrics.json").read_text())["runtime"]
+    assert (ran["weights"], ran["autocast"], ran["device"], ran["torch_threads"]) == (dtype, autocast, "cpu", 1)
+    assert ran["cpu_capability"] and isinstance(ran["cpu_native_bf16"], bool) and ran["cpu"]
+
+
+def test_a_training_job_states_how_it_ran_first_in_its_log_and_its_history(tmp_path, tiny_model, capfd):
+    cfg = validate_config({"model": {"mixed_precision": "no"}, "stages": {"prep_sft": {
+        "max_length": 128, "training_args": {"max_steps": 1, "per_device_train_batch_size": 2, "save_steps": 5}}}})
+    rows = [{"id": str(i), "question": f"What is {i} + 1?", "reasoning": f"{i} + 1 = {i + 1}", "answer": str(i + 1)}
+            for i in range(2)]
+    train_sft.main(["--config", json.dumps(cfg.sft_job("tagged", "prep_sft")), "--parent", str(tiny_model),
+                    "--data", str(write_jsonl(tmp_path / "rows.jsonl", rows)), "--out", str(tmp_path / "model"),
+                    "--checkpoints", str(tmp_path / "ckpt"), "--log-history", str(tmp_path / "log.json"),
+                    "--threads", "2"])
+    first = [line for line in capfd.readouterr().err.splitlines() if line.startswith("runtime:")]
+    assert len(first) == 1 and "capability" in first[0] and "autocast none" in first[0]
+    head = json.loads(Path(tmp_path / "log.json").read_text())[0]["runtime"]
+    assert (head["autocast"], head["weights"], head["gradient_checkpointing"], head["torch_threads"]) == (
+        "none", "float32", False, 2)
+    assert head["trainer_bf16"] is False and head["precision_reason"] == "asked for no"

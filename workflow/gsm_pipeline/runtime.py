@@ -1,0 +1,142 @@
+"""How a job runs on the machine it landed on: mixed precision resolved from config, the trainer's numerics and
+speed settings, and a record of the device that every job prints and stores beside its numbers.
+
+Precision is resolved where the job runs (a Slurm node may differ from the submitting machine), never inherited
+from TRL, whose configs default to `bf16=True`: on a CPU that has no native bfloat16 (AVX2 only), autocast to
+bf16 is emulated in software and a training step is 7-13x slower than fp32, while on a CPU with AVX-512 BF16 or
+AMX it is ~1.5x faster. "Native" is asked of torch itself (oneDNN's bf16 support and the ATen kernel level),
+not of /proc/cpuinfo: `ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2` makes a bf16 CPU run as an AVX2 one.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ConfigError
+
+MIXED_PRECISION = ("auto", "bf16", "fp16", "no")
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The resolved choice: `autocast` is 'bf16', 'fp16' or None (the weights' own dtype), with the reason."""
+    asked: str
+    autocast: str | None
+    reason: str
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_native_bf16() -> bool:
+    """Whether torch runs bfloat16 natively here (AVX-512 BF16 / AMX through oneDNN at the allowed ISA level)."""
+    import torch
+
+    capability = torch.backends.cpu.get_cpu_capability()
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()) and capability not in ("DEFAULT", "AVX2", "NO AVX")
+
+
+def on_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def resolve_precision(asked: str, *, gpu: bool | None = None, native_bf16: bool | None = None) -> Precision:
+    """`auto`: bf16 on GPUs that support it and on CPUs with native bf16, else none (fp32 or the weights'
+    dtype). An explicit `bf16` is honoured everywhere, with a warning where the CPU only emulates it."""
+    import torch
+
+    if asked not in MIXED_PRECISION:
+        raise ConfigError(f"model.mixed_precision: {asked!r} is not one of {', '.join(MIXED_PRECISION)}")
+    gpu = on_gpu() if gpu is None else gpu
+    if gpu:
+        supported = torch.cuda.is_bf16_supported()
+        if asked == "auto":
+            return (Precision(asked, "bf16", "auto: the GPU supports bf16") if supported
+                    else Precision(asked, None, "auto: the GPU has no bf16; full precision"))
+        if asked == "bf16" and not supported:
+            raise ConfigError("model.mixed_precision: bf16 asked for, but this GPU does not support it")
+        return Precision(asked, None if asked == "no" else asked, f"asked for {asked}")
+    native = cpu_native_bf16() if native_bf16 is None else native_bf16
+    if asked == "fp16":
+        raise ConfigError("model.mixed_precision: fp16 needs a GPU; use bf16 or no on a CPU")
+    if asked == "auto":
+        return (Precision(asked, "bf16", "auto: the CPU runs bf16 natively") if native
+                else Precision(asked, None, "auto: the CPU has no native bf16 (it would be emulated); fp32"))
+    if asked == "bf16" and not native:
+        _warn_once("warning: model.mixed_precision bf16 on a CPU without native bf16: emulated, expect it to be "
+                   "several times slower than fp32 (mixed_precision: auto chooses fp32 here)")
+        return Precision(asked, "bf16", "asked for bf16; emulated on this CPU")
+    return Precision(asked, None if asked == "no" else "bf16", f"asked for {asked}")
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
+        print(message, file=sys.stderr, flush=True)
+
+
+def trainer_numerics(job: dict[str, Any], precision: Precision) -> dict[str, Any]:
+    """Every TrainingArguments field that changes numerics or speed, set from the job (none left to TRL)."""
+    import torch
+
+    tf32 = bool(job.get("tf32")) and torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8
+    return {"bf16": precision.autocast == "bf16", "fp16": precision.autocast == "fp16", "tf32": tf32,
+            "gradient_checkpointing": bool(job.get("gradient_checkpointing")),
+            "use_liger_kernel": bool(job.get("liger_kernel")), "torch_compile": bool(job.get("torch_compile")),
+            "use_cpu": not on_gpu()}
+
+
+def describe(dtype: str, precision: Precision, threads: int | None = None, **settings: Any) -> dict[str, Any]:
+    """What ran: device, weights dtype, autocast, threads and the CPU (capability, native bf16) or GPU."""
+    import torch
+
+    info: dict[str, Any] = {"device": "cuda" if on_gpu() else "cpu", "dtype": dtype,
+                            "autocast": precision.autocast or "none", "mixed_precision": precision.asked,
+                            "precision_reason": precision.reason, "torch_threads": threads or torch.get_num_threads(),
+                            "cpu": cpu_name(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                            "cpu_native_bf16": cpu_native_bf16(), "torch": torch.__version__}
+    if on_gpu():
+        info["gpu"] = torch.cuda.get_device_name()
+        info["gpus_visible"] = torch.cuda.device_count()
+    limits = {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA") if k in os.environ}
+    if limits:
+        info["cpu_limits"] = limits
+    return {**info, **settings}
+
+
+def announce(info: dict[str, Any]) -> None:
+    """The job's first log line: how it runs, so no number is ever read without it."""
+    where = info.get("gpu") or (f"{info['cpu']} (capability {info['cpu_capability']}, native bf16 "
+                                f"{'yes' if info['cpu_native_bf16'] else 'no'})")
+    extras = " ".join(f"{k}={v}" for k, v in info.items() if k in ("gradient_checkpointing", "use_liger_kernel",
+                                                                    "torch_compile", "tf32"))
+    print(f"runtime: {info['device']} {where}; weights {info['dtype']}, autocast {info['autocast']} "
+          f"({info['precision_reason']}), {info['torch_threads']} threads {extras}".rstrip(), file=sys.stderr,
+          flush=True)
+
+
+def autocast(precision: Precision):
+    """The autocast context for inference (generation, scoring), matching what training used."""
+    import torch
+
+    if precision.autocast is None:
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision.autocast == "bf16" else torch.float16
+    return torch.autocast("cuda" if on_gpu() else "cpu", dtype=dtype)
