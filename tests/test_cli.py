@@ -72,3 +72,46 @@ def test_fetch_model_names_a_missing_local_folder(tmp_path):
     done = run("fetch-model", "--source", str(tmp_path / "no-model"), "--out", str(tmp_path / "m"))
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'no-model'}: model folder not found"
+
+
+def test_grade_never_overwrites_its_input(tmp_path):
+    src = tmp_path / "gen.jsonl"
+    text = json.dumps({"completion": "<SOLUTION>1</SOLUTION>", "answer": "1"}) + "\n{broken\n"
+    src.write_text(text)
+    done = run("grade", str(src), "-o", str(src))
+    assert done.returncode == 1 and done.stderr.strip().splitlines()[-1] == (
+        f"error: {src}: -o names the input file; grading would overwrite it (give another output)")
+    assert src.read_text() == text  # every input line kept, the malformed one too
+
+
+def test_grade_names_gold_answers_that_are_not_numbers_and_grades_them_wrong(tmp_path):
+    src = tmp_path / "gen.jsonl"
+    src.write_text("".join(json.dumps({"completion": "<SOLUTION>3</SOLUTION>", "answer": a}) + "\n"
+                           for a in ["3", None, "", "three"]))
+    done = run("grade", str(src), "-o", str(tmp_path / "out.jsonl"))
+    assert done.returncode == 0, done.stderr
+    warned = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+    assert [w.split(":")[2] for w in warned] == ["2", "3", "4"] and "None" in warned[0] and "'three'" in warned[2]
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["correct_strict"] for r in rows] == [True, False, False, False]
+
+
+@pytest.mark.parametrize("content,expected", [
+    (b"", "no rows to grade (n=0)"),
+    (b'{"completion": "a", "answer": "1"}\n\xff\xfe\x00binary\n',
+     "gen.jsonl:2: not UTF-8 text (byte 0xff at column 1)"),
+])
+def test_grade_says_in_one_line_what_is_wrong_with_an_empty_or_binary_input(tmp_path, content, expected):
+    src = tmp_path / "gen.jsonl"
+    src.write_bytes(content)
+    done = run("grade", str(src), "-o", str(tmp_path / "out.jsonl"))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: ") and expected in done.stderr
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_grade_output_that_is_a_folder_is_named(tmp_path):
+    src = tmp_path / "gen.jsonl"
+    src.write_text(json.dumps({"completion": "1", "answer": "1"}) + "\n")
+    done = run("grade", str(src), "-o", str(tmp_path))
+    assert done.returncode == 1 and done.stderr.strip() == f"error: {tmp_path}: is a folder; give a file name to write"

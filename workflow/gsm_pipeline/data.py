@@ -29,8 +29,13 @@ def read_jsonl(path: str | Path, problems: list[str] | None = None) -> Iterator[
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: dataset file not found")
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, 1):
+    with path.open("rb") as handle:
+        for lineno, raw in enumerate(handle, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:  # binary or another encoding: name the place, never a traceback
+                raise DataError(f"{path}:{lineno}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column "
+                                f"{exc.start + 1})") from None
             if not line.strip():
                 continue
             try:
@@ -49,6 +54,8 @@ def read_jsonl(path: str | Path, problems: list[str] | None = None) -> Iterator[
 def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
     """Write atomically: a crash never leaves a half-written dataset behind."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; give a file name to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     with tmp.open("w", encoding="utf-8") as handle:

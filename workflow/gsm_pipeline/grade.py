@@ -1,7 +1,8 @@
 """`gsm-pipeline grade INPUT.jsonl -o OUTPUT.jsonl`: re-grade generations without a model.
 
 Input rows have `completion` and `answer` (a GSM8K answer ending in '#### N', or a bare
-number). A malformed line is reported with its line number; the others are still graded.
+number). A malformed line is reported with its line number; the others are still graded. A gold answer that is
+not a number is graded wrong and named. The output is written atomically and may never be the input.
 """
 from __future__ import annotations
 
@@ -11,16 +12,19 @@ from pathlib import Path
 
 from .answers import final_number, grade
 from .data import read_jsonl, write_jsonl
-from .errors import run_main
+from .errors import DataError, run_main
 
 
-def grade_file(src: Path, answer_format: str) -> tuple[list[dict], list[str]]:
+def grade_file(src: Path, answer_format: str, warnings: list[str] | None = None) -> tuple[list[dict], list[str]]:
     graded, problems = [], []
     for lineno, row in read_jsonl(src, problems):
         if not isinstance(row.get("completion"), str) or "answer" not in row:
             problems.append(f"{src}:{lineno}: needs 'completion' (string) and 'answer'")
             continue
-        result = grade(row["completion"], final_number(str(row["answer"])), answer_format)
+        gold = final_number(row["answer"]) if isinstance(row["answer"], (str, int, float)) else None
+        if gold is None and warnings is not None:
+            warnings.append(f"{src}:{lineno}: gold answer {row['answer']!r} is not a number; graded as wrong")
+        result = grade(row["completion"], gold, answer_format)
         graded.append({**row, **{k: result[k] for k in ("extracted_strict", "extracted_flexible", "correct_strict",
                                                          "correct_flexible", "confidence")}})
     return graded, problems
@@ -33,10 +37,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--answer-format", default="tagged", choices=["tagged", "gsm8k", "boxed"],
                         help="the format the strict extractor expects")
     args = parser.parse_args(argv)
-    graded, problems = grade_file(Path(args.input), args.answer_format)
+    src, out = Path(args.input), Path(args.output)
+    if out.exists() and src.exists() and out.resolve() == src.resolve():
+        raise DataError(f"{out}: -o names the input file; grading would overwrite it (give another output)")
+    warnings: list[str] = []
+    graded, problems = grade_file(src, args.answer_format, warnings)
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
-    write_jsonl(args.output, graded)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if not graded and not problems:
+        raise DataError(f"{src}: no rows to grade (n=0)")
+    write_jsonl(out, graded)
     n = len(graded)
     strict = sum(r["correct_strict"] for r in graded) / n if n else 0.0
     flexible = sum(r["correct_flexible"] for r in graded) / n if n else 0.0
