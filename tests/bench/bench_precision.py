@@ -7,7 +7,8 @@ Each cell is a fresh process (the CPU limit must be set before torch loads), tim
 training jobs through the pipeline's own trainer builders: two prep-SFT optimizer steps (8 rows x <= 384 tokens
 each) and one GRPO step (one group of 8 completions of up to 160 tokens), with model load, after a process start.
 "pipeline" is what the config resolves to (mixed_precision auto, gradient checkpointing off); "trl_defaults"
-leaves the numerics to TRL 1.16 (bf16 autocast and gradient checkpointing on). "avx2" runs with
+leaves the numerics to TRL 1.16 (bf16 autocast and gradient checkpointing on); `--variants pipeline_gc` adds
+the pipeline's precision with gradient checkpointing on. "avx2" runs with
 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2, which makes a CPU with native bf16 behave as one without.
 Prints a markdown table (seconds, ratio to TRL's defaults) naming the CPU; nothing here asserts a time.
 """
@@ -39,6 +40,8 @@ def worker(stage: str, variant: str, model: str, data: str) -> dict:
     cfg = validate_config(yaml.safe_load((REPO / "config.yaml").read_text()))
     job = cfg.grpo_job("tagged") if stage == "grpo" else cfg.sft_job("tagged", stage)
     job["training_args"] = {**job["training_args"], "max_steps": STEPS[stage], "save_strategy": "no"}
+    if variant == "pipeline_gc":  # the pipeline's precision with gradient checkpointing on: isolates its cost
+        job["gradient_checkpointing"] = True
     if variant == "trl_defaults":  # TRL's own numerics defaults apply; use_cpu because TRL refuses bf16 without it
         training.trainer_numerics = lambda job, precision: {"use_cpu": not torch.cuda.is_available()}
     module = __import__(f"gsm_pipeline.train_{'grpo' if stage == 'grpo' else 'sft'}", fromlist=["build_trainer"])
@@ -61,6 +64,8 @@ def main() -> None:
     parser.add_argument("--data-dir", default=str(REPO / "results/data"))
     parser.add_argument("--stages", nargs="+", default=list(STEPS), choices=list(STEPS))
     parser.add_argument("--cpus", nargs="+", default=["native", "avx2"], choices=["native", "avx2"])
+    parser.add_argument("--variants", nargs="+", default=["pipeline", "trl_defaults"],
+                        choices=["pipeline", "pipeline_gc", "trl_defaults"])
     parser.add_argument("--out", default="bench_precision.json")
     parser.add_argument("--worker", nargs=2, metavar=("STAGE", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -74,7 +79,7 @@ def main() -> None:
     for cpu in args.cpus:
         env = {**os.environ, **(AVX2 if cpu == "avx2" else {})}
         for stage in args.stages:
-            for variant in ("pipeline", "trl_defaults"):
+            for variant in args.variants:
                 out = subprocess.run([sys.executable, __file__, "--worker", stage, variant, "--model", args.model,
                                       "--data-dir", args.data_dir], env=env, capture_output=True, text=True)
                 if out.returncode:
@@ -88,6 +93,8 @@ def main() -> None:
     for cpu in args.cpus:
         for stage in args.stages:
             cell = {r["variant"]: r for r in results if r["cpu"] == cpu and r["stage"] == stage}
+            if not {"pipeline", "trl_defaults"} <= set(cell):
+                continue
             ours, trl = cell["pipeline"], cell["trl_defaults"]
             kernels = f"{cpu} ({ours['capability']}, {'yes' if ours['native_bf16'] else 'no'})"
             print(f"| {kernels} | {stage}, {ours['steps']} step(s) | {ours['total_s']} "
