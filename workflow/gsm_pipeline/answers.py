@@ -26,8 +26,6 @@ def normalize_number(text: str | None) -> float | None:
     """'$1,234.50' -> 1234.5, '-3/4' -> -0.75, '45%' -> 45.0, '12.' -> 12.0; None if not a number."""
     if text is None:
         return None
-    if len(str(text)) > 4 * MAX_NUMBER_CHARS:
-        return None
     s = str(text).strip().replace(",", "").replace("$", "").replace(" ", "")
     s = s.rstrip(".%").lstrip("+")
     if s.startswith("\\$"):

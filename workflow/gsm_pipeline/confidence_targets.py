@@ -23,9 +23,9 @@ from .data import load_rows, write_jsonl
 from .errors import DataError, run_main
 from .evaluate import Journal, journaled_generate
 from .prompts import render_prompt
-from .runtime import announce, autocast, describe, resolve_precision
+from .runtime import autocast
 from .tasks import grader
-from .training import check_model_dir, load_model_and_tokenizer, seed_everything
+from .training import check_model_dir, load_for_generation, seed_everything
 
 
 def group_of(row: dict[str, Any], group_by: str) -> str:
@@ -86,10 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = [row for path in args.data for row in load_rows(path)]
     if not rows:
         raise DataError(f"{', '.join(args.data)}: no rows to estimate confidence targets for")
-    precision = resolve_precision(job.get("mixed_precision", "auto"))
-    model, tokenizer = load_model_and_tokenizer(args.model, job["dtype"], padding_side="left")
-    runtime = describe(job["dtype"], precision, args.threads, weights=str(model.dtype).removeprefix("torch."))
-    announce(runtime)
+    model, tokenizer, precision, runtime = load_for_generation(args.model, job, args.threads)
     out = Path(args.out)
     journal = Journal(out.parent, out.stem, {"job": job, "rows": [r["id"] for r in rows]})
     with autocast(precision):

@@ -22,10 +22,10 @@ from .errors import DataError, run_main
 from .generation import generate
 from .metrics import calibration, summarize
 from .prompts import render_prompt, stop_strings
-from .runtime import announce, autocast, describe, resolve_precision
+from .runtime import MIXED_PRECISION, autocast
 from .sampling import policy_scorer, reward_model_scorer, sample_metrics
 from .tasks import grader
-from .training import check_model_dir, load_model_and_tokenizer, seed_everything
+from .training import check_model_dir, load_for_generation, seed_everything
 
 
 class Journal:
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reward-model", help="reward model folder ranking samples for best-of-n")
     parser.add_argument("--meta", default="{}", help="labels stored in metrics.json (JSON)")
     parser.add_argument("--out", default="results/adhoc_eval", help="output folder")
-    parser.add_argument("--mixed-precision", default="auto", choices=["auto", "bf16", "fp16", "no"],
+    parser.add_argument("--mixed-precision", default="auto", choices=MIXED_PRECISION,
                         help="autocast for generation (auto: bf16 where the GPU or CPU has it natively)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
@@ -155,10 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = load_test_rows(args.data) if args.data else default_test_rows()
     if not rows:
         raise DataError(f"{args.data}: no test rows")
-    precision = resolve_precision(job.get("mixed_precision", "auto"))
-    model, tokenizer = load_model_and_tokenizer(args.model, job["dtype"], padding_side="left")
-    runtime = describe(job["dtype"], precision, args.threads, weights=str(model.dtype).removeprefix("torch."))
-    announce(runtime)
+    model, tokenizer, precision, runtime = load_for_generation(args.model, job, args.threads)
     start = time.time()
     out = Path(args.out)
     # The model folder's files (name, size, mtime) stand for its weights: a retrained model never resumes

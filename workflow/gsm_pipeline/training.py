@@ -66,6 +66,15 @@ def load_model_and_tokenizer(path: str | Path, dtype: str = "float32", padding_s
     return model, tokenizer
 
 
+def load_for_generation(path: str | Path, job: dict[str, Any], threads: int | None):
+    """Model and tokenizer (left-padded) for a generating job, its resolved precision and how it runs, announced."""
+    precision = job_precision(job)
+    model, tokenizer = load_model_and_tokenizer(path, job["dtype"], padding_side="left")
+    info = describe(job["dtype"], precision, threads, weights=str(model.dtype).removeprefix("torch."))
+    announce(info)
+    return model, tokenizer, precision, info
+
+
 def trainer_arguments(config_cls, job: dict[str, Any], output_dir: Path, **fixed: Any):
     """Build a TRL config from the stage's pass-through `training_args`, naming a bad key."""
     allowed = {f.name for f in dataclasses.fields(config_cls)}
