@@ -7,9 +7,8 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
-
-
+# config.yaml is read in common.smk (strictly: a key given twice or a binary file is one line naming the file),
+# then --configfile files and --config values on top, as Snakemake's configfile directive would.
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/model.smk"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator, model_validator
@@ -19,6 +18,7 @@ from .matrix import expand_sweeps
 from .prompts import prompt_key
 from .sections import (  # noqa: F401  (re-exported: the config's sections live in sections.py)
     NAME_PATTERN,
+    SEED_MAX,
     ConfidenceConfig,
     DataConfig,
     EvalConfig,
@@ -29,11 +29,17 @@ from .sections import (  # noqa: F401  (re-exported: the config's sections live 
     SFTStageConfig,
     StagesConfig,
     Strict,
+    is_name,
 )
+from .trainer_fields import check_training_args
 
 AnswerFormat = Literal["tagged", "gsm8k", "boxed"]
 RewardName = Literal["format", "correctness", "binary", "calibration"]
 STAGES = ("prep_sft", "full_sft", "grpo")
+# apply_chat_template's own parameters: the pipeline sets them, or they change what rendering returns
+CHAT_TEMPLATE_ARGS = {"conversation", "tokenize", "add_generation_prompt", "continue_final_message", "return_dict",
+                      "return_tensors", "padding", "truncation", "max_length", "chat_template", "tokenizer_kwargs",
+                      "return_assistant_tokens_mask"}
 PARENT_STAGE = {"prep_sft": "base", "full_sft": "prep_sft", "grpo": "prep_sft"}
 
 
@@ -61,7 +67,8 @@ class ExperimentConfig(Strict):
         default_factory=list, description="Evaluate every stage with these chat_template values (default: as trained)")
     eval_answer_format: list[AnswerFormat] = Field(
         default_factory=list, description="Evaluate every stage asking for these formats (default: as trained)")
-    seed: int | None = Field(None, description="Training seed for this row (default: the top-level seed)")
+    seed: int | None = Field(None, ge=0, le=SEED_MAX,
+                             description="Training seed for this row (default: the top-level seed)")
     lora: dict[str, Any] = Field(default_factory=dict, description="Overrides of the top-level lora section")
     overrides: dict[Literal["prep_sft", "full_sft", "grpo"], dict[str, Any]] = Field(
         default_factory=dict, description="Per-stage overrides of the stages section for this row "
@@ -77,6 +84,15 @@ class ExperimentConfig(Strict):
     def _non_empty(cls, v: list[str]) -> list[str]:
         if not v:
             raise ValueError("needs at least one reward")
+        return v
+
+    @field_validator("chat_template_kwargs")
+    @classmethod
+    def _own_arguments(cls, v: dict[str, Any]) -> dict[str, Any]:
+        taken = sorted(set(v) & CHAT_TEMPLATE_ARGS)
+        if taken:
+            raise ValueError(f"{', '.join(taken)}: set by the pipeline when it renders prompts (allowed: the "
+                             "template's own variables, e.g. enable_thinking)")
         return v
 
     @model_validator(mode="after")
@@ -112,7 +128,7 @@ class ExperimentConfig(Strict):
 
 
 class PipelineConfig(Strict):
-    seed: int = Field(0, description="Training and sampling seed")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="Training and sampling seed")
     data: DataConfig = Field(default_factory=DataConfig, description="Datasets")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Base model")
     lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA settings for finetune: lora")
@@ -130,7 +146,7 @@ class PipelineConfig(Strict):
         if not v:
             raise ValueError("needs at least one experiment")
         for name in v:
-            if not re.match(NAME_PATTERN, name) or name == "base":
+            if not is_name(name) or name == "base":
                 raise ValueError(f"experiment name {name!r} must match {NAME_PATTERN} and not be 'base'")
         return v
 
@@ -174,6 +190,17 @@ class PipelineConfig(Strict):
             err = exc.errors()[0]
             key = ".".join(str(p) for p in err["loc"])
             raise ValueError(f"{where}{'.' + key if key else ''}: {err['msg'].removeprefix('Value error, ')}") from None
+
+    @model_validator(mode="after")
+    def _training_args(self) -> "PipelineConfig":
+        """TRL's own field names, kinds and sane ranges, checked now rather than when each stage starts."""
+        for stage in STAGES:
+            check_training_args(f"stages.{stage}", stage, getattr(self.stages, stage).training_args)
+        for name, exp in self.experiments.items():
+            for stage, override in exp.overrides.items():
+                if "training_args" in override and isinstance(override["training_args"], dict):
+                    check_training_args(f"experiments.{name}.overrides.{stage}", stage, override["training_args"])
+        return self
 
     @model_validator(mode="after")
     def _stage_order(self) -> "PipelineConfig":
@@ -263,9 +290,9 @@ def validate_config(raw: dict[str, Any]) -> PipelineConfig:
             raise ConfigError(err["msg"].removeprefix("Value error, ")) from None
         if err["type"] == "extra_forbidden":
             raise ConfigError(f"unknown key '{where}'") from None
-        value = err.get("input")
-        shown = "" if isinstance(value, dict) else f" (got {value!r})"
-        raise ConfigError(f"key '{where}': {err['msg']}{shown}") from None
+        value, msg = err.get("input"), err["msg"].removeprefix("Value error, ")
+        shown = "" if isinstance(value, dict) or str(value) in msg else f" (got {value!r})"
+        raise ConfigError(f"key '{where}': {msg}{shown}") from None
 
 
 def config_hash(job: dict[str, Any]) -> str:

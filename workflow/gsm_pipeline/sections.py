@@ -3,22 +3,31 @@ launch settings, evaluation and confidence targets. Each is a strict pydantic mo
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+SEED_MAX = 2**32 - 1  # torch.manual_seed and numpy refuse larger seeds
+
+
+def is_name(text: str) -> bool:
+    """A name that becomes a path segment and a wildcard value; the whole text must match (re.match with `$`
+    would let a trailing newline through, and it would split the generated shell commands)."""
+    return isinstance(text, str) and re.fullmatch(NAME_PATTERN.strip("^$"), text) is not None
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    """Unknown keys fail; no silent conversions (`true` is not the integer 1, "5" is not 5); no inf or NaN."""
+    model_config = ConfigDict(extra="forbid", validate_default=True, strict=True, allow_inf_nan=False)
 
 
 class DataConfig(Strict):
     source: str = Field(
         "gsm_symbolic", description="The task (gsm_pipeline/tasks): gsm_symbolic (offline generator), gsm8k (hub "
                                     "or local copy) or jsonl files")
-    seed: int = Field(0, description="Seed for generation, shuffling and the held-out template draw")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="Seed for generation, shuffling and the held-out template draw")
     gsm8k_hub_id: str = Field("openai/gsm8k", description="Hub dataset id, used when source is gsm8k")
     gsm8k_path: str | None = Field(None, description="Local folder with train.jsonl/test.jsonl instead of the hub")
     train_file: str | None = Field(None, description="JSONL of question/answer rows (source: jsonl)")
@@ -49,7 +58,7 @@ class DataConfig(Strict):
         if self.source == "jsonl" and not (self.train_file and self.test_file):
             raise ValueError("source 'jsonl' needs data.train_file and data.test_file")
         for name in self.extra_test_files:
-            if not re.match(NAME_PATTERN, name) or name in self.source_test_sets():
+            if not is_name(name) or name in self.source_test_sets():
                 raise ValueError(f"extra_test_files: {name!r} must match {NAME_PATTERN} and not repeat a built-in set")
         return self
 
@@ -134,6 +143,13 @@ class EvalConfig(Strict):
     reward_model: str | None = Field(
         None, description="Folder of a sequence-classification reward model ranking samples for best-of-n "
                           "(default: the policy's mean token log-probability)")
+
+    @field_validator("reward_model")
+    @classmethod
+    def _model_folder(cls, v: str | None) -> str | None:
+        if v is not None and not (Path(v) / "config.json").is_file():
+            raise ValueError(f"{v}: not a model folder (no config.json)")
+        return v
 
 
 class ConfidenceConfig(Strict):

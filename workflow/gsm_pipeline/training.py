@@ -18,19 +18,8 @@ from typing import Any
 from .config import config_hash
 from .errors import ConfigError, ModelError, TrainingError
 from .runtime import Precision, announce, describe, on_gpu, resolve_precision, trainer_numerics
+from .trainer_fields import check_training_args, table_from
 
-# Arguments the pipeline sets itself, each with the config key that sets it ({stage} is filled in).
-RESERVED_ARGS = {
-    "output_dir": "the pipeline (results/<experiment>/<stage>/checkpoints)", "seed": "seed or experiments.<row>.seed",
-    "max_length": "stages.{stage}.max_length", "completion_only_loss": "experiments.<row>.completion_only_loss",
-    "num_generations": "stages.grpo.num_generations", "max_completion_length": "stages.grpo.max_completion_length",
-    "temperature": "stages.grpo.temperature", "beta": "stages.grpo.beta",
-    "bf16": "model.mixed_precision", "fp16": "model.mixed_precision", "tf32": "model.tf32",
-    "gradient_checkpointing": "stages.{stage}.gradient_checkpointing",
-    "activation_checkpointing": "stages.{stage}.gradient_checkpointing",
-    "use_liger_kernel": "stages.{stage}.liger_kernel", "torch_compile": "stages.{stage}.torch_compile",
-    "use_cpu": "the pipeline (from the device the job runs on)",
-}
 STAMP = "job_config.json"
 
 
@@ -79,12 +68,8 @@ def trainer_arguments(config_cls, job: dict[str, Any], output_dir: Path, **fixed
     """Build a TRL config from the stage's pass-through `training_args`, naming a bad key."""
     allowed = {f.name for f in dataclasses.fields(config_cls)}
     extra = dict(job.get("training_args") or {})
-    for key in extra:
-        where = f"stages.{job['stage']}.training_args.{key}"
-        if key not in allowed:
-            raise ConfigError(f"unknown key '{where}' (not a {config_cls.__name__} field)")
-        if key in RESERVED_ARGS:
-            raise ConfigError(f"key '{where}' is set by the pipeline: use {RESERVED_ARGS[key].format(**job)}")
+    # validation made this check already where TRL was importable; a job built by hand gets it here
+    check_training_args(f"stages.{job['stage']}", job["stage"], extra, table_from(config_cls))
     # logging_nan_inf_filter would hide a NaN loss behind the running mean; the guard needs to see it.
     defaults = {"report_to": "none", "logging_steps": 1, "logging_nan_inf_filter": False,
                 "save_strategy": "steps", "save_steps": 10,

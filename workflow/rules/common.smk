@@ -14,10 +14,20 @@ shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(PACKAGE_ROOT)}$
 
 from gsm_pipeline import layout
 from gsm_pipeline.config import STAGES, config_hash, validate_config
+from gsm_pipeline.config_files import load_config_file, merge
 from gsm_pipeline.errors import ConfigError
 from gsm_pipeline.sources import module_sources
 
+DEFAULT_CONFIG = "config.yaml"
+
 try:
+    # Snakemake has already read --configfile files (leniently) into `config`; read them again strictly.
+    for path in workflow.config_settings.configfiles or []:
+        load_config_file(path)
+    if Path(DEFAULT_CONFIG).exists() or not workflow.config_settings.configfiles:
+        merged = merge(load_config_file(DEFAULT_CONFIG), config)
+        config.clear()
+        config.update(merged)
     CFG = validate_config(config)
     # Snakemake knows its targets only after parsing, so results/ paths on the command line are checked here.
     for target in sys.argv[1:]:
@@ -105,7 +115,7 @@ def launch(stage):
     def command(wildcards, resources):
         st = CFG.stage_config(wildcards.experiment, stage)
         processes = st["processes"] or max(1, int(resources.gpu))
-        return (f"accelerate launch --config_file {ACCELERATE_CONFIGS / st['launcher']}.yaml "
+        return (f"accelerate launch --config_file {shlex.quote(str(ACCELERATE_CONFIGS / st['launcher']))}.yaml "
                 f"--num_processes {processes} --main_process_port $(python -m gsm_pipeline.launch)")
     return command
 
@@ -116,7 +126,7 @@ def gpus(stage):
 
 
 def targets_flag(wildcards, input):
-    return f"--confidence-targets {input.targets}" if "targets" in input.keys() else ""
+    return f"--confidence-targets {shlex.quote(input.targets)}" if "targets" in input.keys() else ""
 
 
 EVALUATIONS = layout.evaluations(CFG)

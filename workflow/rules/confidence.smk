@@ -19,5 +19,5 @@ rule confidence_targets:
     benchmark:
         "results/benchmarks/confidence_targets/{prompt}.tsv"
     shell:
-        "python -m gsm_pipeline.confidence_targets --config {params.job} --model {input.model} "
-        "--data {input.data} --out {output.targets} --threads {threads} > {log} 2>&1"
+        "python -m gsm_pipeline.confidence_targets --config {params.job} --model {input.model:q} "
+        "--data {input.data:q} --out {output.targets:q} --threads {threads} > {log:q} 2>&1"

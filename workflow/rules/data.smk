@@ -18,4 +18,4 @@ rule prepare_data:
     benchmark:
         "results/benchmarks/prepare_data.tsv"
     shell:
-        "python -m gsm_pipeline.data --config {params.data} --out results/data > {log} 2>&1"
+        "python -m gsm_pipeline.data --config {params.data} --out results/data > {log:q} 2>&1"

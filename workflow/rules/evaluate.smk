@@ -21,8 +21,8 @@ rule evaluate:
     benchmark:
         "results/benchmarks/evaluate/{run}/{prompt}/{testset}.tsv"
     shell:
-        "python -m gsm_pipeline.evaluate --config {params.job} --meta {params.meta} --model {input.model} "
-        "--data {input.data} --out {params.out} --threads {threads} > {log} 2>&1"
+        "python -m gsm_pipeline.evaluate --config {params.job} --meta {params.meta} --model {input.model:q} "
+        "--data {input.data:q} --out {params.out:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule evaluations:

@@ -21,6 +21,6 @@ rule grpo:
     benchmark:
         "results/benchmarks/{experiment}/grpo.tsv"
     shell:
-        "{params.launch} -m gsm_pipeline.train_grpo --config {params.job} --parent {input.parent} --data {input.data} "
-        "--out {output.model} --checkpoints {params.checkpoints} --log-history {output.log_history} "
-        "--threads {threads} > {log} 2>&1"
+        "{params.launch} -m gsm_pipeline.train_grpo --config {params.job} --parent {input.parent:q} --data {input.data:q} "
+        "--out {output.model:q} --checkpoints {params.checkpoints:q} --log-history {output.log_history:q} "
+        "--threads {threads} > {log:q} 2>&1"

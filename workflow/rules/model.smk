@@ -15,4 +15,4 @@ rule fetch_model:
         "results/benchmarks/fetch_model.tsv"
     shell:
         "python -m gsm_pipeline.fetch_model --source {params.source} --dtype {params.dtype} "
-        "--downloads resources/downloads --out {output.model} > {log} 2>&1"
+        "--downloads resources/downloads --out {output.model:q} > {log:q} 2>&1"

@@ -22,5 +22,5 @@ rule report:
     benchmark:
         "results/benchmarks/report.tsv"
     shell:
-        "python -m gsm_pipeline.report --metrics {input.metrics} --logs {input.logs} --layout {params.layout} "
-        "--provenance {params.provenance} --out results/report > {log} 2>&1"
+        "python -m gsm_pipeline.report --metrics {input.metrics:q} --logs {input.logs:q} --layout {params.layout} "
+        "--provenance {params.provenance} --out results/report > {log:q} 2>&1"

@@ -20,9 +20,9 @@ rule prep_sft:
     benchmark:
         "results/benchmarks/{experiment}/prep_sft.tsv"
     shell:
-        "{params.launch} -m gsm_pipeline.train_sft --config {params.job} --parent {input.parent} --data {input.data} "
-        "--out {output.model} --checkpoints {params.checkpoints} --log-history {output.log_history} "
-        "{params.targets} --threads {threads} > {log} 2>&1"
+        "{params.launch} -m gsm_pipeline.train_sft --config {params.job} --parent {input.parent:q} --data {input.data:q} "
+        "--out {output.model:q} --checkpoints {params.checkpoints:q} --log-history {output.log_history:q} "
+        "{params.targets} --threads {threads} > {log:q} 2>&1"
 
 
 use rule prep_sft as full_sft with:
