@@ -3,7 +3,7 @@ import pytest
 
 from conftest import write_jsonl
 from gsm_pipeline.config import DataConfig
-from gsm_pipeline.data import build_splits
+from gsm_pipeline.data import build_splits, format_number
 from gsm_pipeline.errors import DataError
 
 
@@ -15,7 +15,9 @@ def symbolic():
 def test_gsm_symbolic_rows_are_normalised(symbolic):
     row = symbolic["prep_sft"][0]
     assert set(row) == {"id", "question", "reasoning", "answer", "template", "source"}
-    assert "####" not in row["reasoning"] and float(row["answer"]) == float(row["answer"])
+    assert "####" not in row["reasoning"] and row["reasoning"].strip()
+    for split in symbolic.values():  # answers are normalised numbers: "18", never "18.0", "$18" or "1,800"
+        assert all(r["answer"] == format_number(float(r["answer"])) for r in split)
 
 
 def test_splits_are_disjoint_and_held_out_templates_are_never_trained_on(symbolic):
@@ -65,10 +67,13 @@ def test_row_without_question_or_answer_is_named(tmp_path, row, message):
         build_splits(jsonl_config(tmp_path, [GOOD[0], row]))
 
 
-def test_answer_without_final_number_is_skipped_and_counted_or_an_error(tmp_path):
+def test_answer_without_final_number_is_skipped_by_line_and_counted_or_an_error(tmp_path, capsys):
     rows = GOOD + [{"question": "q", "answer": "no number here"}]
     _, skipped = build_splits(jsonl_config(tmp_path, rows))
     assert list(skipped.values()) == [1]
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: {tmp_path / 'train.jsonl'}:4: row skipped, its answer has no final number "
+        "(data.missing_answer: skip)"]
     with pytest.raises(DataError, match=r"train.jsonl:4: answer has no final number"):
         build_splits(jsonl_config(tmp_path, rows, missing_answer="error"))
 
@@ -76,8 +81,42 @@ def test_answer_without_final_number_is_skipped_and_counted_or_an_error(tmp_path
 def test_missing_file_and_too_few_rows_are_clear(tmp_path):
     with pytest.raises(DataError, match="none.jsonl: dataset file not found"):
         build_splits(jsonl_config(tmp_path, None))
-    with pytest.raises(DataError, match="exceeds the 2 usable training rows"):
+    with pytest.raises(DataError, match=r"train.jsonl: data.prep_sft_size=1 \+ data.full_sft_size=1 \+ "
+                                        r"data.grpo_size=1 exceeds its 2 usable training rows$"):
         build_splits(jsonl_config(tmp_path, GOOD[:2]))
+
+
+def test_an_empty_training_file_is_named_and_said_to_be_empty(tmp_path):
+    with pytest.raises(DataError, match=r"train.jsonl: .* exceeds its 0 usable training rows; it holds no rows$"):
+        build_splits(jsonl_config(tmp_path, []))
+    rows = [{"question": "q", "answer": "none"}] * 2
+    with pytest.raises(DataError, match=r"exceeds its 0 usable training rows, 2 more skipped without a final "
+                                        r"number$"):
+        build_splits(jsonl_config(tmp_path, rows))
+
+
+@pytest.mark.parametrize("answer", ["1e400", "9" * 400, "-" + "1" * 65])
+def test_an_answer_beyond_float_range_stops_preparation_naming_the_row(tmp_path, answer):
+    rows = GOOD + [{"question": "q", "answer": f"r\n#### {answer}"}]
+    with pytest.raises(DataError, match=r"train.jsonl:4: answer .* is beyond the range the grader compares"):
+        build_splits(jsonl_config(tmp_path, rows))
+    with pytest.raises(DataError, match=r"test.jsonl:2: answer .* is beyond the range the grader compares"):
+        build_splits(jsonl_config(tmp_path, GOOD, test_rows=[GOOD[0], rows[-1]]))
+
+
+def test_non_utf8_bytes_in_a_data_file_are_named_by_file_and_line(tmp_path):
+    cfg = jsonl_config(tmp_path, GOOD)
+    (tmp_path / "train.jsonl").write_bytes(b'{"question": "q", "answer": "#### 1"}\n{"question": "\xe9"}\n')
+    with pytest.raises(DataError, match=r"train.jsonl:2: not UTF-8 text \(byte 0xe9 at column 15\)"):
+        build_splits(cfg)
+
+
+def test_a_test_set_smaller_than_asked_is_said_out_loud(tmp_path, capsys):
+    from gsm_pipeline import data
+
+    cfg = jsonl_config(tmp_path, GOOD, test_rows=[GOOD[0]] * 3, test_size=5)
+    data.main(["--config", cfg.model_dump_json(), "--out", str(tmp_path / "out")])
+    assert "warning: test set 'test' has 3 rows, fewer than data.test_size=5" in capsys.readouterr().err
 
 
 def test_extra_test_files_become_named_test_sets(tmp_path):

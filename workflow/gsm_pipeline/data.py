@@ -10,14 +10,17 @@ import argparse
 import json
 import os
 import random
+import re
+import sys
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .answers import normalize_number, split_gsm8k_answer
+from .answers import MAX_NUMBER_CHARS, normalize_number, split_gsm8k_answer
 from .config import DataConfig
 from .errors import DataError, run_main
 
 SFT_SPLITS = ("prep_sft", "full_sft", "grpo")
+_NUMERAL = re.compile(r"[-+]?\$?\d*\.?\d+(?:[eE][-+]?\d+)?")
 
 
 def format_number(value: float) -> str:
@@ -86,18 +89,28 @@ def normalise_gsm8k_rows(rows: Iterable[tuple[Any, dict]], where: str, prefix: s
                 raise DataError(f"{where}:{key}: row has no '{field}'")
         reasoning, final = split_gsm8k_answer(row["answer"]) if "####" in row["answer"] else ("", row["answer"])
         value = normalize_number(final)
+        if value is None and _NUMERAL.fullmatch(final.strip().replace(",", "")):
+            # a number no float holds: skipping it would shrink the set without a word, so stop here
+            shown = final.strip() if len(final.strip()) <= 24 else final.strip()[:24] + "..."
+            raise DataError(f"{where}:{key}: answer {shown} is beyond the range the grader "
+                            f"compares (at most {MAX_NUMBER_CHARS} characters, finite as a float); fix or "
+                            "remove the row")
         if value is None:
             if missing_answer == "error":
                 raise DataError(f"{where}:{key}: answer has no final number")
             skipped[where] = skipped.get(where, 0) + 1
+            print(f"warning: {where}:{key}: row skipped, its answer has no final number "
+                  "(data.missing_answer: skip)", file=sys.stderr)
             continue
         out.append({"id": f"{prefix}-{key}", "question": row["question"].strip(), "reasoning": reasoning,
                     "answer": format_number(value), "template": None, "source": prefix})
     return out
 
 
-def carve(train: list[dict], cfg: DataConfig, test_from_pool: bool = False) -> dict[str, list[dict]]:
-    """Disjoint prep_sft / full_sft / grpo (and optionally test) slices of a shuffled pool."""
+def carve(train: list[dict], cfg: DataConfig, test_from_pool: bool = False, where: str = "training data",
+          skipped: int = 0) -> dict[str, list[dict]]:
+    """Disjoint prep_sft / full_sft / grpo (and optionally test) slices of a shuffled pool (read from `where`,
+    which lost `skipped` rows without a final number)."""
     rows = list(train)
     random.Random(cfg.seed).shuffle(rows)
     sizes = [("prep_sft", cfg.prep_sft_size), ("full_sft", cfg.full_sft_size), ("grpo", cfg.grpo_size)]
@@ -105,7 +118,9 @@ def carve(train: list[dict], cfg: DataConfig, test_from_pool: bool = False) -> d
         sizes.append(("test", cfg.test_size))
     if sum(size for _, size in sizes) > len(rows):
         asked = " + ".join(f"data.{name}_size={size}" for name, size in sizes)
-        raise DataError(f"{asked} exceeds the {len(rows)} usable training rows")
+        why = f", {skipped} more skipped without a final number" if skipped else ""
+        empty = "; it holds no rows" if not rows and not skipped else ""
+        raise DataError(f"{where}: {asked} exceeds its {len(rows)} usable training rows{why}{empty}")
     out, start = {}, 0
     for name, size in sizes:
         out[name] = rows[start:start + size]
@@ -142,6 +157,10 @@ def main(argv: list[str] | None = None) -> None:
         write_jsonl(out / f"{name}.jsonl", splits[name])
     for name in cfg.test_sets():
         write_jsonl(out / "test" / f"{name}.jsonl", splits[name])
+    for name in cfg.test_sets():
+        if len(splits[name]) < cfg.test_size:
+            print(f"warning: test set {name!r} has {len(splits[name])} rows, fewer than data.test_size="
+                  f"{cfg.test_size}", file=sys.stderr)
     manifest = {"counts": {k: len(v) for k, v in splits.items()}, "skipped_no_final_number": skipped,
                 "config": cfg.model_dump(), "socratic": socratic}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))

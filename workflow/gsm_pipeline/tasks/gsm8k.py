@@ -52,4 +52,5 @@ def load(cfg, skipped: dict[str, int], socratic: bool = False) -> dict[str, list
             if row["question"] not in by_question:
                 raise DataError(f"{where}: no socratic answer for training question {row['id']!r}")
             row["reasoning_socratic"] = by_question[row["question"]]
-    return {**carve(train, cfg), "gsm8k": test[: cfg.test_size]}
+    where = parts["train"][1]
+    return {**carve(train, cfg, where=where, skipped=skipped.get(where, 0)), "gsm8k": test[: cfg.test_size]}

@@ -46,7 +46,7 @@ def load(cfg, skipped: dict[str, int], socratic: bool = False) -> dict[str, list
         (held if template in heldout else in_dist).append(row)
     if len(in_dist) < need_id or len(held) < cfg.test_size:
         raise DataError("gsm_symbolic: generator produced too few distinct problems for the requested sizes")
-    splits = carve(in_dist, cfg, test_from_pool=True)
+    splits = carve(in_dist, cfg, test_from_pool=True, where="gsm_symbolic in-distribution templates")
     splits["symbolic_id"] = splits.pop("test")
     splits["symbolic_heldout"] = held[: cfg.test_size]
     return splits

@@ -18,4 +18,5 @@ def load(cfg, skipped: dict[str, int], socratic: bool = False) -> dict[str, list
     test = normalise_gsm8k_rows(read_jsonl(cfg.test_file), cfg.test_file, "test", cfg.missing_answer, skipped)
     if not test:
         raise DataError(f"{cfg.test_file}: no usable test rows")
-    return {**carve(train, cfg), "test": test[: cfg.test_size]}
+    splits = carve(train, cfg, where=cfg.train_file, skipped=skipped.get(cfg.train_file, 0))
+    return {**splits, "test": test[: cfg.test_size]}
