@@ -63,6 +63,28 @@ def test_an_external_reward_model_can_rank_samples(tiny_model, tmp_path):
     assert len(scores) == 2 and all(math.isfinite(x) for x in scores)
 
 
+def test_a_reward_model_that_cannot_load_fails_before_the_first_batch(tiny_model, tiny_data, tmp_path, monkeypatch):
+    from transformers import LlamaForCausalLM
+
+    from gsm_pipeline import evaluate
+    from gsm_pipeline.errors import ModelError
+
+    def no_generation(*a, **k):
+        raise AssertionError("generation started before the reward model was loaded")
+
+    monkeypatch.setattr(LlamaForCausalLM, "generate", no_generation)
+    args = ["--model", str(tiny_model), "--data", str(tiny_data / "test.jsonl"), "--samples", "2",
+            "--out", str(tmp_path / "out")]
+    (tmp_path / "rm").mkdir()
+    (tmp_path / "rm" / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    (tmp_path / "rm" / "model.safetensors").write_bytes(b"")
+    with pytest.raises(ModelError, match=rf"{tmp_path / 'rm'}: cannot load as a reward model"):
+        evaluate.main([*args, "--reward-model", str(tmp_path / "rm")])
+    with pytest.raises(ModelError, match=rf"{tmp_path / 'missing'}: not a model folder"):
+        evaluate.main([*args, "--reward-model", str(tmp_path / "missing")])
+    assert not (tmp_path / "out").exists()
+
+
 def test_generation_stops_a_row_once_its_own_completion_closes_the_answer(tiny_model):
     import torch
     from transformers import AutoTokenizer

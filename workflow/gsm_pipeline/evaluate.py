@@ -87,8 +87,9 @@ def graded_row(row: dict[str, Any], out: dict[str, Any], spec: dict[str, Any], *
 
 
 def sample_rows(model, tokenizer, rows: list[dict[str, Any]], job: dict[str, Any],
-                journal: Journal | None = None) -> list[dict[str, Any]]:
-    """`samples` sampled completions per problem, graded and scored for best-of-n: one row per sample."""
+                journal: Journal | None = None, scorer=None) -> list[dict[str, Any]]:
+    """`samples` sampled completions per problem, graded and scored for best-of-n (by `scorer`, default the
+    policy's own log-probability): one row per sample."""
     if not job.get("samples"):
         return []
     spec, n = job["prompt"], job["samples"]
@@ -96,7 +97,7 @@ def sample_rows(model, tokenizer, rows: list[dict[str, Any]], job: dict[str, Any
     repeated = [p for p in prompts for _ in range(n)]  # sample k of question q sits at q * n + k
     flat = journaled_generate(model, tokenizer, repeated, job, journal,
                               do_sample=True, temperature=job["sample_temperature"])
-    scorer = reward_model_scorer(job["reward_model"]) if job.get("reward_model") else policy_scorer(model, tokenizer)
+    scorer = scorer or policy_scorer(model, tokenizer)
     scores = scorer(repeated, [out["completion"] for out in flat])
     return [graded_row(rows[i // n], out, spec, sample=i % n, score=score)
             for i, (out, score) in enumerate(zip(flat, scores))]
@@ -152,10 +153,14 @@ def main(argv: list[str] | None = None) -> None:
         "samples": args.samples, "sample_temperature": args.temperature, "reward_model": args.reward_model}
     seed_everything(job["seed"], args.threads)
     check_model_dir(args.model)  # fail before any work
+    if job.get("reward_model"):
+        check_model_dir(job["reward_model"])
     rows = load_test_rows(args.data) if args.data else default_test_rows()
     if not rows:
         raise DataError(f"{args.data}: no test rows")
     model, tokenizer, precision, runtime = load_for_generation(args.model, job, args.threads)
+    # a reward model that cannot be loaded fails now, not after every completion has been generated
+    scorer = reward_model_scorer(job["reward_model"]) if job.get("samples") and job.get("reward_model") else None
     start = time.time()
     out = Path(args.out)
     # The model folder's files (name, size, mtime) stand for its weights: a retrained model never resumes
@@ -165,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     journals = [Journal(out, name, stamp) for name in ("predictions", "samples")]
     with autocast(precision):
         graded = evaluate_rows(model, tokenizer, rows, job, journals[0])
-        samples = sample_rows(model, tokenizer, rows, job, journals[1])
+        samples = sample_rows(model, tokenizer, rows, job, journals[1], scorer)
     seconds = time.time() - start
     write_jsonl(out / "predictions.jsonl", graded)
     write_jsonl(out / "samples.jsonl", samples)

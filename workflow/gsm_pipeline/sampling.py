@@ -7,6 +7,7 @@ from collections import Counter
 from typing import Any, Callable
 
 from .answers import is_correct
+from .errors import ModelError
 
 Scorer = Callable[[list[str], list[str]], list[float]]
 
@@ -78,10 +79,13 @@ def reward_model_scorer(path: str, batch_size: int = 16) -> Scorer:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"{path}: cannot load as a reward model ({str(exc).splitlines()[0]})") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
     model.config.pad_token_id = tokenizer.pad_token_id
     model.eval()
 
