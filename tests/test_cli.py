@@ -16,9 +16,9 @@ def test_evaluate_any_model_folder(tiny_model, tiny_data, tmp_path):
                "--max-new-tokens", "8", "--out", str(tmp_path / "eval"))
     assert done.returncode == 0, done.stderr[-2000:]
     metrics = json.loads((tmp_path / "eval/metrics.json").read_text())
-    assert metrics["n"] == 8 and 0 <= metrics["accuracy_strict"] <= 1
-    rows = (tmp_path / "eval/predictions.jsonl").read_text().splitlines()
-    assert len(rows) == 8 and {"completion", "extracted_strict", "correct_flexible"} <= set(json.loads(rows[0]))
+    rows = [json.loads(line) for line in (tmp_path / "eval/predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 8 and {"completion", "extracted_strict", "correct_flexible"} <= set(rows[0])
+    assert metrics["n"] == 8 and metrics["accuracy_strict"] == sum(r["correct_strict"] for r in rows) / 8
 
 
 def test_evaluate_names_a_folder_without_weights(tmp_path):

@@ -34,8 +34,11 @@ def test_every_training_job_launches_through_accelerate_with_its_stage_config(da
 
 
 def test_a_gpu_override_from_the_command_line_reaches_the_process_count(dag):
-    lines = shell_commands(dag, "results/tagged/prep_sft/model", "--set-resources", "prep_sft:gpu=1")
-    assert "--num_processes 1 " in lines[0]
+    dag.write_config({"stages": {"prep_sft": {"launcher": "ddp", "gpus": 2}}}, "ddp.yaml")
+    lines = shell_commands(dag, "results/tagged/prep_sft/model", "--set-resources", "prep_sft:gpu=8",
+                           configfile="ddp.yaml")
+    prep = [line for line in lines if "--out results/tagged/prep_sft/model" in line]
+    assert len(prep) == 1 and "--config_file envs/accelerate/ddp.yaml --num_processes 8 " in prep[0]
 
 
 def test_launcher_configs_exist_for_every_choice():

@@ -30,7 +30,9 @@ def test_the_built_in_tasks_are_registered_and_complete():
     assert list(TASKS) == ["gsm_symbolic", "gsm8k", "jsonl"]
     for name in TASKS:
         task = get_task(name)
-        assert callable(task.load) and callable(task.test_sets) and callable(task.grade)
+        graded = task.grade("<start_working_out>6*7<end_working_out><SOLUTION>42</SOLUTION>", 42.0, "tagged")
+        assert graded["correct_strict"] and graded["has_working_out"]
+        assert not task.grade("<SOLUTION>41</SOLUTION>", 42.0, "tagged")["correct_strict"]
         assert set(task.INSTRUCTIONS) == {"tagged", "gsm8k", "boxed"} and task.EXEMPLARS
 
 

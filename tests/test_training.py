@@ -17,10 +17,10 @@ def sft_rows(tmp_path):
     return write_jsonl(tmp_path / "rows.jsonl", rows)
 
 
-def run_sft(tmp_path, tiny_model, **experiment):
+def run_sft(tmp_path, tiny_model, learning_rate=1e-2, **experiment):
     cfg = validate_config({"experiments": {"x": experiment}, "stages": {"prep_sft": {
         "max_length": 256, "training_args": {"max_steps": 2, "per_device_train_batch_size": 4,
-                                             "learning_rate": 1e-2, "save_steps": 1}}}})
+                                             "learning_rate": learning_rate, "save_steps": 1}}}})
     out = tmp_path / "model"
     train_sft.main(["--config", json.dumps(cfg.sft_job("x", "prep_sft")), "--parent", str(tiny_model),
                     "--data", str(sft_rows(tmp_path)), "--out", str(out), "--checkpoints", str(tmp_path / "ckpt"),
@@ -94,6 +94,27 @@ def test_resume_takes_the_newest_complete_checkpoint_of_the_same_config(tmp_path
     assert prepare_checkpoints(folder, job) == str(folder / "checkpoint-12")
     assert prepare_checkpoints(folder, {**job, "seed": 1}) is None  # another config: start afresh
     assert not (folder / "checkpoint-12").exists() and (folder / STAMP).is_file()
+
+
+def test_a_rerun_with_other_settings_starts_from_step_0_and_says_why(tmp_path, tiny_model, capsys):
+    import shutil
+
+    run_sft(tmp_path, tiny_model)
+    first = json.loads((tmp_path / "log.json").read_text())
+    shutil.rmtree(tmp_path / "model")  # as Snakemake does before it reruns a job
+    capsys.readouterr()
+    run_sft(tmp_path, tiny_model)  # same settings: resumes from the last checkpoint, trains no step again
+    assert f"resuming from {tmp_path / 'ckpt' / 'checkpoint-2'} (step 2)" in capsys.readouterr().out
+
+    shutil.rmtree(tmp_path / "model")
+    run_sft(tmp_path, tiny_model, learning_rate=1e-3)
+    out = capsys.readouterr().out
+    assert f"checkpoints in {tmp_path / 'ckpt'} belong to another config; starting from step 0" in out
+    assert "resuming from" not in out
+    second = json.loads((tmp_path / "log.json").read_text())
+    steps = [h["step"] for h in second if "loss" in h]
+    assert steps == [1, 2]  # both steps trained again, under the new learning rate
+    assert [h["learning_rate"] for h in second if "loss" in h] != [h["learning_rate"] for h in first if "loss" in h]
 
 
 def test_a_non_finite_loss_stops_training_naming_the_step_and_keeps_the_good_checkpoint(

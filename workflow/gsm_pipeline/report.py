@@ -111,7 +111,8 @@ def per_example_table(evals: list[dict[str, Any]]):
             if rows:
                 frame = pd.DataFrame(rows)
                 frame = frame[keep + (["sample", "score"] if kind == "sampled" else [])]
-                frames.append(frame.assign(run=e["run"], testset=e["testset"], decoding=kind))
+                frames.append(frame.assign(run=e["run"], prompt=e["prompt_key"], testset=e["testset"],
+                                           decoding=kind))
     return pd.concat(frames, ignore_index=True)
 
 

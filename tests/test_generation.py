@@ -1,0 +1,105 @@
+"""Batched generation is exact: the batch a problem lands in changes nothing, every prediction carries its own
+question's id in input order, sampling samples, and best-of-n scores are what the scorer says."""
+import json
+
+import pytest
+
+from gsm_pipeline.data import load_test_rows
+from gsm_pipeline.evaluate import evaluate_rows
+from gsm_pipeline.generation import generate
+from gsm_pipeline.prompts import render_prompt
+from gsm_pipeline.training import load_model_and_tokenizer
+
+SPEC = {"answer_format": "tagged", "chat_template": True, "confidence": False}
+JOB = {"prompt": SPEC, "max_new_tokens": 12, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_dag):
+    # the format-trained tiny model: its completions differ by question (the random one repeats one token)
+    return load_model_and_tokenizer(tiny_dag.root / "results/tagged/prep_sft/model", padding_side="left")
+
+
+@pytest.fixture(scope="module")
+def rows(tiny_data):
+    # questions of different lengths, so batches are padded and the length sort reorders them
+    test = load_test_rows(tiny_data / "test.jsonl")
+    return [{**r, "question": r["question"] + " Think." * i} for i, r in enumerate(test)]
+
+
+def test_greedy_completions_do_not_depend_on_batch_size_padding_or_order(loaded, rows):
+    model, tokenizer = loaded
+    prompts = [render_prompt(r["question"], SPEC, tokenizer) for r in rows]
+    lengths = [len(tokenizer(p)["input_ids"]) for p in prompts]
+    assert lengths != sorted(lengths, reverse=True)  # the sort really reorders
+    alone = [generate(model, tokenizer, [p], max_new_tokens=12, batch_size=1)[0]["completion"] for p in prompts]
+    assert len(set(alone)) > 1  # distinct completions, so a row given another row's output would show
+    for batch_size in (1, 3, 8):
+        graded = evaluate_rows(model, tokenizer, rows, {**JOB, "batch_size": batch_size})
+        assert [g["id"] for g in graded] == [r["id"] for r in rows]
+        assert [g["completion"] for g in graded] == alone, f"batch size {batch_size}"
+
+
+def test_sampling_at_temperature_one_gives_distinct_samples(loaded, rows):
+    model, tokenizer = loaded
+    prompts = [render_prompt(r["question"], SPEC, tokenizer) for r in rows[:4] for _ in range(4)]
+    out = generate(model, tokenizer, prompts, max_new_tokens=12, batch_size=8, do_sample=True, temperature=1.0)
+    per_question = [{o["completion"] for o in out[i:i + 4]} for i in range(0, 16, 4)]
+    assert max(len(s) for s in per_question) > 1
+
+
+def mean_completion_logprob(model, tokenizer, prompt: str, completion: str) -> float:
+    """Independently of the scorer: one unpadded sequence, the completion tokens' mean log-probability."""
+    import torch
+
+    n_prompt = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    ids = tokenizer(prompt + completion, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    with torch.inference_mode():
+        logprobs = torch.log_softmax(model(ids).logits[0, :-1].float(), -1)
+    picked = [logprobs[pos - 1, ids[0, pos]].item() for pos in range(n_prompt, ids.shape[1])]
+    return sum(picked) / len(picked)
+
+
+def test_the_policy_score_is_the_mean_token_log_probability_of_the_completion(loaded, rows):
+    from gsm_pipeline.sampling import policy_scorer
+
+    model, tokenizer = loaded
+    prompts = [render_prompt(r["question"], SPEC, tokenizer) for r in rows[:3]]
+    completions = [" <SOLUTION>4</SOLUTION>", " so the answer is 12 apples", " 7"]
+    scores = policy_scorer(model, tokenizer, batch_size=3)(prompts, completions)  # padded together
+    expected = [mean_completion_logprob(model, tokenizer, p, c) for p, c in zip(prompts, completions)]
+    assert scores == pytest.approx(expected, abs=1e-4)
+
+
+def test_best_of_n_ranks_samples_by_the_reward_models_own_scores(tiny_model, tiny_data, tmp_path):
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    from gsm_pipeline import evaluate
+
+    config = AutoConfig.from_pretrained(tiny_model, num_labels=1)
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(tmp_path / "rm")
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(tmp_path / "rm")
+    evaluate.main(["--model", str(tiny_model), "--data", str(tiny_data / "test.jsonl"), "--max-new-tokens", "8",
+                   "--samples", "2", "--temperature", "1.0", "--reward-model", str(tmp_path / "rm"),
+                   "--mixed-precision", "no",  # fp32, as the independent check below computes
+                   "--out", str(tmp_path / "out")])
+    samples = [json.loads(line) for line in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
+    rm = AutoModelForSequenceClassification.from_pretrained(tmp_path / "rm", num_labels=1).eval()
+    rm_tokenizer = AutoTokenizer.from_pretrained(tmp_path / "rm")
+    rm.config.pad_token_id = rm_tokenizer.pad_token_id or rm_tokenizer.eos_token_id
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    questions = {r["id"]: r["question"] for r in load_test_rows(tiny_data / "test.jsonl")}
+    for sample in samples[:4]:
+        text = render_prompt(questions[sample["id"]], SPEC, tokenizer) + sample["completion"]
+        with torch.inference_mode():
+            expected = rm(**rm_tokenizer(text, return_tensors="pt")).logits[0, 0].item()
+        assert sample["score"] == pytest.approx(expected, abs=1e-4)
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())["sampling"]
+    by_question = {}
+    for s in samples:
+        by_question.setdefault(s["id"], []).append(s)
+    best = [max(group, key=lambda s: s["score"])["correct_strict"] for group in by_question.values()]
+    assert metrics["best@2"] == sum(best) / len(best)
+    assert metrics["scorer"] == str(tmp_path / "rm")
