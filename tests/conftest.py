@@ -101,7 +101,7 @@ class Dag:
             raise AssertionError(f"snakemake {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}")
         return done
 
-    def planned_jobs(self, *args: str, configfile: str = "tiny.yaml") -> dict[str, int]:
+    def planned_jobs(self, configfile: str = "tiny.yaml", *args: str) -> dict[str, int]:
         """Job counts from a dry run (of `args`' targets), as Snakemake's 'Job stats' table prints them."""
         out = self.snakemake("-n", "--quiet", "rules", *args, configfile=configfile).stdout
         counts = {}

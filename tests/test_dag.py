@@ -63,13 +63,13 @@ def test_report_compares_every_stage_against_base_with_paired_tests(tiny_dag):
             parent = predictions(tiny_dag, parent_run, "tagged-chat")
             paired = mcnemar_exact(*([run[i]["correct_strict"] for i in base] for run in (parent, mine)))
             assert row.p_strict_vs_parent == pytest.approx(paired["p_value"])
-    per_example = pd.read_csv(tiny_dag.root / "results/report/per_example.csv", keep_default_na=False)
+    per_example = pd.read_csv(tiny_dag.root / "results/report/per_example.csv", dtype=str, keep_default_na=False)
     greedy = per_example[(per_example.run == "tagged/prep_sft") & (per_example.prompt == "tagged-chat")
                          & (per_example.testset == "test") & (per_example.decoding == "greedy")]
     saved = predictions(tiny_dag, "tagged/prep_sft", "tagged-chat")
     assert sorted(greedy["id"]) == sorted(saved)
     for r in greedy.itertuples():
-        assert r.completion == saved[r.id]["completion"] and r.correct_strict == saved[r.id]["correct_strict"]
+        assert r.completion == saved[r.id]["completion"] and r.correct_strict == str(saved[r.id]["correct_strict"])
     # prep SFT teaches the tiny model the tagged format: answer rate rises from zero
     assert table.set_index("stage").loc["prep_sft", "answer_rate"] > table.set_index("stage").loc["base", "answer_rate"]
     page = (tiny_dag.root / "results/report/index.html").read_text()
@@ -189,7 +189,7 @@ def test_editing_the_rewards_module_replans_only_grpo_its_evaluation_and_the_rep
 
 
 def test_one_stage_of_one_experiment_is_a_documented_target(tiny_dag):
-    assert tiny_dag.planned_jobs("results/tagged/grpo/model", "--forcerun", "grpo") == {"grpo": 1}
+    assert tiny_dag.planned_jobs("tiny.yaml", "results/tagged/grpo/model", "--forcerun", "grpo") == {"grpo": 1}
 
 
 # --- the 10-cell chat-template matrix ---------------------------------------------------------------
