@@ -103,7 +103,7 @@ class Dag:
 
     def planned_jobs(self, configfile: str = "tiny.yaml", *args: str) -> dict[str, int]:
         """Job counts from a dry run (of `args`' targets), as Snakemake's 'Job stats' table prints them."""
-        out = self.snakemake("-n", "--quiet", "rules", *args, configfile=configfile).stdout
+        out = self.snakemake(*args, "-n", "--quiet", "rules", configfile=configfile).stdout  # --quiet takes a list
         counts = {}
         for line in out.splitlines():
             parts = line.split()
