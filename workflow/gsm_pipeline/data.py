@@ -157,7 +157,6 @@ def main(argv: list[str] | None = None) -> None:
         write_jsonl(out / f"{name}.jsonl", splits[name])
     for name in cfg.test_sets():
         write_jsonl(out / "test" / f"{name}.jsonl", splits[name])
-    for name in cfg.test_sets():
         if len(splits[name]) < cfg.test_size:
             print(f"warning: test set {name!r} has {len(splits[name])} rows, fewer than data.test_size="
                   f"{cfg.test_size}", file=sys.stderr)

@@ -7,7 +7,6 @@ instead of resuming someone else's run.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import random
@@ -66,10 +65,10 @@ def load_for_generation(path: str | Path, job: dict[str, Any], threads: int | No
 
 def trainer_arguments(config_cls, job: dict[str, Any], output_dir: Path, **fixed: Any):
     """Build a TRL config from the stage's pass-through `training_args`, naming a bad key."""
-    allowed = {f.name for f in dataclasses.fields(config_cls)}
+    fields = table_from(config_cls)
     extra = dict(job.get("training_args") or {})
     # validation made this check already where TRL was importable; a job built by hand gets it here
-    check_training_args(f"stages.{job['stage']}", job["stage"], extra, table_from(config_cls))
+    check_training_args(f"stages.{job['stage']}", job["stage"], extra, fields)
     # logging_nan_inf_filter would hide a NaN loss behind the running mean; the guard needs to see it.
     defaults = {"report_to": "none", "logging_steps": 1, "logging_nan_inf_filter": False,
                 "save_strategy": "steps", "save_steps": 10,
@@ -77,7 +76,7 @@ def trainer_arguments(config_cls, job: dict[str, Any], output_dir: Path, **fixed
     if not on_gpu() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         defaults["ddp_backend"] = "gloo"  # several CPU processes (accelerate launch on a CPU node) talk over gloo
     numerics = trainer_numerics(job, job_precision(job))
-    if "activation_checkpointing" in allowed and "gradient_checkpointing" in numerics:  # transformers >= 5.23 name
+    if "activation_checkpointing" in fields and "gradient_checkpointing" in numerics:  # transformers >= 5.23 name
         numerics["activation_checkpointing"] = numerics.pop("gradient_checkpointing")
     try:
         return config_cls(output_dir=str(output_dir), seed=job["seed"],
