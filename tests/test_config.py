@@ -66,6 +66,8 @@ def test_presets_validate_as_overlays_of_the_default(preset):
      "key 'stages.grpo.training_args.lr_scheduler_type': expected one of linear, cosine,"),
     ({"experiments": {"a": {"overrides": {"grpo": {"training_args": {"bf16": True}}}}}},
      "key 'experiments.a.overrides.grpo.training_args.bf16' is set by the pipeline: use model.mixed_precision"),
+    ({"experiments": {"a": {"overrides": {"grpo": {"training_args": "fast"}}}}},
+     "experiments.a.overrides.grpo.training_args: Input should be a valid dictionary"),
     ({"experiments": {"a": {"overrides": {"full_sft": {"training_args": {"max_steps": 0}}}}}},
      "key 'experiments.a.overrides.full_sft.training_args.max_steps': must be >= 1 (or -1"),
     # names become paths and shell words: the whole name must match

@@ -179,6 +179,8 @@ class PipelineConfig(Strict):
 
     @staticmethod
     def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(override.get("training_args", {}), dict):
+            return {**base, **override}  # not merged: the stage model then refuses it, naming the key
         args = {**base.get("training_args", {}), **override.get("training_args", {})}
         return {**base, **override, "training_args": args}
 
@@ -197,9 +199,8 @@ class PipelineConfig(Strict):
         for stage in STAGES:
             check_training_args(f"stages.{stage}", stage, getattr(self.stages, stage).training_args)
         for name, exp in self.experiments.items():
-            for stage, override in exp.overrides.items():
-                if "training_args" in override and isinstance(override["training_args"], dict):
-                    check_training_args(f"experiments.{name}.overrides.{stage}", stage, override["training_args"])
+            for stage, override in exp.overrides.items():  # _row_settings has checked their shape
+                check_training_args(f"experiments.{name}.overrides.{stage}", stage, override.get("training_args", {}))
         return self
 
     @model_validator(mode="after")
