@@ -64,15 +64,13 @@ def test_an_external_reward_model_can_rank_samples(tiny_model, tmp_path):
 
 
 def test_a_reward_model_that_cannot_load_fails_before_the_first_batch(tiny_model, tiny_data, tmp_path, monkeypatch):
-    from transformers import LlamaForCausalLM
-
-    from gsm_pipeline import evaluate
+    from gsm_pipeline import evaluate, generation
     from gsm_pipeline.errors import ModelError
 
     def no_generation(*a, **k):
         raise AssertionError("generation started before the reward model was loaded")
 
-    monkeypatch.setattr(LlamaForCausalLM, "generate", no_generation)
+    monkeypatch.setattr(generation, "decode", no_generation)
     args = ["--model", str(tiny_model), "--data", str(tiny_data / "test.jsonl"), "--samples", "2",
             "--out", str(tmp_path / "out")]
     (tmp_path / "rm").mkdir()
@@ -85,42 +83,37 @@ def test_a_reward_model_that_cannot_load_fails_before_the_first_batch(tiny_model
     assert not (tmp_path / "out").exists()
 
 
-def test_generation_stops_a_row_once_its_own_completion_closes_the_answer(tiny_model):
-    import torch
+def test_generation_stops_a_row_once_its_own_completion_closes_the_answer_or_says_eos(tiny_model):
     from transformers import AutoTokenizer
 
-    from gsm_pipeline.generation import StopOnText
+    from gsm_pipeline.generation import ending
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
-    prompt = tok("Put it in <SOLUTION></SOLUTION>. Q:", add_special_tokens=False)["input_ids"]
+    ended = ending(tok, {tok.eos_token_id}, ["</SOLUTION>"])
     done = tok("<SOLUTION>7</SOLUTION>", add_special_tokens=False)["input_ids"]
     going = tok("<SOLUTION>7 and so", add_special_tokens=False)["input_ids"]
-    width = max(len(done), len(going))
-    rows = [prompt + [tok.pad_token_id] * (width - len(g)) + g for g in (done, going)]
-    stop = StopOnText(tok, ["</SOLUTION>"], prompt_length=len(prompt))
-    assert stop(torch.tensor(rows), None).tolist() == [True, False]
-    assert stop(torch.tensor([prompt]), None).tolist() == [False]  # the prompt's own tag does not count
+    assert ended(done) and not ended(going)
+    assert ended(going + [tok.eos_token_id])
+    assert not ending(tok, {tok.eos_token_id}, None)(done)  # no stop strings: only EOS ends a row
 
 
 def test_a_killed_evaluation_resumes_from_its_journal_and_ends_identical(tiny_model, tiny_data, tmp_path, monkeypatch):
-    from transformers import LlamaForCausalLM
-
-    from gsm_pipeline import evaluate
+    from gsm_pipeline import evaluate, generation
 
     args = ["--model", str(tiny_model), "--data", str(tiny_data / "test.jsonl"), "--max-new-tokens", "8",
             "--batch-size", "2", "--samples", "2", "--temperature", "1.0"]
     evaluate.main([*args, "--out", str(tmp_path / "clean")])
 
-    real_generate, calls, killed = LlamaForCausalLM.generate, [], []
+    real_decode, calls, killed = generation.decode, [], []
 
-    def dies_on_the_fifth_batch(self, *a, **k):
+    def dies_on_the_fifth_batch(*a, **k):
         calls.append(1)
         if len(calls) == 5 and not killed:  # 4 greedy batches done, the first sampled batch dies
             killed.append(1)
             raise SystemError("killed")
-        return real_generate(self, *a, **k)
+        return real_decode(*a, **k)
 
-    monkeypatch.setattr(LlamaForCausalLM, "generate", dies_on_the_fifth_batch)
+    monkeypatch.setattr(generation, "decode", dies_on_the_fifth_batch)
     with pytest.raises(SystemError, match="killed"):
         evaluate.main([*args, "--out", str(tmp_path / "killed")])
     assert not (tmp_path / "killed" / "predictions.jsonl").exists()

@@ -31,6 +31,8 @@ STEPS = {"prep_sft": 2, "grpo": 1}
 
 def worker(stage: str, variant: str, model: str, data: str) -> dict:
     """One cell, in this process: build the default job's trainer, train STEPS[stage] steps, report seconds."""
+    import resource
+
     import torch
     import yaml
 
@@ -53,7 +55,9 @@ def worker(stage: str, variant: str, model: str, data: str) -> dict:
     end = time.perf_counter()
     args = trainer.args
     return {"stage": stage, "variant": variant, "steps": STEPS[stage], "train_s": round(end - built, 1),
-            "total_s": round(end - start, 1), "bf16": args.bf16, "gradient_checkpointing": args.gradient_checkpointing,
+            "total_s": round(end - start, 1),
+            "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+            "bf16": args.bf16, "gradient_checkpointing": args.gradient_checkpointing,
             "capability": torch.backends.cpu.get_cpu_capability(),
             "native_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())}
 

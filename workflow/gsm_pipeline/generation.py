@@ -1,12 +1,17 @@
 """Batched generation for evaluation: length-sorted, left-padded, stops at EOS or the
-closing answer tag, greedy unless asked to sample. Returns results in input order."""
+closing answer tag, greedy unless asked to sample. Returns results in input order.
+
+Decoding is our own short loop over the KV cache rather than `model.generate`: a row that has ended leaves
+the batch and the cache at once, so one long completion costs one row per token, not the whole batch
+(`generate` steps every row until the last one ends). It is plain greedy argmax or plain temperature
+sampling (top-p 1, top-k off); a model's own generation_config (repetition penalty and the like) is not
+applied, so every stage of a run is decoded the same way.
+"""
 from __future__ import annotations
 
 import sys
 import time
 from typing import Any, Callable
-
-from transformers import StoppingCriteria
 
 
 def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, batch_size: int,
@@ -35,12 +40,9 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, batch
             torch.manual_seed(seed + first)
         batch = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
         batch = {k: v.to(model.device) for k, v in batch.items()}
-        kwargs = {"temperature": temperature, "top_p": 1.0, "top_k": 0} if do_sample else {}
-        criteria = [StopOnText(tokenizer, stop_strings, batch["input_ids"].shape[1])] if stop_strings else []
         with torch.inference_mode():
-            out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=do_sample,
-                                 stopping_criteria=criteria, pad_token_id=tokenizer.pad_token_id, **kwargs)
-        new = out[:, batch["input_ids"].shape[1]:].tolist()
+            new = decode(model, batch, max_new_tokens=max_new_tokens, ended=ending(tokenizer, eos_ids, stop_strings),
+                         do_sample=do_sample, temperature=temperature)
         for i, tokens in zip(idx, new):
             results[i] = _finish(tokens, tokenizer, eos_ids, stop_strings or [], max_new_tokens)
         if on_batch:
@@ -51,22 +53,56 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, batch
     return results  # type: ignore[return-value]
 
 
-class StopOnText(StoppingCriteria):
-    """Stops each row once its generated tail contains a stop string.
+def decode(model, batch: dict, *, max_new_tokens: int, ended: Callable[[list[int]], bool], do_sample: bool = False,
+           temperature: float = 1.0) -> list[list[int]]:
+    """New tokens per row of a left-padded batch; a row stops at the first token after which `ended` holds
+    (that token included) or at the budget, and from then on is dropped from the batch and its cache."""
+    import torch
+    from transformers import DynamicCache
 
-    transformers' own `stop_strings` rebuilds vocabulary-wide tables on every generate
-    call (seconds per batch here); decoding the last few generated tokens is enough.
-    """
+    mask = batch["attention_mask"]
+    positions = mask.long().cumsum(-1) - 1
+    positions.masked_fill_(mask == 0, 1)  # as transformers does for left padding; masked anyway
+    cache = DynamicCache(config=model.config)
+    live = list(range(mask.shape[0]))  # batch position -> row
+    tokens: list[list[int]] = [[] for _ in live]
+    step = batch["input_ids"]
+    for _ in range(max_new_tokens):
+        logits = model(input_ids=step, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                       use_cache=True, logits_to_keep=1).logits[:, -1].float()
+        if do_sample:
+            chosen = torch.multinomial(torch.softmax(logits / temperature, dim=-1), 1)[:, 0]
+        else:
+            chosen = logits.argmax(-1)
+        keep = []
+        for b, token in enumerate(chosen.tolist()):
+            tokens[live[b]].append(token)
+            if not ended(tokens[live[b]]):
+                keep.append(b)
+        if not keep:
+            break
+        if len(keep) < len(live):
+            index = torch.tensor(keep, device=mask.device)
+            cache.batch_select_indices(index)
+            chosen, mask, positions = chosen[index], mask[index], positions[index]
+            live = [live[b] for b in keep]
+        mask = torch.cat([mask, mask.new_ones(len(live), 1)], dim=-1)
+        positions = positions[:, -1:] + 1
+        step = chosen[:, None]
+    return tokens
 
-    def __init__(self, tokenizer, stops: list[str], prompt_length: int, window: int = 16):
-        self.tokenizer, self.stops, self.start, self.window = tokenizer, stops, prompt_length, window
 
-    def __call__(self, input_ids, scores, **kwargs):
-        import torch
-
-        tail = input_ids[:, max(self.start, input_ids.shape[1] - self.window):]
-        texts = self.tokenizer.batch_decode(tail, skip_special_tokens=True)
-        return torch.tensor([any(s in t for s in self.stops) for t in texts], device=input_ids.device)
+def ending(tokenizer, eos_ids: set[int], stops: list[str] | None, window: int = 16) -> Callable[[list[int]], bool]:
+    """A row has ended at an EOS token or once its last few tokens contain a stop string (decoding a short
+    tail each step is enough; transformers' `stop_strings` rebuilds vocabulary-wide tables per call)."""
+    def ended(tokens: list[int]) -> bool:
+        if tokens[-1] in eos_ids:
+            return True
+        if not stops:
+            return False
+        tail = tokenizer.decode(tokens[-window:], skip_special_tokens=True)
+        return any(stop in tail for stop in stops)
+    return ended
 
 
 def _as_list(value) -> list[int]:
