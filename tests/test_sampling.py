@@ -125,3 +125,40 @@ def test_a_killed_evaluation_resumes_from_its_journal_and_ends_identical(tiny_mo
     for name in ("predictions.jsonl", "samples.jsonl"):
         assert (tmp_path / "killed" / name).read_bytes() == (tmp_path / "clean" / name).read_bytes()
     assert not list((tmp_path / "killed").glob("*.partial.*"))
+
+
+def test_a_partial_evaluation_of_a_model_retrained_since_starts_over(tiny_model, tiny_data, tmp_path, monkeypatch):
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from gsm_pipeline import evaluate, generation
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    args = ["--model", str(model), "--data", str(tiny_data / "test.jsonl"), "--max-new-tokens", "8",
+            "--batch-size", "2", "--out", str(tmp_path / "eval")]
+    real_decode, calls, killed = generation.decode, [], []
+
+    def dies_on_the_third_batch(*a, **k):
+        calls.append(1)
+        if len(calls) == 3 and not killed:
+            killed.append(1)
+            raise SystemError("killed")
+        return real_decode(*a, **k)
+
+    monkeypatch.setattr(generation, "decode", dies_on_the_third_batch)
+    with pytest.raises(SystemError, match="killed"):
+        evaluate.main(args)
+    assert len((tmp_path / "eval" / "predictions.partial.jsonl").read_text().splitlines()) == 4
+
+    retrained = AutoModelForCausalLM.from_pretrained(model)  # the stage trains again into the same folder
+    with torch.no_grad():
+        for weight in retrained.parameters():
+            weight.add_(0.01)
+    retrained.save_pretrained(model)
+    calls.clear()
+    evaluate.main(args)
+    assert len(calls) == 4  # all 8 problems generated again by the new weights, none taken from the old journal
+    assert not list((tmp_path / "eval").glob("*.partial.*"))

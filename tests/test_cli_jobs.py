@@ -1,0 +1,70 @@
+"""The `gsm-pipeline` subcommands a researcher runs by hand are the jobs the DAG runs: given the arguments a
+rule passes, `train-sft` and `train-grpo` train that job to its last step, `report` rebuilds the rule's tables,
+and `validate` checks a config file and writes the schema the repository carries."""
+import json
+import math
+import shlex
+import subprocess
+
+import pytest
+
+from conftest import REPO
+
+
+def gsm_pipeline(*args, cwd):
+    return subprocess.run(["gsm-pipeline", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def rule_arguments(dag, rule: str, target: str, module: str) -> list[str]:
+    """The arguments the rule passes to `python -m gsm_pipeline.<module>`, from Snakemake's printed command."""
+    out = dag.snakemake("-n", "-p", "--forcerun", rule, target).stdout
+    line = next(line for line in out.splitlines() if f"-m gsm_pipeline.{module} " in line)
+    command = line.split(f"-m gsm_pipeline.{module} ", 1)[1].rsplit(" > ", 1)[0]  # drop the log redirect
+    return shlex.split(command)
+
+
+def replace(args: list[str], **values: str) -> list[str]:
+    out = list(args)
+    for flag, value in values.items():
+        out[out.index("--" + flag.replace("_", "-")) + 1] = value
+    return out
+
+
+def losses(path) -> list[float]:
+    return [row["loss"] for row in json.loads(path.read_text()) if "loss" in row]
+
+
+@pytest.mark.parametrize("stage,command,module", [("prep_sft", "train-sft", "train_sft"),
+                                                  ("grpo", "train-grpo", "train_grpo")])
+def test_train_commands_run_a_stage_of_the_dag_given_its_arguments(tiny_dag, tmp_path, stage, command, module):
+    args = rule_arguments(tiny_dag, stage, f"results/tagged/{stage}/model", module)
+    args = replace(args, out=str(tmp_path / "model"), checkpoints=str(tmp_path / "checkpoints"),
+                   log_history=str(tmp_path / "log_history.json"))
+    done = gsm_pipeline(command, *args, cwd=tiny_dag.root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "model" / "model.safetensors").is_file()
+    ours = losses(tmp_path / "log_history.json")
+    dags = losses(tiny_dag.root / f"results/tagged/{stage}/log_history.json")
+    steps = json.loads(args[args.index("--config") + 1])["training_args"]["max_steps"]
+    assert len(ours) == len(dags) == steps  # every optimizer step of the job, logged
+    assert all(math.isfinite(x) for x in ours)
+
+
+def test_report_command_rebuilds_the_dags_comparison_table(tiny_dag, tmp_path):
+    args = replace(rule_arguments(tiny_dag, "report", "results/report/index.html", "report"), out=str(tmp_path))
+    done = gsm_pipeline("report", *args, cwd=tiny_dag.root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name in ("comparison.csv", "per_example.csv"):
+        assert (tmp_path / name).read_text() == (tiny_dag.root / "results/report" / name).read_text(), name
+    assert "<html" in (tmp_path / "index.html").read_text()
+
+
+def test_validate_command_checks_a_config_and_writes_the_schema_the_repository_carries(tmp_path):
+    done = gsm_pipeline("validate", "config.yaml", "--schema", str(tmp_path / "schema.json"), cwd=REPO)
+    assert done.returncode == 0 and done.stdout.strip() == "config.yaml: ok (2 experiments)"
+    assert (tmp_path / "schema.json").read_text() == (REPO / "workflow/schemas/config.schema.json").read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stages:\n  grpo:\n    temprature: 0.7\n")
+    done = gsm_pipeline("validate", str(bad), cwd=REPO)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].endswith("unknown key 'stages.grpo.temprature'")
