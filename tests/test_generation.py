@@ -7,8 +7,8 @@ import pytest
 from gsm_pipeline.data import load_test_rows
 from gsm_pipeline.evaluate import evaluate_rows
 from gsm_pipeline.generation import generate
+from gsm_pipeline.model_io import load_model_and_tokenizer
 from gsm_pipeline.prompts import render_prompt
-from gsm_pipeline.training import load_model_and_tokenizer
 
 SPEC = {"answer_format": "tagged", "chat_template": True, "confidence": False}
 JOB = {"prompt": SPEC, "max_new_tokens": 12, "seed": 0}

@@ -146,7 +146,7 @@ def test_a_full_disk_while_saving_leaves_no_half_written_model(tmp_path, tiny_mo
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from gsm_pipeline.errors import ModelError
-    from gsm_pipeline.training import save_atomically
+    from gsm_pipeline.model_io import save_atomically
 
     model, tokenizer = AutoModelForCausalLM.from_pretrained(tiny_model), AutoTokenizer.from_pretrained(tiny_model)
     out = tmp_path / "model"

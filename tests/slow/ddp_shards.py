@@ -4,8 +4,8 @@ import json
 import sys
 from pathlib import Path
 
+from gsm_pipeline.runtime import seed_everything
 from gsm_pipeline.train_sft import build_trainer
-from gsm_pipeline.training import seed_everything
 
 job, parent, data, out = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], Path(sys.argv[4])
 seed_everything(job["seed"])

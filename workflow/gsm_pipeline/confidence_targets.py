@@ -21,11 +21,11 @@ from typing import Any
 from .answers import final_number
 from .data import load_rows, write_jsonl
 from .errors import DataError, run_main
-from .evaluate import Journal, journaled_generate
+from .journal import Journal, journaled_generate
+from .model_io import check_model_dir
 from .prompts import render_prompt
-from .runtime import autocast
+from .runtime import autocast, load_for_generation, seed_everything
 from .tasks import grader
-from .training import check_model_dir, load_for_generation, seed_everything
 
 
 def group_of(row: dict[str, Any], group_by: str) -> str:

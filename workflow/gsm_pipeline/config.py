@@ -7,13 +7,12 @@ stage only when something it uses has changed.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+from .hashing import config_hash  # noqa: F401  (re-exported)
 from .matrix import expand_sweeps
 from .prompts import prompt_key
 from .sections import (  # noqa: F401  (re-exported: the config's sections live in sections.py)
@@ -294,8 +293,3 @@ def validate_config(raw: dict[str, Any]) -> PipelineConfig:
         value, msg = err.get("input"), err["msg"].removeprefix("Value error, ")
         shown = "" if isinstance(value, dict) or str(value) in msg else f" (got {value!r})"
         raise ConfigError(f"key '{where}': {msg}{shown}") from None
-
-
-def config_hash(job: dict[str, Any]) -> str:
-    """Stable short hash of a job's settings (stamps checkpoints and reports)."""
-    return hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest()[:12]

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from .answers import MAX_NUMBER_CHARS, normalize_number, split_gsm8k_answer
-from .config import DataConfig
 from .errors import DataError, run_main
+from .sections import DataConfig
 
 SFT_SPLITS = ("prep_sft", "full_sft", "grpo")
 _NUMERAL = re.compile(r"[-+]?\$?\d*\.?\d+(?:[eE][-+]?\d+)?")
@@ -164,6 +164,11 @@ def main(argv: list[str] | None = None) -> None:
                 "config": cfg.model_dump(), "socratic": socratic}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     print(json.dumps(manifest["counts"]))
+
+
+def default_test_rows() -> list[dict[str, Any]]:
+    """Without --data: the default config's in-distribution gsm_symbolic test set."""
+    return build_splits(DataConfig())[0]["symbolic_id"]
 
 
 if __name__ == "__main__":

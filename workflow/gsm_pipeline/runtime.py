@@ -12,11 +12,14 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import random
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .model_io import load_model_and_tokenizer
 
 MIXED_PRECISION = ("auto", "bf16", "fp16", "no")
 
@@ -140,3 +143,27 @@ def autocast(precision: Precision):
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision.autocast == "bf16" else torch.float16
     return torch.autocast("cuda" if on_gpu() else "cpu", dtype=dtype)
+
+
+def job_precision(job: dict[str, Any]) -> Precision:
+    return resolve_precision(job.get("mixed_precision", "auto"))
+
+
+def load_for_generation(path: str | Path, job: dict[str, Any], threads: int | None):
+    """Model and tokenizer (left-padded) for a generating job, its resolved precision and how it runs, announced."""
+    precision = job_precision(job)
+    model, tokenizer = load_model_and_tokenizer(path, job["dtype"], padding_side="left")
+    info = describe(job["dtype"], precision, threads, weights=str(model.dtype).removeprefix("torch."))
+    announce(info)
+    return model, tokenizer, precision, info
+
+
+def seed_everything(seed: int, threads: int | None = None) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if threads:
+        torch.set_num_threads(threads)

@@ -7,6 +7,7 @@ and nothing upstream.
 from __future__ import annotations
 
 import ast
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -44,8 +45,9 @@ def _local_imports(module: str) -> frozenset[str]:
 
 
 def module_sources(*modules: str) -> list[str]:
-    """Absolute paths of the given modules (dotted, relative to the package) and their transitive in-package
-    imports."""
+    """Paths of the given modules (dotted, relative to the package) and their transitive in-package imports,
+    relative to the working directory (the checkout Snakemake runs in): moving the checkout with its results/
+    changes no job's inputs."""
     seen: set[str] = set()
     todo = list(modules)
     while todo:
@@ -53,4 +55,4 @@ def module_sources(*modules: str) -> list[str]:
         if module not in seen:
             seen.add(module)
             todo.extend(_local_imports(module))
-    return sorted(str(_file(m)) for m in seen)
+    return sorted(os.path.relpath(_file(m)) for m in seen)

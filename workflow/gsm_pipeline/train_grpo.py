@@ -10,10 +10,11 @@ from typing import Any
 
 from .data import load_rows
 from .errors import DataError, run_main
+from .model_io import load_model_and_tokenizer
 from .prompts import render_prompt
 from .rewards import make_reward_functions
 from .tasks import grader
-from .training import load_model_and_tokenizer, lora_config, run_stage, trainer_arguments
+from .training import lora_config, run_stage, trainer_arguments
 
 
 def grpo_dataset(rows: list[dict[str, Any]], prompt: dict[str, Any], tokenizer, where: str):

@@ -10,8 +10,9 @@ from typing import Any
 
 from .data import load_rows
 from .errors import DataError, run_main
+from .model_io import load_model_and_tokenizer
 from .prompts import render_prompt, render_target
-from .training import load_model_and_tokenizer, lora_config, run_stage, trainer_arguments
+from .training import lora_config, run_stage, trainer_arguments
 
 
 def load_confidence_targets(path: str | None, prompt: dict[str, Any]) -> dict[str, float]:

@@ -9,58 +9,17 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 from pathlib import Path
 from typing import Any
 
-from .config import config_hash
-from .errors import ConfigError, ModelError, TrainingError
-from .runtime import Precision, announce, describe, on_gpu, resolve_precision, trainer_numerics
+from .errors import ConfigError, TrainingError
+from .hashing import config_hash
+from .model_io import save_atomically
+from .runtime import announce, describe, job_precision, on_gpu, seed_everything, trainer_numerics
 from .trainer_fields import check_training_args, table_from
 
 STAMP = "job_config.json"
-
-
-def seed_everything(seed: int, threads: int | None = None) -> None:
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    if threads:
-        torch.set_num_threads(threads)
-
-
-def check_model_dir(path: str | Path) -> Path:
-    path = Path(path)
-    if not (path / "config.json").is_file():
-        raise ModelError(f"{path}: not a model folder (no config.json)")
-    if not any(path.glob("*.safetensors")) and not any(path.glob("pytorch_model*.bin")):
-        raise ModelError(f"{path}: model folder has no weights (*.safetensors)")
-    return path
-
-
-def load_model_and_tokenizer(path: str | Path, dtype: str = "float32", padding_side: str = "right"):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = check_model_dir(path)
-    tokenizer = AutoTokenizer.from_pretrained(path, padding_side=padding_side)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
-    return model, tokenizer
-
-
-def load_for_generation(path: str | Path, job: dict[str, Any], threads: int | None):
-    """Model and tokenizer (left-padded) for a generating job, its resolved precision and how it runs, announced."""
-    precision = job_precision(job)
-    model, tokenizer = load_model_and_tokenizer(path, job["dtype"], padding_side="left")
-    info = describe(job["dtype"], precision, threads, weights=str(model.dtype).removeprefix("torch."))
-    announce(info)
-    return model, tokenizer, precision, info
 
 
 def trainer_arguments(config_cls, job: dict[str, Any], output_dir: Path, **fixed: Any):
@@ -83,10 +42,6 @@ def trainer_arguments(config_cls, job: dict[str, Any], output_dir: Path, **fixed
                           **{**defaults, **extra, **numerics, **fixed})
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"stages.{job['stage']}.training_args: {exc}") from None
-
-
-def job_precision(job: dict[str, Any]) -> Precision:
-    return resolve_precision(job.get("mixed_precision", "auto"))
 
 
 def runtime_record(trainer, job: dict[str, Any], threads: int | None) -> dict[str, Any]:
@@ -182,21 +137,6 @@ def save_final(trainer, tokenizer, out_dir: str | Path, dtype: str) -> None:
             model = model.merge_and_unload()
         model = model.to(getattr(torch, dtype))
     save_atomically(model, tokenizer, out_dir, state)
-
-
-def save_atomically(model, tokenizer, out_dir: str | Path, state_dict: dict | None = None) -> None:
-    """Write into a sibling folder, then rename: no half-written model is ever left at out_dir."""
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
-        tokenizer.save_pretrained(tmp)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise ModelError(f"{out_dir}: saving failed ({exc.strerror or exc}); nothing was written there") from None
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp, out_dir)
 
 
 def finite_loss_guard():

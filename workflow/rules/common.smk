@@ -58,12 +58,12 @@ def as_arg(obj):
     return shlex.quote(json.dumps(obj, sort_keys=True))
 
 
-def code(module):
-    """The entry module and every package module it imports, plus the configured task's module (loaded by name
-    from the registry): code edits replan the stage."""
+def code(module, task=True):
+    """The entry module and every package module it imports, plus (for jobs that read, prompt or grade problems)
+    the configured task's module, which the registry loads by name: a code edit replans exactly its stages."""
     from gsm_pipeline.tasks import TASKS
 
-    return module_sources(module, TASKS[CFG.data.source].removeprefix("gsm_pipeline."))
+    return module_sources(module, *([TASKS[CFG.data.source].removeprefix("gsm_pipeline.")] if task else []))
 
 
 def local_data_files():

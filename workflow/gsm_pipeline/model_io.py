@@ -1,0 +1,45 @@
+"""Model folders: check one is loadable, load a model and tokenizer, save without ever leaving half a folder.
+Every job that reads or writes a model (fetch, train, evaluate) goes through here, so this stays a leaf."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from .errors import ModelError
+
+
+def check_model_dir(path: str | Path) -> Path:
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise ModelError(f"{path}: not a model folder (no config.json)")
+    if not any(path.glob("*.safetensors")) and not any(path.glob("pytorch_model*.bin")):
+        raise ModelError(f"{path}: model folder has no weights (*.safetensors)")
+    return path
+
+
+def load_model_and_tokenizer(path: str | Path, dtype: str = "float32", padding_side: str = "right"):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = check_model_dir(path)
+    tokenizer = AutoTokenizer.from_pretrained(path, padding_side=padding_side)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+    return model, tokenizer
+
+
+def save_atomically(model, tokenizer, out_dir: str | Path, state_dict: dict | None = None) -> None:
+    """Write into a sibling folder, then rename: no half-written model is ever left at out_dir."""
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
+        tokenizer.save_pretrained(tmp)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ModelError(f"{out_dir}: saving failed ({exc.strerror or exc}); nothing was written there") from None
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp, out_dir)
