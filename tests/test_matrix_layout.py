@@ -2,7 +2,7 @@
 config implies (counts written by hand), and a target naming something undeclared fails in one line."""
 import pytest
 
-from conftest import Dag
+from conftest import REPO, Dag
 from gsm_pipeline.config import validate_config
 from gsm_pipeline.errors import ConfigError
 from gsm_pipeline.layout import check_target, evaluations, stage_owner
@@ -116,3 +116,20 @@ def test_grpo_from_full_sft_is_launched_on_the_full_sft_model(default_dag):
                                  configfile="workflow/presets/full-matrix.yaml")
     [command] = [line for line in done.stdout.splitlines() if "gsm_pipeline.train_grpo" in line]
     assert "--parent results/tagged/full_sft/model" in command  # shared with `tagged`, which trains it first
+
+
+def test_a_jobs_code_inputs_are_the_modules_it_runs_as_checkout_relative_paths(monkeypatch):
+    from gsm_pipeline.sources import module_sources
+
+    monkeypatch.chdir(REPO)  # Snakemake runs in the checkout
+
+    def names(module):
+        paths = module_sources(module)
+        assert all(p.startswith("workflow/gsm_pipeline/") for p in paths)  # relative: the checkout may move
+        return {p.removeprefix("workflow/gsm_pipeline/") for p in paths}
+
+    assert names("fetch_model") == {"fetch_model.py", "errors.py", "model_io.py"}
+    for entry in ("train_sft", "data"):  # an edit to rewards, the matrix, the config or the report keeps SFT
+        assert not names(entry) & {"rewards.py", "matrix.py", "config.py", "report.py", "comparison.py"}
+    assert not names("evaluate") & {"training.py", "config.py", "rewards.py"}
+    assert "evaluate.py" not in names("confidence_targets")
