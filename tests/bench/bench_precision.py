@@ -6,9 +6,10 @@
 Each cell is a fresh process (the CPU limit must be set before torch loads), timing the default config's
 training jobs through the pipeline's own trainer builders: two prep-SFT optimizer steps (8 rows x <= 384 tokens
 each) and one GRPO step (one group of 8 completions of up to 160 tokens), with model load, after a process start.
-"pipeline" is what the config resolves to (mixed_precision auto, gradient checkpointing off); "trl_defaults"
-leaves the numerics to TRL 1.16 (bf16 autocast and gradient checkpointing on); `--variants pipeline_gc` adds
-the pipeline's precision with gradient checkpointing on. "avx2" runs with
+"pipeline" is what the config resolves to (mixed_precision auto; gradient checkpointing as config.yaml sets it,
+which is on for every stage since 29b0ce2, so `pipeline_gc` now coincides with it; the tables in
+tests/bench/README.md were measured with it off); "trl_defaults" leaves the numerics to TRL 1.16 (bf16 autocast
+and gradient checkpointing on); `--variants pipeline_gc` forces gradient checkpointing on. "avx2" runs with
 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2, which makes a CPU with native bf16 behave as one without.
 Prints a markdown table (seconds, ratio to TRL's defaults) naming the CPU; nothing here asserts a time.
 """

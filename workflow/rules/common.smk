@@ -115,7 +115,7 @@ def launch(stage):
     def command(wildcards, resources):
         st = CFG.stage_config(wildcards.experiment, stage)
         processes = st["processes"] or max(1, int(resources.gpu))
-        return (f"accelerate launch --config_file {shlex.quote(str(ACCELERATE_CONFIGS / st['launcher']))}.yaml "
+        return (f"accelerate launch --config_file {shlex.quote(str(ACCELERATE_CONFIGS / (st['launcher'] + '.yaml')))} "
                 f"--num_processes {processes} --main_process_port $(python -m gsm_pipeline.launch)")
     return command
 
