@@ -101,6 +101,16 @@ class Dag:
             raise AssertionError(f"snakemake {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}")
         return done
 
+    def run(self, experiment: str, stage: str, configfile: str = "tiny.yaml") -> str:
+        """Where an experiment's stage lives under results/ (`base` or `<stage>-<chain>`), computed from the
+        config as the workflow computes it."""
+        from gsm_pipeline.config import validate_config
+        from gsm_pipeline.config_files import load_config_file, merge
+        from gsm_pipeline.layout import stage_run
+
+        raw = merge(load_config_file(self.root / "config.yaml"), load_config_file(self.root / configfile))
+        return stage_run(validate_config(raw), experiment, stage)
+
     def planned_jobs(self, configfile: str = "tiny.yaml", *args: str) -> dict[str, int]:
         """Job counts from a dry run (of `args`' targets), as Snakemake's 'Job stats' table prints them."""
         out = self.snakemake(*args, "-n", "--quiet", "rules", configfile=configfile).stdout  # --quiet takes a list

@@ -3,6 +3,7 @@ rule passes, `train-sft` and `train-grpo` train that job to its last step, `repo
 and `validate` checks a config file and writes the schema the repository carries."""
 import json
 import math
+import re
 import shlex
 import subprocess
 
@@ -37,14 +38,15 @@ def losses(path) -> list[float]:
 @pytest.mark.parametrize("stage,command,module", [("prep_sft", "train-sft", "train_sft"),
                                                   ("grpo", "train-grpo", "train_grpo")])
 def test_train_commands_run_a_stage_of_the_dag_given_its_arguments(tiny_dag, tmp_path, stage, command, module):
-    args = rule_arguments(tiny_dag, stage, f"results/tagged/{stage}/model", module)
+    run = tiny_dag.run("tagged", stage)
+    args = rule_arguments(tiny_dag, stage, f"results/{run}/model", module)
     args = replace(args, out=str(tmp_path / "model"), checkpoints=str(tmp_path / "checkpoints"),
                    log_history=str(tmp_path / "log_history.json"))
     done = gsm_pipeline(command, *args, cwd=tiny_dag.root)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "model" / "model.safetensors").is_file()
     ours = losses(tmp_path / "log_history.json")
-    dags = losses(tiny_dag.root / f"results/tagged/{stage}/log_history.json")
+    dags = losses(tiny_dag.root / f"results/{run}/log_history.json")
     steps = json.loads(args[args.index("--config") + 1])["training_args"]["max_steps"]
     assert len(ours) == len(dags) == steps  # every optimizer step of the job, logged
     assert all(math.isfinite(x) for x in ours)
@@ -61,7 +63,11 @@ def test_report_command_rebuilds_the_dags_comparison_table(tiny_dag, tmp_path):
 
 def test_validate_command_checks_a_config_and_writes_the_schema_the_repository_carries(tmp_path):
     done = gsm_pipeline("validate", "config.yaml", "--schema", str(tmp_path / "schema.json"), cwd=REPO)
-    assert done.returncode == 0 and done.stdout.strip() == "config.yaml: ok (2 experiments)"
+    assert done.returncode == 0 and done.stdout.splitlines()[0] == "config.yaml: ok (2 experiments)"
+    folders = [line.strip() for line in done.stdout.splitlines()[2:]]  # where each stage lives, for targets
+    assert [f.split(":")[0] for f in folders] == [f"{e} {s}" for e in ("tagged", "tagged_conf")
+                                                  for s in ("prep_sft", "full_sft", "grpo")]
+    assert all(re.fullmatch(r"\S+ (\w+): results/\1-[0-9a-f]{8}/model", f) for f in folders)
     assert (tmp_path / "schema.json").read_text() == (REPO / "workflow/schemas/config.schema.json").read_text()
     bad = tmp_path / "bad.yaml"
     bad.write_text("stages:\n  grpo:\n    temprature: 0.7\n")

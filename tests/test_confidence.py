@@ -1,5 +1,4 @@
 """Stated confidence: what SFT teaches, what GRPO rewards, and how calibration is measured."""
-import json
 
 import pytest
 
@@ -66,8 +65,8 @@ def sft_trainer(tmp_path, tiny_model, targets):
              "answer": r["answer"].rsplit(" ", 1)[1]} for i, r in enumerate(arithmetic_rows(6, seed=3))]
     data = write_jsonl(tmp_path / "rows.jsonl", rows)
     target_file = write_jsonl(tmp_path / "targets.jsonl", [{"id": k, "confidence": v} for k, v in targets.items()])
-    job = json.loads(json.dumps(cfg.sft_job("x", "prep_sft")))
-    return build_trainer(job, str(tiny_model), str(data), tmp_path / "ckpt", confidence_targets=str(target_file))
+    return build_trainer(cfg.sft_job("x", "prep_sft"), str(tiny_model), str(data), tmp_path / "ckpt",
+                         confidence_targets=str(target_file))
 
 
 def test_sft_trains_on_each_rows_own_confidence_target(tmp_path, tiny_model):
@@ -107,7 +106,7 @@ def test_targets_are_per_template_accuracy_shrunk_towards_the_pooled_rate():
 def test_the_targets_reference_model_must_be_a_stage_without_confidence():
     cfg = validate_config({"confidence": {"model": "tagged/prep_sft"}})
     # the reference model is sampled with the prompt it was trained on, not the confidence prompt
-    assert cfg.targets_job(CONF)["prompt"] == cfg.prompt_spec("tagged")
+    assert cfg.targets_job(CONF).prompt == cfg.prompt_spec("tagged")
     with pytest.raises(ConfigError, match=r"confidence.model 'nosuch/prep_sft' must be 'base'"):
         validate_config({"confidence": {"model": "nosuch/prep_sft"}})
 

@@ -166,7 +166,7 @@ def test_snakemake_refuses_a_key_given_twice_in_a_configfile_overlay(tmp_path):
 def test_overlays_and_command_line_values_still_merge_over_the_default_config(tmp_path):
     overlay = tmp_path / "overlay.yaml"
     overlay.write_text("data:\n  test_size: 5\n")
-    done = subprocess.run(["snakemake", "-n", "-p", "results/tagged/prep_sft/model", "--configfile", str(overlay),
+    done = subprocess.run(["snakemake", "-n", "-p", "--forceall", "--configfile", str(overlay),
                            "--config", "seed=7"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
 

@@ -8,11 +8,11 @@ import pytest
 import yaml
 
 from gsm_pipeline.metrics import mcnemar_exact, wilson_interval
+from gsm_pipeline.settings.training import SFTJob
 
 pytestmark = pytest.mark.dag
 
-PARENTS = {"prep_sft": "resources/model", "full_sft": "results/tagged/prep_sft/model",
-           "grpo": "results/tagged/prep_sft/model"}
+PARENTS = {"prep_sft": "base", "full_sft": "prep_sft", "grpo": "prep_sft"}
 
 
 def weights(folder):
@@ -30,13 +30,15 @@ def predictions(dag, run: str, prompt: str, testset: str = "test") -> dict[str, 
 def test_each_stage_saves_a_loadable_model_that_differs_from_its_parent(tiny_dag, stage):
     from transformers import AutoModelForCausalLM
 
-    folder = tiny_dag.root / f"results/tagged/{stage}/model"
+    folder = tiny_dag.root / "results" / tiny_dag.run("tagged", stage) / "model"
     AutoModelForCausalLM.from_pretrained(folder)
-    mine, parent = weights(folder), weights(tiny_dag.root / PARENTS[stage])
+    parent_run = tiny_dag.run("tagged", PARENTS[stage])
+    parent = "resources/model" if parent_run == "base" else f"results/{parent_run}/model"
+    mine, parent = weights(folder), weights(tiny_dag.root / parent)
     assert mine.keys() == parent.keys()
     assert any(not mine[k].equal(parent[k]) for k in mine), f"{stage} saved its parent's weights unchanged"
-    assert not (tiny_dag.root / f"results/tagged/{stage}/model/trainer_state.json").exists()
-    assert list((tiny_dag.root / f"results/tagged/{stage}/checkpoints").glob("checkpoint-*"))
+    assert not (folder / "trainer_state.json").exists()
+    assert list((folder.parent / "checkpoints").glob("checkpoint-*"))
 
 
 def test_report_compares_every_stage_against_base_with_paired_tests(tiny_dag):
@@ -49,7 +51,7 @@ def test_report_compares_every_stage_against_base_with_paired_tests(tiny_dag):
     # every number is recomputed from the saved per-problem predictions, paired by problem id
     base = predictions(tiny_dag, "base", "tagged-chat")
     for row in table.itertuples():
-        mine = predictions(tiny_dag, "base" if row.stage == "base" else f"tagged/{row.stage}", "tagged-chat")
+        mine = predictions(tiny_dag, tiny_dag.run("tagged", row.stage), "tagged-chat")
         assert list(mine) == list(base)  # the same problems, in the same order
         assert row.accuracy_strict == pytest.approx(sum(r["correct_strict"] for r in mine.values()) / 8)
         assert row.answer_rate == pytest.approx(sum(r["has_answer"] for r in mine.values()) / 8)
@@ -59,14 +61,15 @@ def test_report_compares_every_stage_against_base_with_paired_tests(tiny_dag):
             for column, field in (("p_strict_vs_base", "correct_strict"), ("p_answer_rate_vs_base", "has_answer")):
                 paired = mcnemar_exact([base[i][field] for i in base], [mine[i][field] for i in base])
                 assert getattr(row, column) == pytest.approx(paired["p_value"])
-            parent_run = "base" if row.stage == "prep_sft" else "tagged/prep_sft"
+            parent_run = tiny_dag.run("tagged", PARENTS[row.stage])
             parent = predictions(tiny_dag, parent_run, "tagged-chat")
             paired = mcnemar_exact(*([run[i]["correct_strict"] for i in base] for run in (parent, mine)))
             assert row.p_strict_vs_parent == pytest.approx(paired["p_value"])
     per_example = pd.read_csv(tiny_dag.root / "results/report/per_example.csv", dtype=str, keep_default_na=False)
-    greedy = per_example[(per_example.run == "tagged/prep_sft") & (per_example.prompt == "tagged-chat")
+    prep = tiny_dag.run("tagged", "prep_sft")
+    greedy = per_example[(per_example.run == prep) & (per_example.prompt == "tagged-chat")
                          & (per_example.testset == "test") & (per_example.decoding == "greedy")]
-    saved = predictions(tiny_dag, "tagged/prep_sft", "tagged-chat")
+    saved = predictions(tiny_dag, prep, "tagged-chat")
     assert sorted(greedy["id"]) == sorted(saved)
     for r in greedy.itertuples():
         assert r.completion == saved[r.id]["completion"] and r.correct_strict == str(saved[r.id]["correct_strict"])
@@ -88,8 +91,9 @@ def test_sampling_curves_cover_the_base_model_and_every_trained_stage(tiny_dag):
 
 def test_grpo_had_reward_signal_and_logged_it(tiny_dag):
     training = {r["run"]: r for r in json.loads((tiny_dag.root / "results/report/training.json").read_text())}
-    assert training["tagged/grpo"]["share_groups_with_reward_variance"] > 0
-    history = json.loads((tiny_dag.root / "results/tagged/grpo/log_history.json").read_text())
+    grpo = tiny_dag.run("tagged", "grpo")
+    assert training[grpo]["share_groups_with_reward_variance"] > 0
+    history = json.loads((tiny_dag.root / f"results/{grpo}/log_history.json").read_text())
     assert any("rewards/format_reward/mean" in h for h in history)
     assert any("rewards/correctness_reward/mean" in h for h in history)
 
@@ -114,7 +118,7 @@ def test_the_confidence_targets_vary_and_are_what_the_trainer_saw(tiny_dag):
     targets = tiny_dag.root / "results/confidence_targets/tagged-chat-conf.jsonl"
     summary = json.loads(targets.with_suffix(".summary.json").read_text())
     assert summary["correct"] > 0 and summary["distinct_targets"] >= 2
-    job = json.loads(_shell_arg(tiny_dag, "tagged_conf/prep_sft", "--config"))
+    job = SFTJob.parse(_shell_arg(tiny_dag, tiny_dag.run("tagged_conf", "prep_sft"), "--config"))
     trainer, tokenizer = build_trainer(job, str(tiny_dag.root / "resources/model"),
                                        str(tiny_dag.root / "results/data/prep_sft.jsonl"),
                                        tiny_dag.root / "scratch", confidence_targets=str(targets))
@@ -123,14 +127,15 @@ def test_the_confidence_targets_vary_and_are_what_the_trainer_saw(tiny_dag):
 
 
 def test_grpo_called_the_calibration_reward_and_it_varied(tiny_dag):
-    history = json.loads((tiny_dag.root / "results/tagged_conf/grpo/log_history.json").read_text())
+    grpo = tiny_dag.run("tagged_conf", "grpo")
+    history = json.loads((tiny_dag.root / f"results/{grpo}/log_history.json").read_text())
     means = [h["rewards/calibration_reward/mean"] for h in history if "rewards/calibration_reward/mean" in h]
     spreads = [h["rewards/calibration_reward/std"] for h in history if "rewards/calibration_reward/std" in h]
     assert means and all(-1.0 <= r <= 1.0 for r in means)
     # a constant reward teaches nothing: within some step the calibration reward took different values
     assert max(spreads) > 0 or len(set(means)) > 1
     assert not any("calibration" in k for h in json.loads(
-        (tiny_dag.root / "results/tagged/grpo/log_history.json").read_text()) for k in h)
+        (tiny_dag.root / f"results/{tiny_dag.run('tagged', 'grpo')}/log_history.json").read_text()) for k in h)
 
 
 def test_every_confidence_stage_has_a_calibration_row_and_a_reliability_diagram(tiny_dag):
@@ -140,7 +145,7 @@ def test_every_confidence_stage_has_a_calibration_row_and_a_reliability_diagram(
     assert (conf.loc[["prep_sft", "full_sft", "grpo"], "confidence_rate"] > 0.5).all()
     assert conf.loc[["prep_sft", "full_sft", "grpo"], ["ece", "brier"]].notna().all().all()
     assert (table.loc[table.experiment == "tagged", "confidence_rate"] == 0).all()
-    for run in ("base", "tagged_conf/prep_sft", "tagged_conf/grpo"):
+    for run in (tiny_dag.run("tagged_conf", stage) for stage in ("base", "prep_sft", "grpo")):
         bins = pd.read_csv(tiny_dag.root / f"results/{run}/eval/tagged-chat-conf/test/calibration.csv")
         assert list(bins.columns) == ["bin", "low", "high", "count", "mean_confidence", "accuracy"] and len(bins) == 10
     page = (tiny_dag.root / "results/report/index.html").read_text()
@@ -152,7 +157,7 @@ def _shell_arg(dag, run, flag):
     """The value a job got for `flag`, read back from Snakemake's dry-run of that job."""
     import shlex
 
-    out = dag.snakemake("-n", "-p", "--forcerun", run.split("/")[1], f"results/{run}/model").stdout
+    out = dag.snakemake("-n", "-p", "--forcerun", run.split("-")[0], f"results/{run}/model").stdout
     line = next(line for line in out.splitlines() if "gsm_pipeline.train_sft" in line and run in line)
     words = shlex.split(line)
     return words[words.index(flag) + 1]
@@ -177,19 +182,52 @@ def test_changing_an_sft_setting_replans_that_stage_and_everything_downstream(ti
     assert tiny_dag.planned_jobs("changed_sft.yaml") == {"full_sft": 4, "evaluate": 7, "report": 1, "all": 1}
 
 
-def test_editing_the_rewards_module_replans_only_grpo_its_evaluation_and_the_report(tiny_dag):
-    rewards = tiny_dag.root / "workflow/gsm_pipeline/rewards.py"
-    original = rewards.read_text()
-    rewards.write_text(original + "\n# an edit\n")  # Snakemake compares checksums, so touching is not enough
+# What an edit of each library module replans in the tiny matrix (README "What reruns"), counted by hand.
+# Trainings: prep 4 (tagged, tagged_conf, raw_full, raw_answer; chat_binary shares tagged's), full 4 (the same),
+# GRPO 4 (tagged, tagged_conf, raw_answer, chat_binary); evaluations 24: base with 3 prompts, tagged 3 stages x 2
+# templates, tagged_conf 3, raw_full 2 x 2, raw_answer 3 x 2, chat_binary's GRPO x 2.
+EVERYTHING_TRAINED = {"prep_sft": 4, "full_sft": 4, "grpo": 4, "evaluate": 24, "report": 1, "all": 1}
+RERUNS = {
+    # grading: every evaluation, GRPO's rewards, the measured confidence targets and so the SFT of tagged_conf
+    "answers.py": {"confidence_targets": 1, "prep_sft": 1, "full_sft": 1, "grpo": 4, "evaluate": 24, "report": 1,
+                   "all": 1},
+    # GRPO and the evaluations of its 4 models (2 + 1 + 2 + 2)
+    "rewards.py": {"grpo": 4, "evaluate": 7, "report": 1, "all": 1},
+    # every job that renders a prompt; not the data, not the model
+    "prompts.py": {"confidence_targets": 1, **EVERYTHING_TRAINED},
+    # the sweep expansion and the config's descriptions run in Snakemake itself, in no job
+    "matrix.py": {},
+    "config.py": {},
+    "report.py": {"report": 1, "all": 1},
+    "comparison.py": {"report": 1, "all": 1},
+    "templates/report.html.j2": {"report": 1, "all": 1},
+    # the configured task (tiny: jsonl) loads the rows: everything after the model download
+    "tasks/jsonl.py": {"prepare_data": 1, "confidence_targets": 1, **EVERYTHING_TRAINED},
+    "fetch_model.py": {"fetch_model": 1, "confidence_targets": 1, **EVERYTHING_TRAINED},
+}
+
+
+@pytest.mark.parametrize("module", list(RERUNS))
+def test_an_edit_of_a_library_module_replans_exactly_the_jobs_that_run_it(tiny_dag, module):
+    path = tiny_dag.root / "workflow/gsm_pipeline" / module
+    original = path.read_text()
+    edit = '\n# an edit\n' if module != "config.py" else ""
+    changed = original.replace('description="Answer format taught and asked for"',
+                               'description="The answer format taught and asked for"') + edit
+    assert changed != original
+    path.write_text(changed)  # Snakemake compares checksums, so touching is not enough
     try:
-        assert tiny_dag.planned_jobs() == {"grpo": 4, "evaluate": 7, "report": 1, "all": 1}
+        assert tiny_dag.planned_jobs() == RERUNS[module]
     finally:
-        rewards.write_text(original)
+        path.write_text(original)
     assert tiny_dag.planned_jobs() == {}
 
 
 def test_one_stage_of_one_experiment_is_a_documented_target(tiny_dag):
-    assert tiny_dag.planned_jobs("tiny.yaml", "results/tagged/grpo/model", "--forcerun", "grpo") == {"grpo": 1}
+    target = f"results/{tiny_dag.run('tagged', 'grpo')}/model"
+    assert tiny_dag.planned_jobs("tiny.yaml", target, "--forcerun", "grpo") == {"grpo": 1}
+    asked = tiny_dag.snakemake("-n", "results/tagged/grpo/model", check=False)  # by experiment name: told where
+    assert asked.returncode != 0 and f"ask for {target}" in asked.stderr + asked.stdout
 
 
 # --- the 10-cell chat-template matrix ---------------------------------------------------------------
@@ -210,22 +248,24 @@ def test_the_chat_matrix_has_ten_cells_each_with_its_variant_columns(tiny_dag):
     assert set(cells.loc[cells.stage == "grpo", "rewards"]) == {"binary"}
     assert set(cells.loc[cells.experiment == "raw_full", "completion_only_loss"]) == {False}
     for row in cells.itertuples():
-        graded = predictions(tiny_dag, f"{row.experiment}/{row.stage}", row.prompt)
+        graded = predictions(tiny_dag, tiny_dag.run(row.experiment, row.stage), row.prompt)
         assert row.accuracy_strict == pytest.approx(sum(r["correct_strict"] for r in graded.values()) / len(graded))
     summary = json.loads((tiny_dag.root / "results/report/summary.json").read_text())
     assert summary["rows"] == len(table) and "test/grpo" in summary["best_by_testset_and_stage"]
 
 
 def test_a_raw_trained_model_asked_with_the_template_was_evaluated_with_the_template(tiny_dag):
-    asked = tiny_dag.root / "results/raw_full/full_sft/eval/tagged-chat/test/predictions.jsonl"
+    run = tiny_dag.run("raw_full", "full_sft")
+    asked = tiny_dag.root / f"results/{run}/eval/tagged-chat/test/predictions.jsonl"
     metrics = json.loads((asked.parent / "metrics.json").read_text())
-    assert metrics["prompt"]["chat_template"] is True and metrics["run"] == "raw_full/full_sft"
-    raw = json.loads((tiny_dag.root / "results/raw_full/full_sft/eval/tagged-raw/test/metrics.json").read_text())
+    assert metrics["prompt"]["chat_template"] is True and metrics["run"] == run
+    raw = json.loads((tiny_dag.root / f"results/{run}/eval/tagged-raw/test/metrics.json").read_text())
     assert raw["prompt"]["chat_template"] is False
 
 
 def test_binary_grpo_called_only_the_binary_reward(tiny_dag):
-    history = json.loads((tiny_dag.root / "results/chat_binary/grpo/log_history.json").read_text())
+    grpo = tiny_dag.run("chat_binary", "grpo")
+    history = json.loads((tiny_dag.root / f"results/{grpo}/log_history.json").read_text())
     rewards = {k for h in history for k in h if k.startswith("rewards/") and k.endswith("/mean")}
     assert rewards == {"rewards/binary_reward/mean"}
 

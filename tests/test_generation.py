@@ -9,15 +9,17 @@ from gsm_pipeline.evaluate import evaluate_rows
 from gsm_pipeline.generation import generate
 from gsm_pipeline.model_io import load_model_and_tokenizer
 from gsm_pipeline.prompts import render_prompt
+from gsm_pipeline.settings.evaluation import EvalJob
 
 SPEC = {"answer_format": "tagged", "chat_template": True, "confidence": False}
-JOB = {"prompt": SPEC, "max_new_tokens": 12, "seed": 0}
+JOB = EvalJob(prompt=SPEC, max_new_tokens=12)
 
 
 @pytest.fixture(scope="module")
 def loaded(tiny_dag):
     # the format-trained tiny model: its completions differ by question (the random one repeats one token)
-    return load_model_and_tokenizer(tiny_dag.root / "results/tagged/prep_sft/model", padding_side="left")
+    prep = tiny_dag.root / "results" / tiny_dag.run("tagged", "prep_sft") / "model"
+    return load_model_and_tokenizer(prep, padding_side="left")
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +37,7 @@ def test_greedy_completions_do_not_depend_on_batch_size_padding_or_order(loaded,
     alone = [generate(model, tokenizer, [p], max_new_tokens=12, batch_size=1)[0]["completion"] for p in prompts]
     assert len(set(alone)) > 1  # distinct completions, so a row given another row's output would show
     for batch_size in (1, 3, 8):
-        graded = evaluate_rows(model, tokenizer, rows, {**JOB, "batch_size": batch_size})
+        graded = evaluate_rows(model, tokenizer, rows, JOB.model_copy(update={"batch_size": batch_size}))
         assert [g["id"] for g in graded] == [r["id"] for r in rows]
         assert [g["completion"] for g in graded] == alone, f"batch size {batch_size}"
 

@@ -5,23 +5,41 @@ import pytest
 from conftest import REPO, Dag
 from gsm_pipeline.config import validate_config
 from gsm_pipeline.errors import ConfigError
-from gsm_pipeline.layout import check_target, evaluations, stage_owner
+from gsm_pipeline.layout import check_target, evaluations, stage_run
 
 BINARY = {"answer_format": "tagged", "rewards": ["binary"]}
 
 
+STAGES = ("prep_sft", "full_sft", "grpo")
+
+
+def shared(cfg, a, b):
+    return [stage_run(cfg, a, s) == stage_run(cfg, b, s) for s in STAGES]
+
+
 def test_a_row_that_only_changes_grpo_shares_the_sft_stages_it_does_not_change():
     cfg = validate_config({"experiments": {"plain": {}, "binary": BINARY, "conf": {"confidence": True}}})
-    assert [stage_owner(cfg, "binary", s) for s in ("prep_sft", "full_sft", "grpo")] == ["plain", "plain", "binary"]
-    assert [stage_owner(cfg, "conf", s) for s in ("prep_sft", "full_sft", "grpo")] == ["conf", "conf", "conf"]
+    assert shared(cfg, "plain", "binary") == [True, True, False]
+    assert shared(cfg, "plain", "conf") == [False, False, False]
     assert cfg.prompt_key("binary") == cfg.prompt_key("plain") == "tagged-chat"
     assert cfg.prompt_key("conf") == "tagged-chat-conf"  # the base model is evaluated with both prompts
-    assert evaluations(cfg)[:2] == [("base", "tagged-chat"), ("plain/prep_sft", "tagged-chat")]
+    assert evaluations(cfg)[:2] == [("base", "tagged-chat"), (stage_run(cfg, "plain", "prep_sft"), "tagged-chat")]
 
 
 def test_grpo_from_full_sft_is_a_different_grpo_stage():
     cfg = validate_config({"experiments": {"a": {}, "b": {"grpo_from": "full_sft"}}})
-    assert stage_owner(cfg, "b", "full_sft") == "a" and stage_owner(cfg, "b", "grpo") == "b"
+    assert shared(cfg, "a", "b") == [True, True, False]
+
+
+def test_a_stage_folder_depends_on_its_training_chain_only_never_on_the_other_rows_or_their_order():
+    rows = {"tagged": {}, "conf": {"confidence": True}, "lr": {"overrides": {"grpo": {"training_args": {
+        "learning_rate": 1.0e-6}}}}}
+    alone = validate_config({"experiments": {"tagged": {}}})
+    for order in (["tagged", "conf", "lr"], ["lr", "conf", "tagged"], ["conf", "tagged", "lr"]):
+        cfg = validate_config({"experiments": {name: rows[name] for name in order}})
+        assert [stage_run(cfg, "tagged", s) for s in STAGES] == [stage_run(alone, "tagged", s) for s in STAGES]
+        assert shared(cfg, "lr", "tagged") == [True, True, False]
+    assert [stage_run(alone, "tagged", s).split("-")[0] for s in STAGES] == list(STAGES)  # named <stage>-<chain>
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +69,10 @@ def test_adding_rows_plans_only_what_is_new(default_dag):
     ("results/nosuch/grpo/model", "undeclared experiment 'nosuch'; declared: tagged, tagged_conf"),
     ("results/tagged/ppo/model", "unknown stage 'ppo'"),
     ("results/base/eval/boxed-raw/symbolic_id/metrics.json", "no experiment uses prompt 'boxed-raw'"),
-    ("results/tagged/grpo/eval/tagged-chat/nosuch/metrics.json", "unknown test set 'nosuch'"),
+    ("results/base/eval/tagged-chat/nosuch/metrics.json", "unknown test set 'nosuch'"),
+    ("results/grpo-0123abcd/model", r"results/grpo-0123abcd: no experiment trains this stage with the settings"),
+    ("results/tagged/grpo/eval/tagged-chat/symbolic_id", r"named by their training chain; ask for "
+                                                         r"results/grpo-[0-9a-f]{8}/eval/tagged-chat/symbolic_id$"),
 ])
 def test_a_target_naming_something_undeclared_fails_in_one_line(target, message):
     with pytest.raises(ConfigError, match=message):
@@ -85,7 +106,7 @@ def test_chat_template_kwargs_reach_the_prompt_and_get_their_own_base_evaluation
     assert "<think></think>" in render_prompt("q", cfg.prompt_spec("b"), tokenizer)
     assert "<think></think>" not in render_prompt("q", cfg.prompt_spec("a"), tokenizer)
     assert cfg.prompt_key("a") != cfg.prompt_key("b")  # its own base evaluation
-    assert stage_owner(cfg, "b", "prep_sft") == "b"  # a different prompt is a different training job
+    assert shared(cfg, "a", "b")[0] is False  # a different prompt is a different training job
 
 
 @pytest.mark.parametrize("preset", ["qwen2.5-0.5b-gsm8k", "qwen3-4b-gsm8k", "gemma-3-1b-it-gsm8k"])
@@ -112,10 +133,29 @@ def test_the_full_matrix_plans_every_variant_once(default_dag):
 
 
 def test_grpo_from_full_sft_is_launched_on_the_full_sft_model(default_dag):
-    done = default_dag.snakemake("-n", "-p", "results/grpo_from_full/grpo/model",
-                                 configfile="workflow/presets/full-matrix.yaml")
+    preset = "workflow/presets/full-matrix.yaml"
+    done = default_dag.snakemake("-n", "-p", f"results/{default_dag.run('grpo_from_full', 'grpo', preset)}/model",
+                                 configfile=preset)
     [command] = [line for line in done.stdout.splitlines() if "gsm_pipeline.train_grpo" in line]
-    assert "--parent results/tagged/full_sft/model" in command  # shared with `tagged`, which trains it first
+    assert f"--parent results/{default_dag.run('tagged', 'full_sft', preset)}/model" in command  # shared
+
+
+def planned_outputs(dag, configfile):
+    out = dag.snakemake("-n", configfile=configfile).stdout
+    return {path for line in out.splitlines() if line.strip().startswith("output:")
+            for path in line.split(":", 1)[1].strip().split(", ")}
+
+
+def test_a_row_added_through_a_second_configfile_plans_its_jobs_and_moves_nothing(default_dag):
+    before = planned_outputs(default_dag, "tiny.yaml")
+    default_dag.write_config({"experiments": {"lr_low": {"overrides": {"grpo": {"training_args": {
+        "learning_rate": 1.0e-6}}}}}}, "lr.yaml")
+    # new: lr_low's GRPO (its SFT stages are tagged's) and its evaluation on the 2 test sets
+    assert default_dag.planned_jobs("lr.yaml") == {
+        "prepare_data": 1, "fetch_model": 1, "confidence_targets": 1, "prep_sft": 2, "full_sft": 2, "grpo": 3,
+        "evaluate": 18, "report": 1, "all": 1}
+    after = planned_outputs(default_dag, "lr.yaml")
+    assert before < after and len(after - before) == 2 + 2 * 4  # a model folder and its log; 2 x 4 eval files
 
 
 def test_a_jobs_code_inputs_are_the_modules_it_runs_as_checkout_relative_paths(monkeypatch):
@@ -129,7 +169,11 @@ def test_a_jobs_code_inputs_are_the_modules_it_runs_as_checkout_relative_paths(m
         return {p.removeprefix("workflow/gsm_pipeline/") for p in paths}
 
     assert names("fetch_model") == {"fetch_model.py", "errors.py", "model_io.py"}
-    for entry in ("train_sft", "data"):  # an edit to rewards, the matrix, the config or the report keeps SFT
-        assert not names(entry) & {"rewards.py", "matrix.py", "config.py", "report.py", "comparison.py"}
-    assert not names("evaluate") & {"training.py", "config.py", "rewards.py"}
+    for entry in ("train_sft", "data"):  # an edit to grading, rewards, the matrix, the config or the report keeps SFT
+        assert not names(entry) & {"answers.py", "rewards.py", "matrix.py", "config.py", "layout.py", "report.py",
+                                   "comparison.py", "sections.py"}
+    assert "settings/training.py" in names("train_sft") and "settings/evaluation.py" not in names("train_sft")
+    assert not names("evaluate") & {"training.py", "config.py", "rewards.py", "settings/training.py"}
     assert "evaluate.py" not in names("confidence_targets")
+    assert not any(n.startswith("settings/") and n not in {"settings/__init__.py", "settings/base.py",
+                                                            "settings/report.py"} for n in names("report"))

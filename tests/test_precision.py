@@ -18,6 +18,8 @@ from gsm_pipeline import evaluate, runtime, train_grpo, train_sft
 from gsm_pipeline.config import validate_config
 from gsm_pipeline.errors import ConfigError
 from gsm_pipeline.runtime import resolve_precision, trainer_numerics
+from gsm_pipeline.settings.evaluation import EvalJob
+from gsm_pipeline.settings.training import SFTJob, TrainingJob
 from gsm_pipeline.training import trainer_arguments
 
 PRESETS = sorted((REPO / "workflow/presets").glob("*-gsm8k.yaml"))
@@ -87,7 +89,7 @@ def test_numerics_in_training_args_are_refused_naming_the_config_key():
                        ("gradient_checkpointing", "stages.full_sft.gradient_checkpointing"),
                        ("use_liger_kernel", "stages.full_sft.liger_kernel"),
                        ("torch_compile", "stages.full_sft.torch_compile")]:
-        job = {"stage": "full_sft", "seed": 0, "training_args": {key: True}}
+        job = SFTJob(stage="full_sft", seed=0, prompt={}, training_args={key: True})  # built by hand: unchecked
         with pytest.raises(ConfigError, match=rf"training_args.{key}' is set by the pipeline: use {owner}$"):
             trainer_arguments(SFTConfig, job, "out")
 
@@ -112,10 +114,10 @@ def test_gpu_presets_ask_for_bf16_in_every_job(preset):
     jobs += [cfg.grpo_job(e) for e in cfg.experiments]
     jobs += [cfg.eval_job(p) for p in cfg.prompts().values()]
     jobs += [cfg.targets_job(cfg.prompt_spec(e)) for e in cfg.experiments]
-    assert {j["mixed_precision"] for j in jobs} == {"bf16"} and {j["dtype"] for j in jobs} == {"bfloat16"}
-    trained = [j for j in jobs if "stage" in j]
+    assert {j.mixed_precision for j in jobs} == {"bf16"} and {j.dtype for j in jobs} == {"bfloat16"}
+    trained = [j for j in jobs if isinstance(j, TrainingJob)]
     for j in trained:  # gradient checkpointing only where the preset turns it on (TRL would turn it on everywhere)
-        assert j["gradient_checkpointing"] == overlay["stages"][j["stage"]].get("gradient_checkpointing", False)
+        assert j.gradient_checkpointing == overlay["stages"][j.stage].get("gradient_checkpointing", False)
     assert trainer_numerics(trained[0], resolve_precision("bf16", gpu=False, native_bf16=True))["bf16"]
 
 
@@ -123,10 +125,9 @@ def test_gpu_presets_ask_for_bf16_in_every_job(preset):
 def test_evaluation_runs_in_the_configured_dtype_and_records_how(tmp_path, tiny_model, dtype, mixed, autocast):
     rows = [{"question": "What is 2 + 3?", "answer": "2 + 3 = 5\n#### 5"}]
     data = write_jsonl(tmp_path / "test.jsonl", rows)
-    job = {"prompt": {"answer_format": "tagged", "chat_template": True, "confidence": False}, "seed": 0,
-           "dtype": dtype, "mixed_precision": mixed, "max_new_tokens": 4, "batch_size": 1, "samples": 0,
-           "sample_temperature": 1.0, "reward_model": None}
-    evaluate.main(["--model", str(tiny_model), "--data", str(data), "--config", json.dumps(job),
+    job = EvalJob(prompt={"answer_format": "tagged", "chat_template": True, "confidence": False},
+                  dtype=dtype, mixed_precision=mixed, max_new_tokens=4, batch_size=1)
+    evaluate.main(["--model", str(tiny_model), "--data", str(data), "--config", job.as_json(),
                    "--out", str(tmp_path / "eval"), "--threads", "1"])
     ran = json.loads((tmp_path / "eval/metrics.json").read_text())["runtime"]
     assert (ran["weights"], ran["autocast"], ran["device"], ran["torch_threads"]) == (dtype, autocast, "cpu", 1)
@@ -138,7 +139,7 @@ def test_a_training_job_states_how_it_ran_first_in_its_log_and_its_history(tmp_p
         "max_length": 128, "training_args": {"max_steps": 1, "per_device_train_batch_size": 2, "save_steps": 5}}}})
     rows = [{"id": str(i), "question": f"What is {i} + 1?", "reasoning": f"{i} + 1 = {i + 1}", "answer": str(i + 1)}
             for i in range(2)]
-    train_sft.main(["--config", json.dumps(cfg.sft_job("tagged", "prep_sft")), "--parent", str(tiny_model),
+    train_sft.main(["--config", cfg.sft_job("tagged", "prep_sft").as_json(), "--parent", str(tiny_model),
                     "--data", str(write_jsonl(tmp_path / "rows.jsonl", rows)), "--out", str(tmp_path / "model"),
                     "--checkpoints", str(tmp_path / "ckpt"), "--log-history", str(tmp_path / "log.json"),
                     "--threads", "2"])

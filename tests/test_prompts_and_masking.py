@@ -1,6 +1,5 @@
 """What the SFT trainer actually sees: the evaluation prompt as prefix, the prompt masked
 out of the loss (-100) unless configured otherwise, and EOS labelled so generation stops."""
-import json
 
 import pytest
 
@@ -20,10 +19,10 @@ def sft_batch(tmp_path, tiny_model, **experiment):
              "answer": r["answer"].rsplit(" ", 1)[1]} for i, r in enumerate(arithmetic_rows(4, seed=3))]
     data = write_jsonl(tmp_path / "rows.jsonl", rows)
     job = cfg.sft_job("x", "prep_sft")
-    trainer, tokenizer = build_trainer(json.loads(json.dumps(job)), str(tiny_model), str(data), tmp_path / "ckpt")
+    trainer, tokenizer = build_trainer(job, str(tiny_model), str(data), tmp_path / "ckpt")
     example = trainer.train_dataset[0]
     batch = trainer.data_collator([example])
-    return rows[0], job["prompt"], tokenizer, example, batch
+    return rows[0], job.prompt, tokenizer, example, batch
 
 
 @pytest.mark.parametrize("spec", [CHAT, RAW], ids=["chat", "raw"])

@@ -24,8 +24,11 @@ def shell_commands(dag, *args, configfile="tiny.yaml"):
 def test_every_training_job_launches_through_accelerate_with_its_stage_config(dag):
     dag.write_config({"stages": {"full_sft": {"launcher": "zero3", "gpus": 4},
                                  "grpo": {"launcher": "ddp", "gpus": 2}}}, "gpus.yaml")
-    lines = shell_commands(dag, "results/tagged/grpo/model", "results/tagged/full_sft/model", configfile="gpus.yaml")
-    by_stage = {stage: next(line for line in lines if f"gsm_pipeline.{module}" in line and f"/{stage}/" in line)
+    runs = {stage: dag.run("tagged", stage, "gpus.yaml") for stage in ("prep_sft", "full_sft", "grpo")}
+    lines = shell_commands(dag, f"results/{runs['grpo']}/model", f"results/{runs['full_sft']}/model",
+                           configfile="gpus.yaml")
+    by_stage = {stage: next(line for line in lines if f"gsm_pipeline.{module}" in line
+                            and f"--out results/{runs[stage]}/" in line)
                 for stage, module in (("prep_sft", "train_sft"), ("full_sft", "train_sft"), ("grpo", "train_grpo"))}
     assert "--config_file envs/accelerate/single.yaml --num_processes 1 " in by_stage["prep_sft"]
     assert "--config_file envs/accelerate/zero3.yaml --num_processes 4 " in by_stage["full_sft"]
@@ -35,9 +38,9 @@ def test_every_training_job_launches_through_accelerate_with_its_stage_config(da
 
 def test_a_gpu_override_from_the_command_line_reaches_the_process_count(dag):
     dag.write_config({"stages": {"prep_sft": {"launcher": "ddp", "gpus": 2}}}, "ddp.yaml")
-    lines = shell_commands(dag, "results/tagged/prep_sft/model", "--set-resources", "prep_sft:gpu=8",
-                           configfile="ddp.yaml")
-    prep = [line for line in lines if "--out results/tagged/prep_sft/model" in line]
+    target = f"results/{dag.run('tagged', 'prep_sft', 'ddp.yaml')}/model"
+    lines = shell_commands(dag, target, "--set-resources", "prep_sft:gpu=8", configfile="ddp.yaml")
+    prep = [line for line in lines if f"--out {target}" in line]
     assert len(prep) == 1 and "--config_file envs/accelerate/ddp.yaml --num_processes 8 " in prep[0]
 
 

@@ -4,6 +4,7 @@ import json
 import pytest
 
 from conftest import Dag
+from gsm_pipeline.answers import grader
 from gsm_pipeline.config import validate_config
 from gsm_pipeline.errors import ConfigError
 from gsm_pipeline.tasks import TASKS, get_task
@@ -29,10 +30,10 @@ def load(cfg, skipped, socratic=False):
 def test_the_built_in_tasks_are_registered_and_complete():
     assert list(TASKS) == ["gsm_symbolic", "gsm8k", "jsonl"]
     for name in TASKS:
-        task = get_task(name)
-        graded = task.grade("<start_working_out>6*7<end_working_out><SOLUTION>42</SOLUTION>", 42.0, "tagged")
+        task, grade = get_task(name), grader({"task": name})
+        graded = grade("<start_working_out>6*7<end_working_out><SOLUTION>42</SOLUTION>", 42.0, "tagged")
         assert graded["correct_strict"] and graded["has_working_out"]
-        assert not task.grade("<SOLUTION>41</SOLUTION>", 42.0, "tagged")["correct_strict"]
+        assert not grade("<SOLUTION>41</SOLUTION>", 42.0, "tagged")["correct_strict"]
         assert set(task.INSTRUCTIONS) == {"tagged", "gsm8k", "boxed"} and task.EXEMPLARS
 
 

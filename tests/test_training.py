@@ -8,6 +8,7 @@ from conftest import arithmetic_rows, write_jsonl
 from gsm_pipeline import train_sft
 from gsm_pipeline.config import validate_config
 from gsm_pipeline.errors import ConfigError
+from gsm_pipeline.settings.training import GRPOJob, SFTJob
 from gsm_pipeline.training import STAMP, newest_checkpoint, reset_stale_checkpoints, trainer_arguments
 
 
@@ -22,7 +23,7 @@ def run_sft(tmp_path, tiny_model, learning_rate=1e-2, **experiment):
         "max_length": 256, "training_args": {"max_steps": 2, "per_device_train_batch_size": 4,
                                              "learning_rate": learning_rate, "save_steps": 1}}}})
     out = tmp_path / "model"
-    train_sft.main(["--config", json.dumps(cfg.sft_job("x", "prep_sft")), "--parent", str(tiny_model),
+    train_sft.main(["--config", cfg.sft_job("x", "prep_sft").as_json(), "--parent", str(tiny_model),
                     "--data", str(sft_rows(tmp_path)), "--out", str(out), "--checkpoints", str(tmp_path / "ckpt"),
                     "--log-history", str(tmp_path / "log.json")])
     return out
@@ -46,10 +47,10 @@ def test_lora_adapters_are_merged_into_a_plain_loadable_model(tmp_path, tiny_mod
 def test_unknown_or_reserved_trainer_arguments_are_named():
     from trl import SFTConfig
 
-    job = {"stage": "prep_sft", "seed": 0, "training_args": {"learning_rat": 1e-4}}
+    job = SFTJob(stage="prep_sft", seed=0, prompt={}, training_args={"learning_rat": 1e-4})
     with pytest.raises(ConfigError, match=r"unknown key 'stages.prep_sft.training_args.learning_rat'"):
         trainer_arguments(SFTConfig, job, "out")
-    job["training_args"] = {"max_length": 5}
+    job = job.model_copy(update={"training_args": {"max_length": 5}})
     with pytest.raises(ConfigError, match=r"set by the pipeline: use stages.prep_sft.max_length$"):
         trainer_arguments(SFTConfig, job, "out")
 
@@ -57,8 +58,8 @@ def test_unknown_or_reserved_trainer_arguments_are_named():
 def test_any_training_arguments_field_reaches_the_trainer(tmp_path):
     from trl import SFTConfig
 
-    job = {"stage": "full_sft", "seed": 3, "training_args": {"weight_decay": 0.1,
-                                                             "lr_scheduler_type": "cosine", "warmup_steps": 7}}
+    job = SFTJob(stage="full_sft", seed=3, prompt={}, training_args={"weight_decay": 0.1,
+                                                                     "lr_scheduler_type": "cosine", "warmup_steps": 7})
     args = trainer_arguments(SFTConfig, job, tmp_path)
     assert args.weight_decay == 0.1 and args.lr_scheduler_type == "cosine" and args.warmup_steps == 7
     assert args.seed == 3 and args.report_to == []
@@ -83,7 +84,7 @@ def prepare_checkpoints(folder, job):
 
 
 def test_resume_takes_the_newest_complete_checkpoint_of_the_same_config(tmp_path):
-    folder, job = tmp_path / "ckpt", {"stage": "grpo", "seed": 0}
+    folder, job = tmp_path / "ckpt", GRPOJob(seed=0, prompt={}, rewards=["format"])
     assert prepare_checkpoints(folder, job) is None
     fake_checkpoint(folder, 4)
     fake_checkpoint(folder, 12)
@@ -92,7 +93,7 @@ def test_resume_takes_the_newest_complete_checkpoint_of_the_same_config(tmp_path
     weights = corrupt / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-7])  # killed while writing the weights
     assert prepare_checkpoints(folder, job) == str(folder / "checkpoint-12")
-    assert prepare_checkpoints(folder, {**job, "seed": 1}) is None  # another config: start afresh
+    assert prepare_checkpoints(folder, job.model_copy(update={"seed": 1})) is None  # another config: start afresh
     assert not (folder / "checkpoint-12").exists() and (folder / STAMP).is_file()
 
 
@@ -133,7 +134,7 @@ def test_a_non_finite_loss_stops_training_naming_the_step_and_keeps_the_good_che
     cfg = validate_config({"stages": {"prep_sft": {"max_length": 256, "training_args": {
         "max_steps": 6, "per_device_train_batch_size": 4, "learning_rate": 1e-3, "save_steps": 1}}}})
     with pytest.raises(TrainingError, match=r"loss is nan at step 3;"):
-        train_sft.main(["--config", json.dumps(cfg.sft_job("tagged", "prep_sft")), "--parent", str(tiny_model),
+        train_sft.main(["--config", cfg.sft_job("tagged", "prep_sft").as_json(), "--parent", str(tiny_model),
                         "--data", str(sft_rows(tmp_path)), "--out", str(tmp_path / "model"),
                         "--checkpoints", str(tmp_path / "ckpt"), "--log-history", str(tmp_path / "log.json")])
     assert sorted(p.name for p in (tmp_path / "ckpt").glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
@@ -168,7 +169,7 @@ def test_a_max_length_that_truncates_every_row_is_refused_before_training(tmp_pa
 
     cfg = validate_config({"stages": {"prep_sft": {"max_length": 16, "training_args": {"max_steps": 1}}}})
     with pytest.raises(DataError, match=r"rows.jsonl: every row is truncated at stages.prep_sft.max_length=16"):
-        train_sft.main(["--config", json.dumps(cfg.sft_job("tagged", "prep_sft")), "--parent", str(tiny_model),
+        train_sft.main(["--config", cfg.sft_job("tagged", "prep_sft").as_json(), "--parent", str(tiny_model),
                         "--data", str(sft_rows(tmp_path)), "--out", str(tmp_path / "model"),
                         "--checkpoints", str(tmp_path / "ckpt"), "--log-history", str(tmp_path / "log.json")])
     assert not (tmp_path / "model").exists()

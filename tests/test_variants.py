@@ -1,6 +1,6 @@
 """Each variant of the experiment matrix changes what the trainer (or the evaluation) actually sees:
 built through the real trainer builders on the tiny model, one variant at a time."""
-import json
+import re
 
 import pytest
 
@@ -34,13 +34,12 @@ def config(**rows):
 
 
 def sft(tmp_path, tiny_model, cfg, name, socratic=False):
-    job = json.loads(json.dumps(cfg.sft_job(name, "prep_sft")))
-    return train_sft.build_trainer(job, str(tiny_model), str(rows_file(tmp_path, socratic)), tmp_path / "ckpt")
+    rows = str(rows_file(tmp_path, socratic))
+    return train_sft.build_trainer(cfg.sft_job(name, "prep_sft"), str(tiny_model), rows, tmp_path / "ckpt")
 
 
 def grpo(tmp_path, tiny_model, cfg, name):
-    job = json.loads(json.dumps(cfg.grpo_job(name)))
-    return train_grpo.build_trainer(job, str(tiny_model), str(rows_file(tmp_path)), tmp_path / "ckpt")
+    return train_grpo.build_trainer(cfg.grpo_job(name), str(tiny_model), str(rows_file(tmp_path)), tmp_path / "ckpt")
 
 
 def completions(trainer, tokenizer):
@@ -99,9 +98,10 @@ def test_grpo_prompts_follow_the_training_template(tmp_path, tiny_model, chat):
 
 def test_grpo_starts_from_the_sft_model_the_row_names():
     cfg = config(a={}, b={"grpo_from": "full_sft"})
-    assert model_dir(cfg, "a", "prep_sft") == "results/a/prep_sft/model"
+    assert model_dir(cfg, "a", "prep_sft") == model_dir(cfg, "b", "prep_sft")  # shared
+    assert re.fullmatch(r"results/prep_sft-[0-9a-f]{8}/model", model_dir(cfg, "a", "prep_sft"))
     assert cfg.grpo_job("a") == cfg.grpo_job("b")  # same job, different parent: a different stage
-    assert [model_dir(cfg, n, "grpo") for n in "ab"] == ["results/a/grpo/model", "results/b/grpo/model"]
+    assert model_dir(cfg, "a", "grpo") != model_dir(cfg, "b", "grpo")
 
 
 def test_a_sweep_expands_into_rows_whose_trainers_get_the_swept_values(tmp_path, tiny_model):

@@ -42,9 +42,10 @@ def worker(stage: str, variant: str, model: str, data: str) -> dict:
 
     cfg = validate_config(yaml.safe_load((REPO / "config.yaml").read_text()))
     job = cfg.grpo_job("tagged") if stage == "grpo" else cfg.sft_job("tagged", stage)
-    job["training_args"] = {**job["training_args"], "max_steps": STEPS[stage], "save_strategy": "no"}
+    job = job.model_copy(update={"training_args": {**job.training_args, "max_steps": STEPS[stage],
+                                                   "save_strategy": "no"}})
     if variant == "pipeline_gc":  # the pipeline's precision with gradient checkpointing on: isolates its cost
-        job["gradient_checkpointing"] = True
+        job = job.model_copy(update={"gradient_checkpointing": True})
     if variant == "trl_defaults":  # TRL's own numerics defaults apply; use_cpu because TRL refuses bf16 without it
         training.trainer_numerics = lambda job, precision: {"use_cpu": not torch.cuda.is_available()}
     module = __import__(f"gsm_pipeline.train_{'grpo' if stage == 'grpo' else 'sft'}", fromlist=["build_trainer"])

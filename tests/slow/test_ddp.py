@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 LOSS_TOLERANCE = 1e-3
 
 
-def sft_job(per_device_batch: int, launcher: str, processes: int) -> dict:
+def sft_job(per_device_batch: int, launcher: str, processes: int):
     cfg = validate_config({"stages": {"prep_sft": {
         "max_length": 256, "launcher": launcher, "processes": processes,
         "training_args": {"max_steps": 4, "per_device_train_batch_size": per_device_batch, "learning_rate": 1e-2,
@@ -45,7 +45,7 @@ def train(tmp_path: Path, name: str, launcher: str, processes: int, per_device_b
           parent: Path) -> list[float]:
     out = tmp_path / name
     accelerate(launcher, processes, "-m", "gsm_pipeline.train_sft", "--config",
-               json.dumps(sft_job(per_device_batch, launcher, processes)), "--parent", str(parent),
+               sft_job(per_device_batch, launcher, processes).as_json(), "--parent", str(parent),
                "--data", str(data), "--out", str(out / "model"), "--checkpoints", str(out / "checkpoints"),
                "--log-history", str(out / "log.json"), "--threads", "1")
     return [h["loss"] for h in json.loads((out / "log.json").read_text()) if "loss" in h]
@@ -53,7 +53,7 @@ def train(tmp_path: Path, name: str, launcher: str, processes: int, per_device_b
 
 def test_two_ranks_see_disjoint_shards_covering_the_data(tmp_path, tiny_model):
     data = rows_file(tmp_path)
-    accelerate("ddp", 2, str(REPO / "tests/slow/ddp_shards.py"), json.dumps(sft_job(2, "ddp", 2)),
+    accelerate("ddp", 2, str(REPO / "tests/slow/ddp_shards.py"), sft_job(2, "ddp", 2).as_json(),
                str(tiny_model), str(data), str(tmp_path))
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world"] for r in ranks] == [2, 2]

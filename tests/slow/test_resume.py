@@ -32,7 +32,7 @@ def stage_command(tmp_path: Path, parent: Path, stage: str, name: str) -> list[s
              "answer": r["answer"].rsplit(" ", 1)[1]} for i, r in enumerate(arithmetic_rows(64, seed=5))]
     data = write_jsonl(tmp_path / "rows.jsonl", rows)
     run = tmp_path / name
-    return [sys.executable, "-m", module, "--config", json.dumps(job), "--parent", str(parent), "--data", str(data),
+    return [sys.executable, "-m", module, "--config", job.as_json(), "--parent", str(parent), "--data", str(data),
             "--out", str(run / "model"), "--checkpoints", str(run / "checkpoints"),
             "--log-history", str(run / "log.json"), "--threads", "1"]
 
@@ -53,7 +53,8 @@ def test_sigkill_mid_training_then_rerun_matches_an_uninterrupted_run(tmp_path, 
     from safetensors.torch import load_file
 
     # GRPO starts from the tiny DAG's prep model, which writes the format, so its rewards vary.
-    parent = tiny_dag.root / ("results/tagged/prep_sft/model" if stage == "grpo" else "resources/model")
+    parent = tiny_dag.root / (f"results/{tiny_dag.run('tagged', 'prep_sft')}/model" if stage == "grpo"
+                              else "resources/model")
     reference = run(stage_command(tmp_path, parent, stage, "reference"))
     assert reference.wait(timeout=600) == 0, reference.stdout.read()[-3000:]
 

@@ -12,50 +12,13 @@ from __future__ import annotations
 import math
 import re
 
+from .numerals import MAX_NUMBER_CHARS, final_number, normalize_number, split_gsm8k_answer  # noqa: F401
+from .tasks import DEFAULT_TASK, get_task
+
 GSM8K_STRICT = re.compile(r"#### (\-?[0-9\.\,]+)")  # lm-eval's strict-match
 FLEXIBLE_PATTERN = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")  # lm-eval's flexible-extract
-_FRACTION = re.compile(r"^(-?\d+(?:\.\d+)?)/(\d+(?:\.\d+)?)$")
-_NUMBER = re.compile(r"^-?(\d+(\.\d*)?|\.\d+)(e-?\d+)?$")  # no nested quantifiers: linear
-_CALCULATOR = re.compile(r"<<[^<>]*>>")
 _BRACES = re.compile(r"\\boxed\{|[{}]")
 _MARKDOWN = "*_` \n\t"
-MAX_NUMBER_CHARS = 64  # no answer is longer; longer "numbers" are digit floods, not answers
-
-
-def normalize_number(text: str | None) -> float | None:
-    """'$1,234.50' -> 1234.5, '-3/4' -> -0.75, '45%' -> 45.0, '12.' -> 12.0; None if not a number."""
-    if text is None:
-        return None
-    s = str(text).strip().replace(",", "").replace("$", "").replace(" ", "")
-    s = s.rstrip(".%").lstrip("+")
-    if s.startswith("\\$"):
-        s = s[2:]
-    if not s or len(s) > MAX_NUMBER_CHARS:
-        return None
-    match = _FRACTION.match(s)
-    if match:
-        den = float(match.group(2))
-        return float(match.group(1)) / den if den else None
-    if not _NUMBER.match(s):
-        return None
-    value = float(s)
-    return value if math.isfinite(value) else None
-
-
-def final_number(answer: str) -> float | None:
-    """Gold value of a GSM8K-style answer ('... #### 42') or a bare number."""
-    if answer is None:
-        return None
-    text = str(answer)
-    if "####" in text:
-        text = text.rsplit("####", 1)[1]
-    return normalize_number(text)
-
-
-def split_gsm8k_answer(answer: str) -> tuple[str, str]:
-    """('reasoning', 'final') from a GSM8K answer; calculator annotations <<...>> removed."""
-    reasoning, _, final = str(answer).rpartition("####")
-    return _CALCULATOR.sub("", reasoning).strip(), final.strip()
 
 
 def last_enclosed(text: str, opener: str, closer: str) -> str | None:
@@ -170,3 +133,9 @@ def grade(completion: str, gold: float | None, answer_format: str) -> dict:
         "has_working_out": has_working_out(completion, answer_format),
         "confidence": extract_confidence(completion),
     }
+
+
+def grader(spec: dict):
+    """The grading function of the task a prompt spec belongs to (its own, or `grade`):
+    (completion, gold number, format) -> fields."""
+    return get_task(spec.get("task", DEFAULT_TASK)).grade or grade

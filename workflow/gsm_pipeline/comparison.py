@@ -83,8 +83,8 @@ def comparison_rows(evals: list[dict[str, Any]], experiments: dict[str, dict]) -
 
 
 def read_history(path: str) -> tuple[str, list[dict[str, Any]]]:
-    """(run, trainer log history) of results/<owner>/<stage>/log_history.json."""
-    return "/".join(Path(path).parts[-3:-1]), json.loads(Path(path).read_text())
+    """(run, trainer log history) of results/<stage>-<chain>/log_history.json."""
+    return Path(path).parent.name, json.loads(Path(path).read_text())
 
 
 def training_rows(log_files: list[str]) -> list[dict[str, Any]]:

@@ -18,14 +18,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .answers import final_number
-from .data import load_rows, write_jsonl
+from .answers import final_number, grader
 from .errors import DataError, run_main
 from .journal import Journal, journaled_generate
 from .model_io import check_model_dir
 from .prompts import render_prompt
+from .rows import load_rows, write_jsonl
 from .runtime import autocast, load_for_generation, seed_everything
-from .tasks import grader
+from .settings.evaluation import TargetsJob
 
 
 def group_of(row: dict[str, Any], group_by: str) -> str:
@@ -51,24 +51,24 @@ def posterior_accuracy(outcomes: dict[str, list[bool]], prior_strength: float) -
     return {g: (sum(o) + prior_strength * pooled) / (len(o) + prior_strength) for g, o in outcomes.items()}
 
 
-def estimate_targets(model, tokenizer, rows: list[dict[str, Any]], job: dict[str, Any],
+def estimate_targets(model, tokenizer, rows: list[dict[str, Any]], job: TargetsJob,
                      journal: Journal | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    plan = sample_plan(rows, job["group_by"], job["samples_per_group"])
-    prompts = [render_prompt(rows[i]["question"], job["prompt"], tokenizer) for _, i in plan]
+    plan = sample_plan(rows, job.group_by, job.samples_per_group)
+    prompts = [render_prompt(rows[i]["question"], job.prompt, tokenizer) for _, i in plan]
     outputs = journaled_generate(model, tokenizer, prompts, job, journal,
-                                 do_sample=True, temperature=job["temperature"])
+                                 do_sample=True, temperature=job.temperature)
     outcomes: dict[str, list[bool]] = {}
+    spec = job.prompt
     for (g, i), out in zip(plan, outputs):
-        spec = job["prompt"]
         graded = grader(spec)(out["completion"], final_number(rows[i]["answer"]), spec["answer_format"])
         outcomes.setdefault(g, []).append(bool(graded["correct_flexible"]))
-    target = posterior_accuracy(outcomes, job["prior_strength"])
-    targets = [{"id": r["id"], "group": (g := group_of(r, job["group_by"])), "confidence": round(target[g], 4),
+    target = posterior_accuracy(outcomes, job.prior_strength)
+    targets = [{"id": r["id"], "group": (g := group_of(r, job.group_by)), "confidence": round(target[g], 4),
                 "group_samples": len(outcomes[g]), "group_correct": sum(outcomes[g])} for r in rows]
     values = sorted({t["confidence"] for t in targets})
     summary = {"rows": len(rows), "groups": len(outcomes), "samples": len(plan),
                "correct": sum(sum(o) for o in outcomes.values()), "distinct_targets": len(values),
-               "min_target": values[0], "max_target": values[-1], "job": job}
+               "min_target": values[0], "max_target": values[-1], "job": job.stamp()}
     return targets, summary
 
 
@@ -80,15 +80,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="targets JSONL (a .summary.json is written beside it)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
-    job = json.loads(args.config)
-    seed_everything(job["seed"], args.threads)
+    job = TargetsJob.parse(args.config)
+    seed_everything(job.seed, args.threads)
     check_model_dir(args.model)
     rows = [row for path in args.data for row in load_rows(path)]
     if not rows:
         raise DataError(f"{', '.join(args.data)}: no rows to estimate confidence targets for")
     model, tokenizer, precision, runtime = load_for_generation(args.model, job, args.threads)
     out = Path(args.out)
-    journal = Journal(out.parent, out.stem, {"job": job, "rows": [r["id"] for r in rows]})
+    journal = Journal(out.parent, out.stem, {"job": job.stamp(), "rows": [r["id"] for r in rows]})
     with autocast(precision):
         targets, summary = estimate_targets(model, tokenizer, rows, job, journal)
     summary["runtime"] = runtime

@@ -15,31 +15,26 @@ from .errors import ConfigError
 from .hashing import config_hash  # noqa: F401  (re-exported)
 from .matrix import expand_sweeps
 from .prompts import prompt_key
-from .sections import (  # noqa: F401  (re-exported: the config's sections live in sections.py)
-    NAME_PATTERN,
-    SEED_MAX,
-    ConfidenceConfig,
-    DataConfig,
-    EvalConfig,
-    GRPOStageConfig,
-    LaunchConfig,
-    LoraConfig,
-    ModelConfig,
-    SFTStageConfig,
-    StagesConfig,
-    Strict,
-    is_name,
-)
+from .settings.base import NAME_PATTERN, SEED_MAX, Strict, is_name
+from .settings.data import DataConfig, DataJob
+from .settings.evaluation import ConfidenceConfig, EvalConfig, EvalJob, TargetsJob
+from .settings.model import ModelConfig
+from .settings.training import GRPOJob, GRPOStageConfig, LoraConfig, RewardName, SFTJob, SFTStageConfig
 from .trainer_fields import check_training_args
 
 AnswerFormat = Literal["tagged", "gsm8k", "boxed"]
-RewardName = Literal["format", "correctness", "binary", "calibration"]
 STAGES = ("prep_sft", "full_sft", "grpo")
 # apply_chat_template's own parameters: the pipeline sets them, or they change what rendering returns
 CHAT_TEMPLATE_ARGS = {"conversation", "tokenize", "add_generation_prompt", "continue_final_message", "return_dict",
                       "return_tensors", "padding", "truncation", "max_length", "chat_template", "tokenizer_kwargs",
                       "return_assistant_tokens_mask"}
 PARENT_STAGE = {"prep_sft": "base", "full_sft": "prep_sft", "grpo": "prep_sft"}
+
+
+class StagesConfig(Strict):
+    prep_sft: SFTStageConfig = Field(default_factory=SFTStageConfig, description="Format-teaching SFT")
+    full_sft: SFTStageConfig = Field(default_factory=SFTStageConfig, description="SFT on the full set, from prep")
+    grpo: GRPOStageConfig = Field(default_factory=GRPOStageConfig, description="GRPO, from prep (or full) SFT")
 
 
 class ExperimentConfig(Strict):
@@ -137,7 +132,7 @@ class PipelineConfig(Strict):
         default_factory=ConfidenceConfig, description="How SFT confidence targets are measured")
     experiments: dict[str, ExperimentConfig] = Field(
         default_factory=lambda: {"tagged": ExperimentConfig()}, description="The experiment matrix, one row a name")
-    _owners: dict | None = PrivateAttr(default=None)  # layout.owners() caches its table here
+    _runs: dict | None = PrivateAttr(default=None)  # layout.runs() caches its table here
 
     @field_validator("experiments")
     @classmethod
@@ -241,29 +236,32 @@ class PipelineConfig(Strict):
         """Weights dtype and mixed precision, the same for every job (resolved on the machine that runs it)."""
         return {"dtype": self.model.dtype, "mixed_precision": self.model.mixed_precision, "tf32": self.model.tf32}
 
-    def sft_job(self, name: str, stage: str) -> dict[str, Any]:
+    def sft_job(self, name: str, stage: str) -> SFTJob:
         exp = self.experiment(name)
-        return {"stage": stage, **self._training(name), "completion_only_loss": exp.completion_only_loss,
-                "train_data": exp.train_data, **self.stage_config(name, stage)}
+        return SFTJob.model_validate({"stage": stage, **self._training(name), "train_data": exp.train_data,
+                                      "completion_only_loss": exp.completion_only_loss,
+                                      **self.stage_config(name, stage)})
 
-    def grpo_job(self, name: str) -> dict[str, Any]:
-        return {"stage": "grpo", **self._training(name), "rewards": self.experiment(name).rewards,
-                **self.stage_config(name, "grpo")}
+    def grpo_job(self, name: str) -> GRPOJob:
+        return GRPOJob.model_validate({"stage": "grpo", **self._training(name),
+                                       "rewards": self.experiment(name).rewards, **self.stage_config(name, "grpo")})
 
-    def data_job(self) -> dict[str, Any]:
+    def data_job(self) -> DataJob:
         """The data section, plus whether any row trains on socratic answers (the task then loads them)."""
-        return {**self.data.model_dump(),
-                "socratic": any(e.train_data == "socratic" for e in self.experiments.values())}
+        return DataJob.model_validate({**self.data.model_dump(), "socratic": any(
+            e.train_data == "socratic" for e in self.experiments.values())})
 
-    def targets_job(self, prompt: dict[str, Any]) -> dict[str, Any]:
+    def targets_job(self, prompt: dict[str, Any]) -> TargetsJob:
         """The measured model answers in the prompt it knows: the confidence prompt without the confidence
         request for the base model, the reference experiment's own prompt otherwise."""
         ref = self.confidence.model
         asked = {**prompt, "confidence": False} if ref == "base" else self.prompt_spec(ref.split("/")[0])
-        return {"prompt": asked, "seed": self.seed, **self.numerics(), **self.confidence.model_dump()}
+        return TargetsJob.model_validate({"prompt": asked, "seed": self.seed, **self.numerics(),
+                                          **self.confidence.model_dump()})
 
-    def eval_job(self, prompt: dict[str, Any]) -> dict[str, Any]:
-        return {"prompt": prompt, "seed": self.seed, **self.numerics(), **self.evaluation.model_dump()}
+    def eval_job(self, prompt: dict[str, Any]) -> EvalJob:
+        return EvalJob.model_validate({"prompt": prompt, "seed": self.seed, **self.numerics(),
+                                       **self.evaluation.model_dump()})
 
     def prompts(self) -> dict[str, dict[str, Any]]:
         """Every distinct prompt, trained with or evaluated with, keyed by prompt_key (the {prompt} wildcard)."""

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import re
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
-from .answers import MAX_NUMBER_CHARS, normalize_number, split_gsm8k_answer
 from .errors import DataError, run_main
-from .sections import DataConfig
+from .numerals import MAX_NUMBER_CHARS, normalize_number, split_gsm8k_answer
+from .rows import load_rows, read_jsonl, write_jsonl  # noqa: F401  (tasks and tests read them from here too)
+from .settings.data import DataConfig, DataJob
 
 SFT_SPLITS = ("prep_sft", "full_sft", "grpo")
 _NUMERAL = re.compile(r"[-+]?\$?\d*\.?\d+(?:[eE][-+]?\d+)?")
@@ -25,50 +25,6 @@ _NUMERAL = re.compile(r"[-+]?\$?\d*\.?\d+(?:[eE][-+]?\d+)?")
 
 def format_number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
-def read_jsonl(path: str | Path, problems: list[str] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, row) pairs. A bad line raises, or, given a `problems` list, is recorded there and skipped."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: dataset file not found")
-    with path.open("rb") as handle:
-        for lineno, raw in enumerate(handle, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:  # binary or another encoding: name the place, never a traceback
-                raise DataError(f"{path}:{lineno}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column "
-                                f"{exc.start + 1})") from None
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                problem = None if isinstance(row, dict) else f"{path}:{lineno}: expected a JSON object"
-            except json.JSONDecodeError as exc:
-                problem = f"{path}:{lineno}: not valid JSON ({exc.msg})"
-            if problem is None:
-                yield lineno, row
-            elif problems is None:
-                raise DataError(problem)
-            else:
-                problems.append(problem)
-
-
-def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
-    """Write atomically: a crash never leaves a half-written dataset behind."""
-    path = Path(path)
-    if path.is_dir():
-        raise DataError(f"{path}: is a folder; give a file name to write")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-
-
-def load_rows(path: str | Path) -> list[dict[str, Any]]:
-    return [row for _, row in read_jsonl(path)]
 
 
 def load_test_rows(path: str | Path) -> list[dict[str, Any]]:
@@ -148,9 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", required=True, help="data section as JSON")
     parser.add_argument("--out", required=True, help="output folder (results/data)")
     args = parser.parse_args(argv)
-    raw = json.loads(args.config)
-    socratic = raw.pop("socratic", False)
-    cfg = DataConfig.model_validate(raw)
+    cfg = DataJob.parse(args.config)
+    socratic = cfg.socratic
     splits, skipped = build_splits(cfg, socratic)
     out = Path(args.out)
     for name in SFT_SPLITS:
@@ -161,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"warning: test set {name!r} has {len(splits[name])} rows, fewer than data.test_size="
                   f"{cfg.test_size}", file=sys.stderr)
     manifest = {"counts": {k: len(v) for k, v in splits.items()}, "skipped_no_final_number": skipped,
-                "config": cfg.model_dump(), "socratic": socratic}
+                "config": cfg.model_dump(exclude={"socratic"}), "socratic": socratic}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     print(json.dumps(manifest["counts"]))
 

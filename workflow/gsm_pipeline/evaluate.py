@@ -13,22 +13,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .answers import final_number
-from .data import default_test_rows, load_test_rows, write_jsonl
+from .answers import final_number, grader
+from .data import default_test_rows, load_test_rows
 from .errors import DataError, run_main
 from .journal import Journal, journaled_generate
 from .metrics import calibration, summarize
 from .model_io import check_model_dir
 from .prompts import render_prompt
+from .rows import write_jsonl
 from .runtime import MIXED_PRECISION, autocast, load_for_generation, seed_everything
 from .sampling import policy_scorer, reward_model_scorer, sample_metrics
-from .tasks import grader
+from .settings.evaluation import EvalJob
 
 
-def evaluate_rows(model, tokenizer, rows: list[dict[str, Any]], job: dict[str, Any],
+def evaluate_rows(model, tokenizer, rows: list[dict[str, Any]], job: EvalJob,
                   journal: Journal | None = None) -> list[dict[str, Any]]:
     """Greedy completions, graded: one row per problem."""
-    spec = job["prompt"]
+    spec = job.prompt
     prompts = [render_prompt(r["question"], spec, tokenizer) for r in rows]
     outputs = journaled_generate(model, tokenizer, prompts, job, journal)
     return [graded_row(row, out, spec) for row, out in zip(rows, outputs)]
@@ -39,17 +40,17 @@ def graded_row(row: dict[str, Any], out: dict[str, Any], spec: dict[str, Any], *
             **extra, **out, **grader(spec)(out["completion"], final_number(row["answer"]), spec["answer_format"])}
 
 
-def sample_rows(model, tokenizer, rows: list[dict[str, Any]], job: dict[str, Any],
+def sample_rows(model, tokenizer, rows: list[dict[str, Any]], job: EvalJob,
                 journal: Journal | None = None, scorer=None) -> list[dict[str, Any]]:
     """`samples` sampled completions per problem, graded and scored for best-of-n (by `scorer`, default the
     policy's own log-probability): one row per sample."""
-    if not job.get("samples"):
+    if not job.samples:
         return []
-    spec, n = job["prompt"], job["samples"]
+    spec, n = job.prompt, job.samples
     prompts = [render_prompt(r["question"], spec, tokenizer) for r in rows]
     repeated = [p for p in prompts for _ in range(n)]  # sample k of question q sits at q * n + k
     flat = journaled_generate(model, tokenizer, repeated, job, journal,
-                              do_sample=True, temperature=job["sample_temperature"])
+                              do_sample=True, temperature=job.sample_temperature)
     scorer = scorer or policy_scorer(model, tokenizer)
     scores = scorer(repeated, [out["completion"] for out in flat])
     return [graded_row(rows[i // n], out, spec, sample=i % n, score=score)
@@ -79,39 +80,40 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--answer-format", default="tagged", choices=["tagged", "gsm8k", "boxed"])
     parser.add_argument("--raw", action="store_true", help="do not apply the chat template")
     parser.add_argument("--confidence", action="store_true", help="ask for a stated confidence after the answer")
-    parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--samples", type=int, default=0, help="sampled completions per problem (maj@n, best-of-n)")
-    parser.add_argument("--temperature", type=float, default=0.7, help="temperature of the samples")
+    default = {name: field.default for name, field in EvalJob.model_fields.items()}  # the config's defaults
+    parser.add_argument("--max-new-tokens", type=int, default=default["max_new_tokens"])
+    parser.add_argument("--batch-size", type=int, default=default["batch_size"])
+    parser.add_argument("--samples", type=int, default=default["samples"],
+                        help="sampled completions per problem (maj@n, best-of-n)")
+    parser.add_argument("--temperature", type=float, default=default["sample_temperature"],
+                        help="temperature of the samples")
     parser.add_argument("--reward-model", help="reward model folder ranking samples for best-of-n")
     parser.add_argument("--meta", default="{}", help="labels stored in metrics.json (JSON)")
     parser.add_argument("--out", default="results/adhoc_eval", help="output folder")
-    parser.add_argument("--mixed-precision", default="auto", choices=MIXED_PRECISION,
+    parser.add_argument("--mixed-precision", default=default["mixed_precision"], choices=MIXED_PRECISION,
                         help="autocast for generation (auto: bf16 where the GPU or CPU has it natively)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
-    job = json.loads(args.config) if args.config else {
-        "prompt": {"answer_format": args.answer_format, "chat_template": not args.raw, "confidence": args.confidence},
-        "seed": 0,
-        "dtype": "float32", "mixed_precision": args.mixed_precision, "max_new_tokens": args.max_new_tokens,
-        "batch_size": args.batch_size,
-        "samples": args.samples, "sample_temperature": args.temperature, "reward_model": args.reward_model}
-    seed_everything(job["seed"], args.threads)
+    job = EvalJob.parse(args.config) if args.config else EvalJob(
+        prompt={"answer_format": args.answer_format, "chat_template": not args.raw, "confidence": args.confidence},
+        mixed_precision=args.mixed_precision, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+        samples=args.samples, sample_temperature=args.temperature, reward_model=args.reward_model)
+    seed_everything(job.seed, args.threads)
     check_model_dir(args.model)  # fail before any work
-    if job.get("reward_model"):
-        check_model_dir(job["reward_model"])
+    if job.reward_model:
+        check_model_dir(job.reward_model)
     rows = load_test_rows(args.data) if args.data else default_test_rows()
     if not rows:
         raise DataError(f"{args.data}: no test rows")
     model, tokenizer, precision, runtime = load_for_generation(args.model, job, args.threads)
     # a reward model that cannot be loaded fails now, not after every completion has been generated
-    scorer = reward_model_scorer(job["reward_model"]) if job.get("samples") and job.get("reward_model") else None
+    scorer = reward_model_scorer(job.reward_model) if job.samples and job.reward_model else None
     start = time.time()
     out = Path(args.out)
     # The model folder's files (name, size, mtime) stand for its weights: a retrained model never resumes
     # the journal of the one before it.
     model_files = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in Path(args.model).iterdir())
-    stamp = {"job": job, "model": model_files, "rows": [r["id"] for r in rows]}
+    stamp = {"job": job.stamp(), "model": model_files, "rows": [r["id"] for r in rows]}
     journals = [Journal(out, name, stamp) for name in ("predictions", "samples")]
     with autocast(precision):
         graded = evaluate_rows(model, tokenizer, rows, job, journals[0])
@@ -120,15 +122,15 @@ def main(argv: list[str] | None = None) -> None:
     write_jsonl(out / "predictions.jsonl", graded)
     write_jsonl(out / "samples.jsonl", samples)
     metrics = {**json.loads(args.meta), "model": str(args.model), "data": str(args.data or "gsm_symbolic default"),
-               "prompt": job["prompt"], "max_new_tokens": job["max_new_tokens"], "decoding": "greedy",
-               "seed": job["seed"], "generation_seconds": round(seconds, 1), "runtime": runtime,
+               "prompt": job.prompt, "max_new_tokens": job.max_new_tokens, "decoding": "greedy",
+               "seed": job.seed, "generation_seconds": round(seconds, 1), "runtime": runtime,
                **summarize(graded)}
     stated = calibration(graded)
     write_calibration_csv(out / "calibration.csv", stated.pop("bins"))
     metrics["calibration"] = stated
     if samples:
-        metrics["sampling"] = {"samples": job["samples"], "temperature": job["sample_temperature"],
-                               "scorer": job.get("reward_model") or "policy mean token log-probability",
+        metrics["sampling"] = {"samples": job.samples, "temperature": job.sample_temperature,
+                               "scorer": job.reward_model or "policy mean token log-probability",
                                **sampling_summary(rows, samples)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     for journal in journals:

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 from .answers import final_number, grade
-from .data import read_jsonl, write_jsonl
 from .errors import DataError, run_main
+from .rows import read_jsonl, write_jsonl
 
 
 def grade_file(src: Path, answer_format: str, warnings: list[str] | None = None) -> tuple[list[dict], list[str]]:

@@ -6,11 +6,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .generation import generate
 from .hashing import config_hash
 from .prompts import stop_strings
+
+if TYPE_CHECKING:
+    from .settings.evaluation import EvalJob, TargetsJob
 
 
 class Journal:
@@ -49,9 +52,8 @@ class Journal:
         self.stamp_path.unlink(missing_ok=True)
 
 
-def journaled_generate(model, tokenizer, prompts: list[str], job: dict[str, Any], journal: Journal | None,
+def journaled_generate(model, tokenizer, prompts: list[str], job: EvalJob | TargetsJob, journal: Journal | None,
                        **kwargs) -> list[dict[str, Any]]:
-    spec = job["prompt"]
-    return generate(model, tokenizer, prompts, max_new_tokens=job["max_new_tokens"], batch_size=job["batch_size"],
-                    stop_strings=stop_strings(spec), seed=job["seed"],
+    return generate(model, tokenizer, prompts, max_new_tokens=job.max_new_tokens, batch_size=job.batch_size,
+                    stop_strings=stop_strings(job.prompt), seed=job.seed,
                     done=journal.load() if journal else None, on_batch=journal.append if journal else None, **kwargs)

@@ -1,26 +1,31 @@
 """How the experiment matrix maps onto result paths.
 
-Two experiments whose stage would be trained identically (same job settings, same
-parent chain, same data) share that stage: the first experiment declaring it owns
-`results/<owner>/<stage>/`, and the others point at it. So adding a matrix row
-that only changes GRPO reuses the SFT models already built.
+A trained stage's folder is named by what determines its weights: `results/<stage>-<chain>/`, where chain
+hashes the stage's job settings and, recursively, its parent's. Two experiments that would train a stage
+identically share that folder, and adding, removing or reordering rows (in any order of config files) never
+moves an existing stage: the name depends on nothing else. A changed setting gets a new folder, so the model
+trained before stays on disk and comes back if the setting is changed back.
 
 Every evaluation is (model run, prompt, test set) at `results/<run>/eval/<prompt>/<testset>/`, where
-run is `base` or `<owner>/<stage>`: the base model is evaluated once per distinct prompt.
+run is `base` or `<stage>-<chain>`: the base model is evaluated once per distinct prompt.
 """
 from __future__ import annotations
 
-import json
+import re
 from pathlib import PurePosixPath
 from typing import Any
 
 from .config import PARENT_STAGE, STAGES, PipelineConfig
 from .errors import ConfigError
+from .hashing import config_hash
 from .prompts import prompt_key
+from .settings.report import ReportJob
 
 BASE_MODEL = "resources/model"
-# Top-level folders of results/ that are not experiments.
+# Top-level folders of results/ that are not models.
 SHARED_FOLDERS = ("data", "confidence_targets", "report", "logs", "benchmarks")
+CHAIN = "[0-9a-f]{8}"  # the {chain} wildcard
+RUN_PATTERN = re.compile(rf"({'|'.join(STAGES)})-({CHAIN})")
 
 
 def parent_stage(cfg: PipelineConfig, name: str, stage: str) -> str:
@@ -32,35 +37,40 @@ def stage_chain(cfg: PipelineConfig, name: str, stage: str) -> list[dict[str, An
     """Everything that determines a stage's weights: its own job and, recursively, its parent's."""
     parent = parent_stage(cfg, name, stage)
     own = cfg.grpo_job(name) if stage == "grpo" else cfg.sft_job(name, stage)
-    return [*([] if parent == "base" else stage_chain(cfg, name, parent)), own]
+    return [*([] if parent == "base" else stage_chain(cfg, name, parent)), own.stamp()]
 
 
-def owners(cfg: PipelineConfig) -> dict[tuple[str, str], str]:
-    """(experiment, stage) -> the first declared experiment training that exact stage; one pass over the
-    matrix, computed once per config (input functions ask for it per job)."""
-    if cfg._owners is None:
-        first: dict[str, str] = {}
-        table = {}
-        for name, exp in cfg.experiments.items():
-            for stage in exp.stages:
-                chain = json.dumps(stage_chain(cfg, name, stage), sort_keys=True)
-                table[(name, stage)] = first.setdefault(chain, name)
-        cfg._owners = table
-    return cfg._owners
-
-
-def stage_owner(cfg: PipelineConfig, name: str, stage: str) -> str:
-    cfg.experiment(name)  # names an undeclared experiment in one line
-    return owners(cfg).get((name, stage), name)
-
-
-def model_dir(cfg: PipelineConfig, name: str, stage: str) -> str:
-    return BASE_MODEL if stage == "base" else f"results/{stage_owner(cfg, name, stage)}/{stage}/model"
+def runs(cfg: PipelineConfig) -> dict[tuple[str, str], str]:
+    """(experiment, stage) -> `<stage>-<chain>` for every stage of the matrix; one pass, computed once per
+    config (input functions ask for it per job)."""
+    if cfg._runs is None:
+        cfg._runs = {(name, stage): f"{stage}-{config_hash(stage_chain(cfg, name, stage))[:8]}"
+                     for name, exp in cfg.experiments.items() for stage in exp.stages}
+    return cfg._runs
 
 
 def stage_run(cfg: PipelineConfig, name: str, stage: str) -> str:
-    """The model an experiment's stage is: `base` or `<owner>/<stage>`."""
-    return "base" if stage == "base" else f"{stage_owner(cfg, name, stage)}/{stage}"
+    """The model an experiment's stage is: `base` or `<stage>-<chain>`."""
+    if stage == "base":
+        return "base"
+    cfg.experiment(name)  # names an undeclared experiment in one line
+    if (name, stage) not in runs(cfg):
+        raise ConfigError(f"experiment {name!r} does not run {stage}")
+    return runs(cfg)[(name, stage)]
+
+
+def model_dir(cfg: PipelineConfig, name: str, stage: str) -> str:
+    return BASE_MODEL if stage == "base" else f"results/{stage_run(cfg, name, stage)}/model"
+
+
+def run_experiment(cfg: PipelineConfig, stage: str, chain: str) -> str:
+    """The first experiment training `<stage>-<chain>`: any experiment sharing it has the same job settings,
+    so which one the rule reads them from changes nothing on disk."""
+    for (name, _), run in runs(cfg).items():
+        if run == f"{stage}-{chain}":
+            return name
+    raise ConfigError(f"results/{stage}-{chain}: no experiment trains this stage with the settings in the "
+                      "config (`gsm-pipeline validate CONFIG` lists every stage's folder)")
 
 
 def eval_dir(run: str, prompt: str, testset: str) -> str:
@@ -86,27 +96,54 @@ def evaluations(cfg: PipelineConfig) -> list[tuple[str, str]]:
 
 
 def trained_runs(cfg: PipelineConfig) -> list[str]:
-    """Each distinct trained stage once (owners only), in declaration order."""
-    return list(dict.fromkeys(f"{owner}/{stage}" for (_, stage), owner in owners(cfg).items()))
+    """Each distinct trained stage once, in declaration order."""
+    return list(dict.fromkeys(runs(cfg).values()))
+
+
+def stage_table(cfg: PipelineConfig) -> list[str]:
+    """One line per (experiment, stage): where its model lives."""
+    return [f"{name} {stage}: results/{run}/model" for (name, stage), run in runs(cfg).items()]
+
+
+def report_job(cfg: PipelineConfig) -> ReportJob:
+    """Per experiment, in declaration order: its evaluations (stage, run, prompt, parent run), the test sets,
+    the variant values the report turns into columns and the swept ones; and the run's provenance."""
+    out = []
+    for name, exp in cfg.experiments.items():
+        variant = exp.model_dump(exclude={"stages", "overrides", "lora", "sweep", "swept", "eval_chat_template",
+                                          "eval_answer_format", "chat_template_kwargs"})
+        variant["seed"] = cfg.sft_job(name, "prep_sft").seed if exp.stages else cfg.seed
+        variant["lora_r"] = {**cfg.lora.model_dump(), **exp.lora}["r"] if exp.finetune == "lora" else None
+        out.append({"name": name, "evaluations": experiment_evaluations(cfg, name), "testsets": cfg.data.test_sets(),
+                    "variant": variant, "swept": exp.swept, "prompt_key": cfg.prompt_key(name)})
+    return ReportJob(experiments=out, provenance={"seed": cfg.seed, "config_hash": config_hash(cfg.model_dump())})
 
 
 def check_target(target: str, cfg: PipelineConfig) -> None:
-    """A results/ path asked for on the command line must name declared experiments, stages, prompts and
-    test sets; otherwise a one-line error replaces Snakemake's 'No rule to produce ...'."""
+    """A results/ path asked for on the command line must name a stage folder of this config, a prompt and a
+    test set it declares; otherwise a one-line error replaces Snakemake's 'No rule to produce ...'. A path by
+    experiment name (`results/tagged/grpo/...`) is answered with the folder that stage lives in."""
     parts = PurePosixPath(target).parts
     if len(parts) < 2 or parts[0] != "results" or parts[1] in SHARED_FOLDERS:
         return
     head, rest = parts[1], list(parts[2:])
-    if head != "base":
+    match = RUN_PATTERN.fullmatch(head)
+    if match:
+        run_experiment(cfg, *match.groups())
+    elif head != "base":
         if head not in cfg.experiments:
             raise ConfigError(f"target {target}: undeclared experiment {head!r}; "
                               f"declared: {', '.join(cfg.experiments)}")
-        if rest and rest[0] not in STAGES:
+        if not rest:
+            raise ConfigError(f"target {target}: stage folders are named by their training chain; {head}'s are "
+                              + ", ".join(f"results/{stage_run(cfg, head, st)}" for st in cfg.experiments[head].stages))
+        if rest[0] not in STAGES:
             raise ConfigError(f"target {target}: unknown stage {rest[0]!r}; stages: {', '.join(STAGES)}")
-        if rest and rest[0] not in cfg.experiments[head].stages:
+        if rest[0] not in cfg.experiments[head].stages:
             raise ConfigError(f"target {target}: experiment {head!r} does not run {rest[0]} "
                               f"(experiments.{head}.stages: {', '.join(cfg.experiments[head].stages)})")
-        rest = rest[1:]
+        moved = PurePosixPath("results", stage_run(cfg, head, rest[0]), *rest[1:])
+        raise ConfigError(f"target {target}: stage folders are named by their training chain; ask for {moved}")
     if len(rest) >= 2 and rest[0] == "eval" and rest[1] not in cfg.prompts():
         raise ConfigError(f"target {target}: no experiment uses prompt {rest[1]!r}; "
                           f"prompts: {', '.join(cfg.prompts())}")

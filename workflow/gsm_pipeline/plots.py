@@ -21,7 +21,7 @@ TEMPLATE_COLOURS = {True: "tab:blue", False: "tab:orange"}
 
 def _accuracy_groups(rows: list[dict[str, Any]], testset: str, stage: str) -> list[tuple[str, list[dict]]]:
     """(label, rows) per bar group of one panel: each evaluation once (rows repeat a shared stage under every
-    experiment using it), the base model by prompt, a trained stage under the experiment owning it."""
+    experiment using it), the base model by prompt, a trained stage under the first experiment using it."""
     unique: dict[tuple, dict] = {}
     for r in rows:
         if r["testset"] == testset and r["stage"] == stage:
@@ -30,7 +30,7 @@ def _accuracy_groups(rows: list[dict[str, Any]], testset: str, stage: str) -> li
         return [(prompt, [r]) for (_, prompt), r in sorted(unique.items())]
     groups: dict[str, list[dict]] = {}
     for r in sorted(unique.values(), key=lambda r: (r["method"], r["run"], not r["eval_chat_template"])):
-        groups.setdefault(f"{r['run'].split('/')[0]}\n{r['method'].split(' ', 1)[1]}", []).append(r)
+        groups.setdefault(f"{r['experiment']}\n{r['method'].split(' ', 1)[1]}", []).append(r)
     return list(groups.items())
 
 

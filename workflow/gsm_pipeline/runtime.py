@@ -16,10 +16,14 @@ import random
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
 from .model_io import load_model_and_tokenizer
+
+if TYPE_CHECKING:
+    from .settings.base import Numerics
+    from .settings.training import TrainingJob
 
 MIXED_PRECISION = ("auto", "bf16", "fp16", "no")
 
@@ -95,14 +99,14 @@ def _warn_once(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-def trainer_numerics(job: dict[str, Any], precision: Precision) -> dict[str, Any]:
+def trainer_numerics(job: TrainingJob, precision: Precision) -> dict[str, Any]:
     """Every TrainingArguments field that changes numerics or speed, set from the job (none left to TRL)."""
     import torch
 
-    tf32 = bool(job.get("tf32")) and torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8
+    tf32 = job.tf32 and torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8
     return {"bf16": precision.autocast == "bf16", "fp16": precision.autocast == "fp16", "tf32": tf32,
-            "gradient_checkpointing": bool(job.get("gradient_checkpointing")),
-            "use_liger_kernel": bool(job.get("liger_kernel")), "torch_compile": bool(job.get("torch_compile")),
+            "gradient_checkpointing": job.gradient_checkpointing,
+            "use_liger_kernel": job.liger_kernel, "torch_compile": job.torch_compile,
             "use_cpu": not on_gpu()}
 
 
@@ -145,15 +149,15 @@ def autocast(precision: Precision):
     return torch.autocast("cuda" if on_gpu() else "cpu", dtype=dtype)
 
 
-def job_precision(job: dict[str, Any]) -> Precision:
-    return resolve_precision(job.get("mixed_precision", "auto"))
+def job_precision(job: Numerics) -> Precision:
+    return resolve_precision(job.mixed_precision)
 
 
-def load_for_generation(path: str | Path, job: dict[str, Any], threads: int | None):
+def load_for_generation(path: str | Path, job: Numerics, threads: int | None):
     """Model and tokenizer (left-padded) for a generating job, its resolved precision and how it runs, announced."""
     precision = job_precision(job)
-    model, tokenizer = load_model_and_tokenizer(path, job["dtype"], padding_side="left")
-    info = describe(job["dtype"], precision, threads, weights=str(model.dtype).removeprefix("torch."))
+    model, tokenizer = load_model_and_tokenizer(path, job.dtype, padding_side="left")
+    info = describe(job.dtype, precision, threads, weights=str(model.dtype).removeprefix("torch."))
     announce(info)
     return model, tokenizer, precision, info
 

@@ -28,7 +28,13 @@ def _local_imports(module: str) -> frozenset[str]:
     path = _file(module)
     package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    # imports under `if TYPE_CHECKING:` name types for annotations only; the job never runs them
+    typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and getattr(node.test, "id", "")
+                   == "TYPE_CHECKING" for n in ast.walk(node)}
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 parent = package[: len(package) - (node.level - 1)]
@@ -55,4 +61,6 @@ def module_sources(*modules: str) -> list[str]:
         if module not in seen:
             seen.add(module)
             todo.extend(_local_imports(module))
+            parts = module.split(".")  # importing a.b runs a/__init__.py first
+            todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))
     return sorted(os.path.relpath(_file(m)) for m in seen)

@@ -8,12 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .data import load_rows
+from .answers import grader
 from .errors import DataError, run_main
 from .model_io import load_model_and_tokenizer
 from .prompts import render_prompt
 from .rewards import make_reward_functions
-from .tasks import grader
+from .rows import load_rows
+from .settings.training import GRPOJob
 from .training import lora_config, run_stage, trainer_arguments
 
 
@@ -26,22 +27,22 @@ def grpo_dataset(rows: list[dict[str, Any]], prompt: dict[str, Any], tokenizer, 
                               for r in rows])
 
 
-def build_trainer(job: dict[str, Any], parent: str, data: str, checkpoints: Path):
+def build_trainer(job: GRPOJob, parent: str, data: str, checkpoints: Path):
     from trl import GRPOConfig, GRPOTrainer
 
-    model, tokenizer = load_model_and_tokenizer(parent, job["dtype"], padding_side="left")
-    dataset = grpo_dataset(load_rows(data), job["prompt"], tokenizer, data)
-    args = trainer_arguments(GRPOConfig, job, checkpoints, num_generations=job["num_generations"],
-                             max_completion_length=job["max_completion_length"],
-                             temperature=job["temperature"], beta=job["beta"])
-    rewards = make_reward_functions(job["rewards"], job["prompt"]["answer_format"], grader(job["prompt"]))
+    model, tokenizer = load_model_and_tokenizer(parent, job.dtype, padding_side="left")
+    dataset = grpo_dataset(load_rows(data), job.prompt, tokenizer, data)
+    args = trainer_arguments(GRPOConfig, job, checkpoints, num_generations=job.num_generations,
+                             max_completion_length=job.max_completion_length,
+                             temperature=job.temperature, beta=job.beta)
+    rewards = make_reward_functions(job.rewards, job.prompt["answer_format"], grader(job.prompt))
     trainer = GRPOTrainer(model=model, reward_funcs=rewards, args=args, train_dataset=dataset,
                           processing_class=tokenizer, peft_config=lora_config(job))
     return trainer, tokenizer
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_stage(build_trainer, "GRPO with TRL's GRPOTrainer.", argv)
+    run_stage(GRPOJob, build_trainer, "GRPO with TRL's GRPOTrainer.", argv)
 
 
 if __name__ == "__main__":

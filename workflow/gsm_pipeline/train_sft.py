@@ -8,10 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .data import load_rows
 from .errors import DataError, run_main
 from .model_io import load_model_and_tokenizer
 from .prompts import render_prompt, render_target
+from .rows import load_rows
+from .settings.training import SFTJob
 from .training import lora_config, run_stage, trainer_arguments
 
 
@@ -47,25 +48,25 @@ def sft_dataset(rows: list[dict[str, Any]], prompt: dict[str, Any], tokenizer, w
         for r in rows])
 
 
-def build_trainer(job: dict[str, Any], parent: str, data: str, checkpoints: Path,
+def build_trainer(job: SFTJob, parent: str, data: str, checkpoints: Path,
                   confidence_targets: str | None = None):
     from trl import SFTConfig, SFTTrainer
 
-    model, tokenizer = load_model_and_tokenizer(parent, job["dtype"])
-    targets = load_confidence_targets(confidence_targets, job["prompt"])
-    dataset = sft_dataset(load_rows(data), job["prompt"], tokenizer, data, targets, job.get("train_data", "main"))
-    args = trainer_arguments(SFTConfig, job, checkpoints, max_length=job["max_length"],
-                             completion_only_loss=job["completion_only_loss"])
+    model, tokenizer = load_model_and_tokenizer(parent, job.dtype)
+    targets = load_confidence_targets(confidence_targets, job.prompt)
+    dataset = sft_dataset(load_rows(data), job.prompt, tokenizer, data, targets, job.train_data)
+    args = trainer_arguments(SFTConfig, job, checkpoints, max_length=job.max_length,
+                             completion_only_loss=job.completion_only_loss)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=lora_config(job))
-    too_long = sum(len(ids) >= job["max_length"] for ids in trainer.train_dataset["input_ids"])
+    too_long = sum(len(ids) >= job.max_length for ids in trainer.train_dataset["input_ids"])
     if too_long == len(trainer.train_dataset):
-        raise DataError(f"{data}: every row is truncated at stages.{job['stage']}.max_length={job['max_length']}")
+        raise DataError(f"{data}: every row is truncated at stages.{job.stage}.max_length={job.max_length}")
     return trainer, tokenizer
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_stage(build_trainer, "Supervised fine-tuning with TRL's SFTTrainer.", argv)
+    run_stage(SFTJob, build_trainer, "Supervised fine-tuning with TRL's SFTTrainer.", argv)
 
 
 if __name__ == "__main__":

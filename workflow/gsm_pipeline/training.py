@@ -17,17 +17,18 @@ from .errors import ConfigError, TrainingError
 from .hashing import config_hash
 from .model_io import save_atomically
 from .runtime import announce, describe, job_precision, on_gpu, seed_everything, trainer_numerics
+from .settings.training import TrainingJob
 from .trainer_fields import check_training_args, table_from
 
 STAMP = "job_config.json"
 
 
-def trainer_arguments(config_cls, job: dict[str, Any], output_dir: Path, **fixed: Any):
+def trainer_arguments(config_cls, job: TrainingJob, output_dir: Path, **fixed: Any):
     """Build a TRL config from the stage's pass-through `training_args`, naming a bad key."""
     fields = table_from(config_cls)
-    extra = dict(job.get("training_args") or {})
+    extra = dict(job.training_args)
     # validation made this check already where TRL was importable; a job built by hand gets it here
-    check_training_args(f"stages.{job['stage']}", job["stage"], extra, fields)
+    check_training_args(f"stages.{job.stage}", job.stage, extra, fields)
     # logging_nan_inf_filter would hide a NaN loss behind the running mean; the guard needs to see it.
     defaults = {"report_to": "none", "logging_steps": 1, "logging_nan_inf_filter": False,
                 "save_strategy": "steps", "save_steps": 10,
@@ -38,17 +39,17 @@ def trainer_arguments(config_cls, job: dict[str, Any], output_dir: Path, **fixed
     if "activation_checkpointing" in fields and "gradient_checkpointing" in numerics:  # transformers >= 5.23 name
         numerics["activation_checkpointing"] = numerics.pop("gradient_checkpointing")
     try:
-        return config_cls(output_dir=str(output_dir), seed=job["seed"],
+        return config_cls(output_dir=str(output_dir), seed=job.seed,
                           **{**defaults, **extra, **numerics, **fixed})
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"stages.{job['stage']}.training_args: {exc}") from None
+        raise ConfigError(f"stages.{job.stage}.training_args: {exc}") from None
 
 
-def runtime_record(trainer, job: dict[str, Any], threads: int | None) -> dict[str, Any]:
+def runtime_record(trainer, job: TrainingJob, threads: int | None) -> dict[str, Any]:
     """How the trainer actually runs (read back from its arguments), printed first and kept in the log history."""
     args = trainer.args
     weights = str(trainer.accelerator.unwrap_model(trainer.model).dtype).removeprefix("torch.")
-    info = describe(job["dtype"], job_precision(job), threads, weights=weights,
+    info = describe(job.dtype, job_precision(job), threads, weights=weights,
                     gradient_checkpointing=args.gradient_checkpointing, use_liger_kernel=args.use_liger_kernel,
                     torch_compile=args.torch_compile, tf32=bool(args.tf32),
                     trainer_bf16=args.bf16, trainer_fp16=args.fp16, processes=trainer.accelerator.num_processes)
@@ -56,14 +57,14 @@ def runtime_record(trainer, job: dict[str, Any], threads: int | None) -> dict[st
     return info
 
 
-def lora_config(job: dict[str, Any]):
-    if job.get("finetune") != "lora":
+def lora_config(job: TrainingJob):
+    if job.finetune != "lora":
         return None
     from peft import LoraConfig
 
-    lora = job["lora"]
-    return LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
-                      target_modules=lora["target_modules"], task_type="CAUSAL_LM")
+    lora = job.lora
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                      target_modules=lora.target_modules, task_type="CAUSAL_LM")
 
 
 def is_complete_checkpoint(path: Path) -> bool:
@@ -91,9 +92,9 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def reset_stale_checkpoints(folder: Path, job: dict[str, Any]) -> None:
+def reset_stale_checkpoints(folder: Path, job: TrainingJob) -> None:
     """Checkpoints made under another config are deleted; the folder is stamped with this job's hash."""
-    stamp = {"hash": config_hash(job), "job": job}
+    stamp = {"hash": config_hash(job.stamp()), "job": job.stamp()}
     if folder.exists():
         old = folder / STAMP
         old_hash = json.loads(old.read_text()).get("hash") if old.is_file() else None
@@ -165,8 +166,8 @@ def write_log_history(trainer, path: str | Path, runtime: dict[str, Any] | None 
     Path(path).write_text(json.dumps(head + trainer.state.log_history, indent=1))
 
 
-def run_stage(build_trainer, description: str, argv: list[str] | None = None) -> None:
-    """The shared body of every training entry point: parse, resume, train, save."""
+def run_stage(settings: type[TrainingJob], build_trainer, description: str, argv: list[str] | None = None) -> None:
+    """The shared body of every training entry point: parse the typed job, resume, train, save."""
     import argparse
 
     parser = argparse.ArgumentParser(description=description)
@@ -179,8 +180,8 @@ def run_stage(build_trainer, description: str, argv: list[str] | None = None) ->
     parser.add_argument("--confidence-targets", help="per-row confidence targets (JSONL; SFT with confidence on)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     args = parser.parse_args(argv)
-    job = json.loads(args.config)
-    seed_everything(job["seed"], args.threads)
+    job = settings.parse(args.config)
+    seed_everything(job.seed, args.threads)
     folder = Path(args.checkpoints)
     if is_main_process():  # under accelerate launch every rank runs this; one of them tidies the folder
         reset_stale_checkpoints(folder, job)
@@ -193,4 +194,4 @@ def run_stage(build_trainer, description: str, argv: list[str] | None = None) ->
     trainer.train(resume_from_checkpoint=resume)
     if trainer.is_world_process_zero():
         write_log_history(trainer, args.log_history, runtime)
-    save_final(trainer, tokenizer, args.out, job["dtype"])
+    save_final(trainer, tokenizer, args.out, job.dtype)

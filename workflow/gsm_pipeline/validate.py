@@ -8,6 +8,7 @@ from pathlib import Path
 from .config import PipelineConfig, validate_config
 from .config_files import load_config_file, merge
 from .errors import ConfigError, run_main
+from .layout import stage_table
 
 
 def schema_json() -> str:
@@ -27,6 +28,9 @@ def main(argv: list[str] | None = None) -> None:
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from None
         print(f"{path}: ok ({len(cfg.experiments)} experiments)")
+    if args.configs:
+        print("stage folders (named by training chain; shared where identical):")
+        print("\n".join(f"  {line}" for line in stage_table(cfg)))
     if args.schema:
         Path(args.schema).write_text(schema_json())
 

@@ -13,7 +13,7 @@ sys.path.insert(0, PACKAGE_ROOT)
 shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(PACKAGE_ROOT)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
 from gsm_pipeline import layout
-from gsm_pipeline.config import STAGES, config_hash, validate_config
+from gsm_pipeline.config import validate_config
 from gsm_pipeline.config_files import load_config_file, merge
 from gsm_pipeline.errors import ConfigError
 from gsm_pipeline.sources import module_sources
@@ -35,7 +35,6 @@ try:
 except ConfigError as exc:
     raise SystemExit(f"config error: {exc}")
 
-EXPERIMENTS = list(CFG.experiments)
 TESTSETS = CFG.data.test_sets()
 PROMPTS = CFG.prompts()
 BASE_MODEL = layout.BASE_MODEL
@@ -46,16 +45,18 @@ def one_of(values):
     return "|".join(re.escape(v) for v in values)
 
 
+TRAINED = layout.trained_runs(CFG)  # every <stage>-<chain> folder this config trains
+
 wildcard_constraints:
-    experiment=one_of(EXPERIMENTS),
+    chain=layout.CHAIN,
     testset=one_of(TESTSETS),
-    run=f"base|({one_of(EXPERIMENTS)})/({one_of(STAGES)})",
+    run=one_of(["base", *TRAINED]),
     prompt=one_of(PROMPTS),
 
 
-def as_arg(obj):
-    """A params value Snakemake can compare between runs, quoted for the shell."""
-    return shlex.quote(json.dumps(obj, sort_keys=True))
+def as_arg(job):
+    """A job's typed settings as a params value Snakemake can compare between runs, quoted for the shell."""
+    return shlex.quote(job.as_json() if hasattr(job, "as_json") else json.dumps(job, sort_keys=True))
 
 
 def code(module, task=True):
@@ -66,21 +67,30 @@ def code(module, task=True):
     return module_sources(module, *([TASKS[CFG.data.source].removeprefix("gsm_pipeline.")] if task else []))
 
 
+# The report page's template is code the report job runs, though not a module it imports.
+REPORT_TEMPLATE = os.path.relpath(Path(PACKAGE_ROOT) / "gsm_pipeline" / "templates" / "report.html.j2")
+
+
 def local_data_files():
     """User data files are inputs of prepare_data, so editing one reruns it (and what depends on it)."""
     from gsm_pipeline.tasks import get_task
 
-    task = get_task(CFG.data.source).input_files(CFG.data, CFG.data_job()["socratic"])
+    task = get_task(CFG.data.source).input_files(CFG.data, CFG.data_job().socratic)
     return [*task, *CFG.data.extra_test_files.values()]
 
 
 def model_dir(experiment, stage):
-    """Where an experiment's stage lives: stages trained identically are shared (see layout.py)."""
+    """Where an experiment's stage lives: results/<stage>-<chain>, shared by stages trained identically."""
     return layout.model_dir(CFG, experiment, stage)
 
 
 def parent_stage(experiment, stage):
     return layout.parent_stage(CFG, experiment, stage)
+
+
+def experiment_of(stage, wildcards):
+    """An experiment training the {chain} folder of this stage; all that share it have its job settings."""
+    return layout.run_experiment(CFG, stage, wildcards.chain)
 
 
 def targets_file(experiment):
@@ -95,7 +105,7 @@ def confidence_model():
 def sft_inputs(stage):
     """Inputs of an SFT stage; confidence experiments also read the measured confidence targets."""
     def inputs(wildcards):
-        exp = wildcards.experiment
+        exp = experiment_of(stage, wildcards)
         files = {"parent": model_dir(exp, parent_stage(exp, stage)), "data": f"results/data/{stage}.jsonl",
                  "code": code("train_sft")}
         if CFG.experiments[exp].confidence:
@@ -113,7 +123,7 @@ def launch(stage):
     so a --set-resources override reaches it too; 1 on CPU unless stages.<stage>.processes says otherwise),
     and a free port per job."""
     def command(wildcards, resources):
-        st = CFG.stage_config(wildcards.experiment, stage)
+        st = CFG.stage_config(experiment_of(stage, wildcards), stage)
         processes = st["processes"] or max(1, int(resources.gpu))
         return (f"accelerate launch --config_file {shlex.quote(str(ACCELERATE_CONFIGS / (st['launcher'] + '.yaml')))} "
                 f"--num_processes {processes} --main_process_port $(python -m gsm_pipeline.launch)")
@@ -122,7 +132,7 @@ def launch(stage):
 
 def gpus(stage):
     """GPUs a training job asks for (stages.<stage>.gpus, or the row's overrides)."""
-    return lambda wildcards: CFG.stage_config(wildcards.experiment, stage)["gpus"]
+    return lambda wildcards: CFG.stage_config(experiment_of(stage, wildcards), stage)["gpus"]
 
 
 def targets_flag(wildcards, input):
@@ -137,7 +147,7 @@ def eval_outputs(name="metrics.json"):
 
 
 def training_logs():
-    return [f"results/{run}/log_history.json" for run in layout.trained_runs(CFG)]
+    return [f"results/{run}/log_history.json" for run in TRAINED]
 
 
 def eval_inputs(wildcards):
@@ -146,20 +156,5 @@ def eval_inputs(wildcards):
 
 
 def eval_meta(wildcards):
-    experiment, _, stage = wildcards.run.partition("/")
-    return {"experiment": experiment, "stage": stage or "base", "prompt_key": wildcards.prompt,
-            "run": wildcards.run, "testset": wildcards.testset}
-
-
-def report_layout():
-    """Per experiment: its evaluations (stage, run, prompt, parent run; shared stages point at their owner)
-    and the variant values the report turns into columns."""
-    out = []  # a list: params are JSON with sorted keys, and the report keeps declaration order
-    for e, exp in CFG.experiments.items():
-        variant = exp.model_dump(exclude={"stages", "overrides", "lora", "sweep", "swept", "eval_chat_template",
-                                          "eval_answer_format", "chat_template_kwargs"})
-        variant["seed"] = CFG.sft_job(e, "prep_sft")["seed"] if exp.stages else CFG.seed
-        variant["lora_r"] = {**CFG.lora.model_dump(), **exp.lora}["r"] if exp.finetune == "lora" else None
-        out.append({"name": e, "evaluations": layout.experiment_evaluations(CFG, e), "testsets": TESTSETS,
-                    "variant": variant, "swept": exp.swept, "prompt_key": CFG.prompt_key(e)})
-    return out
+    stage = "base" if wildcards.run == "base" else layout.RUN_PATTERN.fullmatch(wildcards.run).group(1)
+    return {"stage": stage, "prompt_key": wildcards.prompt, "run": wildcards.run, "testset": wildcards.testset}

@@ -1,5 +1,5 @@
 rule evaluate:
-    """Greedy evaluation of one model on one test set. {run} is base or <experiment>/<stage>."""
+    """Greedy evaluation of one model on one test set. {run} is base or <stage>-<chain>."""
     input:
         unpack(eval_inputs),
     output:

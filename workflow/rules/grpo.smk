@@ -1,15 +1,15 @@
 rule grpo:
-    """GRPO with the experiment's reward set, from prep SFT (or full SFT, per experiment)."""
+    """GRPO with the experiment's reward set, from prep SFT (or full SFT, per experiment); {chain} names the training chain."""
     input:
-        parent=lambda w: model_dir(w.experiment, parent_stage(w.experiment, "grpo")),
+        parent=lambda w: model_dir(experiment_of("grpo", w), parent_stage(experiment_of("grpo", w), "grpo")),
         data="results/data/grpo.jsonl",
         code=code("train_grpo"),
     output:
-        model=directory("results/{experiment}/grpo/model"),
-        log_history="results/{experiment}/grpo/log_history.json",
+        model=directory("results/grpo-{chain}/model"),
+        log_history="results/grpo-{chain}/log_history.json",
     params:
-        job=lambda w: as_arg(CFG.grpo_job(w.experiment)),
-        checkpoints=lambda w: f"results/{w.experiment}/grpo/checkpoints",
+        job=lambda w: as_arg(CFG.grpo_job(experiment_of("grpo", w))),
+        checkpoints=lambda w, output: str(Path(output.model).parent / "checkpoints"),
         launch=launch("grpo"),
     threads: workflow.cores
     resources:
@@ -17,9 +17,9 @@ rule grpo:
     conda:
         CONDA_ENV
     log:
-        "results/logs/{experiment}/grpo.log",
+        "results/logs/grpo-{chain}.log",
     benchmark:
-        "results/benchmarks/{experiment}/grpo.tsv"
+        "results/benchmarks/grpo-{chain}.tsv"
     shell:
         "{params.launch} -m gsm_pipeline.train_grpo --config {params.job} --parent {input.parent:q} --data {input.data:q} "
         "--out {output.model:q} --checkpoints {params.checkpoints:q} --log-history {output.log_history:q} "

@@ -6,15 +6,14 @@ rule report:
         samples=eval_outputs("samples.jsonl"),
         calibration=eval_outputs("calibration.csv"),
         logs=training_logs(),
-        code=code("report"),
+        code=[*code("report", task=False), REPORT_TEMPLATE],
     output:
         csv="results/report/comparison.csv",
         html="results/report/index.html",
         per_example="results/report/per_example.csv",
         summary="results/report/summary.json",
     params:
-        layout=as_arg(report_layout()),
-        provenance=as_arg({"seed": CFG.seed, "config_hash": config_hash(CFG.model_dump())}),
+        job=as_arg(layout.report_job(CFG)),
     conda:
         CONDA_ENV
     log:
@@ -22,5 +21,5 @@ rule report:
     benchmark:
         "results/benchmarks/report.tsv"
     shell:
-        "python -m gsm_pipeline.report --metrics {input.metrics:q} --logs {input.logs:q} --layout {params.layout} "
-        "--provenance {params.provenance} --out results/report > {log:q} 2>&1"
+        "python -m gsm_pipeline.report --metrics {input.metrics:q} --logs {input.logs:q} --config {params.job} "
+        "--out results/report > {log:q} 2>&1"

@@ -1,13 +1,13 @@
 rule prep_sft:
-    """Format-teaching SFT on the small subset, from the base model."""
+    """Format-teaching SFT on the small subset, from the base model. {chain} names the training chain."""
     input:
         unpack(sft_inputs("prep_sft")),
     output:
-        model=directory("results/{experiment}/prep_sft/model"),
-        log_history="results/{experiment}/prep_sft/log_history.json",
+        model=directory("results/prep_sft-{chain}/model"),
+        log_history="results/prep_sft-{chain}/log_history.json",
     params:
-        job=lambda w: as_arg(CFG.sft_job(w.experiment, "prep_sft")),
-        checkpoints=lambda w: f"results/{w.experiment}/prep_sft/checkpoints",
+        job=lambda w: as_arg(CFG.sft_job(experiment_of("prep_sft", w), "prep_sft")),
+        checkpoints=lambda w, output: str(Path(output.model).parent / "checkpoints"),
         targets=targets_flag,
         launch=launch("prep_sft"),
     threads: workflow.cores
@@ -16,9 +16,9 @@ rule prep_sft:
     conda:
         CONDA_ENV
     log:
-        "results/logs/{experiment}/prep_sft.log",
+        "results/logs/prep_sft-{chain}.log",
     benchmark:
-        "results/benchmarks/{experiment}/prep_sft.tsv"
+        "results/benchmarks/prep_sft-{chain}.tsv"
     shell:
         "{params.launch} -m gsm_pipeline.train_sft --config {params.job} --parent {input.parent:q} --data {input.data:q} "
         "--out {output.model:q} --checkpoints {params.checkpoints:q} --log-history {output.log_history:q} "
@@ -29,16 +29,16 @@ use rule prep_sft as full_sft with:
     input:
         unpack(sft_inputs("full_sft")),
     output:
-        model=directory("results/{experiment}/full_sft/model"),
-        log_history="results/{experiment}/full_sft/log_history.json",
+        model=directory("results/full_sft-{chain}/model"),
+        log_history="results/full_sft-{chain}/log_history.json",
     params:
-        job=lambda w: as_arg(CFG.sft_job(w.experiment, "full_sft")),
-        checkpoints=lambda w: f"results/{w.experiment}/full_sft/checkpoints",
+        job=lambda w: as_arg(CFG.sft_job(experiment_of("full_sft", w), "full_sft")),
+        checkpoints=lambda w, output: str(Path(output.model).parent / "checkpoints"),
         targets=targets_flag,
         launch=launch("full_sft"),
     resources:
         gpu=gpus("full_sft"),
     log:
-        "results/logs/{experiment}/full_sft.log",
+        "results/logs/full_sft-{chain}.log",
     benchmark:
-        "results/benchmarks/{experiment}/full_sft.tsv"
+        "results/benchmarks/full_sft-{chain}.tsv"

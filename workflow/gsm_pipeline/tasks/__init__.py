@@ -32,7 +32,3 @@ def get_task(name: str) -> SimpleNamespace:
     return SimpleNamespace(name=name, **{attr: getattr(module, attr, getattr(defaults, attr, None))
                                         for attr in REQUIRED + OPTIONAL})
 
-
-def grader(spec: dict):
-    """The grading function of the task a prompt spec belongs to: (completion, gold number, format) -> fields."""
-    return get_task(spec.get("task", DEFAULT_TASK)).grade

@@ -1,8 +1,6 @@
 """What a task gets unless its module says otherwise: GSM-style instructions, two worked examples
-for few-shot prompts, and numeric grading of the final answer."""
+for few-shot prompts. Grading is answers.grade unless the task module brings its own `grade`."""
 from __future__ import annotations
-
-from ..answers import grade  # noqa: F401  (re-exported as the default grader)
 
 INSTRUCTIONS = {
     "tagged": (

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..answers import split_gsm8k_answer
 from ..data import carve, normalise_gsm8k_rows, read_jsonl
 from ..errors import DataError
+from ..numerals import split_gsm8k_answer
 
 SOCRATIC = True
 

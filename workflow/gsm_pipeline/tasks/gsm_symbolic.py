@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from ..answers import split_gsm8k_answer
 from ..data import carve, format_number
 from ..errors import DataError
+from ..numerals import split_gsm8k_answer
 
 
 def test_sets(cfg) -> list[str]:

@@ -1,0 +1,61 @@
+"""What prepare_data reads: the data section, and the job built from it."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from .base import NAME_PATTERN, SEED_MAX, JobSettings, Strict, is_name
+
+
+class DataConfig(Strict):
+    source: str = Field(
+        "gsm_symbolic", description="The task (gsm_pipeline/tasks): gsm_symbolic (offline generator), gsm8k (hub "
+                                    "or local copy) or jsonl files")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="Seed for generation, shuffling and the held-out template draw")
+    gsm8k_hub_id: str = Field("openai/gsm8k", description="Hub dataset id, used when source is gsm8k")
+    gsm8k_path: str | None = Field(None, description="Local folder with train.jsonl/test.jsonl instead of the hub")
+    train_file: str | None = Field(None, description="JSONL of question/answer rows (source: jsonl)")
+    test_file: str | None = Field(None, description="JSONL of question/answer rows (source: jsonl)")
+    prep_sft_size: int = Field(64, ge=1, description="Rows in the small format-teaching SFT subset")
+    full_sft_size: int = Field(256, ge=1, description="Rows in the full SFT set (disjoint from prep rows)")
+    grpo_size: int = Field(64, ge=1, description="Prompts for GRPO (disjoint from the SFT rows)")
+    test_size: int = Field(32, ge=1, description="Test problems per test set")
+    heldout_template_fraction: float = Field(
+        0.2, gt=0, lt=1, description="gsm_symbolic: share of templates kept out of training, tested apart")
+    missing_answer: Literal["skip", "error"] = Field(
+        "skip", description="A row whose answer has no final number: skip and count it, or fail")
+    extra_test_files: dict[str, str] = Field(
+        default_factory=dict, description="More test sets, name -> JSONL of question/answer rows "
+                                          "(e.g. a local GSM8K test.jsonl as an out-of-distribution set)")
+
+    @field_validator("source")
+    @classmethod
+    def _registered_task(cls, v: str) -> str:
+        from ..tasks import TASKS
+
+        if v not in TASKS:
+            raise ValueError(f"unknown task; registered: {', '.join(TASKS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _files_for_jsonl(self) -> "DataConfig":
+        if self.source == "jsonl" and not (self.train_file and self.test_file):
+            raise ValueError("source 'jsonl' needs data.train_file and data.test_file")
+        for name in self.extra_test_files:
+            if not is_name(name) or name in self.source_test_sets():
+                raise ValueError(f"extra_test_files: {name!r} must match {NAME_PATTERN} and not repeat a built-in set")
+        return self
+
+    def source_test_sets(self) -> list[str]:
+        from ..tasks import get_task
+
+        return get_task(self.source).test_sets(self)
+
+    def test_sets(self) -> list[str]:
+        """Names of every test set (the {testset} wildcard values)."""
+        return self.source_test_sets() + sorted(self.extra_test_files)
+
+
+class DataJob(DataConfig, JobSettings):
+    socratic: bool = Field(False, description="Some row trains on socratic answers: the task loads them")

@@ -1,0 +1,76 @@
+"""What SFT and GRPO jobs read: the LoRA, launch and stage sections, and the jobs built from them."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from .base import SEED_MAX, JobSettings, Numerics, Strict
+
+RewardName = Literal["format", "correctness", "binary", "calibration"]
+
+
+class LoraConfig(Strict):
+    r: int = Field(16, ge=1, description="LoRA rank")
+    alpha: int = Field(32, ge=1, description="LoRA alpha")
+    dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout")
+    target_modules: str | list[str] = Field("all-linear", description="Modules that get adapters")
+
+
+class LaunchConfig(Strict):
+    launcher: Literal["single", "ddp", "zero2", "zero3"] = Field(
+        "single", description="accelerate config envs/accelerate/<launcher>.yaml: single device, DDP, "
+                              "DeepSpeed ZeRO-2 or ZeRO-3")
+    gpus: int = Field(0, ge=0, description="GPUs per job: the Slurm request and accelerate's --num_processes "
+                                           "(0: CPU)")
+    processes: int | None = Field(
+        None, ge=1, description="Processes to launch (default: gpus, or 1 without GPUs); e.g. 2 with launcher "
+                                "ddp is CPU data parallelism over gloo")
+
+    @model_validator(mode="after")
+    def _processes_fit_launcher(self) -> "LaunchConfig":
+        if self.launcher == "single" and (self.processes or self.gpus) > 1:
+            raise ValueError("launcher 'single' runs one process; use ddp, zero2 or zero3 for more")
+        return self
+
+
+class TrainingStageConfig(LaunchConfig):
+    """Speed settings the trainer would otherwise take from TRL's defaults (gradient checkpointing is on there)."""
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in backward: less memory, ~30% more time")
+    liger_kernel: bool = Field(False, description="Liger's fused kernels (needs liger-kernel installed; GPU)")
+    torch_compile: bool = Field(False, description="torch.compile the model before training")
+
+
+class SFTStageConfig(TrainingStageConfig):
+    max_length: int = Field(512, ge=16, description="Longest tokenized prompt+completion; longer rows are truncated")
+    training_args: dict[str, Any] = Field(
+        default_factory=dict, description="Any trl.SFTConfig / TrainingArguments field, passed through")
+
+
+class GRPOStageConfig(TrainingStageConfig):
+    num_generations: int = Field(8, ge=2, description="Completions per prompt (the group)")
+    max_completion_length: int = Field(192, ge=8, description="Longest sampled completion in tokens")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature during GRPO")
+    beta: float = Field(0.0, ge=0, description="KL coefficient against the starting model")
+    training_args: dict[str, Any] = Field(
+        default_factory=dict, description="Any trl.GRPOConfig / TrainingArguments field, passed through")
+
+
+class TrainingJob(Numerics, JobSettings):
+    """What both trainers read besides their stage section."""
+    seed: int = Field(ge=0, le=SEED_MAX, description="Training seed")
+    prompt: dict[str, Any] = Field(description="The prompt spec the stage trains with (prompts.render_prompt)")
+    finetune: Literal["full", "lora"] = Field("full", description="Full fine-tuning or LoRA (merged after the stage)")
+    lora: LoraConfig | None = Field(None, description="LoRA settings when finetune is lora")
+
+
+class SFTJob(SFTStageConfig, TrainingJob):
+    stage: Literal["prep_sft", "full_sft"]
+    completion_only_loss: bool = Field(True, description="Mask the prompt out of the loss")
+    train_data: Literal["main", "socratic"] = Field("main", description="Which reasoning the targets carry")
+
+
+class GRPOJob(GRPOStageConfig, TrainingJob):
+    stage: Literal["grpo"] = "grpo"
+    rewards: list[RewardName] = Field(description="GRPO reward functions")
