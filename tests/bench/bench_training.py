@@ -115,6 +115,7 @@ def reset_memory() -> None:
 
 
 def run_sft(model_dir: Path, rows_path: Path, extra: dict, updates: int, max_length: int, work: Path) -> dict:
+    from gsm_pipeline.settings.training import SFTJob
     from gsm_pipeline.train_sft import build_trainer
 
     settings, extra = split_variant(extra)
@@ -123,7 +124,7 @@ def run_sft(model_dir: Path, rows_path: Path, extra: dict, updates: int, max_len
            "prompt": {"answer_format": "tagged", "chat_template": True, "confidence": False},
            "training_args": {"max_steps": updates + 1, "save_strategy": "no", "learning_rate": 1e-5,
                              "include_num_input_tokens_seen": "non_padding", **extra}}
-    trainer, _ = build_trainer(job, str(model_dir), str(rows_path), work)
+    trainer, _ = build_trainer(SFTJob.model_validate(job), str(model_dir), str(rows_path), work)
     clock = step_clock()
     trainer.add_callback(clock)
     trainer.train()
@@ -132,6 +133,7 @@ def run_sft(model_dir: Path, rows_path: Path, extra: dict, updates: int, max_len
 
 
 def run_grpo(model_dir: Path, rows_path: Path, extra: dict, updates: int, completion: int, work: Path) -> dict:
+    from gsm_pipeline.settings.training import GRPOJob
     from gsm_pipeline.train_grpo import build_trainer
 
     per_device = extra.get("per_device_train_batch_size", 8)
@@ -142,7 +144,7 @@ def run_grpo(model_dir: Path, rows_path: Path, extra: dict, updates: int, comple
            "prompt": {"answer_format": "tagged", "chat_template": True, "confidence": False},
            "training_args": {"max_steps": updates + 1, "save_strategy": "no", "learning_rate": 1e-6,
                              "generation_kwargs": {"min_new_tokens": completion}, **extra}}
-    trainer, _ = build_trainer(job, str(model_dir), str(rows_path), work)
+    trainer, _ = build_trainer(GRPOJob.model_validate(job), str(model_dir), str(rows_path), work)
     clock = step_clock()
     trainer.add_callback(clock)
     trainer.train()

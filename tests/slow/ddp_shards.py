@@ -5,10 +5,11 @@ import sys
 from pathlib import Path
 
 from gsm_pipeline.runtime import seed_everything
+from gsm_pipeline.settings.training import SFTJob
 from gsm_pipeline.train_sft import build_trainer
 
-job, parent, data, out = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], Path(sys.argv[4])
-seed_everything(job["seed"])
+job, parent, data, out = SFTJob.parse(sys.argv[1]), sys.argv[2], sys.argv[3], Path(sys.argv[4])
+seed_everything(job.seed)
 trainer, tokenizer = build_trainer(job, parent, data, out / "checkpoints")
 rank = trainer.accelerator.process_index
 seen = [tokenizer.decode([t for t in row if t != tokenizer.pad_token_id])
