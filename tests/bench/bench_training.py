@@ -173,7 +173,8 @@ def table(results: list[dict], metric: str, baselines: list[str]) -> str:
 def main() -> None:
     import torch
 
-    from gsm_pipeline.data import load_test_rows, write_jsonl
+    from gsm_pipeline.data import load_test_rows
+    from gsm_pipeline.rows import write_jsonl
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", help="GSM8K train.jsonl (question/answer rows)")

@@ -1,9 +1,10 @@
 """The pipeline's configuration: one pydantic model, the single source of truth.
 
 config.yaml is validated against `PipelineConfig` before any job runs. Jobs never
-receive the whole config: `sft_job`, `grpo_job` and `eval_job` cut out exactly the
-settings a stage reads, as plain dicts, so Snakemake's params tracking reruns a
-stage only when something it uses has changed.
+receive the whole config: `sft_job`, `grpo_job`, `eval_job`, `targets_job` and
+`data_job` cut out exactly the settings a job reads, as the typed job models of
+`settings/`, so Snakemake's params tracking reruns a job only when something it
+uses has changed. Only Snakemake imports this module; no job does.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from .errors import ConfigError
 from .hashing import config_hash  # noqa: F401  (re-exported)
 from .matrix import expand_sweeps
 from .prompts import prompt_key
-from .settings.base import NAME_PATTERN, SEED_MAX, Strict, is_name
+from .settings.base import NAME_PATTERN, SEED_MAX, Numerics, Strict, is_name
 from .settings.data import DataConfig, DataJob
 from .settings.evaluation import ConfidenceConfig, EvalConfig, EvalJob, TargetsJob
 from .settings.model import ModelConfig
@@ -234,7 +235,7 @@ class PipelineConfig(Strict):
 
     def numerics(self) -> dict[str, Any]:
         """Weights dtype and mixed precision, the same for every job (resolved on the machine that runs it)."""
-        return {"dtype": self.model.dtype, "mixed_precision": self.model.mixed_precision, "tf32": self.model.tf32}
+        return self.model.model_dump(include=set(Numerics.model_fields))
 
     def sft_job(self, name: str, stage: str) -> SFTJob:
         exp = self.experiment(name)

@@ -16,7 +16,7 @@ from typing import Any, Iterable
 
 from .errors import DataError, run_main
 from .numerals import MAX_NUMBER_CHARS, normalize_number, split_gsm8k_answer
-from .rows import load_rows, read_jsonl, write_jsonl  # noqa: F401  (tasks and tests read them from here too)
+from .rows import read_jsonl, write_jsonl
 from .settings.data import DataConfig, DataJob
 
 SFT_SPLITS = ("prep_sft", "full_sft", "grpo")

@@ -1,8 +1,9 @@
 """Task `jsonl`: your own GSM8K-style question/answer rows ('... #### N'), from data.train_file/test_file."""
 from __future__ import annotations
 
-from ..data import carve, normalise_gsm8k_rows, read_jsonl
+from ..data import carve, normalise_gsm8k_rows
 from ..errors import DataError
+from ..rows import read_jsonl
 
 
 def test_sets(cfg) -> list[str]:
