@@ -1,6 +1,8 @@
 """Data parallel training through `accelerate launch` on CPU (gloo): the same entry point as a single
-process, each rank trains on its own shard, and the loss matches one process at equal global batch."""
+process, each rank trains on its own shard, and the loss matches one process at equal global batch.
+DeepSpeed runs here too, through its CPU accelerator, so the ZeRO launchers' save path is tested without a GPU."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -33,7 +35,7 @@ def rows_file(tmp_path: Path) -> Path:
 
 
 def accelerate(launcher: str, processes: int, *args: str) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "workflow"), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO / "workflow"), "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu"}
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
            str(REPO / f"envs/accelerate/{launcher}.yaml"), "--num_processes", str(processes),
            "--main_process_port", str(free_port()), *args]
@@ -80,3 +82,22 @@ def test_ddp_loss_matches_one_process_at_equal_global_batch(tmp_path, tiny_model
     apart = sum((w_single[k] - w_ddp[k]).abs().mean().item() for k in w_single)
     moved = sum((w_single[k] - w_start[k]).abs().mean().item() for k in w_single)
     assert apart < 0.05 * moved, f"weights differ by {apart} on average; training moved them by {moved}"
+
+
+@pytest.mark.parametrize("launcher", ["zero2", "zero3"])
+def test_deepspeed_stages_save_a_plain_model_folder_that_trained(tmp_path, tiny_model, launcher):
+    """Under ZeRO-3 each rank holds a shard of every weight: the save must gather them into one ordinary
+    safetensors folder that transformers loads, with every weight present and moved by training."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    losses = train(tmp_path, launcher, launcher, 2, 2, rows_file(tmp_path), tiny_model)
+    assert len(losses) == 4 and all(math.isfinite(x) for x in losses)
+    folder = tmp_path / launcher / "model"
+    AutoModelForCausalLM.from_pretrained(folder)
+    saved, start = load_file(folder / "model.safetensors"), load_file(tiny_model / "model.safetensors")
+    assert saved.keys() == start.keys()
+    for name, weight in saved.items():
+        assert weight.shape == start[name].shape, name
+    moved = [k for k in saved if not (saved[k].float() == start[k].float()).all()]
+    assert len(moved) == len(saved), f"unchanged after training: {sorted(set(saved) - set(moved))}"

@@ -127,12 +127,15 @@ def save_final(trainer, tokenizer, out_dir: str | Path, dtype: str) -> None:
     Under ZeRO-3 every rank holds a shard, so the full weights are gathered first (a collective call)."""
     import torch
 
-    state = trainer.accelerator.get_state_dict(trainer.model) if is_zero3(trainer) else None
+    # Under DeepSpeed, `trainer.model` is the bare module; the gather needs the engine that holds the shards.
+    state = trainer.accelerator.get_state_dict(trainer.deepspeed) if is_zero3(trainer) else None
     if not trainer.is_world_process_zero():
         return
     model = trainer.accelerator.unwrap_model(trainer.model)
     if state is not None:
-        state = {k: v.to(getattr(torch, dtype)) for k, v in state.items()}
+        # The gather returns tied weights (lm_head = embeddings) twice; a plain save writes them once.
+        tied = getattr(model, "all_tied_weights_keys", None) or {}
+        state = {k: v.to(getattr(torch, dtype)) for k, v in state.items() if k not in tied}
     else:
         if hasattr(model, "merge_and_unload"):
             model = model.merge_and_unload()
