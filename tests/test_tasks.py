@@ -7,6 +7,8 @@ from conftest import Dag
 from gsm_pipeline.answers import grader
 from gsm_pipeline.config import validate_config
 from gsm_pipeline.errors import ConfigError
+from gsm_pipeline.formats import FORMATS
+from gsm_pipeline.prompts import instruction_text
 from gsm_pipeline.tasks import TASKS, get_task
 
 TOY_TASK = '''"""Task `toy`: doubling numbers, generated offline."""
@@ -34,7 +36,8 @@ def test_the_built_in_tasks_are_registered_and_complete():
         graded = grade("<start_working_out>6*7<end_working_out><SOLUTION>42</SOLUTION>", 42.0, "tagged")
         assert graded["correct_strict"] and graded["has_working_out"]
         assert not grade("<SOLUTION>41</SOLUTION>", 42.0, "tagged")["correct_strict"]
-        assert set(task.INSTRUCTIONS) == {"tagged", "gsm8k", "boxed"} and task.EXEMPLARS
+        assert task.EXEMPLARS
+        assert all(instruction_text({"task": name, "answer_format": f}) for f in FORMATS)
 
 
 def test_an_unregistered_task_is_a_one_line_config_error():

@@ -8,9 +8,10 @@ from conftest import arithmetic_rows, write_jsonl
 from gsm_pipeline import train_grpo, train_sft
 from gsm_pipeline.config import validate_config
 from gsm_pipeline.errors import ConfigError, DataError
+from gsm_pipeline.formats import FORMATS
 from gsm_pipeline.layout import model_dir
 from gsm_pipeline.prompts import render_prompt
-from gsm_pipeline.tasks.defaults import EXEMPLARS, INSTRUCTIONS
+from gsm_pipeline.tasks.defaults import EXEMPLARS
 
 STAGES = {"prep_sft": {"max_length": 256, "training_args": {"max_steps": 1}},
           "grpo": {"num_generations": 2, "max_completion_length": 8,
@@ -50,7 +51,7 @@ def completions(trainer, tokenizer):
 def test_the_answer_format_is_what_sft_teaches(tmp_path, tiny_model, fmt, marker):
     trainer, tokenizer = sft(tmp_path, tiny_model, config(x={"answer_format": fmt}), "x")
     text = completions(trainer, tokenizer)[0]
-    assert marker in text and INSTRUCTIONS[fmt] in text
+    assert marker in text and FORMATS[fmt].instruction in text
 
 
 def test_lora_rows_train_an_adapter_with_their_own_rank_and_full_rows_do_not(tmp_path, tiny_model):
@@ -137,7 +138,7 @@ def test_prompting_baselines_render_their_examples_and_instruction(tiny_model, r
 
     cfg = config(b={"stages": [], "chat_template": chat, **row})
     text = render_prompt("What is 2 + 2?", cfg.prompt_spec("b"), AutoTokenizer.from_pretrained(tiny_model))
-    assert (INSTRUCTIONS["tagged"] in text) is has_instruction
+    assert (FORMATS["tagged"].instruction in text) is has_instruction
     assert (EXEMPLARS[0]["question"] in text) is bool(shots)
     assert text.count(f"<SOLUTION>{EXEMPLARS[0]['answer']}</SOLUTION>") == shots
     assert text.rstrip().endswith(("What is 2 + 2?\nAnswer:", "assistant"))

@@ -15,13 +15,13 @@ SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 def corpus(n: int = 200) -> list[str]:
     from gsm_pipeline.config import DataConfig
     from gsm_pipeline.data import build_splits
+    from gsm_pipeline.formats import FORMATS
     from gsm_pipeline.prompts import render_target
-    from gsm_pipeline.tasks.defaults import INSTRUCTIONS
 
     splits, _ = build_splits(DataConfig(prep_sft_size=n, full_sft_size=8, grpo_size=8, test_size=8))
     texts = [r["question"] + "\n" + r["reasoning"] + "\n#### " + r["answer"] for r in splits["prep_sft"]]
     # Repeated so the tokenizer learns the instructions and tags as few tokens each.
-    texts += 50 * (list(INSTRUCTIONS.values()) + [render_target("1 + 2 = 3", "3", {"answer_format": f})
+    texts += 50 * ([f.instruction for f in FORMATS.values()] + [render_target("1 + 2 = 3", "3", {"answer_format": f})
                                                   for f in ("tagged", "gsm8k", "boxed")])
     texts += 50 * ["<confidence>0.85</confidence> Question: What is 3 + 4? Answer:"]
     return texts

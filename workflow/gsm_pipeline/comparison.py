@@ -59,6 +59,7 @@ def comparison_rows(evals: list[dict[str, Any]], experiments: dict[str, dict]) -
                 asked = ev["prompt"]
                 rows.append({
                     "experiment": name, "stage": item["stage"], "testset": testset, "prompt": item["prompt"],
+                    "prompt_without_template": item["prompt_without_template"],
                     "method": method(item["stage"], variant),
                     "eval_chat_template": asked["chat_template"], "eval_answer_format": asked["answer_format"],
                     "eval_matches_training": item["prompt"] == layout["prompt_key"],

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+from .formats import FORMATS
 from .hashing import config_hash  # noqa: F401  (re-exported)
 from .matrix import expand_sweeps
 from .prompts import prompt_key
@@ -23,7 +24,7 @@ from .settings.model import ModelConfig
 from .settings.training import GRPOJob, GRPOStageConfig, LoraConfig, RewardName, SFTJob, SFTStageConfig
 from .trainer_fields import check_training_args
 
-AnswerFormat = Literal["tagged", "gsm8k", "boxed"]
+AnswerFormat = Literal[tuple(FORMATS)]  # the registry is the list of choices
 STAGES = ("prep_sft", "full_sft", "grpo")
 # apply_chat_template's own parameters: the pipeline sets them, or they change what rendering returns
 CHAT_TEMPLATE_ARGS = {"conversation", "tokenize", "add_generation_prompt", "continue_final_message", "return_dict",

@@ -16,6 +16,7 @@ from typing import Any
 from .answers import final_number, grader
 from .data import default_test_rows, load_test_rows
 from .errors import DataError, run_main
+from .formats import FORMATS
 from .journal import Journal, journaled_generate
 from .metrics import calibration, summarize
 from .model_io import check_model_dir
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", required=True, help="model folder (safetensors + tokenizer)")
     parser.add_argument("--data", help="test rows (JSONL); default: 32 generated gsm_symbolic problems")
     parser.add_argument("--config", help="job settings as JSON (the DAG passes this)")
-    parser.add_argument("--answer-format", default="tagged", choices=["tagged", "gsm8k", "boxed"])
+    parser.add_argument("--answer-format", default="tagged", choices=list(FORMATS))
     parser.add_argument("--raw", action="store_true", help="do not apply the chat template")
     parser.add_argument("--confidence", action="store_true", help="ask for a stated confidence after the answer")
     default = {name: field.default for name, field in EvalJob.model_fields.items()}  # the config's defaults

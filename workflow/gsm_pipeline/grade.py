@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .answers import final_number, grade
 from .errors import DataError, run_main
+from .formats import FORMATS
 from .rows import read_jsonl, write_jsonl
 
 
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Re-grade completions without a model.")
     parser.add_argument("input", help="JSONL with completion and answer per line")
     parser.add_argument("-o", "--output", required=True, help="graded JSONL")
-    parser.add_argument("--answer-format", default="tagged", choices=["tagged", "gsm8k", "boxed"],
+    parser.add_argument("--answer-format", default="tagged", choices=list(FORMATS),
                         help="the format the strict extractor expects")
     args = parser.parse_args(argv)
     src, out = Path(args.input), Path(args.output)

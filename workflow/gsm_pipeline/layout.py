@@ -78,13 +78,15 @@ def eval_dir(run: str, prompt: str, testset: str) -> str:
 
 
 def experiment_evaluations(cfg: PipelineConfig, name: str) -> list[dict[str, str]]:
-    """Each (stage, eval prompt) of one experiment, base included, with the runs it is compared against."""
+    """Each (stage, eval prompt) of one experiment, base included, with the runs it is compared against and the
+    key of the same prompt asked without the chat template (the report pairs the two)."""
     exp = cfg.experiment(name)
     out = []
     for stage in ["base", *exp.stages]:
         parent = "base" if stage == "base" else parent_stage(cfg, name, stage)
         for spec in exp.eval_specs(cfg.data.source):
             out.append({"stage": stage, "run": stage_run(cfg, name, stage), "prompt": prompt_key(spec),
+                        "prompt_without_template": prompt_key({**spec, "chat_template": False}),
                         "parent_run": stage_run(cfg, name, parent)})
     return out
 

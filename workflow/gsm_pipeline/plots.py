@@ -79,8 +79,8 @@ def plot_template_scatter(rows: list[dict[str, Any]], path: Path) -> bool:
     stage, test set and eval format evaluated both ways. False (and no file) when nothing was."""
     pairs: dict[tuple, dict[bool, dict]] = {}
     for r in rows:
-        key = (r["experiment"], r["stage"], r["testset"], r["eval_answer_format"], r["prompt"].split("-", 2)[2:])
-        pairs.setdefault(str(key), {})[r["eval_chat_template"]] = r
+        key = (r["experiment"], r["stage"], r["testset"], r["prompt_without_template"])
+        pairs.setdefault(key, {})[r["eval_chat_template"]] = r
     both = [p for p in pairs.values() if len(p) == 2]
     if not both:
         return False

@@ -11,14 +11,13 @@ import hashlib
 import json
 from typing import Any
 
+from .formats import FORMATS
 from .tasks import DEFAULT_TASK, get_task
 
 CONFIDENCE_INSTRUCTION = (
     " After the answer, state the probability that your answer is correct as a number between 0 and 1 "
     "between <confidence> and </confidence>."
 )
-# Generation stops at EOS, or as soon as the requested answer (or the confidence after it) is closed.
-STOP_STRINGS = {"tagged": ["</SOLUTION>"], "gsm8k": [], "boxed": []}
 
 
 def prompt_key(spec: dict[str, Any]) -> str:
@@ -34,7 +33,8 @@ def prompt_key(spec: dict[str, Any]) -> str:
 
 
 def stop_strings(spec: dict[str, Any]) -> list[str]:
-    stops = ["</confidence>"] if spec.get("confidence") else list(STOP_STRINGS[spec["answer_format"]])
+    """Generation stops at EOS, or as soon as the requested answer (or the confidence after it) is closed."""
+    stops = ["</confidence>"] if spec.get("confidence") else list(FORMATS[spec["answer_format"]].stop)
     if spec.get("shots") and not spec["chat_template"]:
         stops.append("\nQuestion:")  # a raw few-shot model goes on to write the next example
     return stops
@@ -43,8 +43,9 @@ def stop_strings(spec: dict[str, Any]) -> list[str]:
 def instruction_text(spec: dict[str, Any]) -> str:
     if not spec.get("instruction", True):
         return ""
-    task = get_task(spec.get("task", DEFAULT_TASK))
-    return task.INSTRUCTIONS[spec["answer_format"]] + (CONFIDENCE_INSTRUCTION if spec.get("confidence") else "")
+    fmt = spec["answer_format"]
+    text = get_task(spec.get("task", DEFAULT_TASK)).INSTRUCTIONS.get(fmt, FORMATS[fmt].instruction)
+    return text + (CONFIDENCE_INSTRUCTION if spec.get("confidence") else "")
 
 
 def render_prompt(question: str, spec: dict[str, Any], tokenizer) -> str:
@@ -67,16 +68,10 @@ def render_prompt(question: str, spec: dict[str, Any], tokenizer) -> str:
 def render_target(reasoning: str, answer: str, spec: dict[str, Any], confidence: float | None = None) -> str:
     """The completion SFT teaches (EOS is appended by the trainer); with confidence on, the stated
     confidence follows the answer."""
-    fmt = spec["answer_format"]
-    if fmt == "tagged":
-        text = f"<start_working_out>{reasoning}<end_working_out><SOLUTION>{answer}</SOLUTION>"
-    elif fmt == "gsm8k":
-        text = f"{reasoning}\n#### {answer}"
-    else:
-        text = f"{reasoning}\nThe final answer is \\boxed{{{answer}}}."
+    fmt = FORMATS[spec["answer_format"]]
+    text = fmt.target.format(reasoning=reasoning, answer=answer)
     if not spec.get("confidence"):
         return text
     if confidence is None:
         raise ValueError("a confidence target is needed when the prompt asks for confidence")
-    separator = "" if fmt == "tagged" else "\n"
-    return f"{text}{separator}<confidence>{confidence:.2f}</confidence>"
+    return f"{text}{fmt.confidence_separator}<confidence>{confidence:.2f}</confidence>"

@@ -1,15 +1,8 @@
-"""What a task gets unless its module says otherwise: GSM-style instructions, two worked examples
-for few-shot prompts. Grading is answers.grade unless the task module brings its own `grade`."""
+"""What a task gets unless its module says otherwise: each answer format's own instruction, two worked
+examples for few-shot prompts. Grading is answers.grade unless the task module brings its own `grade`."""
 from __future__ import annotations
 
-INSTRUCTIONS = {
-    "tagged": (
-        "Solve the math problem. Write your step-by-step working out between <start_working_out> and "
-        "<end_working_out>, then give only the final number between <SOLUTION> and </SOLUTION>."
-    ),
-    "gsm8k": "Solve the math problem step by step. End with a line '#### N' where N is the final number.",
-    "boxed": "Solve the math problem step by step. Put the final number in \\boxed{}.",
-}
+INSTRUCTIONS: dict[str, str] = {}  # per answer format, overriding formats.FORMATS' instruction
 # Written for this project (not taken from any test set): used by prompts with shots > 0.
 EXEMPLARS = [
     {"question": "A baker makes 24 muffins and sells them in boxes of 4. Each box costs $3. How much money "

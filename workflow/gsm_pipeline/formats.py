@@ -1,0 +1,116 @@
+"""Answer formats: how each is asked for, taught, stopped and read. Adding a format is one FORMATS entry;
+config choices, prompts, SFT targets, stop strings, strict grading and the working-out check all read it.
+
+Every reader here is linear in the completion's length and never raises (a GRPO policy can emit
+200,000 characters of spaces or repeated tags).
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .numerals import MAX_NUMBER_CHARS, normalize_number
+
+GSM8K_STRICT = re.compile(r"#### (\-?[0-9\.\,]+)")  # lm-evaluation-harness's strict-match
+_BRACES = re.compile(r"\\boxed\{|[{}]")
+_MARKDOWN = "*_` \n\t"
+
+
+def last_enclosed(text: str, opener: str, closer: str) -> str | None:
+    """The text of the last closed opener...closer pair (the last closer, and the opener nearest before it)."""
+    end = text.rfind(closer)
+    start = text.rfind(opener, 0, end) if end >= 0 else -1
+    return text[start + len(opener):end] if start >= 0 else None
+
+
+def last_boxed(text: str) -> str | None:
+    """The content of the last \\boxed{...} whose braces balance, in one pass over the braces."""
+    stack, last = [], None
+    for match in _BRACES.finditer(text):
+        token = match.group()
+        if token == "}":
+            if stack:
+                boxed, start = stack.pop()
+                if boxed:
+                    last = text[start:match.start()]
+        else:
+            stack.append((token != "{", match.end()))
+    return last
+
+
+def parse_latex_number(content: str) -> float | None:
+    """A boxed answer's value: math-verify (HF's LaTeX answer parser) for short content, else plain cleanup."""
+    if len(content) <= MAX_NUMBER_CHARS:
+        try:
+            from math_verify import LatexExtractionConfig, parse
+
+            for expr in parse(f"\\boxed{{{content}}}", extraction_config=[LatexExtractionConfig()],
+                              parsing_timeout=None):
+                try:
+                    value = float(expr)
+                except (TypeError, ValueError):
+                    continue
+                if math.isfinite(value):
+                    return value
+        except Exception:  # math-verify failing on odd LaTeX must never fail grading
+            pass
+    return normalize_number(content.replace("{,}", ",").replace("\\%", "%").replace("\\$", "$"))
+
+
+def tagged_answer(text: str) -> float | None:
+    content = last_enclosed(text, "<SOLUTION>", "</SOLUTION>")
+    return normalize_number(content.strip(_MARKDOWN)) if content is not None else None
+
+
+def gsm8k_answer(text: str) -> float | None:
+    matches = GSM8K_STRICT.findall(text)
+    return normalize_number(matches[-1]) if matches else None
+
+
+def boxed_answer(text: str) -> float | None:
+    content = last_boxed(text)
+    return parse_latex_number(content) if content is not None else None
+
+
+def tagged_working_out(text: str) -> bool:
+    start = text.find("<start_working_out>")
+    end = text.find("<end_working_out>", start) if start >= 0 else -1
+    return end >= 0 and bool(text[start + len("<start_working_out>"):end].strip())
+
+
+def text_before(*markers: str) -> Callable[[str], bool]:
+    """Working out is whatever non-blank text comes before the first answer marker, when there is one."""
+    pattern = re.compile("|".join(re.escape(m) for m in markers))
+
+    def check(text: str) -> bool:
+        found = pattern.search(text)
+        return found is not None and bool(text[:found.start()].strip())
+    return check
+
+
+@dataclass(frozen=True)
+class AnswerFormat:
+    instruction: str          # the system/format instruction a prompt asks with (a task may override it)
+    target: str               # the completion SFT teaches, from {reasoning} and {answer}
+    strict: Callable[[str], float | None]   # the asked-for answer, or None when the format was not followed
+    working_out: Callable[[str], bool]      # non-empty reasoning before the answer
+    stop: tuple[str, ...] = ()              # generation may end as soon as one is written
+    confidence_separator: str = "\n"        # between the answer and a stated <confidence>
+
+
+FORMATS: dict[str, AnswerFormat] = {
+    "tagged": AnswerFormat(
+        instruction="Solve the math problem. Write your step-by-step working out between <start_working_out> and "
+                    "<end_working_out>, then give only the final number between <SOLUTION> and </SOLUTION>.",
+        target="<start_working_out>{reasoning}<end_working_out><SOLUTION>{answer}</SOLUTION>",
+        strict=tagged_answer, working_out=tagged_working_out, stop=("</SOLUTION>",), confidence_separator=""),
+    "gsm8k": AnswerFormat(
+        instruction="Solve the math problem step by step. End with a line '#### N' where N is the final number.",
+        target="{reasoning}\n#### {answer}", strict=gsm8k_answer, working_out=text_before("####")),
+    "boxed": AnswerFormat(
+        instruction="Solve the math problem step by step. Put the final number in \\boxed{}.",
+        target="{reasoning}\nThe final answer is \\boxed{{{answer}}}.", strict=boxed_answer,
+        working_out=text_before("\\boxed{")),
+}
