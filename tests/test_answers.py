@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gsm_pipeline.answers import (
+from gsm_pipeline.grading.answers import (
     extract_confidence,
     extract_flexible,
     extract_strict,

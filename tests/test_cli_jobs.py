@@ -17,10 +17,10 @@ def gsm_pipeline(*args, cwd):
 
 
 def rule_arguments(dag, rule: str, target: str, module: str) -> list[str]:
-    """The arguments the rule passes to `python -m gsm_pipeline.<module>`, from Snakemake's printed command."""
+    """The arguments the rule passes to `python -m gsm_pipeline.jobs.<module>`, from Snakemake's printed command."""
     out = dag.snakemake("-n", "-p", "--forcerun", rule, target).stdout
-    line = next(line for line in out.splitlines() if f"-m gsm_pipeline.{module} " in line)
-    command = line.split(f"-m gsm_pipeline.{module} ", 1)[1].rsplit(" > ", 1)[0]  # drop the log redirect
+    line = next(line for line in out.splitlines() if f"-m gsm_pipeline.jobs.{module} " in line)
+    command = line.split(f"-m gsm_pipeline.jobs.{module} ", 1)[1].rsplit(" > ", 1)[0]  # drop the log redirect
     return shlex.split(command)
 
 

@@ -1,7 +1,7 @@
 """summary.json: the best row per test set and stage, and the spread over each sweep's rows."""
 import pytest
 
-from gsm_pipeline.comparison import method, summary
+from gsm_pipeline.reporting.comparison import method, summary
 
 
 def row(experiment, accuracy, variant_of=None, stage="grpo"):

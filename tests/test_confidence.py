@@ -3,14 +3,14 @@
 import pytest
 
 from conftest import arithmetic_rows, write_jsonl
-from gsm_pipeline.answers import extract_confidence
-from gsm_pipeline.confidence_targets import posterior_accuracy, sample_plan
 from gsm_pipeline.config import validate_config
 from gsm_pipeline.errors import ConfigError, DataError
-from gsm_pipeline.metrics import auroc, calibration
+from gsm_pipeline.grading.answers import extract_confidence
+from gsm_pipeline.grading.metrics import auroc, calibration
+from gsm_pipeline.grading.rewards import calibration_score, make_reward_functions
+from gsm_pipeline.jobs.confidence_targets import posterior_accuracy, sample_plan
+from gsm_pipeline.jobs.train_sft import build_trainer
 from gsm_pipeline.prompts import render_prompt, render_target
-from gsm_pipeline.rewards import calibration_score, make_reward_functions
-from gsm_pipeline.train_sft import build_trainer
 
 CONF = {"answer_format": "tagged", "chat_template": True, "confidence": True}
 RIGHT = "<start_working_out>3+4=7<end_working_out><SOLUTION>7</SOLUTION>"

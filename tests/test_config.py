@@ -171,10 +171,11 @@ def test_overlays_and_command_line_values_still_merge_over_the_default_config(tm
     assert done.returncode == 0, done.stderr[-2000:]
 
     def settings(module: str) -> dict:
-        command = next(line for line in done.stdout.splitlines() if f"gsm_pipeline.{module} " in line)
+        command = next(line for line in done.stdout.splitlines() if f"gsm_pipeline.jobs.{module} " in line)
         return json.loads(command.split("--config '", 1)[1].split("' --")[0])
 
-    assert settings("data")["test_size"] == 5 and settings("data")["prep_sft_size"] == 64  # merged key by key
+    data = settings("prepare_data")
+    assert data["test_size"] == 5 and data["prep_sft_size"] == 64  # merged key by key
     assert settings("train_sft")["seed"] == 7
 
 

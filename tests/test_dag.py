@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from gsm_pipeline.metrics import mcnemar_exact, wilson_interval
+from gsm_pipeline.grading.metrics import mcnemar_exact, wilson_interval
 from gsm_pipeline.settings.training import SFTJob
 
 pytestmark = pytest.mark.dag
@@ -112,8 +112,8 @@ def test_a_finished_run_has_nothing_left_to_do(tiny_dag):
 
 
 def test_the_confidence_targets_vary_and_are_what_the_trainer_saw(tiny_dag):
-    from gsm_pipeline.answers import extract_confidence
-    from gsm_pipeline.train_sft import build_trainer
+    from gsm_pipeline.grading.answers import extract_confidence
+    from gsm_pipeline.jobs.train_sft import build_trainer
 
     targets = tiny_dag.root / "results/confidence_targets/tagged-chat-conf.jsonl"
     summary = json.loads(targets.with_suffix(".summary.json").read_text())
@@ -158,7 +158,7 @@ def _shell_arg(dag, run, flag):
     import shlex
 
     out = dag.snakemake("-n", "-p", "--forcerun", run.split("-")[0], f"results/{run}/model").stdout
-    line = next(line for line in out.splitlines() if "gsm_pipeline.train_sft" in line and run in line)
+    line = next(line for line in out.splitlines() if "gsm_pipeline.jobs.train_sft" in line and run in line)
     words = shlex.split(line)
     return words[words.index(flag) + 1]
 
@@ -189,21 +189,25 @@ def test_changing_an_sft_setting_replans_that_stage_and_everything_downstream(ti
 EVERYTHING_TRAINED = {"prep_sft": 4, "full_sft": 4, "grpo": 4, "evaluate": 24, "report": 1, "all": 1}
 RERUNS = {
     # grading: every evaluation, GRPO's rewards, the measured confidence targets and so the SFT of tagged_conf
-    "answers.py": {"confidence_targets": 1, "prep_sft": 1, "full_sft": 1, "grpo": 4, "evaluate": 24, "report": 1,
-                   "all": 1},
+    "grading/answers.py": {"confidence_targets": 1, "prep_sft": 1, "full_sft": 1, "grpo": 4, "evaluate": 24,
+                           "report": 1, "all": 1},
+    # how answers are parsed: the same, and not plain SFT (it reads the formats' targets, not their readers)
+    "grading/readers.py": {"confidence_targets": 1, "prep_sft": 1, "full_sft": 1, "grpo": 4, "evaluate": 24,
+                           "report": 1, "all": 1},
     # GRPO and the evaluations of its 4 models (2 + 1 + 2 + 2)
-    "rewards.py": {"grpo": 4, "evaluate": 7, "report": 1, "all": 1},
-    # every job that renders a prompt; not the data, not the model
+    "grading/rewards.py": {"grpo": 4, "evaluate": 7, "report": 1, "all": 1},
+    # every job that renders a prompt or a target; not the data, not the model
     "prompts.py": {"confidence_targets": 1, **EVERYTHING_TRAINED},
+    "grading/formats.py": {"confidence_targets": 1, **EVERYTHING_TRAINED},
     # the sweep expansion and the config's descriptions run in Snakemake itself, in no job
     "matrix.py": {},
     "config.py": {},
-    "report.py": {"report": 1, "all": 1},
-    "comparison.py": {"report": 1, "all": 1},
-    "templates/report.html.j2": {"report": 1, "all": 1},
+    "jobs/report.py": {"report": 1, "all": 1},
+    "reporting/comparison.py": {"report": 1, "all": 1},
+    "reporting/templates/report.html.j2": {"report": 1, "all": 1},
     # the configured task (tiny: jsonl) loads the rows: everything after the model download
     "tasks/jsonl.py": {"prepare_data": 1, "confidence_targets": 1, **EVERYTHING_TRAINED},
-    "fetch_model.py": {"fetch_model": 1, "confidence_targets": 1, **EVERYTHING_TRAINED},
+    "jobs/fetch_model.py": {"fetch_model": 1, "confidence_targets": 1, **EVERYTHING_TRAINED},
 }
 
 

@@ -112,10 +112,10 @@ def test_non_utf8_bytes_in_a_data_file_are_named_by_file_and_line(tmp_path):
 
 
 def test_a_test_set_smaller_than_asked_is_said_out_loud(tmp_path, capsys):
-    from gsm_pipeline import data
+    from gsm_pipeline.jobs import prepare_data
 
     cfg = jsonl_config(tmp_path, GOOD, test_rows=[GOOD[0]] * 3, test_size=5)
-    data.main(["--config", cfg.model_dump_json(), "--out", str(tmp_path / "out")])
+    prepare_data.main(["--config", cfg.model_dump_json(), "--out", str(tmp_path / "out")])
     assert "warning: test set 'test' has 3 rows, fewer than data.test_size=5" in capsys.readouterr().err
 
 

@@ -5,13 +5,14 @@ import re
 
 import pytest
 
-from gsm_pipeline.answers import grade
 from gsm_pipeline.config import AnswerFormat, validate_config
-from gsm_pipeline.formats import FORMATS, text_before
-from gsm_pipeline.formats import AnswerFormat as Format
-from gsm_pipeline.plots import plot_template_scatter
+from gsm_pipeline.grading.answers import grade
+from gsm_pipeline.grading.formats import FORMATS
+from gsm_pipeline.grading.formats import AnswerFormat as Format
+from gsm_pipeline.grading.readers import text_before
+from gsm_pipeline.grading.rewards import format_score
 from gsm_pipeline.prompts import instruction_text, prompt_key, render_prompt, render_target, stop_strings
-from gsm_pipeline.rewards import format_score
+from gsm_pipeline.reporting.plots import plot_template_scatter
 
 ANSWER_IS = re.compile(r"The answer is (-?[0-9.,]+)\.")
 SAYS = Format(instruction="Solve it, then end with 'The answer is N.'",

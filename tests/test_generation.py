@@ -5,8 +5,8 @@ import json
 import pytest
 
 from gsm_pipeline.data import load_test_rows
-from gsm_pipeline.evaluate import evaluate_rows
-from gsm_pipeline.generation import generate
+from gsm_pipeline.generation.decoding import generate
+from gsm_pipeline.jobs.evaluate import evaluate_rows
 from gsm_pipeline.model_io import load_model_and_tokenizer
 from gsm_pipeline.prompts import render_prompt
 from gsm_pipeline.settings.evaluation import EvalJob
@@ -63,7 +63,7 @@ def mean_completion_logprob(model, tokenizer, prompt: str, completion: str) -> f
 
 
 def test_the_policy_score_is_the_mean_token_log_probability_of_the_completion(loaded, rows):
-    from gsm_pipeline.sampling import policy_scorer
+    from gsm_pipeline.generation.sampling import policy_scorer
 
     model, tokenizer = loaded
     prompts = [render_prompt(r["question"], SPEC, tokenizer) for r in rows[:3]]
@@ -77,7 +77,7 @@ def test_best_of_n_ranks_samples_by_the_reward_models_own_scores(tiny_model, tin
     import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-    from gsm_pipeline import evaluate
+    from gsm_pipeline.jobs import evaluate
 
     config = AutoConfig.from_pretrained(tiny_model, num_labels=1)
     torch.manual_seed(0)

@@ -136,7 +136,7 @@ def test_grpo_from_full_sft_is_launched_on_the_full_sft_model(default_dag):
     preset = "workflow/presets/full-matrix.yaml"
     done = default_dag.snakemake("-n", "-p", f"results/{default_dag.run('grpo_from_full', 'grpo', preset)}/model",
                                  configfile=preset)
-    [command] = [line for line in done.stdout.splitlines() if "gsm_pipeline.train_grpo" in line]
+    [command] = [line for line in done.stdout.splitlines() if "gsm_pipeline.jobs.train_grpo" in line]
     assert f"--parent results/{default_dag.run('tagged', 'full_sft', preset)}/model" in command  # shared
 
 
@@ -168,12 +168,13 @@ def test_a_jobs_code_inputs_are_the_modules_it_runs_as_checkout_relative_paths(m
         assert all(p.startswith("workflow/gsm_pipeline/") for p in paths)  # relative: the checkout may move
         return {p.removeprefix("workflow/gsm_pipeline/") for p in paths}
 
-    assert names("fetch_model") == {"fetch_model.py", "errors.py", "model_io.py"}
-    for entry in ("train_sft", "data"):  # an edit to grading, rewards, the matrix, the config or the report keeps SFT
-        assert not names(entry) & {"answers.py", "rewards.py", "matrix.py", "config.py", "layout.py", "report.py",
-                                   "comparison.py", "sections.py"}
-    assert "settings/training.py" in names("train_sft") and "settings/evaluation.py" not in names("train_sft")
-    assert not names("evaluate") & {"training.py", "config.py", "rewards.py", "settings/training.py"}
-    assert "evaluate.py" not in names("confidence_targets")
+    assert names("jobs.fetch_model") == {"jobs/__init__.py", "jobs/fetch_model.py", "errors.py", "model_io.py"}
+    for entry in ("jobs.train_sft", "jobs.prepare_data"):  # grading, rewards, the matrix, config or report: not SFT
+        assert not names(entry) & {"grading/answers.py", "grading/readers.py", "grading/rewards.py", "matrix.py",
+                                   "config.py", "layout.py", "jobs/report.py", "reporting/comparison.py"}
+    assert "settings/training.py" in names("jobs.train_sft") and "settings/evaluation.py" not in names("jobs.train_sft")
+    assert not names("jobs.evaluate") & {"training/stage.py", "config.py", "grading/rewards.py",
+                                         "settings/training.py"}
+    assert "jobs/evaluate.py" not in names("jobs.confidence_targets")
     assert not any(n.startswith("settings/") and n not in {"settings/__init__.py", "settings/base.py",
-                                                            "settings/report.py"} for n in names("report"))
+                                                            "settings/report.py"} for n in names("jobs.report"))

@@ -1,7 +1,7 @@
 """Intervals and paired tests match textbook values."""
 import pytest
 
-from gsm_pipeline.metrics import mcnemar_exact, summarize, wilson_interval
+from gsm_pipeline.grading.metrics import mcnemar_exact, summarize, wilson_interval
 
 
 def test_wilson_interval_matches_known_values():

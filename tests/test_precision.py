@@ -14,13 +14,14 @@ import pytest
 import yaml
 
 from conftest import REPO, write_jsonl
-from gsm_pipeline import evaluate, runtime, train_grpo, train_sft
+from gsm_pipeline import runtime
 from gsm_pipeline.config import validate_config
 from gsm_pipeline.errors import ConfigError
+from gsm_pipeline.jobs import evaluate, train_grpo, train_sft
 from gsm_pipeline.runtime import resolve_precision, trainer_numerics
 from gsm_pipeline.settings.evaluation import EvalJob
 from gsm_pipeline.settings.training import SFTJob, TrainingJob
-from gsm_pipeline.training import trainer_arguments
+from gsm_pipeline.training.stage import trainer_arguments
 
 PRESETS = sorted((REPO / "workflow/presets").glob("*-gsm8k.yaml"))
 

@@ -5,8 +5,8 @@ import pytest
 
 from conftest import arithmetic_rows, write_jsonl
 from gsm_pipeline.config import validate_config
+from gsm_pipeline.jobs.train_sft import build_trainer
 from gsm_pipeline.prompts import render_prompt, render_target
-from gsm_pipeline.train_sft import build_trainer
 
 CHAT = {"answer_format": "tagged", "chat_template": True}
 RAW = {"answer_format": "gsm8k", "chat_template": False}

@@ -1,5 +1,5 @@
 """GRPO rewards are pure functions of the completion and the gold answer."""
-from gsm_pipeline.rewards import correctness_score, format_score, make_reward_functions
+from gsm_pipeline.grading.rewards import correctness_score, format_score, make_reward_functions
 
 FULL = "<start_working_out>3+4=7<end_working_out><SOLUTION>7</SOLUTION>"
 

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from conftest import REPO
-from gsm_pipeline.sampling import question_outcomes, sample_metrics, vote
+from gsm_pipeline.generation.sampling import question_outcomes, sample_metrics, vote
 
 
 def s(answer, gold, score):
@@ -54,7 +54,7 @@ def test_sampled_evaluation_of_a_model_writes_every_sample_and_the_curves(tiny_m
 def test_an_external_reward_model_can_rank_samples(tiny_model, tmp_path):
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-    from gsm_pipeline.sampling import reward_model_scorer
+    from gsm_pipeline.generation.sampling import reward_model_scorer
 
     config = AutoConfig.from_pretrained(tiny_model, num_labels=1)
     AutoModelForSequenceClassification.from_config(config).save_pretrained(tmp_path / "rm")
@@ -64,8 +64,9 @@ def test_an_external_reward_model_can_rank_samples(tiny_model, tmp_path):
 
 
 def test_a_reward_model_that_cannot_load_fails_before_the_first_batch(tiny_model, tiny_data, tmp_path, monkeypatch):
-    from gsm_pipeline import evaluate, generation
     from gsm_pipeline.errors import ModelError
+    from gsm_pipeline.generation import decoding as generation
+    from gsm_pipeline.jobs import evaluate
 
     def no_generation(*a, **k):
         raise AssertionError("generation started before the reward model was loaded")
@@ -86,7 +87,7 @@ def test_a_reward_model_that_cannot_load_fails_before_the_first_batch(tiny_model
 def test_generation_stops_a_row_once_its_own_completion_closes_the_answer_or_says_eos(tiny_model):
     from transformers import AutoTokenizer
 
-    from gsm_pipeline.generation import ending
+    from gsm_pipeline.generation.decoding import ending
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
     ended = ending(tok, {tok.eos_token_id}, ["</SOLUTION>"])
@@ -98,7 +99,8 @@ def test_generation_stops_a_row_once_its_own_completion_closes_the_answer_or_say
 
 
 def test_a_killed_evaluation_resumes_from_its_journal_and_ends_identical(tiny_model, tiny_data, tmp_path, monkeypatch):
-    from gsm_pipeline import evaluate, generation
+    from gsm_pipeline.generation import decoding as generation
+    from gsm_pipeline.jobs import evaluate
 
     args = ["--model", str(tiny_model), "--data", str(tiny_data / "test.jsonl"), "--max-new-tokens", "8",
             "--batch-size", "2", "--samples", "2", "--temperature", "1.0"]
@@ -133,7 +135,8 @@ def test_a_partial_evaluation_of_a_model_retrained_since_starts_over(tiny_model,
     import torch
     from transformers import AutoModelForCausalLM
 
-    from gsm_pipeline import evaluate, generation
+    from gsm_pipeline.generation import decoding as generation
+    from gsm_pipeline.jobs import evaluate
 
     model = tmp_path / "model"
     shutil.copytree(tiny_model, model)

@@ -27,7 +27,7 @@ def test_every_training_job_launches_through_accelerate_with_its_stage_config(da
     runs = {stage: dag.run("tagged", stage, "gpus.yaml") for stage in ("prep_sft", "full_sft", "grpo")}
     lines = shell_commands(dag, f"results/{runs['grpo']}/model", f"results/{runs['full_sft']}/model",
                            configfile="gpus.yaml")
-    by_stage = {stage: next(line for line in lines if f"gsm_pipeline.{module}" in line
+    by_stage = {stage: next(line for line in lines if f"gsm_pipeline.jobs.{module}" in line
                             and f"--out results/{runs[stage]}/" in line)
                 for stage, module in (("prep_sft", "train_sft"), ("full_sft", "train_sft"), ("grpo", "train_grpo"))}
     assert "--config_file envs/accelerate/single.yaml --num_processes 1 " in by_stage["prep_sft"]

@@ -4,10 +4,10 @@ import json
 import pytest
 
 from conftest import Dag
-from gsm_pipeline.answers import grader
 from gsm_pipeline.config import validate_config
 from gsm_pipeline.errors import ConfigError
-from gsm_pipeline.formats import FORMATS
+from gsm_pipeline.grading.answers import grader
+from gsm_pipeline.grading.formats import FORMATS
 from gsm_pipeline.prompts import instruction_text
 from gsm_pipeline.tasks import TASKS, get_task
 

@@ -5,11 +5,11 @@ import json
 import pytest
 
 from conftest import arithmetic_rows, write_jsonl
-from gsm_pipeline import train_sft
 from gsm_pipeline.config import validate_config
 from gsm_pipeline.errors import ConfigError
+from gsm_pipeline.jobs import train_sft
 from gsm_pipeline.settings.training import GRPOJob, SFTJob
-from gsm_pipeline.training import STAMP, newest_checkpoint, reset_stale_checkpoints, trainer_arguments
+from gsm_pipeline.training.stage import STAMP, newest_checkpoint, reset_stale_checkpoints, trainer_arguments
 
 
 def sft_rows(tmp_path):

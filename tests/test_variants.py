@@ -5,10 +5,10 @@ import re
 import pytest
 
 from conftest import arithmetic_rows, write_jsonl
-from gsm_pipeline import train_grpo, train_sft
 from gsm_pipeline.config import validate_config
 from gsm_pipeline.errors import ConfigError, DataError
-from gsm_pipeline.formats import FORMATS
+from gsm_pipeline.grading.formats import FORMATS
+from gsm_pipeline.jobs import train_grpo, train_sft
 from gsm_pipeline.layout import model_dir
 from gsm_pipeline.prompts import render_prompt
 from gsm_pipeline.tasks.defaults import EXEMPLARS

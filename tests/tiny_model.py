@@ -15,7 +15,7 @@ SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 def corpus(n: int = 200) -> list[str]:
     from gsm_pipeline.config import DataConfig
     from gsm_pipeline.data import build_splits
-    from gsm_pipeline.formats import FORMATS
+    from gsm_pipeline.grading.formats import FORMATS
     from gsm_pipeline.prompts import render_target
 
     splits, _ = build_splits(DataConfig(prep_sft_size=n, full_sft_size=8, grpo_size=8, test_size=8))

@@ -39,7 +39,7 @@ def main() -> None:
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     from gsm_pipeline.data import load_test_rows
-    from gsm_pipeline.generation import generate
+    from gsm_pipeline.generation.decoding import generate
     from gsm_pipeline.prompts import render_prompt
 
     parser = argparse.ArgumentParser()

@@ -37,8 +37,8 @@ def worker(stage: str, variant: str, model: str, data: str) -> dict:
     import torch
     import yaml
 
-    from gsm_pipeline import training
     from gsm_pipeline.config import validate_config
+    from gsm_pipeline.training import stage as training
 
     cfg = validate_config(yaml.safe_load((REPO / "config.yaml").read_text()))
     job = cfg.grpo_job("tagged") if stage == "grpo" else cfg.sft_job("tagged", stage)

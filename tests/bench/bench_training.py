@@ -115,8 +115,8 @@ def reset_memory() -> None:
 
 
 def run_sft(model_dir: Path, rows_path: Path, extra: dict, updates: int, max_length: int, work: Path) -> dict:
+    from gsm_pipeline.jobs.train_sft import build_trainer
     from gsm_pipeline.settings.training import SFTJob
-    from gsm_pipeline.train_sft import build_trainer
 
     settings, extra = split_variant(extra)
     job = {"stage": "full_sft", "seed": 0, **numerics(), "finetune": "full", **settings,
@@ -133,8 +133,8 @@ def run_sft(model_dir: Path, rows_path: Path, extra: dict, updates: int, max_len
 
 
 def run_grpo(model_dir: Path, rows_path: Path, extra: dict, updates: int, completion: int, work: Path) -> dict:
+    from gsm_pipeline.jobs.train_grpo import build_trainer
     from gsm_pipeline.settings.training import GRPOJob
-    from gsm_pipeline.train_grpo import build_trainer
 
     per_device = extra.get("per_device_train_batch_size", 8)
     settings, extra = split_variant(extra)

@@ -4,9 +4,9 @@ import json
 import sys
 from pathlib import Path
 
+from gsm_pipeline.jobs.train_sft import build_trainer
 from gsm_pipeline.runtime import seed_everything
 from gsm_pipeline.settings.training import SFTJob
-from gsm_pipeline.train_sft import build_trainer
 
 job, parent, data, out = SFTJob.parse(sys.argv[1]), sys.argv[2], sys.argv[3], Path(sys.argv[4])
 seed_everything(job.seed)

@@ -46,7 +46,7 @@ def accelerate(launcher: str, processes: int, *args: str) -> None:
 def train(tmp_path: Path, name: str, launcher: str, processes: int, per_device_batch: int, data: Path,
           parent: Path) -> list[float]:
     out = tmp_path / name
-    accelerate(launcher, processes, "-m", "gsm_pipeline.train_sft", "--config",
+    accelerate(launcher, processes, "-m", "gsm_pipeline.jobs.train_sft", "--config",
                sft_job(per_device_batch, launcher, processes).as_json(), "--parent", str(parent),
                "--data", str(data), "--out", str(out / "model"), "--checkpoints", str(out / "checkpoints"),
                "--log-history", str(out / "log.json"), "--threads", "1")

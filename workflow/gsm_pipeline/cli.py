@@ -11,13 +11,13 @@ import sys
 from .errors import run_main
 
 COMMANDS = {
-    "prepare-data": ("gsm_pipeline.data", "write the SFT, GRPO and test sets"),
-    "fetch-model": ("gsm_pipeline.fetch_model", "fetch and convert the base model"),
-    "train-sft": ("gsm_pipeline.train_sft", "supervised fine-tuning (TRL SFTTrainer)"),
-    "train-grpo": ("gsm_pipeline.train_grpo", "GRPO (TRL GRPOTrainer)"),
-    "evaluate": ("gsm_pipeline.evaluate", "evaluate any model folder"),
-    "grade": ("gsm_pipeline.grade", "re-grade generations without a model"),
-    "report": ("gsm_pipeline.report", "build the HTML report and comparison.csv"),
+    "prepare-data": ("gsm_pipeline.jobs.prepare_data", "write the SFT, GRPO and test sets"),
+    "fetch-model": ("gsm_pipeline.jobs.fetch_model", "fetch and convert the base model"),
+    "train-sft": ("gsm_pipeline.jobs.train_sft", "supervised fine-tuning (TRL SFTTrainer)"),
+    "train-grpo": ("gsm_pipeline.jobs.train_grpo", "GRPO (TRL GRPOTrainer)"),
+    "evaluate": ("gsm_pipeline.jobs.evaluate", "evaluate any model folder"),
+    "grade": ("gsm_pipeline.jobs.grade", "re-grade generations without a model"),
+    "report": ("gsm_pipeline.jobs.report", "build the HTML report and comparison.csv"),
     "validate": ("gsm_pipeline.validate", "validate a config file; write the JSON schema"),
 }
 

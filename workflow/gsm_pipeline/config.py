@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
-from .formats import FORMATS
+from .grading.formats import FORMATS
 from .hashing import config_hash  # noqa: F401  (re-exported)
 from .matrix import expand_sweeps
 from .prompts import prompt_key
@@ -21,8 +21,8 @@ from .settings.base import NAME_PATTERN, SEED_MAX, Numerics, Strict, is_name
 from .settings.data import DataConfig, DataJob
 from .settings.evaluation import ConfidenceConfig, EvalConfig, EvalJob, TargetsJob
 from .settings.model import ModelConfig
-from .settings.training import GRPOJob, GRPOStageConfig, LoraConfig, RewardName, SFTJob, SFTStageConfig
-from .trainer_fields import check_training_args
+from .settings.training import GRPOJob, GRPOStageConfig, LoraConfig, RewardName, RLMethod, SFTJob, SFTStageConfig
+from .training.fields import check_training_args
 
 AnswerFormat = Literal[tuple(FORMATS)]  # the registry is the list of choices
 STAGES = ("prep_sft", "full_sft", "grpo")
@@ -51,6 +51,10 @@ class ExperimentConfig(Strict):
         False, description="Ask for a stated confidence <confidence>p</confidence> after the answer; SFT teaches "
                            "it from the base model's measured accuracy (see the confidence section)")
     grpo_from: Literal["prep_sft", "full_sft"] = Field("prep_sft", description="Which SFT model GRPO starts from")
+    rl: RLMethod = Field(
+        "grpo", description="The RL stage (named grpo) trains with TRL's GRPOTrainer or RLOOTrainer: same rewards, "
+                            "data and stage settings; GRPO's loss variants are training_args loss_type and "
+                            "scale_rewards")
     stages: list[Literal["prep_sft", "full_sft", "grpo"]] = Field(
         list(STAGES), description="Stages to run for this experiment (prep_sft is always needed by the others; "
                                   "[] evaluates the base model only: a prompting baseline)")
@@ -196,7 +200,11 @@ class PipelineConfig(Strict):
             check_training_args(f"stages.{stage}", stage, getattr(self.stages, stage).training_args)
         for name, exp in self.experiments.items():
             for stage, override in exp.overrides.items():  # _row_settings has checked their shape
-                check_training_args(f"experiments.{name}.overrides.{stage}", stage, override.get("training_args", {}))
+                trainer = exp.rl if stage == "grpo" else stage
+                check_training_args(f"experiments.{name}.overrides.{stage}", trainer, override.get("training_args", {}))
+            if exp.rl != "grpo" and "grpo" in exp.stages:  # the shared stage section must suit this row's trainer too
+                check_training_args(f"stages.grpo (experiments.{name}.rl: {exp.rl})", exp.rl,
+                                    self.stages.grpo.training_args)
         return self
 
     @model_validator(mode="after")
@@ -245,8 +253,9 @@ class PipelineConfig(Strict):
                                       **self.stage_config(name, stage)})
 
     def grpo_job(self, name: str) -> GRPOJob:
-        return GRPOJob.model_validate({"stage": "grpo", **self._training(name),
-                                       "rewards": self.experiment(name).rewards, **self.stage_config(name, "grpo")})
+        exp = self.experiment(name)
+        return GRPOJob.model_validate({"stage": "grpo", **self._training(name), "rl": exp.rl,
+                                       "rewards": exp.rewards, **self.stage_config(name, "grpo")})
 
     def data_job(self) -> DataJob:
         """The data section, plus whether any row trains on socratic answers (the task then loads them)."""

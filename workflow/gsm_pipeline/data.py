@@ -6,18 +6,16 @@ gsm_symbolic template id (None for GSM8K), which is what the held-out split uses
 """
 from __future__ import annotations
 
-import argparse
-import json
 import random
 import re
 import sys
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import DataError, run_main
-from .numerals import MAX_NUMBER_CHARS, normalize_number, split_gsm8k_answer
-from .rows import read_jsonl, write_jsonl
-from .settings.data import DataConfig, DataJob
+from .errors import DataError
+from .grading.numerals import MAX_NUMBER_CHARS, normalize_number, split_gsm8k_answer
+from .rows import read_jsonl
+from .settings.data import DataConfig
 
 SFT_SPLITS = ("prep_sft", "full_sft", "grpo")
 _NUMERAL = re.compile(r"[-+]?\$?\d*\.?\d+(?:[eE][-+]?\d+)?")
@@ -99,32 +97,7 @@ def build_splits(cfg: DataConfig, socratic: bool = False) -> tuple[dict[str, lis
     return splits, skipped
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Prepare the SFT, GRPO and test sets as JSONL.")
-    parser.add_argument("--config", required=True, help="data section as JSON")
-    parser.add_argument("--out", required=True, help="output folder (results/data)")
-    args = parser.parse_args(argv)
-    cfg = DataJob.parse(args.config)
-    socratic = cfg.socratic
-    splits, skipped = build_splits(cfg, socratic)
-    out = Path(args.out)
-    for name in SFT_SPLITS:
-        write_jsonl(out / f"{name}.jsonl", splits[name])
-    for name in cfg.test_sets():
-        write_jsonl(out / "test" / f"{name}.jsonl", splits[name])
-        if len(splits[name]) < cfg.test_size:
-            print(f"warning: test set {name!r} has {len(splits[name])} rows, fewer than data.test_size="
-                  f"{cfg.test_size}", file=sys.stderr)
-    manifest = {"counts": {k: len(v) for k, v in splits.items()}, "skipped_no_final_number": skipped,
-                "config": cfg.model_dump(exclude={"socratic"}), "socratic": socratic}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    print(json.dumps(manifest["counts"]))
-
-
 def default_test_rows() -> list[dict[str, Any]]:
     """Without --data: the default config's in-distribution gsm_symbolic test set."""
     return build_splits(DataConfig())[0]["symbolic_id"]
 
-
-if __name__ == "__main__":
-    run_main(main)

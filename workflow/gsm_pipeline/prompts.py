@@ -11,7 +11,7 @@ import hashlib
 import json
 from typing import Any
 
-from .formats import FORMATS
+from .grading.formats import FORMATS
 from .tasks import DEFAULT_TASK, get_task
 
 CONFIDENCE_INSTRUCTION = (

@@ -59,16 +59,17 @@ def as_arg(job):
     return shlex.quote(job.as_json() if hasattr(job, "as_json") else json.dumps(job, sort_keys=True))
 
 
-def code(module, task=True):
-    """The entry module and every package module it imports, plus (for jobs that read, prompt or grade problems)
-    the configured task's module, which the registry loads by name: a code edit replans exactly its stages."""
+def code(job, task=True):
+    """The job's module (gsm_pipeline/jobs/<job>.py) and every package module it imports, plus (for jobs that
+    read, prompt or grade problems) the configured task's module, which the registry loads by name: a code edit
+    replans exactly its stages."""
     from gsm_pipeline.tasks import TASKS
 
-    return module_sources(module, *([TASKS[CFG.data.source].removeprefix("gsm_pipeline.")] if task else []))
+    return module_sources(f"jobs.{job}", *([TASKS[CFG.data.source].removeprefix("gsm_pipeline.")] if task else []))
 
 
 # The report page's template is code the report job runs, though not a module it imports.
-REPORT_TEMPLATE = os.path.relpath(Path(PACKAGE_ROOT) / "gsm_pipeline" / "templates" / "report.html.j2")
+REPORT_TEMPLATE = os.path.relpath(Path(PACKAGE_ROOT) / "gsm_pipeline" / "reporting" / "templates" / "report.html.j2")
 
 
 def local_data_files():

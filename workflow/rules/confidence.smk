@@ -19,5 +19,5 @@ rule confidence_targets:
     benchmark:
         "results/benchmarks/confidence_targets/{prompt}.tsv"
     shell:
-        "python -m gsm_pipeline.confidence_targets --config {params.job} --model {input.model:q} "
+        "python -m gsm_pipeline.jobs.confidence_targets --config {params.job} --model {input.model:q} "
         "--data {input.data:q} --out {output.targets:q} --threads {threads} > {log:q} 2>&1"

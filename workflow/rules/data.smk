@@ -2,7 +2,7 @@ rule prepare_data:
     """Normalised train/GRPO/test rows from gsm_symbolic, GSM8K or local JSONL, shared by every experiment."""
     input:
         files=local_data_files(),
-        code=code("data"),
+        code=code("prepare_data"),
     output:
         prep_sft="results/data/prep_sft.jsonl",
         full_sft="results/data/full_sft.jsonl",
@@ -18,4 +18,4 @@ rule prepare_data:
     benchmark:
         "results/benchmarks/prepare_data.tsv"
     shell:
-        "python -m gsm_pipeline.data --config {params.data} --out results/data > {log:q} 2>&1"
+        "python -m gsm_pipeline.jobs.prepare_data --config {params.data} --out results/data > {log:q} 2>&1"

@@ -21,7 +21,7 @@ rule evaluate:
     benchmark:
         "results/benchmarks/evaluate/{run}/{prompt}/{testset}.tsv"
     shell:
-        "python -m gsm_pipeline.evaluate --config {params.job} --meta {params.meta} --model {input.model:q} "
+        "python -m gsm_pipeline.jobs.evaluate --config {params.job} --meta {params.meta} --model {input.model:q} "
         "--data {input.data:q} --out {params.out:q} --threads {threads} > {log:q} 2>&1"
 
 

@@ -21,6 +21,6 @@ rule grpo:
     benchmark:
         "results/benchmarks/grpo-{chain}.tsv"
     shell:
-        "{params.launch} -m gsm_pipeline.train_grpo --config {params.job} --parent {input.parent:q} --data {input.data:q} "
+        "{params.launch} -m gsm_pipeline.jobs.train_grpo --config {params.job} --parent {input.parent:q} --data {input.data:q} "
         "--out {output.model:q} --checkpoints {params.checkpoints:q} --log-history {output.log_history:q} "
         "--threads {threads} > {log:q} 2>&1"

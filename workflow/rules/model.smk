@@ -14,5 +14,5 @@ rule fetch_model:
     benchmark:
         "results/benchmarks/fetch_model.tsv"
     shell:
-        "python -m gsm_pipeline.fetch_model --source {params.source} --dtype {params.dtype} "
+        "python -m gsm_pipeline.jobs.fetch_model --source {params.source} --dtype {params.dtype} "
         "--downloads resources/downloads --out {output.model:q} > {log:q} 2>&1"

@@ -21,5 +21,5 @@ rule report:
     benchmark:
         "results/benchmarks/report.tsv"
     shell:
-        "python -m gsm_pipeline.report --metrics {input.metrics:q} --logs {input.logs:q} --config {params.job} "
+        "python -m gsm_pipeline.jobs.report --metrics {input.metrics:q} --logs {input.logs:q} --config {params.job} "
         "--out results/report > {log:q} 2>&1"

@@ -20,7 +20,7 @@ rule prep_sft:
     benchmark:
         "results/benchmarks/prep_sft-{chain}.tsv"
     shell:
-        "{params.launch} -m gsm_pipeline.train_sft --config {params.job} --parent {input.parent:q} --data {input.data:q} "
+        "{params.launch} -m gsm_pipeline.jobs.train_sft --config {params.job} --parent {input.parent:q} --data {input.data:q} "
         "--out {output.model:q} --checkpoints {params.checkpoints:q} --log-history {output.log_history:q} "
         "{params.targets} --threads {threads} > {log:q} 2>&1"
 

@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 from .base import SEED_MAX, JobSettings, Numerics, Strict
 
 RewardName = Literal["format", "correctness", "binary", "calibration"]
+RLMethod = Literal["grpo", "rloo"]  # TRL 1.16 has no PPOTrainer
 
 
 class LoraConfig(Strict):
@@ -73,4 +74,5 @@ class SFTJob(SFTStageConfig, TrainingJob):
 
 class GRPOJob(GRPOStageConfig, TrainingJob):
     stage: Literal["grpo"] = "grpo"
+    rl: RLMethod = Field("grpo", description="The RL stage's trainer: TRL's GRPOTrainer or RLOOTrainer")
     rewards: list[RewardName] = Field(description="GRPO reward functions")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..data import carve, normalise_gsm8k_rows
 from ..errors import DataError
-from ..numerals import split_gsm8k_answer
+from ..grading.numerals import split_gsm8k_answer
 from ..rows import read_jsonl
 
 SOCRATIC = True

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..data import carve, format_number
 from ..errors import DataError
-from ..numerals import split_gsm8k_answer
+from ..grading.numerals import split_gsm8k_answer
 
 
 def test_sets(cfg) -> list[str]:

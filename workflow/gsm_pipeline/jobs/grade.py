@@ -10,10 +10,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from .answers import final_number, grade
-from .errors import DataError, run_main
-from .formats import FORMATS
-from .rows import read_jsonl, write_jsonl
+from ..errors import DataError, run_main
+from ..grading.answers import final_number, grade
+from ..grading.formats import FORMATS
+from ..rows import read_jsonl, write_jsonl
 
 
 def grade_file(src: Path, answer_format: str, warnings: list[str] | None = None) -> tuple[list[dict], list[str]]:

@@ -13,18 +13,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .answers import final_number, grader
-from .data import default_test_rows, load_test_rows
-from .errors import DataError, run_main
-from .formats import FORMATS
-from .journal import Journal, journaled_generate
-from .metrics import calibration, summarize
-from .model_io import check_model_dir
-from .prompts import render_prompt
-from .rows import write_jsonl
-from .runtime import MIXED_PRECISION, autocast, load_for_generation, seed_everything
-from .sampling import policy_scorer, reward_model_scorer, sample_metrics
-from .settings.evaluation import EvalJob
+from ..data import default_test_rows, load_test_rows
+from ..errors import DataError, run_main
+from ..generation.journal import Journal, journaled_generate
+from ..generation.sampling import policy_scorer, reward_model_scorer, sample_metrics
+from ..grading.answers import final_number, grader
+from ..grading.formats import FORMATS
+from ..grading.metrics import calibration, summarize
+from ..model_io import check_model_dir
+from ..prompts import render_prompt
+from ..rows import write_jsonl
+from ..runtime import MIXED_PRECISION, autocast, load_for_generation, seed_everything
+from ..settings.evaluation import EvalJob
 
 
 def evaluate_rows(model, tokenizer, rows: list[dict[str, Any]], job: EvalJob,

@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .generation import generate
-from .hashing import config_hash
-from .prompts import stop_strings
+from ..hashing import config_hash
+from ..prompts import stop_strings
+from .decoding import generate
 
 if TYPE_CHECKING:
-    from .settings.evaluation import EvalJob, TargetsJob
+    from ..settings.evaluation import EvalJob, TargetsJob
 
 
 class Journal:

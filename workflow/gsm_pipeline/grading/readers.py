@@ -1,15 +1,15 @@
-"""Answer formats: how each is asked for, taught, stopped and read. Adding a format is one FORMATS entry;
-config choices, prompts, SFT targets, stop strings, strict grading and the working-out check all read it.
+"""How each answer format is read: the strict answer and the working-out check that `formats.FORMATS` names.
 
-Every reader here is linear in the completion's length and never raises (a GRPO policy can emit
-200,000 characters of spaces or repeated tags).
+A module apart from the registry, so that editing how answers are parsed replans grading (evaluations, GRPO,
+confidence targets) but not plain SFT, which reads only the formats' instructions and targets. Every reader is
+linear in the completion's length and never raises (a GRPO policy can emit 200,000 characters of spaces or
+repeated tags).
 """
 from __future__ import annotations
 
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from .numerals import MAX_NUMBER_CHARS, normalize_number
 
@@ -90,27 +90,5 @@ def text_before(*markers: str) -> Callable[[str], bool]:
     return check
 
 
-@dataclass(frozen=True)
-class AnswerFormat:
-    instruction: str          # the system/format instruction a prompt asks with (a task may override it)
-    target: str               # the completion SFT teaches, from {reasoning} and {answer}
-    strict: Callable[[str], float | None]   # the asked-for answer, or None when the format was not followed
-    working_out: Callable[[str], bool]      # non-empty reasoning before the answer
-    stop: tuple[str, ...] = ()              # generation may end as soon as one is written
-    confidence_separator: str = "\n"        # between the answer and a stated <confidence>
-
-
-FORMATS: dict[str, AnswerFormat] = {
-    "tagged": AnswerFormat(
-        instruction="Solve the math problem. Write your step-by-step working out between <start_working_out> and "
-                    "<end_working_out>, then give only the final number between <SOLUTION> and </SOLUTION>.",
-        target="<start_working_out>{reasoning}<end_working_out><SOLUTION>{answer}</SOLUTION>",
-        strict=tagged_answer, working_out=tagged_working_out, stop=("</SOLUTION>",), confidence_separator=""),
-    "gsm8k": AnswerFormat(
-        instruction="Solve the math problem step by step. End with a line '#### N' where N is the final number.",
-        target="{reasoning}\n#### {answer}", strict=gsm8k_answer, working_out=text_before("####")),
-    "boxed": AnswerFormat(
-        instruction="Solve the math problem step by step. Put the final number in \\boxed{}.",
-        target="{reasoning}\nThe final answer is \\boxed{{{answer}}}.", strict=boxed_answer,
-        working_out=text_before("\\boxed{")),
-}
+gsm8k_working_out = text_before("####")
+boxed_working_out = text_before("\\boxed{")

@@ -13,12 +13,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, TrainingError
-from .hashing import config_hash
-from .model_io import save_atomically
-from .runtime import announce, describe, job_precision, on_gpu, seed_everything, trainer_numerics
-from .settings.training import TrainingJob
-from .trainer_fields import check_training_args, table_from
+from ..errors import ConfigError, TrainingError
+from ..hashing import config_hash
+from ..model_io import save_atomically
+from ..runtime import announce, describe, job_precision, on_gpu, seed_everything, trainer_numerics
+from ..settings.training import TrainingJob
+from .fields import check_training_args, table_from
 
 STAMP = "job_config.json"
 

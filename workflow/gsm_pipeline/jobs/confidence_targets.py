@@ -1,6 +1,7 @@
 """Confidence targets for SFT: the base model's measured accuracy on problems like each training row.
 
-    python -m gsm_pipeline.confidence_targets --config JOB_JSON --model BASE --data ROWS.jsonl ... --out TARGETS.jsonl
+    python -m gsm_pipeline.jobs.confidence_targets --config JOB_JSON --model BASE --data ROWS.jsonl ... \
+        --out TARGETS.jsonl
 
 Rows are grouped by gsm_symbolic template (by question for data without templates). The base model
 samples `samples_per_group` completions per group, spread over the group's rows, graded flexibly (the
@@ -18,14 +19,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .answers import final_number, grader
-from .errors import DataError, run_main
-from .journal import Journal, journaled_generate
-from .model_io import check_model_dir
-from .prompts import render_prompt
-from .rows import load_rows, write_jsonl
-from .runtime import autocast, load_for_generation, seed_everything
-from .settings.evaluation import TargetsJob
+from ..errors import DataError, run_main
+from ..generation.journal import Journal, journaled_generate
+from ..grading.answers import final_number, grader
+from ..model_io import check_model_dir
+from ..prompts import render_prompt
+from ..rows import load_rows, write_jsonl
+from ..runtime import autocast, load_for_generation, seed_everything
+from ..settings.evaluation import TargetsJob
 
 
 def group_of(row: dict[str, Any], group_by: str) -> str:

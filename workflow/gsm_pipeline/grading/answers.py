@@ -12,15 +12,21 @@ from __future__ import annotations
 import math
 import re
 
-from .formats import FORMATS, last_enclosed
+from ..tasks import DEFAULT_TASK, get_task
+from . import readers
+from .formats import FORMATS, Reader
 from .numerals import final_number, normalize_number, split_gsm8k_answer  # noqa: F401
-from .tasks import DEFAULT_TASK, get_task
 
 FLEXIBLE_PATTERN = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")  # lm-eval's flexible-extract
 
 
+def reader(named: str | Reader) -> Reader:
+    """A format's reader: a function of readers.py by name, or the callable itself."""
+    return getattr(readers, named) if isinstance(named, str) else named
+
+
 def extract_strict(completion: str, answer_format: str) -> float | None:
-    return FORMATS[answer_format].strict(completion or "")
+    return reader(FORMATS[answer_format].strict)(completion or "")
 
 
 def without_confidence(text: str) -> str:
@@ -47,7 +53,7 @@ def extract_flexible(completion: str) -> float | None:
 
 def extract_confidence(completion: str) -> float | None:
     """Stated confidence in [0, 1], or None when absent or unparseable."""
-    content = last_enclosed(completion or "", "<confidence>", "</confidence>")
+    content = readers.last_enclosed(completion or "", "<confidence>", "</confidence>")
     value = normalize_number(content) if content is not None else None
     return value if value is not None and 0.0 <= value <= 1.0 else None
 
@@ -60,7 +66,7 @@ def is_correct(predicted: float | None, gold: float | None, rel_tol: float = 1e-
 
 def has_working_out(completion: str, answer_format: str) -> bool:
     """Non-empty reasoning before the answer (the 'thinking proportion')."""
-    return FORMATS[answer_format].working_out(completion or "")
+    return reader(FORMATS[answer_format].working_out)(completion or "")
 
 
 def grade(completion: str, gold: float | None, answer_format: str) -> dict:

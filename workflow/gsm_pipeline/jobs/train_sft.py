@@ -1,6 +1,6 @@
 """SFT entry point (prep_sft and full_sft): parse the job, build TRL's SFTTrainer, train, save.
 
-    python -m gsm_pipeline.train_sft --config JOB_JSON --parent MODEL --data ROWS.jsonl \
+    python -m gsm_pipeline.jobs.train_sft --config JOB_JSON --parent MODEL --data ROWS.jsonl \
         --out MODEL_OUT --checkpoints CKPT_DIR --log-history LOG.json
 """
 from __future__ import annotations
@@ -8,12 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .errors import DataError, run_main
-from .model_io import load_model_and_tokenizer
-from .prompts import render_prompt, render_target
-from .rows import load_rows
-from .settings.training import SFTJob
-from .training import lora_config, run_stage, trainer_arguments
+from ..errors import DataError, run_main
+from ..model_io import load_model_and_tokenizer
+from ..prompts import render_prompt, render_target
+from ..rows import load_rows
+from ..settings.training import SFTJob
+from ..training.stage import lora_config, run_stage, trainer_arguments
 
 
 def load_confidence_targets(path: str | None, prompt: dict[str, Any]) -> dict[str, float]:

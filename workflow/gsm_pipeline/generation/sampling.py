@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Callable
 
-from .answers import is_correct
-from .errors import ModelError
+from ..errors import ModelError
+from ..grading.answers import is_correct
 
 Scorer = Callable[[list[str], list[str]], list[float]]
 

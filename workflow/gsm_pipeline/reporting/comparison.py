@@ -7,14 +7,14 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from .metrics import mcnemar_exact
+from ..grading.metrics import mcnemar_exact
 
 STAGE_ORDER = ["base", "prep_sft", "full_sft", "grpo"]
 CALIBRATION_COLUMNS = ["confidence_rate", "mean_confidence", "ece", "brier", "auroc", "confidence_correlation"]
 # Training-side variant columns (report_layout's "variant"), prefixed so eval-side values stand apart.
 VARIANT_COLUMNS = {"answer_format": "train_answer_format", "chat_template": "train_chat_template",
                    "finetune": "finetune", "lora_r": "lora_r", "completion_only_loss": "completion_only_loss",
-                   "rewards": "rewards", "confidence": "confidence", "grpo_from": "grpo_from",
+                   "rewards": "rewards", "confidence": "confidence", "grpo_from": "grpo_from", "rl": "rl",
                    "train_data": "train_data", "shots": "shots", "instruction": "instruction", "seed": "seed",
                    "variant_of": "variant_of"}
 
@@ -36,7 +36,8 @@ def method(stage: str, variant: dict[str, Any]) -> str:
     """Training method in a few words: stage, train template and, for SFT, what the loss covered."""
     if stage == "base":
         return "base (prompting)"
-    text = f"{stage} {'chat' if variant['chat_template'] else 'raw'}"
+    name = variant.get("rl", "grpo") if stage == "grpo" else stage  # the RL stage is named by its trainer
+    text = f"{name} {'chat' if variant['chat_template'] else 'raw'}"
     if stage != "grpo":
         text += " answer-loss" if variant["completion_only_loss"] else " full-loss"
     return text

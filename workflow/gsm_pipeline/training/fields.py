@@ -20,9 +20,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
-TRL_CONFIGS = {"prep_sft": "SFTConfig", "full_sft": "SFTConfig", "grpo": "GRPOConfig"}
+# The TRL config each trainer is built from: stages by name, and the RL stage by its row's `rl`.
+TRL_CONFIGS = {"prep_sft": "SFTConfig", "full_sft": "SFTConfig", "grpo": "GRPOConfig", "rloo": "RLOOConfig"}
 
 # Arguments the pipeline sets itself, each with the config key that sets it ({stage} is filled in).
 RESERVED_ARGS = {
@@ -100,13 +101,14 @@ def table_from(config_cls) -> dict[str, list[Kind]]:
 
 @functools.cache
 def installed_tables() -> dict[str, dict[str, list[Kind]]] | None:
-    """{"SFTConfig": table, "GRPOConfig": table} of the installed TRL (cached on disk), or None without TRL."""
+    """{"SFTConfig": table, "GRPOConfig": table, ...} of the installed TRL (cached on disk), or None without TRL."""
     try:
         versions = f"trl-{metadata.version('trl')}-transformers-{metadata.version('transformers')}"
     except metadata.PackageNotFoundError:
         return None
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gsm_pipeline"
-    path = cache / f"trainer_fields-{versions}.json"
+    names = "-".join(sorted(set(TRL_CONFIGS.values())))  # a new config class must not read an older cache
+    path = cache / f"trainer_fields-{versions}-{names}.json"
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -160,7 +162,8 @@ def check_training_args(where: str, stage: str, args: dict[str, Any],
     for key, value in args.items():
         path = f"{where}.training_args.{key}"
         if key in RESERVED_ARGS:
-            raise ConfigError(f"key '{path}' is set by the pipeline: use {RESERVED_ARGS[key].format(stage=stage)}")
+            setter = RESERVED_ARGS[key].format(stage="grpo" if stage == "rloo" else stage)
+            raise ConfigError(f"key '{path}' is set by the pipeline: use {setter}")
         if table is None:
             continue
         if key not in table:

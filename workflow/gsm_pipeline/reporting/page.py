@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..grading.metrics import wilson_interval
 from .comparison import CALIBRATION_COLUMNS, RUNTIME_COLUMNS, STAGE_ORDER, findings, row_key, runtime_rows
-from .metrics import wilson_interval
 
 TEMPLATES = Path(__file__).parent / "templates"
 COMPARISON_COLUMNS = ["experiment", "stage", "method", "testset", "prompt", "n", "accuracy_strict", "ci95_low",

@@ -10,12 +10,18 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .comparison import comparison_rows, read_history, summary, training_rows
-from .errors import run_main
-from .plots import plot_accuracy, plot_reliability, plot_sampling, plot_template_scatter, plot_training_curves
-from .report_page import eval_key, page_context, render_page
-from .rows import load_rows
-from .settings.report import ReportJob
+from ..errors import run_main
+from ..reporting.comparison import comparison_rows, read_history, summary, training_rows
+from ..reporting.page import eval_key, page_context, render_page
+from ..reporting.plots import (
+    plot_accuracy,
+    plot_reliability,
+    plot_sampling,
+    plot_template_scatter,
+    plot_training_curves,
+)
+from ..rows import load_rows
+from ..settings.report import ReportJob
 
 
 def load_evaluations(metrics_files: list[str]) -> list[dict[str, Any]]:

@@ -1,0 +1,1 @@
+"""Generation: the batched decoding loop, the crash-safe journal, sampling and its scores."""

@@ -1,0 +1,1 @@
+"""The report: its tables, plots, and the page (templates/report.html.j2)."""

@@ -1,0 +1,1 @@
+"""Training: trainer arguments, checkpoints and saving, and the TRL config fields a stage may set."""
