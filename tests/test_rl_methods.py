@@ -44,6 +44,18 @@ def test_a_setting_the_rows_trainer_lacks_is_refused_naming_the_key_and_the_trai
         config(x={"rl": "ppo"})
 
 
+def test_a_job_built_by_hand_is_checked_against_its_own_trainers_config(tmp_path):
+    from trl import RLOOConfig
+
+    from gsm_pipeline.training.stage import trainer_arguments
+
+    job = config(x={"rl": "rloo"}).grpo_job("x")
+    job = job.model_copy(update={"training_args": {**job.training_args, "loss_type": "dr_grpo"}})
+    with pytest.raises(ConfigError, match=r"unknown key 'stages.grpo.training_args.loss_type' "
+                                          r"\(not a trl.RLOOConfig field"):
+        trainer_arguments(RLOOConfig, job, tmp_path)
+
+
 def test_the_report_names_the_rl_method():
     assert method("grpo", {"chat_template": True, "rl": "rloo"}) == "rloo chat"
     assert method("grpo", {"chat_template": False, "rl": "grpo"}) == "grpo raw"

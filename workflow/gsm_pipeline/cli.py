@@ -14,7 +14,7 @@ COMMANDS = {
     "prepare-data": ("gsm_pipeline.jobs.prepare_data", "write the SFT, GRPO and test sets"),
     "fetch-model": ("gsm_pipeline.jobs.fetch_model", "fetch and convert the base model"),
     "train-sft": ("gsm_pipeline.jobs.train_sft", "supervised fine-tuning (TRL SFTTrainer)"),
-    "train-grpo": ("gsm_pipeline.jobs.train_grpo", "GRPO (TRL GRPOTrainer)"),
+    "train-grpo": ("gsm_pipeline.jobs.train_grpo", "the RL stage (TRL GRPOTrainer, or RLOOTrainer)"),
     "evaluate": ("gsm_pipeline.jobs.evaluate", "evaluate any model folder"),
     "grade": ("gsm_pipeline.jobs.grade", "re-grade generations without a model"),
     "report": ("gsm_pipeline.jobs.report", "build the HTML report and comparison.csv"),

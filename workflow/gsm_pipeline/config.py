@@ -200,11 +200,11 @@ class PipelineConfig(Strict):
             check_training_args(f"stages.{stage}", stage, getattr(self.stages, stage).training_args)
         for name, exp in self.experiments.items():
             for stage, override in exp.overrides.items():  # _row_settings has checked their shape
-                trainer = exp.rl if stage == "grpo" else stage
-                check_training_args(f"experiments.{name}.overrides.{stage}", trainer, override.get("training_args", {}))
+                check_training_args(f"experiments.{name}.overrides.{stage}", stage, override.get("training_args", {}),
+                                    rl=exp.rl)
             if exp.rl != "grpo" and "grpo" in exp.stages:  # the shared stage section must suit this row's trainer too
-                check_training_args(f"stages.grpo (experiments.{name}.rl: {exp.rl})", exp.rl,
-                                    self.stages.grpo.training_args)
+                check_training_args(f"stages.grpo (experiments.{name}.rl: {exp.rl})", "grpo",
+                                    self.stages.grpo.training_args, rl=exp.rl)
         return self
 
     @model_validator(mode="after")

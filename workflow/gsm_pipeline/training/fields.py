@@ -22,7 +22,7 @@ from typing import Any
 
 from ..errors import ConfigError
 
-# The TRL config each trainer is built from: stages by name, and the RL stage by its row's `rl`.
+# The TRL config each trainer is built from: SFT stages by name, the RL stage (grpo) by its row's `rl`.
 TRL_CONFIGS = {"prep_sft": "SFTConfig", "full_sft": "SFTConfig", "grpo": "GRPOConfig", "rloo": "RLOOConfig"}
 
 # Arguments the pipeline sets itself, each with the config key that sets it ({stage} is filled in).
@@ -152,18 +152,18 @@ def _as_number(text: str) -> float | None:
 
 
 def check_training_args(where: str, stage: str, args: dict[str, Any],
-                        table: dict[str, list[Kind]] | None = None) -> None:
+                        table: dict[str, list[Kind]] | None = None, rl: str = "grpo") -> None:
     """Refuse, in one line naming `<where>.training_args.<key>`, a key TRL does not have, one the pipeline sets
-    itself, a value of the wrong kind or out of range. `table` defaults to the installed TRL's."""
-    config_name = TRL_CONFIGS[stage]
+    itself, a value of the wrong kind or out of range. `table` defaults to the installed TRL's table of the
+    stage's config (for the RL stage, that of the row's method `rl`)."""
+    config_name = TRL_CONFIGS[rl if stage == "grpo" else stage]
     if table is None:
         tables = installed_tables()
         table = tables.get(config_name) if tables else None
     for key, value in args.items():
         path = f"{where}.training_args.{key}"
         if key in RESERVED_ARGS:
-            setter = RESERVED_ARGS[key].format(stage="grpo" if stage == "rloo" else stage)
-            raise ConfigError(f"key '{path}' is set by the pipeline: use {setter}")
+            raise ConfigError(f"key '{path}' is set by the pipeline: use {RESERVED_ARGS[key].format(stage=stage)}")
         if table is None:
             continue
         if key not in table:

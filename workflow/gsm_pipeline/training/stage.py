@@ -28,7 +28,7 @@ def trainer_arguments(config_cls, job: TrainingJob, output_dir: Path, **fixed: A
     fields = table_from(config_cls)
     extra = dict(job.training_args)
     # validation made this check already where TRL was importable; a job built by hand gets it here
-    check_training_args(f"stages.{job.stage}", job.stage, extra, fields)
+    check_training_args(f"stages.{job.stage}", job.stage, extra, fields, rl=getattr(job, "rl", "grpo"))
     # logging_nan_inf_filter would hide a NaN loss behind the running mean; the guard needs to see it.
     defaults = {"report_to": "none", "logging_steps": 1, "logging_nan_inf_filter": False,
                 "save_strategy": "steps", "save_steps": 10,
