@@ -93,7 +93,9 @@ class Dag:
 
     def snakemake(self, *args: str, configfile: str = "tiny.yaml", check: bool = True,
                   prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-        env = {**os.environ, "PYTHONPATH": str(self.root / "workflow"), "HF_HUB_OFFLINE": "1",
+        # The copied workflow first; an inherited PYTHONPATH (the GPU proof's carried wheels) after it.
+        path = [str(self.root / "workflow"), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "HF_HUB_OFFLINE": "1",
                "TOKENIZERS_PARALLELISM": "false"}
         cmd = [*prefix, "snakemake", *args, "--cores", "2", "--configfile", "config.yaml", configfile]
         done = subprocess.run(cmd, cwd=self.root, env=env, capture_output=True, text=True)

@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=64, help="our batch size")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, CPU: checks the script runs")
+    parser.add_argument("--out", help="also write the result here as JSON")
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.smoke:
@@ -84,6 +85,8 @@ def main() -> None:
     result = {"device": device, "problems": len(prompts), "max_new_tokens": budget, **timings,
               "speedup_vs_plain": round(timings["plain_generate_b64"]["seconds"] / timings["ours"]["seconds"], 2)}
     print(json.dumps(result, indent=2))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
