@@ -175,6 +175,11 @@ class PipelineConfig(Strict):
                               self._merged(getattr(self.stages, stage).model_dump(), exp.overrides[stage]))
             if exp.lora:
                 self._checked(f"experiments.{name}.lora", LoraConfig, {**self.lora.model_dump(), **exp.lora})
+            curved = [st for st in exp.stages if {**getattr(self.stages, st).model_dump(),
+                                                   **exp.overrides.get(st, {})}.get("eval_checkpoints")]
+            if exp.finetune == "lora" and curved:
+                raise ValueError(f"experiments.{name}: eval_checkpoints on {', '.join(curved)}: learning curves "
+                                 "need finetune full (a LoRA checkpoint holds the adapter only)")
         return self
 
     @staticmethod

@@ -26,6 +26,7 @@ BASE_MODEL = "resources/model"
 SHARED_FOLDERS = ("data", "confidence_targets", "report", "logs", "benchmarks")
 CHAIN = "[0-9a-f]{8}"  # the {chain} wildcard
 RUN_PATTERN = re.compile(rf"({'|'.join(STAGES)})-({CHAIN})")
+STEP_RUN = re.compile(rf"(({'|'.join(STAGES)})-{CHAIN})/step-([0-9]+)")  # a learning-curve point's model
 
 
 def parent_stage(cfg: PipelineConfig, name: str, stage: str) -> str:
@@ -94,7 +95,31 @@ def experiment_evaluations(cfg: PipelineConfig, name: str) -> list[dict[str, str
 def evaluations(cfg: PipelineConfig) -> list[tuple[str, str]]:
     """Every distinct (run, prompt) evaluated, in declaration order."""
     pairs = [(e["run"], e["prompt"]) for n in cfg.experiments for e in experiment_evaluations(cfg, n)]
+    pairs += [(c["run"], c["prompt"]) for n in cfg.experiments for c in curve_evaluations(cfg, n)]
     return list(dict.fromkeys(pairs))
+
+
+def curve_evaluations(cfg: PipelineConfig, name: str) -> list[dict[str, Any]]:
+    """Each learning-curve point of one experiment (stages' eval_checkpoints), asked in the prompt the row trains
+    with, as `<stage>-<chain>/step-<N>`: the model the training job kept at that optimizer step."""
+    exp = cfg.experiment(name)
+    out = []
+    for stage in exp.stages:
+        job = cfg.grpo_job(name) if stage == "grpo" else cfg.sft_job(name, stage)
+        run = stage_run(cfg, name, stage)
+        out += [{"stage": stage, "step": step, "run": f"{run}/step-{step}", "stage_run": run,
+                 "prompt": cfg.prompt_key(name)} for step in job.curve_steps()]
+    return out
+
+
+def split_run(run: str) -> tuple[str, str, int | None]:
+    """(stage, the stage's folder, curve step or None) of an evaluated run: base, <stage>-<chain>[/step-N]."""
+    if run == "base":
+        return "base", "base", None
+    step = STEP_RUN.fullmatch(run)
+    if step:
+        return step.group(2), step.group(1), int(step.group(3))
+    return RUN_PATTERN.fullmatch(run).group(1), run, None
 
 
 def trained_runs(cfg: PipelineConfig) -> list[str]:
@@ -116,8 +141,11 @@ def report_job(cfg: PipelineConfig) -> ReportJob:
                                           "eval_answer_format", "chat_template_kwargs"})
         variant["seed"] = cfg.sft_job(name, "prep_sft").seed if exp.stages else cfg.seed
         variant["lora_r"] = {**cfg.lora.model_dump(), **exp.lora}["r"] if exp.finetune == "lora" else None
+        stages = [{"stage": st, "run": stage_run(cfg, name, st), "parent_run": stage_run(cfg, name, parent_stage(
+            cfg, name, st)), "gpus": cfg.stage_config(name, st)["gpus"]} for st in exp.stages]
         out.append({"name": name, "evaluations": experiment_evaluations(cfg, name), "testsets": cfg.data.test_sets(),
-                    "variant": variant, "swept": exp.swept, "prompt_key": cfg.prompt_key(name)})
+                    "variant": variant, "swept": exp.swept, "prompt_key": cfg.prompt_key(name),
+                    "curve": curve_evaluations(cfg, name), "stages": stages})
     return ReportJob(experiments=out, provenance={"seed": cfg.seed, "config_hash": config_hash(cfg.model_dump())})
 
 

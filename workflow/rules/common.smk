@@ -50,7 +50,7 @@ TRAINED = layout.trained_runs(CFG)  # every <stage>-<chain> folder this config t
 wildcard_constraints:
     chain=layout.CHAIN,
     testset=one_of(TESTSETS),
-    run=one_of(["base", *TRAINED]),
+    run=one_of(["base", *TRAINED, *dict.fromkeys(run for run, _ in layout.evaluations(CFG))]),
     prompt=one_of(PROMPTS),
 
 
@@ -152,10 +152,18 @@ def training_logs():
 
 
 def eval_inputs(wildcards):
-    model = BASE_MODEL if wildcards.run == "base" else f"results/{wildcards.run}/model"
+    """A curve point (<stage>-<chain>/step-N) waits for its stage's training, which keeps that step's model."""
+    _, folder, _ = layout.split_run(wildcards.run)
+    model = BASE_MODEL if folder == "base" else f"results/{folder}/model"
     return {"model": model, "data": f"results/data/test/{wildcards.testset}.jsonl", "code": code("evaluate")}
 
 
+def eval_model(wildcards, input):
+    """A curve point's model: `<stage>-<chain>/step-N/model`, kept by its stage's training job (not an output)."""
+    return f"results/{wildcards.run}/model" if layout.STEP_RUN.fullmatch(wildcards.run) else input.model
+
+
 def eval_meta(wildcards):
-    stage = "base" if wildcards.run == "base" else layout.RUN_PATTERN.fullmatch(wildcards.run).group(1)
-    return {"stage": stage, "prompt_key": wildcards.prompt, "run": wildcards.run, "testset": wildcards.testset}
+    stage, _, step = layout.split_run(wildcards.run)
+    return {"stage": stage, "prompt_key": wildcards.prompt, "run": wildcards.run, "testset": wildcards.testset,
+            **({"step": step} if step is not None else {})}

@@ -1,5 +1,6 @@
 rule evaluate:
-    """Greedy evaluation of one model on one test set. {run} is base or <stage>-<chain>."""
+    """Greedy evaluation of one model on one test set. {run} is base, <stage>-<chain>, or <stage>-<chain>/step-N
+    (a learning-curve point)."""
     input:
         unpack(eval_inputs),
     output:
@@ -11,6 +12,7 @@ rule evaluate:
         job=lambda w: as_arg(CFG.eval_job(PROMPTS[w.prompt])),
         meta=lambda w: as_arg(eval_meta(w)),
         out=lambda w, output: str(Path(output.metrics).parent),
+        model=eval_model,
     threads: workflow.cores
     resources:
         gpu=CFG.evaluation.gpus,
@@ -21,7 +23,7 @@ rule evaluate:
     benchmark:
         "results/benchmarks/evaluate/{run}/{prompt}/{testset}.tsv"
     shell:
-        "python -m gsm_pipeline.jobs.evaluate --config {params.job} --meta {params.meta} --model {input.model:q} "
+        "python -m gsm_pipeline.jobs.evaluate --config {params.job} --meta {params.meta} --model {params.model:q} "
         "--data {input.data:q} --out {params.out:q} --threads {threads} > {log:q} 2>&1"
 
 

@@ -12,9 +12,11 @@ from typing import Any
 
 from ..errors import run_main
 from ..reporting.comparison import comparison_rows, read_history, summary, training_rows
-from ..reporting.page import eval_key, page_context, render_page
+from ..reporting.compute import cost_table, curve_points, read_benchmark, stage_cost
+from ..reporting.page import compute_context, eval_key, page_context, render_page
 from ..reporting.plots import (
     plot_accuracy,
+    plot_compute_curves,
     plot_reliability,
     plot_sampling,
     plot_template_scatter,
@@ -62,12 +64,31 @@ def per_example_table(evals: list[dict[str, Any]]):
     return pd.concat(frames, ignore_index=True)
 
 
+def compute_axis(evals: list[dict[str, Any]], log_files: list[str], experiments: dict[str, dict],
+                 benchmarks: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(every evaluated point with its cumulative compute, the cost table), from the training logs and the
+    training jobs' Snakemake benchmark files (read by their conventional path: benchmarks are not outputs)."""
+    stages = {st["run"]: st for e in experiments.values() for st in e.get("stages", [])}
+    costs = {}
+    for path in log_files:
+        run, history = read_history(path)
+        gpus = stages[run]["gpus"] if run in stages else 0
+        costs[run] = stage_cost(run, history, read_benchmark(benchmarks / f"{run}.tsv"), gpus)
+    metrics = {eval_key(e): e for e in evals}
+    points = [p for e in experiments.values() for p in curve_points(e, costs, metrics)]
+    return points, cost_table(costs, {run: st["stage"] for run, st in stages.items()})
+
+
 def write_report(metrics_files: list[str], log_files: list[str], experiments: dict[str, dict],
-                 out_dir: Path, provenance: dict[str, Any]) -> None:
+                 out_dir: Path, provenance: dict[str, Any], benchmarks: Path = Path("results/benchmarks")) -> None:
     import pandas as pd
 
     out_dir.mkdir(parents=True, exist_ok=True)
     evals = load_evaluations(metrics_files)
+    points, costs = compute_axis(evals, log_files, experiments, benchmarks)
+    pd.DataFrame(points).to_csv(out_dir / "curve.csv", index=False)
+    pd.DataFrame(costs).to_csv(out_dir / "cost.csv", index=False)
+    curves = plot_compute_curves(points, out_dir / "curve_compute.png", out_dir / "curve_steps.png")
     rows = comparison_rows(evals, experiments)
     pd.DataFrame(rows).to_csv(out_dir / "comparison.csv", index=False)
     per_example_table(evals).to_csv(out_dir / "per_example.csv", index=False)
@@ -84,6 +105,7 @@ def write_report(metrics_files: list[str], log_files: list[str], experiments: di
     if any(r["confidence"] for r in rows):
         plot_reliability(rows, {eval_key(e): e["calibration_bins"] for e in evals}, out_dir / "calibration.png")
     context = page_context(evals, rows, train, log_files, sampling, crossed, out_dir, provenance)
+    context["compute"] = compute_context(points, costs, curves)
     (out_dir / "index.html").write_text(render_page(context), encoding="utf-8")
 
 
@@ -93,11 +115,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--logs", nargs="*", default=[], help="trainer log_history.json files")
     parser.add_argument("--config", required=True, help="the report job: experiments' layout, provenance (JSON)")
     parser.add_argument("--out", default="results/report")
+    parser.add_argument("--benchmarks", default="results/benchmarks", help="the training jobs' benchmark files")
     args = parser.parse_args(argv)
     job = ReportJob.parse(args.config)
     provenance = {"seed": None, "config_hash": None, **job.provenance, "versions": library_versions()}
     experiments = {row["name"]: row for row in job.experiments}  # declaration order
-    write_report(args.metrics, args.logs, experiments, Path(args.out), provenance)
+    write_report(args.metrics, args.logs, experiments, Path(args.out), provenance, Path(args.benchmarks))
     print(f"wrote {args.out}/index.html")
 
 

@@ -133,9 +133,23 @@ def page_context(evals: list[dict[str, Any]], rows: list[dict[str, Any]], train:
             "provenance_json": json.dumps(provenance, indent=2)}
 
 
+POINT_COLUMNS = ["experiment", "stage", "stage_step", "testset", "n", "optimizer_steps", "flops", "wall_s",
+                 "accuracy_strict", "ci95_low", "ci95_high", "ci95_width", "answer_rate"]
+COST_COLUMNS = ["run", "stage", "steps", "wall_s", "gpus", "gpu_hours", "trained_tokens", "generated_tokens", "flops",
+                "peak_rss_gb", "parameters"]
+
+
+def compute_context(points: list[dict[str, Any]], costs: list[dict[str, Any]],
+                    figures: dict[str, str] | None) -> dict[str, Any]:
+    """The headline section: accuracy against compute and steps, every point, and the cost table."""
+    sizes = sorted({c["parameters"] for c in costs if c["parameters"]})
+    return {"figures": figures, "parameters": ", ".join(f"{n:,}" for n in sizes) or "unknown",
+            "points": {"columns": POINT_COLUMNS, "rows": points}, "costs": {"columns": COST_COLUMNS, "rows": costs}}
+
+
 def cell(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.3g}" if value < 0.001 and value != 0 else f"{value:.3f}"
+        return f"{value:.3g}" if (value < 0.001 and value != 0) or abs(value) >= 1e4 else f"{value:.3f}"
     return "" if value is None else str(value)
 
 

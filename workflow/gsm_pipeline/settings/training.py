@@ -41,6 +41,32 @@ class TrainingStageConfig(LaunchConfig):
         False, description="Recompute activations in backward: less memory, ~30% more time")
     liger_kernel: bool = Field(False, description="Liger's fused kernels (needs liger-kernel installed; GPU)")
     torch_compile: bool = Field(False, description="torch.compile the model before training")
+    eval_checkpoints: int | list[int] = Field(
+        0, description="Learning curve: also evaluate the model at these optimizer steps, or every N steps "
+                       "(N needs training_args.max_steps); 0 or [] off. Part of the stage's chain: the kept models "
+                       "are planned with the training")
+
+    def curve_steps(self) -> list[int]:
+        """The intermediate steps evaluated (the end of the stage is evaluated anyway)."""
+        every, last = self.eval_checkpoints, self.training_args.get("max_steps")  # type: ignore[attr-defined]
+        if isinstance(every, int):
+            return list(range(every, last, every)) if every and isinstance(last, int) and last > 0 else []
+        return sorted(s for s in set(every) if not (isinstance(last, int) and last > 0 and s >= last))
+
+    @model_validator(mode="after")
+    def _curve_fits(self) -> "TrainingStageConfig":
+        every = self.eval_checkpoints
+        last = getattr(self, "training_args", {}).get("max_steps")
+        bounded = isinstance(last, int) and last > 0
+        if isinstance(every, int) and every < 0 or isinstance(every, list) and any(s < 1 for s in every):
+            raise ValueError("eval_checkpoints: steps count from 1")
+        if isinstance(every, int) and every and not bounded:
+            raise ValueError(f"eval_checkpoints: every {every} steps needs training_args.max_steps; or list the "
+                             "steps")
+        if isinstance(every, list) and bounded and any(s >= last for s in every):
+            raise ValueError(f"eval_checkpoints: steps {sorted(s for s in every if s >= last)} are not before the "
+                             f"last step ({last}), which the stage's own evaluation covers")
+        return self
 
 
 class SFTStageConfig(TrainingStageConfig):
@@ -64,6 +90,20 @@ class TrainingJob(Numerics, JobSettings):
     prompt: dict[str, Any] = Field(description="The prompt spec the stage trains with (prompts.render_prompt)")
     finetune: Literal["full", "lora"] = Field("full", description="Full fine-tuning or LoRA (merged after the stage)")
     lora: LoraConfig | None = Field(None, description="LoRA settings when finetune is lora")
+
+    def stamp(self) -> dict[str, Any]:
+        """Without eval_checkpoints when curves are off, so configs from before curves keep their chains."""
+        out = self.model_dump()
+        if not out.get("eval_checkpoints"):
+            out.pop("eval_checkpoints", None)
+        return out
+
+    @model_validator(mode="after")
+    def _curve_needs_full_weights(self) -> "TrainingJob":
+        if self.finetune == "lora" and getattr(self, "eval_checkpoints", 0):
+            raise ValueError("eval_checkpoints: learning curves need finetune full (a LoRA checkpoint holds the "
+                             "adapter only)")
+        return self
 
 
 class SFTJob(SFTStageConfig, TrainingJob):

@@ -18,6 +18,7 @@ from ..hashing import config_hash
 from ..model_io import save_atomically
 from ..runtime import announce, describe, job_precision, on_gpu, seed_everything, trainer_numerics
 from ..settings.training import TrainingJob
+from .curve import keep_steps_callback
 from .fields import check_training_args, table_from
 
 STAMP = "job_config.json"
@@ -35,7 +36,11 @@ def trainer_arguments(config_cls, job: TrainingJob, output_dir: Path, **fixed: A
                 "save_total_limit": 2, "dataloader_num_workers": 0}
     if not on_gpu() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         defaults["ddp_backend"] = "gloo"  # several CPU processes (accelerate launch on a CPU node) talk over gloo
-    numerics = trainer_numerics(job, job_precision(job))
+    precision = job_precision(job)
+    numerics = trainer_numerics(job, precision)
+    # accelerate launch exports its file's mixed_precision (bf16 in the ZeRO files) to the job, and DeepSpeed
+    # refuses TrainingArguments that disagree: the precision resolved on this machine decides for both.
+    os.environ["ACCELERATE_MIXED_PRECISION"] = precision.autocast or "no"
     if "activation_checkpointing" in fields and "gradient_checkpointing" in numerics:  # transformers >= 5.23 name
         numerics["activation_checkpointing"] = numerics.pop("gradient_checkpointing")
     try:
@@ -52,9 +57,26 @@ def runtime_record(trainer, job: TrainingJob, threads: int | None) -> dict[str, 
     info = describe(job.dtype, job_precision(job), threads, weights=weights,
                     gradient_checkpointing=args.gradient_checkpointing, use_liger_kernel=args.use_liger_kernel,
                     torch_compile=args.torch_compile, tf32=bool(args.tf32),
-                    trainer_bf16=args.bf16, trainer_fp16=args.fp16, processes=trainer.accelerator.num_processes)
+                    trainer_bf16=args.bf16, trainer_fp16=args.fp16, processes=trainer.accelerator.num_processes,
+                    distributed=trainer.accelerator.distributed_type.value, zero_stage=zero_stage(trainer),
+                    parameters=parameter_count(trainer.model),
+                    samples_per_step=args.per_device_train_batch_size * args.gradient_accumulation_steps
+                    * trainer.accelerator.num_processes)
     announce(info)
     return info
+
+
+def parameter_count(model) -> int:
+    """Distinct parameters (tied weights once; ZeRO-3's partitioned ones by their full size): N in the report's
+    FLOPs estimate."""
+    seen = {id(p): getattr(p, "ds_numel", p.numel()) for p in model.parameters()}
+    return int(sum(seen.values()))
+
+
+def zero_stage(trainer) -> int | None:
+    """DeepSpeed's ZeRO stage when the launcher put the trainer under DeepSpeed (the proof checks it ran)."""
+    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
+    return plugin.zero_stage if plugin is not None else None
 
 
 def lora_config(job: TrainingJob):
@@ -194,6 +216,8 @@ def run_stage(settings: type[TrainingJob], build_trainer, description: str, argv
     trainer.accelerator.wait_for_everyone()
     resume = newest_checkpoint(folder)
     trainer.add_callback(finite_loss_guard())
+    if job.curve_steps():
+        trainer.add_callback(keep_steps_callback(job.curve_steps(), Path(args.out).parent, folder))
     trainer.train(resume_from_checkpoint=resume)
     if trainer.is_world_process_zero():
         write_log_history(trainer, args.log_history, runtime)

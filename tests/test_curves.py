@@ -1,0 +1,145 @@
+"""Learning curves and the compute axis (issue 18): `stages.<stage>.eval_checkpoints` keeps the model at chosen
+optimizer steps, evaluates each as an ordinary DAG job, and the report puts every point on one compute axis."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import yaml
+from conftest import Dag, tiny_config
+
+from gsm_pipeline.config import validate_config
+from gsm_pipeline.config_files import load_config_file, merge
+from gsm_pipeline.errors import ConfigError
+from gsm_pipeline.layout import runs
+from gsm_pipeline.training.curve import keep
+
+pytestmark = pytest.mark.dag
+
+# One row, prep SFT (120 steps) then GRPO (3 steps) from it: a point every 60 SFT steps and at GRPO step 2.
+CURVE_ROW = {"curve": {"stages": ["prep_sft", "grpo"],
+                       "overrides": {"prep_sft": {"eval_checkpoints": 60}, "grpo": {"eval_checkpoints": [2]}}}}
+
+
+def curve_dag(root, model, data) -> Dag:
+    config = tiny_config(model, data)
+    config["confidence"]["model"] = "base"  # no row without confidence runs tagged/prep_sft here
+    dag = Dag(root, config)
+    defaults = yaml.safe_load((dag.root / "config.yaml").read_text())
+    defaults["experiments"] = CURVE_ROW  # this row only, not config.yaml's pair
+    (dag.root / "config.yaml").write_text(yaml.safe_dump(defaults))
+    return dag
+
+
+@pytest.fixture(scope="module")
+def planned_and_run(tmp_path_factory, tiny_model, tiny_data):
+    dag = curve_dag(tmp_path_factory.mktemp("curves"), tiny_model, tiny_data)
+    planned = dag.planned_jobs()
+    dag.snakemake()
+    return dag, planned
+
+
+def table(path) -> list[dict]:
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_a_curve_point_is_one_more_evaluation_job(planned_and_run):
+    _, planned = planned_and_run
+    # evaluate: base, prep SFT at step 60 and at its end (120), GRPO at step 2 and at its end (3), on the one
+    # test set, in the prompt the row trains with; nothing else is added: the kept models come from training.
+    assert planned == {"prepare_data": 1, "fetch_model": 1, "prep_sft": 1, "grpo": 1, "evaluate": 5,
+                       "report": 1, "all": 1}
+
+
+def test_sft_and_grpo_intermediate_models_are_kept_evaluated_and_on_the_curve(planned_and_run):
+    from safetensors.torch import load_file
+
+    dag, _ = planned_and_run
+    prep, grpo = dag.run("curve", "prep_sft"), dag.run("curve", "grpo")
+    # kept on purpose: SFT's resume checkpoint of step 60 is gone (save_total_limit 2 kept 100 and 120)
+    assert not (dag.root / "results" / prep / "checkpoints/checkpoint-60").exists()
+    for run, step in ((prep, 60), (grpo, 2)):
+        kept = dag.root / "results" / run / f"step-{step}" / "model"
+        weights, final = load_file(kept / "model.safetensors"), load_file(dag.root / "results" / run / "model" /
+                                                                          "model.safetensors")
+        assert any(not weights[k].equal(final[k]) for k in final), f"{run} step {step} is the final model"
+        assert (dag.root / "results" / run / f"step-{step}/eval/tagged-chat/test/metrics.json").exists()
+    points = table(dag.root / "results/report/curve.csv")
+    assert [(p["stage"], p["stage_step"], p["final"]) for p in points] == [
+        ("base", "0", "True"), ("prep_sft", "60", "False"), ("prep_sft", "120", "True"), ("grpo", "2", "False"),
+        ("grpo", "3", "True")]
+
+
+def test_each_point_carries_its_cumulative_compute_and_interval(planned_and_run):
+    from safetensors.torch import load_file
+
+    dag, _ = planned_and_run
+    points = {(p["stage"], int(p["stage_step"])): p for p in table(dag.root / "results/report/curve.csv")}
+    folder = dag.root / "results" / dag.run("curve", "grpo")
+    n = json.loads((folder / "log_history.json").read_text())[0]["runtime"]["parameters"]
+    assert n == sum(t.numel() for t in load_file(folder / "model/model.safetensors").values())  # tied: once
+    grpo = points[("grpo", 3)]
+    # steps and compute count from the base model: the SFT parent's 120 steps, then GRPO's 3
+    assert int(grpo["optimizer_steps"]) == 123 and int(points[("grpo", 2)]["optimizer_steps"]) == 122
+    trained, generated = float(grpo["trained_tokens"]), float(grpo["generated_tokens"])
+    assert float(grpo["flops"]) == pytest.approx(6 * n * trained + 2 * n * generated)
+    assert float(points[("prep_sft", 120)]["generated_tokens"]) == 0 < generated  # only RL generates
+    assert 0 < float(points[("prep_sft", 60)]["flops"]) < float(points[("prep_sft", 120)]["flops"]) \
+        < float(points[("grpo", 2)]["flops"]) < float(grpo["flops"])
+    for p in points.values():  # every interval's width is printed beside its point
+        assert float(p["ci95_width"]) == pytest.approx(float(p["ci95_high"]) - float(p["ci95_low"]))
+    costs = {c["stage"]: c for c in table(dag.root / "results/report/cost.csv")}
+    assert float(costs["prep_sft"]["wall_s"]) > 0 and float(costs["prep_sft"]["peak_rss_gb"]) > 0
+    assert costs["grpo"]["gpu_hours"] == ""  # a CPU run has no GPU-hours
+
+
+def test_the_report_opens_with_accuracy_against_compute(planned_and_run):
+    dag, _ = planned_and_run
+    page = (dag.root / "results/report/index.html").read_text()
+    first = page.index("<h2>")
+    assert page[first:].startswith("<h2>Which method buys more accuracy for the same compute?</h2>")
+    for image in ("curve_compute.png", "curve_steps.png"):
+        assert f'src="{image}"' in page and (dag.root / "results/report" / image).stat().st_size > 10_000
+
+
+def check(config: dict) -> None:
+    validate_config(merge(load_config_file("config.yaml"), config))
+
+
+@pytest.mark.parametrize("stage, setting, message", [
+    ("full_sft", {"eval_checkpoints": 50}, "every 50 steps needs training_args.max_steps"),
+    ("grpo", {"eval_checkpoints": [100, 500], "training_args": {"max_steps": 500}}, r"steps \[500\] are not before"),
+    ("prep_sft", {"eval_checkpoints": [0, 2]}, "steps count from 1"),
+])
+def test_a_curve_that_cannot_be_drawn_is_refused_before_any_job(stage, setting, message):
+    with pytest.raises(ConfigError, match=message):
+        check({"stages": {stage: setting}})
+
+
+def test_curves_need_full_weights():
+    with pytest.raises(ConfigError, match="learning curves need finetune full"):
+        check({"experiments": {"tagged": {"finetune": "lora", "overrides": {"grpo": {"eval_checkpoints": [5]}}}}})
+
+
+def test_curves_are_part_of_a_stage_chain_and_off_is_the_chain_of_a_config_without_them():
+    off = runs(validate_config(load_config_file("config.yaml")))
+    zero = runs(validate_config(merge(load_config_file("config.yaml"), {"stages": {"grpo": {"eval_checkpoints": 0}}})))
+    on = runs(validate_config(merge(load_config_file("config.yaml"), {"stages": {"grpo": {"eval_checkpoints": 5}}})))
+    assert zero == off
+    assert on[("tagged", "grpo")] != off[("tagged", "grpo")] and on[("tagged", "prep_sft")] == off[("tagged",
+                                                                                                    "prep_sft")]
+
+
+def test_a_kept_model_appears_whole_or_not_at_all(tmp_path):
+    checkpoint = tmp_path / "checkpoints/checkpoint-4"
+    checkpoint.mkdir(parents=True)
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "optimizer.pt", "trainer_state.json"):
+        (checkpoint / name).write_text(name)
+    target = tmp_path / "step-4/model"
+    (target.parent / "model.partial").mkdir(parents=True)  # left by a kill during an earlier copy
+    keep(checkpoint, target)
+    assert sorted(p.name for p in target.iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]
+    assert not (target.parent / "model.partial").exists()
+    assert (target / "model.safetensors").stat().st_nlink == 2  # linked, not copied

@@ -1,0 +1,113 @@
+"""The report's compute axis: what each stage cost, and every evaluated point's cumulative compute from the base.
+
+Per trained stage, from its log history (the runtime record first, then one entry per optimizer step) and its
+Snakemake benchmark file: optimizer steps, tokens trained (the trainer's `num_tokens`: prompt and completion
+tokens through forward and backward), tokens generated (GRPO/RLOO rollouts: mean completion length times the
+completions per step), FLOPs estimated as 6·N per trained token plus 2·N per generated token (N = the model's
+distinct parameters; reference-model passes and the confidence-target job are not counted), wall seconds and
+peak resident memory as Snakemake measured the job, and GPU-hours (the stage's GPUs times its wall time; none on
+a CPU). A point inside a stage (a learning-curve step) gets its stage's tokens up to that step and a share of
+its wall time pro-rated by steps. A stage's point adds everything its ancestors cost.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+from ..grading.metrics import wilson_interval
+
+
+def read_benchmark(path: Path) -> dict[str, float] | None:
+    """Snakemake's benchmark TSV (seconds, max_rss in MB); None when the job left none (e.g. run by hand)."""
+    if not path.is_file():
+        return None
+    with path.open() as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    if not rows:
+        return None
+    last = rows[-1]  # a rerun appends nothing; `--benchmark-repeats` would add rows
+    rss = last.get("max_rss", "NA")
+    return {"seconds": float(last["s"]), "peak_rss_gb": None if rss in ("NA", "-") else float(rss) / 1024}
+
+
+def stage_cost(run: str, history: list[dict[str, Any]], benchmark: dict[str, float] | None,
+               gpus: int) -> dict[str, Any]:
+    """What one trained stage cost, with its cumulative tokens at every optimizer step."""
+    runtime = history[0].get("runtime", {}) if history else {}
+    n = runtime.get("parameters") or 0
+    per_step = runtime.get("samples_per_step") or 0
+    trained, generated, by_step = 0.0, 0.0, {0: (0.0, 0.0)}
+    for entry in history:
+        if "step" in entry and "loss" in entry:
+            trained = float(entry.get("num_tokens", trained))
+            generated += float(entry.get("completions/mean_length", 0.0)) * per_step
+            by_step[int(entry["step"])] = (trained, generated)
+    steps = max(by_step)
+    wall = benchmark["seconds"] if benchmark else None
+    return {"run": run, "steps": steps, "parameters": n, "by_step": by_step, "wall_s": wall,
+            "gpus": gpus, "gpu_hours": gpus * wall / 3600 if gpus and wall is not None else None,
+            "peak_rss_gb": benchmark["peak_rss_gb"] if benchmark else None,
+            "trained_tokens": trained, "generated_tokens": generated, "flops": flops(n, trained, generated)}
+
+
+def flops(parameters: int, trained: float, generated: float) -> float:
+    return 6.0 * parameters * trained + 2.0 * parameters * generated
+
+
+def at_step(cost: dict[str, Any], step: int) -> dict[str, float]:
+    """A stage's own compute up to one of its steps (the last logged step at or before it)."""
+    logged = max(s for s in cost["by_step"] if s <= step)
+    trained, generated = cost["by_step"][logged]
+    share = step / cost["steps"] if cost["steps"] else 0.0
+    return {"steps": step, "trained_tokens": trained, "generated_tokens": generated,
+            "flops": flops(cost["parameters"], trained, generated),
+            "wall_s": cost["wall_s"] * share if cost["wall_s"] is not None else None}
+
+
+ZERO = {"steps": 0, "trained_tokens": 0.0, "generated_tokens": 0.0, "flops": 0.0, "wall_s": 0.0}
+
+
+def _add(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    return {k: (None if a[k] is None or b[k] is None else a[k] + b[k]) for k in ZERO}
+
+
+def curve_points(experiment: dict[str, Any], costs: dict[str, dict[str, Any]],
+                 metrics: dict[tuple[str, str, str], dict[str, Any]]) -> list[dict[str, Any]]:
+    """One experiment's points in training order (base, each stage's kept steps, the stage's end), per test set:
+    cumulative compute from the base, strict accuracy with its 95% interval and width, and answer-format rate."""
+    prompt = experiment["prompt_key"]
+    before: dict[str, dict[str, Any]] = {"base": dict(ZERO)}
+    marks = [("base", "base", 0, "base", dict(ZERO))]
+    for st in experiment["stages"]:
+        cost = costs.get(st["run"])
+        if cost is None:
+            continue
+        start = before.get(st["parent_run"], dict(ZERO))
+        steps = [c["step"] for c in experiment["curve"] if c["stage_run"] == st["run"]]
+        marks += [(st["stage"], f"{st['run']}/step-{s}", s, st["run"], _add(start, at_step(cost, s))) for s in steps]
+        before[st["run"]] = _add(start, at_step(cost, cost["steps"]))
+        marks.append((st["stage"], st["run"], cost["steps"], st["run"], before[st["run"]]))
+    points = []
+    for stage, run, step, stage_run, total in marks:
+        for testset in experiment["testsets"]:
+            ev = metrics.get((run, prompt, testset))
+            if ev is None:
+                continue
+            fmt_low, fmt_high = wilson_interval(round(ev["answer_rate"] * ev["n"]), ev["n"])
+            low, high = ev["accuracy_strict_ci95"]
+            points.append({"experiment": experiment["name"], "stage": stage, "run": run, "stage_run": stage_run,
+                           "stage_step": step, "final": "/step-" not in run, "testset": testset, "n": ev["n"],
+                           "optimizer_steps": total["steps"], "flops": total["flops"], "wall_s": total["wall_s"],
+                           "trained_tokens": total["trained_tokens"], "generated_tokens": total["generated_tokens"],
+                           "accuracy_strict": ev["accuracy_strict"], "ci95_low": low, "ci95_high": high,
+                           "ci95_width": high - low, "answer_rate": ev["answer_rate"], "answer_ci95_low": fmt_low,
+                           "answer_ci95_high": fmt_high})
+    return points
+
+
+def cost_table(costs: dict[str, dict[str, Any]], stages: dict[str, str]) -> list[dict[str, Any]]:
+    """One row per trained stage: the cost table of the report."""
+    keys = ("run", "steps", "wall_s", "gpus", "gpu_hours", "trained_tokens", "generated_tokens", "flops",
+            "peak_rss_gb", "parameters")
+    return [{"stage": stages.get(run, ""), **{k: cost[k] for k in keys}} for run, cost in costs.items()]
