@@ -7,8 +7,8 @@ import json
 
 import pytest
 import yaml
-from conftest import Dag, tiny_config
 
+from conftest import Dag, tiny_config
 from gsm_pipeline.config import validate_config
 from gsm_pipeline.config_files import load_config_file, merge
 from gsm_pipeline.errors import ConfigError

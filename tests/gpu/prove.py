@@ -71,7 +71,6 @@ def parameters_differ(folder: Path, parent: Path) -> bool:
 def prove_dag(work: Path, gpu: bool) -> dict:
     """Runs the DAG once (every launcher's chain in it) and checks each trained stage."""
     from gsm_pipeline.layout import parent_stage, runs
-
     from tiny_model import build_tiny_model
 
     shutil.rmtree(work, ignore_errors=True)  # a proof starts from nothing
