@@ -109,12 +109,15 @@ def test_chat_template_kwargs_reach_the_prompt_and_get_their_own_base_evaluation
     assert shared(cfg, "a", "b")[0] is False  # a different prompt is a different training job
 
 
-@pytest.mark.parametrize("preset", ["qwen2.5-0.5b-gsm8k", "qwen3-4b-gsm8k", "gemma-3-1b-it-gsm8k"])
-def test_gpu_presets_dry_run_the_whole_pair(default_dag, preset):
-    # GSM8K has one test set: 2 base prompts + 6 stages = 8 evaluations
+# GSM8K has one test set: 2 base prompts + 6 stages = 8 evaluations, plus each row's learning-curve points
+# (eval_checkpoints; the pair's rows train every stage apart): qwen2.5 and gemma 2 prep + 2 full + 4 GRPO
+# (every 100 of 500 steps) = 8 per row; qwen3 2 + 2 + 3 (every 75 of 300) = 7 per row.
+@pytest.mark.parametrize("preset, evaluations", [("qwen2.5-0.5b-gsm8k", 8 + 2 * 8), ("qwen3-4b-gsm8k", 8 + 2 * 7),
+                                                 ("gemma-3-1b-it-gsm8k", 8 + 2 * 8)])
+def test_gpu_presets_dry_run_the_whole_pair(default_dag, preset, evaluations):
     assert default_dag.planned_jobs(f"workflow/presets/{preset}.yaml") == {
         "prepare_data": 1, "fetch_model": 1, "confidence_targets": 1, "prep_sft": 2, "full_sft": 2, "grpo": 2,
-        "evaluate": 8, "report": 1, "all": 1}
+        "evaluate": evaluations, "report": 1, "all": 1}
 
 
 def test_the_full_matrix_plans_every_variant_once(default_dag):
