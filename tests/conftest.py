@@ -106,12 +106,17 @@ class Dag:
     def run(self, experiment: str, stage: str, configfile: str = "tiny.yaml") -> str:
         """Where an experiment's stage lives under results/ (`base` or `<stage>-<chain>`), computed from the
         config as the workflow computes it."""
-        from gsm_pipeline.config import validate_config
-        from gsm_pipeline.config_files import load_config_file, merge
         from gsm_pipeline.layout import stage_run
 
-        raw = merge(load_config_file(self.root / "config.yaml"), load_config_file(self.root / configfile))
-        return stage_run(validate_config(raw), experiment, stage)
+        return stage_run(self.config(configfile), experiment, stage)
+
+    def config(self, configfile: str = "tiny.yaml"):
+        """The validated config this directory runs with (config.yaml overlaid by `configfile`)."""
+        from gsm_pipeline.config import validate_config
+        from gsm_pipeline.config_files import load_config_file, merge
+
+        return validate_config(merge(load_config_file(self.root / "config.yaml"),
+                                     load_config_file(self.root / configfile)))
 
     def planned_jobs(self, configfile: str = "tiny.yaml", *args: str) -> dict[str, int]:
         """Job counts from a dry run (of `args`' targets), as Snakemake's 'Job stats' table prints them."""

@@ -70,7 +70,7 @@ def parameters_differ(folder: Path, parent: Path) -> bool:
 
 def prove_dag(work: Path, gpu: bool) -> dict:
     """Runs the DAG once (every launcher's chain in it) and checks each trained stage."""
-    from gsm_pipeline.layout import parent_stage, runs
+    from gsm_pipeline.layout import model_dir, parent_stage, runs
     from tiny_model import build_tiny_model
 
     shutil.rmtree(work, ignore_errors=True)  # a proof starts from nothing
@@ -87,14 +87,10 @@ def prove_dag(work: Path, gpu: bool) -> dict:
     if done.returncode != 0:
         out["error"] = done.stderr[-3000:]
         return out
-    from gsm_pipeline.config import validate_config
-    from gsm_pipeline.config_files import load_config_file, merge
-
-    cfg = validate_config(merge(load_config_file(dag.root / "config.yaml"), load_config_file(dag.root / "tiny.yaml")))
+    cfg = dag.config()
     table = runs(cfg)
     for (name, stage), run in table.items():
-        parent = parent_stage(cfg, name, stage)
-        parent_dir = model if parent == "base" else dag.root / "results" / table[(name, parent)] / "model"
+        parent_dir = dag.root / model_dir(cfg, name, parent_stage(cfg, name, stage))  # base: the fetched copy
         runtime = json.loads((dag.root / "results" / run / "log_history.json").read_text())[0]["runtime"]
         launcher = cfg.stage_config(name, stage)["launcher"]
         checks = {"loads_and_moved": parameters_differ(dag.root / "results" / run / "model", parent_dir),

@@ -61,8 +61,12 @@ def stub_wheel(folder: Path, name: str, version: str) -> None:
         whl.writestr(f"{dist}.dist-info/RECORD", "")
 
 
-def pip(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "pip", *args], check=True)
+def pip(*args: str, env: dict[str, str] | None = None) -> None:
+    subprocess.run([sys.executable, "-m", "pip", *args], check=True, env=env)
+
+
+def dist_name(wheel: Path) -> str:
+    return normalise(wheel.name.split("-")[0])
 
 
 def project_requirements() -> list[str]:
@@ -73,9 +77,8 @@ def project_requirements() -> list[str]:
 
 def build(wheels: Path, *requirements: str, isolated: bool = True) -> None:
     """Pure-Python wheels built here from sdists (DeepSpeed's setup imports the torch installed here)."""
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels),
-                    *([] if isolated else ["--no-build-isolation"]), *requirements],
-                   check=True, env={**os.environ, "DS_BUILD_OPS": "0"})
+    pip("wheel", "--quiet", "--no-deps", "-w", str(wheels), *([] if isolated else ["--no-build-isolation"]),
+        *requirements, env={**os.environ, "DS_BUILD_OPS": "0"})
 
 
 def resolve(node: dict[str, str | None], wheels: Path, work: Path, platform: list[str]) -> list[dict]:
@@ -108,10 +111,9 @@ def lacking(node: dict[str, str | None], built: Path, work: Path) -> tuple[list[
               and not i["url"].endswith(".whl")]
     if sdists:
         build(built, *(f"{i['name']}=={i['version']}" for i in sdists))
-    compiled = {normalise(w.name.split("-")[0]): w.name.split("-")[1] for w in built.glob("*.whl")
-                if not w.name.endswith("-none-any.whl")}
+    compiled = {dist_name(w): w.name.split("-")[1] for w in built.glob("*.whl") if not w.name.endswith("-none-any.whl")}
     for wheel in built.glob("*.whl"):
-        if normalise(wheel.name.split("-")[0]) in compiled:
+        if dist_name(wheel) in compiled:
             wheel.unlink()
     present = {**node, **compiled}
     needed = [i for i in resolve(present, built, work / "node", NODE) if i["name"] not in present]
@@ -150,7 +152,7 @@ def main() -> int:
         built = Path(tmp) / "built"
         built.mkdir()
         needed, compiled = lacking(node, built, Path(tmp))
-        local = {normalise(w.name.split("-")[0]): w for w in built.glob("*.whl")}
+        local = {dist_name(w): w for w in built.glob("*.whl")}
         for item in needed:
             if item["name"] in local:
                 shutil.copy(local[item["name"]], wheels)

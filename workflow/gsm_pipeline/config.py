@@ -175,11 +175,12 @@ class PipelineConfig(Strict):
                               self._merged(getattr(self.stages, stage).model_dump(), exp.overrides[stage]))
             if exp.lora:
                 self._checked(f"experiments.{name}.lora", LoraConfig, {**self.lora.model_dump(), **exp.lora})
-            curved = [st for st in exp.stages if {**getattr(self.stages, st).model_dump(),
-                                                   **exp.overrides.get(st, {})}.get("eval_checkpoints")]
-            if exp.finetune == "lora" and curved:
-                raise ValueError(f"experiments.{name}: eval_checkpoints on {', '.join(curved)}: learning curves "
-                                 "need finetune full (a LoRA checkpoint holds the adapter only)")
+            for stage in exp.stages:  # what only the whole job can check (e.g. curves need full weights)
+                try:
+                    self.grpo_job(name) if stage == "grpo" else self.sft_job(name, stage)
+                except ValidationError as exc:
+                    msg = exc.errors()[0]["msg"].removeprefix("Value error, ")
+                    raise ValueError(f"experiments.{name} ({stage}): {msg}") from None
         return self
 
     @staticmethod

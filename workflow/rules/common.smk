@@ -46,11 +46,12 @@ def one_of(values):
 
 
 TRAINED = layout.trained_runs(CFG)  # every <stage>-<chain> folder this config trains
+EVALUATIONS = layout.evaluations(CFG)  # every (run, prompt) evaluated: base, each stage, each curve point
 
 wildcard_constraints:
     chain=layout.CHAIN,
     testset=one_of(TESTSETS),
-    run=one_of(["base", *TRAINED, *dict.fromkeys(run for run, _ in layout.evaluations(CFG))]),
+    run=one_of(dict.fromkeys(run for run, _ in EVALUATIONS)),  # base, every trained stage, its curve points
     prompt=one_of(PROMPTS),
 
 
@@ -138,9 +139,6 @@ def gpus(stage):
 
 def targets_flag(wildcards, input):
     return f"--confidence-targets {shlex.quote(input.targets)}" if "targets" in input.keys() else ""
-
-
-EVALUATIONS = layout.evaluations(CFG)
 
 
 def eval_outputs(name="metrics.json"):

@@ -18,6 +18,11 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def rate_interval(rate: float, n: int) -> tuple[float, float]:
+    """The Wilson interval of a rate stored as a fraction of n (e.g. metrics.json's answer_rate)."""
+    return wilson_interval(round(rate * n), n)
+
+
 def mcnemar_exact(a: Iterable[bool], b: Iterable[bool]) -> dict[str, Any]:
     """Exact McNemar test on paired outcomes: two-sided binomial test on the discordant pairs."""
     a, b = list(a), list(b)

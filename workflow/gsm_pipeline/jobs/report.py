@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import run_main
-from ..reporting.comparison import comparison_rows, read_history, summary, training_rows
+from ..reporting.comparison import History, comparison_rows, read_history, summary, training_rows
 from ..reporting.compute import cost_table, curve_points, read_benchmark, stage_cost
 from ..reporting.page import compute_context, eval_key, page_context, render_page
 from ..reporting.plots import (
@@ -64,14 +64,13 @@ def per_example_table(evals: list[dict[str, Any]]):
     return pd.concat(frames, ignore_index=True)
 
 
-def compute_axis(evals: list[dict[str, Any]], log_files: list[str], experiments: dict[str, dict],
-                 benchmarks: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def compute_axis(evals: list[dict[str, Any]], histories: list[History],
+                 experiments: dict[str, dict], benchmarks: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(every evaluated point with its cumulative compute, the cost table), from the training logs and the
     training jobs' Snakemake benchmark files (read by their conventional path: benchmarks are not outputs)."""
     stages = {st["run"]: st for e in experiments.values() for st in e.get("stages", [])}
     costs = {}
-    for path in log_files:
-        run, history = read_history(path)
+    for run, history in histories:
         gpus = stages[run]["gpus"] if run in stages else 0
         costs[run] = stage_cost(run, history, read_benchmark(benchmarks / f"{run}.tsv"), gpus)
     metrics = {eval_key(e): e for e in evals}
@@ -85,7 +84,8 @@ def write_report(metrics_files: list[str], log_files: list[str], experiments: di
 
     out_dir.mkdir(parents=True, exist_ok=True)
     evals = load_evaluations(metrics_files)
-    points, costs = compute_axis(evals, log_files, experiments, benchmarks)
+    histories = [read_history(p) for p in log_files]
+    points, costs = compute_axis(evals, histories, experiments, benchmarks)
     pd.DataFrame(points).to_csv(out_dir / "curve.csv", index=False)
     pd.DataFrame(costs).to_csv(out_dir / "cost.csv", index=False)
     curves = plot_compute_curves(points, out_dir / "curve_compute.png", out_dir / "curve_steps.png")
@@ -93,19 +93,19 @@ def write_report(metrics_files: list[str], log_files: list[str], experiments: di
     pd.DataFrame(rows).to_csv(out_dir / "comparison.csv", index=False)
     per_example_table(evals).to_csv(out_dir / "per_example.csv", index=False)
     (out_dir / "summary.json").write_text(json.dumps(summary(rows, provenance), indent=2))
-    train = training_rows(log_files)
+    train = training_rows(histories)
     (out_dir / "training.json").write_text(json.dumps(train, indent=2))
     plot_accuracy(rows, out_dir / "accuracy.png")
     crossed = plot_template_scatter(rows, out_dir / "template_scatter.png")
-    if log_files:
-        plot_training_curves([read_history(p) for p in log_files], out_dir / "training_curves.png")
+    if histories:
+        plot_training_curves(histories, out_dir / "training_curves.png")
     sampling = {eval_key(e): e["sampling"] for e in evals if "sampling" in e}
     if sampling:
         plot_sampling(rows, sampling, out_dir / "sampling.png")
     if any(r["confidence"] for r in rows):
         plot_reliability(rows, {eval_key(e): e["calibration_bins"] for e in evals}, out_dir / "calibration.png")
-    context = page_context(evals, rows, train, log_files, sampling, crossed, out_dir, provenance)
-    context["compute"] = compute_context(points, costs, curves)
+    context = page_context(evals, rows, train, histories, sampling, crossed, out_dir, provenance,
+                           compute_context(points, costs, curves))
     (out_dir / "index.html").write_text(render_page(context), encoding="utf-8")
 
 

@@ -84,16 +84,19 @@ def comparison_rows(evals: list[dict[str, Any]], experiments: dict[str, dict]) -
     return rows
 
 
-def read_history(path: str) -> tuple[str, list[dict[str, Any]]]:
+History = tuple[str, list[dict[str, Any]]]  # (run, trainer log history)
+
+
+def read_history(path: str) -> History:
     """(run, trainer log history) of results/<stage>-<chain>/log_history.json."""
     return Path(path).parent.name, json.loads(Path(path).read_text())
 
 
-def training_rows(log_files: list[str]) -> list[dict[str, Any]]:
-    """Per trained stage: steps, losses and, for GRPO, rewards and the share of prompt groups with signal."""
+def training_rows(histories: list[History]) -> list[dict[str, Any]]:
+    """Per trained stage (`read_history` of each): steps, losses and, for GRPO, rewards and the share of prompt
+    groups with signal."""
     out = []
-    for path in log_files:
-        run, history = read_history(path)
+    for run, history in histories:
         steps = [h for h in history if "loss" in h]
         row = {"run": run, "steps": max((h.get("step", 0) for h in history), default=0),
                "first_loss": steps[0]["loss"] if steps else None, "last_loss": steps[-1]["loss"] if steps else None}
@@ -111,11 +114,10 @@ RUNTIME_COLUMNS = ["job", "device", "processor", "cpu_capability", "cpu_native_b
                    "precision_reason", "torch_threads", "gradient_checkpointing"]
 
 
-def runtime_rows(evals: list[dict[str, Any]], log_files: list[str]) -> list[dict[str, Any]]:
+def runtime_rows(evals: list[dict[str, Any]], histories: list[History]) -> list[dict[str, Any]]:
     """How each job ran (device, CPU capability or GPU, dtype, autocast, threads), from the record it kept."""
     records = []
-    for path in log_files:
-        run, history = read_history(path)
+    for run, history in histories:
         records += [(f"train {run}", h["runtime"]) for h in history[:1] if "runtime" in h]
     records += [(f"evaluate {e['run']} {e['prompt_key']} {e['testset']}", e["runtime"]) for e in evals
                 if "runtime" in e]

@@ -15,7 +15,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from ..grading.metrics import wilson_interval
+from ..grading.metrics import rate_interval
 
 
 def read_benchmark(path: Path) -> dict[str, float] | None:
@@ -94,7 +94,7 @@ def curve_points(experiment: dict[str, Any], costs: dict[str, dict[str, Any]],
             ev = metrics.get((run, prompt, testset))
             if ev is None:
                 continue
-            fmt_low, fmt_high = wilson_interval(round(ev["answer_rate"] * ev["n"]), ev["n"])
+            fmt_low, fmt_high = rate_interval(ev["answer_rate"], ev["n"])
             low, high = ev["accuracy_strict_ci95"]
             points.append({"experiment": experiment["name"], "stage": stage, "run": run, "stage_run": stage_run,
                            "stage_step": step, "final": "/step-" not in run, "testset": testset, "n": ev["n"],

@@ -8,8 +8,16 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..grading.metrics import wilson_interval
-from .comparison import CALIBRATION_COLUMNS, RUNTIME_COLUMNS, STAGE_ORDER, findings, row_key, runtime_rows
+from ..grading.metrics import rate_interval
+from .comparison import (
+    CALIBRATION_COLUMNS,
+    RUNTIME_COLUMNS,
+    STAGE_ORDER,
+    History,
+    findings,
+    row_key,
+    runtime_rows,
+)
 
 TEMPLATES = Path(__file__).parent / "templates"
 COMPARISON_COLUMNS = ["experiment", "stage", "method", "testset", "prompt", "n", "accuracy_strict", "ci95_low",
@@ -34,7 +42,7 @@ def unique_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _cell(r: dict[str, Any]) -> dict[str, float]:
-    fmt_low, fmt_high = wilson_interval(round(r["answer_rate"] * r["n"]), r["n"])
+    fmt_low, fmt_high = rate_interval(r["answer_rate"], r["n"])
     return {"acc": r["accuracy_strict"], "acc_low": r["ci95_low"], "acc_high": r["ci95_high"],
             "fmt": r["answer_rate"], "fmt_low": fmt_low, "fmt_high": fmt_high}
 
@@ -120,16 +128,16 @@ def _examples(evals: list[dict[str, Any]], rows: list[dict[str, Any]], per_set: 
 
 
 def page_context(evals: list[dict[str, Any]], rows: list[dict[str, Any]], train: list[dict[str, Any]],
-                 log_files: list[str], sampling: dict[tuple, dict], crossed: bool, out_dir: Path,
-                 provenance: dict[str, Any]) -> dict[str, Any]:
-    """Everything the page shows, as data."""
-    return {"answer": answer(rows), "findings": findings(rows), "provenance": provenance,
+                 histories: list[History], sampling: dict[tuple, dict], crossed: bool,
+                 out_dir: Path, provenance: dict[str, Any], compute: dict[str, Any]) -> dict[str, Any]:
+    """Everything the page shows, as data (`compute`: the headline section, from `compute_context`)."""
+    return {"compute": compute, "answer": answer(rows), "findings": findings(rows), "provenance": provenance,
             "comparison": {"columns": COMPARISON_COLUMNS, "rows": unique_rows(rows)},
             "metric_links": _links(evals, out_dir), "crossed": crossed,
             "calibration": _calibration(rows, evals, out_dir), "sampling": _sampling(rows, sampling),
-            "trained": bool(log_files), "training": {"columns": TRAINING_COLUMNS, "rows": train},
+            "trained": bool(histories), "training": {"columns": TRAINING_COLUMNS, "rows": train},
             "examples": _examples(evals, rows),
-            "runtime": {"columns": RUNTIME_COLUMNS, "rows": runtime_rows(evals, log_files)},
+            "runtime": {"columns": RUNTIME_COLUMNS, "rows": runtime_rows(evals, histories)},
             "provenance_json": json.dumps(provenance, indent=2)}
 
 

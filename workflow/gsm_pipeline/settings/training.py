@@ -46,18 +46,22 @@ class TrainingStageConfig(LaunchConfig):
                        "(N needs training_args.max_steps); 0 or [] off. Part of the stage's chain: the kept models "
                        "are planned with the training")
 
+    def _max_steps(self) -> int | None:
+        last = getattr(self, "training_args", {}).get("max_steps")
+        return last if isinstance(last, int) and last > 0 else None
+
     def curve_steps(self) -> list[int]:
-        """The intermediate steps evaluated (the end of the stage is evaluated anyway)."""
-        every, last = self.eval_checkpoints, self.training_args.get("max_steps")  # type: ignore[attr-defined]
+        """The intermediate steps evaluated (the end of the stage is evaluated anyway); `_curve_fits` has made
+        sure every N comes with max_steps and no listed step reaches it."""
+        every = self.eval_checkpoints
         if isinstance(every, int):
-            return list(range(every, last, every)) if every and isinstance(last, int) and last > 0 else []
-        return sorted(s for s in set(every) if not (isinstance(last, int) and last > 0 and s >= last))
+            return list(range(every, self._max_steps(), every)) if every else []
+        return sorted(set(every))
 
     @model_validator(mode="after")
     def _curve_fits(self) -> "TrainingStageConfig":
-        every = self.eval_checkpoints
-        last = getattr(self, "training_args", {}).get("max_steps")
-        bounded = isinstance(last, int) and last > 0
+        every, last = self.eval_checkpoints, self._max_steps()
+        bounded = last is not None
         if isinstance(every, int) and every < 0 or isinstance(every, list) and any(s < 1 for s in every):
             raise ValueError("eval_checkpoints: steps count from 1")
         if isinstance(every, int) and every and not bounded:

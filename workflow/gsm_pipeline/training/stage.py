@@ -216,8 +216,8 @@ def run_stage(settings: type[TrainingJob], build_trainer, description: str, argv
     trainer.accelerator.wait_for_everyone()
     resume = newest_checkpoint(folder)
     trainer.add_callback(finite_loss_guard())
-    if job.curve_steps():
-        trainer.add_callback(keep_steps_callback(job.curve_steps(), Path(args.out).parent, folder))
+    if steps := job.curve_steps():
+        trainer.add_callback(keep_steps_callback(steps, Path(args.out).parent, folder))
     trainer.train(resume_from_checkpoint=resume)
     if trainer.is_world_process_zero():
         write_log_history(trainer, args.log_history, runtime)
