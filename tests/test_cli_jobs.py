@@ -74,3 +74,21 @@ def test_validate_command_checks_a_config_and_writes_the_schema_the_repository_c
     done = gsm_pipeline("validate", str(bad), cwd=REPO)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1].endswith("unknown key 'stages.grpo.temprature'")
+
+
+def test_a_curve_step_past_the_end_of_an_epoch_trained_stage_stops_the_job_before_training(tiny_dag, tmp_path):
+    run = tiny_dag.run("tagged", "prep_sft")
+    args = rule_arguments(tiny_dag, "prep_sft", f"results/{run}/model", "train_sft")
+    job = json.loads(args[args.index("--config") + 1])
+    job["training_args"].pop("max_steps")  # trained by epochs: its length is known only once the data is loaded
+    job["training_args"]["num_train_epochs"] = 1
+    job["eval_checkpoints"] = [1, 10_000]
+    args = replace(args, config=json.dumps(job), out=str(tmp_path / "model"),
+                   checkpoints=str(tmp_path / "checkpoints"), log_history=str(tmp_path / "log_history.json"))
+    done = gsm_pipeline("train-sft", *args, cwd=tiny_dag.root)
+    assert done.returncode != 0
+    # one line, after the trainer's progress bar has started and before its first step
+    assert re.search(r"error: stages\.prep_sft\.eval_checkpoints: step 10000 is not before the stage's last "
+                     r"step \(\d+ optimizer steps on this data\)", done.stderr), done.stderr[-2000:]
+    assert not list((tmp_path / "checkpoints").glob("checkpoint-*"))  # not one step was trained
+    assert not (tmp_path / "model").exists()

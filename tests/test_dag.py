@@ -284,3 +284,27 @@ def test_the_report_shows_the_matrix_plots_and_states_each_sections_question(tin
     for section in sections:
         heading = section.split("</h2>")[0]
         assert heading.endswith("?"), heading  # every section is headed by the question it answers
+
+
+def test_the_confidence_targets_sampling_is_charged_once_to_the_chain_that_trains_on_them(tiny_dag):
+    import csv
+
+    summary = json.loads((tiny_dag.root / "results/confidence_targets/tagged-chat-conf.summary.json").read_text())
+    tokens = summary["generated_tokens"]
+    assert tokens > 0
+    prep = tiny_dag.run("tagged_conf", "prep_sft")
+    runtime = json.loads((tiny_dag.root / f"results/{prep}/log_history.json").read_text())[0]["runtime"]
+    assert runtime["confidence_targets"] == {"name": "tagged-chat-conf", "generated_tokens": tokens}
+    assert runtime["peak_gpu_memory_gb"] is None  # a CPU job has no GPU peak to report, and none is made up
+    with open(tiny_dag.root / "results/report/curve.csv") as handle:
+        points = {p["stage"]: p for p in csv.DictReader(handle) if p["experiment"] == "tagged_conf"}
+    # SFT generates nothing itself: prep SFT carries the targets' tokens, full SFT (its child) not a second time
+    assert float(points["prep_sft"]["generated_tokens"]) == float(points["full_sft"]["generated_tokens"]) == tokens
+    assert float(points["grpo"]["generated_tokens"]) > tokens  # GRPO (from prep SFT) adds its rollouts
+    plain = {p["stage"]: p for p in csv.DictReader(open(tiny_dag.root / "results/report/curve.csv"))
+             if p["experiment"] == "tagged"}
+    assert float(plain["full_sft"]["generated_tokens"]) == 0  # the row without confidence pays nothing
+    with open(tiny_dag.root / "results/report/cost.csv") as handle:
+        costs = {c["run"]: c for c in csv.DictReader(handle)}
+    assert float(costs[prep]["target_tokens"]) == tokens and costs[prep]["peak_gpu_memory_gb"] == ""
+    assert float(points["prep_sft"]["wall_s"]) > float(costs[prep]["wall_s"])  # plus the targets job's time

@@ -96,10 +96,14 @@ def prove_dag(work: Path, gpu: bool) -> dict:
         checks = {"loads_and_moved": parameters_differ(dag.root / "results" / run / "model", parent_dir),
                   "device": runtime["device"] == ("cuda" if gpu else "cpu"),
                   "bf16": runtime["trainer_bf16"] == gpu,
+                  # the cost table's GPU memory: measured on a GPU, absent (not zero) on a CPU
+                  "peak_gpu_memory": (runtime.get("peak_gpu_memory_gb") or 0) > 0 if gpu
+                  else runtime.get("peak_gpu_memory_gb") is None,
                   "deepspeed": (runtime.get("zero_stage") == int(launcher[-1])) if launcher.startswith("zero")
                   else runtime.get("distributed") != "DEEPSPEED"}
         out["stages"].append({"experiment": name, "stage": stage, "run": run, "launcher": launcher,
-                              "distributed": runtime.get("distributed"), "checks": checks})
+                              "distributed": runtime.get("distributed"),
+                              "peak_gpu_memory_gb": runtime.get("peak_gpu_memory_gb"), "checks": checks})
     report = dag.root / "results/report/index.html"
     out["report"] = report.exists()
     return out

@@ -61,6 +61,14 @@ def on_gpu() -> bool:
     return torch.cuda.is_available()
 
 
+def peak_gpu_memory_gb() -> float | None:
+    """This process's peak CUDA memory held by PyTorch's allocator (None on a CPU, where Snakemake's benchmark
+    file has the resident peak). Reserved, not allocated: what the job kept from other users of the GPU."""
+    import torch
+
+    return torch.cuda.max_memory_reserved() / 2**30 if torch.cuda.is_available() else None
+
+
 def resolve_precision(asked: str, *, gpu: bool | None = None, native_bf16: bool | None = None) -> Precision:
     """`auto`: bf16 on GPUs that support it and on CPUs with native bf16, else none (fp32 or the weights'
     dtype). An explicit `bf16` is honoured everywhere, with a warning where the CPU only emulates it."""

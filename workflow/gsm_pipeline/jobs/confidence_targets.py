@@ -68,6 +68,7 @@ def estimate_targets(model, tokenizer, rows: list[dict[str, Any]], job: TargetsJ
                 "group_samples": len(outcomes[g]), "group_correct": sum(outcomes[g])} for r in rows]
     values = sorted({t["confidence"] for t in targets})
     summary = {"rows": len(rows), "groups": len(outcomes), "samples": len(plan),
+               "generated_tokens": sum(out["completion_tokens"] for out in outputs),  # the report's compute axis
                "correct": sum(sum(o) for o in outcomes.values()), "distinct_targets": len(values),
                "min_target": values[0], "max_target": values[-1], "job": job.stamp()}
     return targets, summary

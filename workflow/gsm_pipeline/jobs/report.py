@@ -72,7 +72,9 @@ def compute_axis(evals: list[dict[str, Any]], histories: list[History],
     costs = {}
     for run, history in histories:
         gpus = stages[run]["gpus"] if run in stages else 0
-        costs[run] = stage_cost(run, history, read_benchmark(benchmarks / f"{run}.tsv"), gpus)
+        targets = history[0].get("runtime", {}).get("confidence_targets") if history else None
+        costs[run] = stage_cost(run, history, read_benchmark(benchmarks / f"{run}.tsv"), gpus, targets and
+                                read_benchmark(benchmarks / "confidence_targets" / f"{targets['name']}.tsv"))
     metrics = {eval_key(e): e for e in evals}
     points = [p for e in experiments.values() for p in curve_points(e, costs, metrics)]
     return points, cost_table(costs, {run: st["stage"] for run, st in stages.items()})

@@ -4,10 +4,12 @@ Per trained stage, from its log history (the runtime record first, then one entr
 Snakemake benchmark file: optimizer steps, tokens trained (the trainer's `num_tokens`: prompt and completion
 tokens through forward and backward), tokens generated (GRPO/RLOO rollouts: mean completion length times the
 completions per step), FLOPs estimated as 6·N per trained token plus 2·N per generated token (N = the model's
-distinct parameters; reference-model passes and the confidence-target job are not counted), wall seconds and
-peak resident memory as Snakemake measured the job, and GPU-hours (the stage's GPUs times its wall time; none on
-a CPU). A point inside a stage (a learning-curve step) gets its stage's tokens up to that step and a share of
-its wall time pro-rated by steps. A stage's point adds everything its ancestors cost.
+distinct parameters; reference-model passes are not counted), wall seconds and peak resident memory as Snakemake
+measured the job, peak GPU memory as the job's PyTorch allocator reserved it, and GPU-hours (the stage's GPUs
+times its wall time; none on a CPU). A point inside a stage (a learning-curve step) gets its stage's tokens up to
+that step and a share of its wall time pro-rated by steps. A stage's point adds everything its ancestors cost.
+Confidence targets are sampled once per row by their own job: their generated tokens and wall time are charged
+to the first stage of a chain that trains on them (at the stage's step 0), not again to its descendants.
 """
 from __future__ import annotations
 
@@ -32,9 +34,14 @@ def read_benchmark(path: Path) -> dict[str, float] | None:
 
 
 def stage_cost(run: str, history: list[dict[str, Any]], benchmark: dict[str, float] | None,
-               gpus: int) -> dict[str, Any]:
-    """What one trained stage cost, with its cumulative tokens at every optimizer step."""
+               gpus: int, targets_benchmark: dict[str, float] | None = None) -> dict[str, Any]:
+    """What one trained stage cost, with its cumulative tokens at every optimizer step, and the confidence
+    targets it trained on (their job's generated tokens and wall time), if any."""
     runtime = history[0].get("runtime", {}) if history else {}
+    targets = runtime.get("confidence_targets")
+    if targets:
+        targets = {"name": targets["name"], "generated_tokens": float(targets.get("generated_tokens") or 0),
+                   "wall_s": targets_benchmark["seconds"] if targets_benchmark else None}
     n = runtime.get("parameters") or 0
     per_step = runtime.get("samples_per_step") or 0
     trained, generated, by_step = 0.0, 0.0, {0: (0.0, 0.0)}
@@ -48,6 +55,7 @@ def stage_cost(run: str, history: list[dict[str, Any]], benchmark: dict[str, flo
     return {"run": run, "steps": steps, "parameters": n, "by_step": by_step, "wall_s": wall,
             "gpus": gpus, "gpu_hours": gpus * wall / 3600 if gpus and wall is not None else None,
             "peak_rss_gb": benchmark["peak_rss_gb"] if benchmark else None,
+            "peak_gpu_memory_gb": runtime.get("peak_gpu_memory_gb"), "targets": targets,
             "trained_tokens": trained, "generated_tokens": generated, "flops": flops(n, trained, generated)}
 
 
@@ -78,12 +86,18 @@ def curve_points(experiment: dict[str, Any], costs: dict[str, dict[str, Any]],
     cumulative compute from the base, strict accuracy with its 95% interval and width, and answer-format rate."""
     prompt = experiment["prompt_key"]
     before: dict[str, dict[str, Any]] = {"base": dict(ZERO)}
+    charged: dict[str, bool] = {"base": False}  # whether the chain up to a run has paid for its targets
     marks = [("base", "base", 0, "base", dict(ZERO))]
     for st in experiment["stages"]:
         cost = costs.get(st["run"])
         if cost is None:
             continue
         start = before.get(st["parent_run"], dict(ZERO))
+        targets, paid = cost["targets"], charged.get(st["parent_run"], False)
+        if targets and not paid:
+            start = _add(start, {**ZERO, "generated_tokens": targets["generated_tokens"], "wall_s": targets["wall_s"],
+                                 "flops": flops(cost["parameters"], 0.0, targets["generated_tokens"])})
+        charged[st["run"]] = paid or bool(targets)
         steps = [c["step"] for c in experiment["curve"] if c["stage_run"] == st["run"]]
         marks += [(st["stage"], f"{st['run']}/step-{s}", s, st["run"], _add(start, at_step(cost, s))) for s in steps]
         before[st["run"]] = _add(start, at_step(cost, cost["steps"]))
@@ -109,5 +123,8 @@ def curve_points(experiment: dict[str, Any], costs: dict[str, dict[str, Any]],
 def cost_table(costs: dict[str, dict[str, Any]], stages: dict[str, str]) -> list[dict[str, Any]]:
     """One row per trained stage: the cost table of the report."""
     keys = ("run", "steps", "wall_s", "gpus", "gpu_hours", "trained_tokens", "generated_tokens", "flops",
-            "peak_rss_gb", "parameters")
-    return [{"stage": stages.get(run, ""), **{k: cost[k] for k in keys}} for run, cost in costs.items()]
+            "peak_rss_gb", "peak_gpu_memory_gb", "parameters")
+    return [{"stage": stages.get(run, ""), **{k: cost[k] for k in keys},
+             "confidence_targets": cost["targets"]["name"] if cost["targets"] else "",
+             "target_tokens": cost["targets"]["generated_tokens"] if cost["targets"] else 0.0}
+            for run, cost in costs.items()]

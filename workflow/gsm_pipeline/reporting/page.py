@@ -144,7 +144,7 @@ def page_context(evals: list[dict[str, Any]], rows: list[dict[str, Any]], train:
 POINT_COLUMNS = ["experiment", "stage", "stage_step", "testset", "n", "optimizer_steps", "flops", "wall_s",
                  "accuracy_strict", "ci95_low", "ci95_high", "ci95_width", "answer_rate"]
 COST_COLUMNS = ["run", "stage", "steps", "wall_s", "gpus", "gpu_hours", "trained_tokens", "generated_tokens", "flops",
-                "peak_rss_gb", "parameters"]
+                "peak_rss_gb", "peak_gpu_memory_gb", "target_tokens", "parameters"]
 
 
 def compute_context(points: list[dict[str, Any]], costs: list[dict[str, Any]],

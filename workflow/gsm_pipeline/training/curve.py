@@ -37,14 +37,23 @@ def keep(checkpoint: Path, target: Path) -> None:
     os.replace(partial, target)
 
 
-def keep_steps_callback(steps: list[int], stage_dir: Path, checkpoints: Path):
+def keep_steps_callback(steps: list[int], stage_dir: Path, checkpoints: Path, stage: str):
     """Saves at each of `steps` and keeps that checkpoint's model in `stage_dir` (main process only)."""
     from transformers import TrainerCallback
+
+    from ..errors import ConfigError
 
     wanted = set(steps)
 
     class KeepSteps(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
+            # A stage trained by epochs learns its length only here (rows / batch): a listed step at or past
+            # the end would never be saved, and its evaluation would find no model after the whole run.
+            late = sorted(s for s in wanted if s >= state.max_steps)
+            if late:
+                raise ConfigError(f"stages.{stage}.eval_checkpoints: step {late[0]} is not before the stage's "
+                                  f"last step ({state.max_steps} optimizer steps on this data), which the stage's "
+                                  "own evaluation covers")
             if state.is_world_process_zero:
                 for step in wanted:
                     if (checkpoints / f"checkpoint-{step}").is_dir():

@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import ConfigError, TrainingError
 from ..hashing import config_hash
 from ..model_io import save_atomically
-from ..runtime import announce, describe, job_precision, on_gpu, seed_everything, trainer_numerics
+from ..runtime import announce, describe, job_precision, on_gpu, peak_gpu_memory_gb, seed_everything, trainer_numerics
 from ..settings.training import TrainingJob
 from .curve import keep_steps_callback
 from .fields import check_training_args, table_from
@@ -185,6 +185,14 @@ def finite_loss_guard():
     return FiniteLossGuard()
 
 
+def targets_cost(targets: Path) -> dict[str, Any]:
+    """Which confidence targets the stage trained on and the tokens their job generated (from the summary
+    beside them), so the report can charge that sampling once to the chain that used it."""
+    summary = targets.with_suffix(".summary.json")
+    tokens = json.loads(summary.read_text()).get("generated_tokens") if summary.is_file() else None
+    return {"name": targets.stem, "generated_tokens": tokens}
+
+
 def write_log_history(trainer, path: str | Path, runtime: dict[str, Any] | None = None) -> None:
     """The trainer's log history, led by an entry saying how the job ran (it has no step, so curves skip it)."""
     head = [{"runtime": runtime}] if runtime else []
@@ -213,12 +221,15 @@ def run_stage(settings: type[TrainingJob], build_trainer, description: str, argv
     extra = {"confidence_targets": args.confidence_targets} if args.confidence_targets else {}
     trainer, tokenizer = build_trainer(job, args.parent, args.data, folder, **extra)
     runtime = runtime_record(trainer, job, args.threads)
+    if args.confidence_targets:
+        runtime["confidence_targets"] = targets_cost(Path(args.confidence_targets))
     trainer.accelerator.wait_for_everyone()
     resume = newest_checkpoint(folder)
     trainer.add_callback(finite_loss_guard())
     if steps := job.curve_steps():
-        trainer.add_callback(keep_steps_callback(steps, Path(args.out).parent, folder))
+        trainer.add_callback(keep_steps_callback(steps, Path(args.out).parent, folder, job.stage))
     trainer.train(resume_from_checkpoint=resume)
     if trainer.is_world_process_zero():
+        runtime["peak_gpu_memory_gb"] = peak_gpu_memory_gb()  # this process (rank 0), since this launch
         write_log_history(trainer, args.log_history, runtime)
     save_final(trainer, tokenizer, args.out, job.dtype)
