@@ -120,6 +120,13 @@ def test_gpu_presets_dry_run_the_whole_pair(default_dag, preset, evaluations):
         "evaluate": evaluations, "report": 1, "all": 1}
 
 
+def test_the_cpu_curves_overlay_adds_one_point_per_trained_stage(default_dag):
+    # the default's 16 evaluations, plus one point in each of 6 trained stages on each of 2 test sets
+    assert default_dag.planned_jobs("workflow/presets/cpu-curves.yaml") == {
+        "prepare_data": 1, "fetch_model": 1, "confidence_targets": 1, "prep_sft": 2, "full_sft": 2, "grpo": 2,
+        "evaluate": 16 + 6 * 2, "report": 1, "all": 1}
+
+
 def test_the_full_matrix_plans_every_variant_once(default_dag):
     # Counted by hand from workflow/presets/full-matrix.yaml (GSM8K: one test set).
     # prep_sft 11: tagged (shared by sft_chat, grpo_chat, grpo_from_full, lr-*), tagged_conf, sft_raw_full,
