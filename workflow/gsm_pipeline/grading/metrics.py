@@ -4,18 +4,15 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
-Z95 = 1.959963984540054
 
+def wilson_interval(successes: int, n: int) -> tuple[float, float]:
+    """95% Wilson score interval for a binomial proportion (well-behaved at 0 and n); scipy's, not a twin."""
+    from scipy.stats import binomtest
 
-def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """95% Wilson score interval for a binomial proportion (well-behaved at 0 and n)."""
     if n == 0:
         return (0.0, 1.0)
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    ci = binomtest(successes, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return (max(0.0, float(ci.low)), min(1.0, float(ci.high)))
 
 
 def rate_interval(rate: float, n: int) -> tuple[float, float]:
@@ -25,17 +22,16 @@ def rate_interval(rate: float, n: int) -> tuple[float, float]:
 
 def mcnemar_exact(a: Iterable[bool], b: Iterable[bool]) -> dict[str, Any]:
     """Exact McNemar test on paired outcomes: two-sided binomial test on the discordant pairs."""
+    from scipy.stats import binomtest
+
     a, b = list(a), list(b)
     if len(a) != len(b):
         raise ValueError("paired outcomes must have the same length")
     only_a = sum(x and not y for x, y in zip(a, b))
     only_b = sum(y and not x for x, y in zip(a, b))
     n = only_a + only_b
-    if n == 0:
-        p = 1.0
-    else:
-        k = min(only_a, only_b)
-        p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n)
+    # exact McNemar = two-sided binomial test of the discordant pairs against 1/2
+    p = 1.0 if n == 0 else float(binomtest(only_a, n, 0.5).pvalue)
     return {"only_first": only_a, "only_second": only_b, "p_value": p}
 
 
