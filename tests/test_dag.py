@@ -297,12 +297,12 @@ def test_the_confidence_targets_sampling_is_charged_once_to_the_chain_that_train
     assert runtime["confidence_targets"] == {"name": "tagged-chat-conf", "generated_tokens": tokens}
     assert runtime["peak_gpu_memory_gb"] is None  # a CPU job has no GPU peak to report, and none is made up
     with open(tiny_dag.root / "results/report/curve.csv") as handle:
-        points = {p["stage"]: p for p in csv.DictReader(handle) if p["experiment"] == "tagged_conf"}
+        curve = list(csv.DictReader(handle))
+    points = {p["stage"]: p for p in curve if p["experiment"] == "tagged_conf"}
     # SFT generates nothing itself: prep SFT carries the targets' tokens, full SFT (its child) not a second time
     assert float(points["prep_sft"]["generated_tokens"]) == float(points["full_sft"]["generated_tokens"]) == tokens
     assert float(points["grpo"]["generated_tokens"]) > tokens  # GRPO (from prep SFT) adds its rollouts
-    plain = {p["stage"]: p for p in csv.DictReader(open(tiny_dag.root / "results/report/curve.csv"))
-             if p["experiment"] == "tagged"}
+    plain = {p["stage"]: p for p in curve if p["experiment"] == "tagged"}
     assert float(plain["full_sft"]["generated_tokens"]) == 0  # the row without confidence pays nothing
     with open(tiny_dag.root / "results/report/cost.csv") as handle:
         costs = {c["run"]: c for c in csv.DictReader(handle)}

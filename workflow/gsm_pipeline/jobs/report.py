@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import run_main
 from ..reporting.comparison import History, comparison_rows, read_history, summary, training_rows
-from ..reporting.compute import cost_table, curve_points, read_benchmark, stage_cost
+from ..reporting.compute import cost_table, curve_points, stage_cost
 from ..reporting.page import compute_context, eval_key, page_context, render_page
 from ..reporting.plots import (
     plot_accuracy,
@@ -72,9 +72,7 @@ def compute_axis(evals: list[dict[str, Any]], histories: list[History],
     costs = {}
     for run, history in histories:
         gpus = stages[run]["gpus"] if run in stages else 0
-        targets = history[0].get("runtime", {}).get("confidence_targets") if history else None
-        costs[run] = stage_cost(run, history, read_benchmark(benchmarks / f"{run}.tsv"), gpus, targets and
-                                read_benchmark(benchmarks / "confidence_targets" / f"{targets['name']}.tsv"))
+        costs[run] = stage_cost(run, history, benchmarks, gpus)
     metrics = {eval_key(e): e for e in evals}
     points = [p for e in experiments.values() for p in curve_points(e, costs, metrics)]
     return points, cost_table(costs, {run: st["stage"] for run, st in stages.items()})

@@ -33,15 +33,17 @@ def read_benchmark(path: Path) -> dict[str, float] | None:
     return {"seconds": float(last["s"]), "peak_rss_gb": None if rss in ("NA", "-") else float(rss) / 1024}
 
 
-def stage_cost(run: str, history: list[dict[str, Any]], benchmark: dict[str, float] | None,
-               gpus: int, targets_benchmark: dict[str, float] | None = None) -> dict[str, Any]:
+def stage_cost(run: str, history: list[dict[str, Any]], benchmarks: Path, gpus: int) -> dict[str, Any]:
     """What one trained stage cost, with its cumulative tokens at every optimizer step, and the confidence
-    targets it trained on (their job's generated tokens and wall time), if any."""
+    targets it trained on (their job's generated tokens and wall time), if any. Benchmark files are read by
+    their conventional paths under `benchmarks` (they are not outputs)."""
     runtime = history[0].get("runtime", {}) if history else {}
+    benchmark = read_benchmark(benchmarks / f"{run}.tsv")
     targets = runtime.get("confidence_targets")
     if targets:
+        sampled = read_benchmark(benchmarks / "confidence_targets" / f"{targets['name']}.tsv")
         targets = {"name": targets["name"], "generated_tokens": float(targets.get("generated_tokens") or 0),
-                   "wall_s": targets_benchmark["seconds"] if targets_benchmark else None}
+                   "wall_s": sampled["seconds"] if sampled else None}
     n = runtime.get("parameters") or 0
     per_step = runtime.get("samples_per_step") or 0
     trained, generated, by_step = 0.0, 0.0, {0: (0.0, 0.0)}
