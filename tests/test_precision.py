@@ -16,6 +16,7 @@ import yaml
 from conftest import REPO, write_jsonl
 from gsm_pipeline import runtime
 from gsm_pipeline.config import validate_config
+from gsm_pipeline.config_files import load_config_file, merge
 from gsm_pipeline.errors import ConfigError
 from gsm_pipeline.jobs import evaluate, train_grpo, train_sft
 from gsm_pipeline.runtime import resolve_precision, trainer_numerics
@@ -48,6 +49,48 @@ def test_native_bf16_is_what_torch_will_run_not_what_cpuinfo_says():
     assert out.stdout.split() == ["AVX2", "False", "None"]
 
 
+# What torch says on each kind of CPU (machine, ATen capability, oneDNN's bf16 answer, cpuinfo's AVX-512 BF16 and
+# AMX flags, any ONEDNN_MAX_CPU_ISA limit) and whether `auto` may choose bf16 there. oneDNN answers yes on every
+# AVX-512 core because it can *emulate* bf16 there: on a Cascade Lake that is 2.4x slower than fp32 for training.
+CPU_KINDS = {
+    "AMD EPYC Zen 4 (AVX-512 BF16)": (("x86_64", "AVX512", True, True, False, None), True),
+    "Xeon Cascade Lake (AVX-512, no BF16, no AMX)": (("x86_64", "AVX512", True, False, False, None), False),
+    "AVX2 only": (("x86_64", "AVX2", False, False, False, None), False),
+    "AVX-512 BF16 limited to AVX2": (("x86_64", "AVX2", False, True, False, "AVX2"), False),
+    "AVX-512 BF16, oneDNN limited to AVX512_CORE_VNNI": (("x86_64", "AVX512", True, True, False,
+                                                          "AVX512_CORE_VNNI"), False),
+    "Xeon Sapphire Rapids (AMX and AVX-512 BF16)": (("x86_64", "AVX512", True, True, True, None), True),
+    "AMX, oneDNN limited to AVX512_CORE_AMX": (("x86_64", "AVX512", True, True, True, "avx512_core_amx"), True),
+    "Arm with BF16 (Graviton3), ATen at its default kernels": (("aarch64", "DEFAULT", True, False, False, None), True),
+    "Arm with BF16 and SVE kernels": (("aarch64", "SVE256", True, False, False, None), True),
+    "Arm without BF16 (Graviton2)": (("aarch64", "DEFAULT", False, False, False, None), False),
+}
+
+
+@pytest.mark.parametrize("kind", CPU_KINDS)
+def test_auto_picks_bf16_only_where_the_cpu_executes_it_in_hardware_and_torch_may_use_it(kind, monkeypatch):
+    import platform
+
+    import torch
+
+    (machine, capability, onednn, avx512_bf16, amx, isa_limit), native = CPU_KINDS[kind]
+    monkeypatch.setattr(platform, "machine", lambda: machine)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: onednn)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    if isa_limit:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", isa_limit)
+    else:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    assert runtime.cpu_native_bf16() is native
+    chosen = resolve_precision("auto", gpu=False)
+    assert chosen.autocast == ("bf16" if native else None)
+    evidence = runtime.describe("float32", chosen)["cpu_bf16_evidence"]  # the record says what decided
+    assert evidence["capability"] == capability and evidence["avx512_bf16"] is avx512_bf16
+
+
 def test_bf16_asked_for_on_a_cpu_without_it_is_honoured_with_a_one_line_warning(capsys):
     runtime._WARNED.clear()
     chosen = resolve_precision("bf16", gpu=False, native_bf16=False)
@@ -64,7 +107,7 @@ def test_fp16_on_a_cpu_is_refused_in_one_line():
 
 @pytest.mark.parametrize("native", [False, True])
 def test_trainers_built_from_the_default_config_follow_it_not_trl(tmp_path, tiny_model, monkeypatch, native):
-    monkeypatch.setattr(runtime, "cpu_native_bf16", lambda: native)
+    monkeypatch.setattr(runtime, "cpu_bf16", lambda: (native, "patched"))
     cfg = default_config()
     rows = [{"id": str(i), "question": f"What is {i} + 1?", "reasoning": f"{i} + 1 = {i + 1}", "answer": str(i + 1)}
             for i in range(4)]
@@ -98,7 +141,7 @@ def test_numerics_in_training_args_are_refused_naming_the_config_key():
 def test_a_config_asking_for_bf16_on_a_cpu_trains_in_bf16(tmp_path, monkeypatch):
     from trl import SFTConfig
 
-    monkeypatch.setattr(runtime, "cpu_native_bf16", lambda: False)
+    monkeypatch.setattr(runtime, "cpu_bf16", lambda: (False, "patched"))
     cfg = validate_config({"model": {"mixed_precision": "bf16"},
                            "stages": {"full_sft": {"gradient_checkpointing": True}}})
     args = trainer_arguments(SFTConfig, cfg.sft_job("tagged", "full_sft"), tmp_path)
@@ -107,10 +150,8 @@ def test_a_config_asking_for_bf16_on_a_cpu_trains_in_bf16(tmp_path, monkeypatch)
 
 @pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
 def test_gpu_presets_ask_for_bf16_in_every_job(preset):
-    raw, overlay = yaml.safe_load((REPO / "config.yaml").read_text()), yaml.safe_load(preset.read_text())
-    for key, value in overlay.items():
-        raw[key] = {**raw[key], **value} if isinstance(value, dict) and isinstance(raw.get(key), dict) else value
-    cfg = validate_config(raw)
+    overlay = load_config_file(preset)
+    cfg = validate_config(merge(load_config_file(REPO / "config.yaml"), overlay))  # the workflow's own merge
     jobs = [cfg.sft_job(e, s) for e in cfg.experiments for s in ("prep_sft", "full_sft")]
     jobs += [cfg.grpo_job(e) for e in cfg.experiments]
     jobs += [cfg.eval_job(p) for p in cfg.prompts().values()]
