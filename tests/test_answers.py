@@ -74,11 +74,40 @@ def test_confidence_is_read_only_when_in_range():
     assert extract_confidence("nothing") is None
 
 
-def test_comparison_tolerates_float_noise_but_not_wrong_answers():
-    assert is_correct(0.1 + 0.2, 0.3)
-    assert is_correct(1e6, 1000000.0000001)
-    assert not is_correct(41.0, 42.0)
+# GSM8K answers are exact numbers: lm-evaluation-harness compares strings, and a relative tolerance (1e-6 before
+# issue 27) graded `#### 1450001` correct against 1450000, in evaluation and in GRPO's rewards.
+EXACT = [
+    ("1450001", "1450000", False), ("1450000", "1,450,000", True), ("999999", "1000000", False),
+    ("12345678901234567", "12345678901234568", False),  # beyond a float's 53 bits of mantissa
+    ("123456789012345678901234567890", "123456789012345678901234567890", True),
+    ("1200.50", "1200.5", True), ("72.0", "72", True), ("$1,200.51", "1200.5", False),
+    ("1000000.01", "1000000", False), ("19.999999", "20", False), ("0.30", "0.3", True),
+    ("-5", "5", False), ("-1450000", "-1450001", False), ("-3.25", "-3.25", True), ("-0", "0", True),
+]
+
+
+@pytest.mark.parametrize("said, gold, correct", EXACT)
+def test_grading_is_exact_after_normalisation_at_every_magnitude(said, gold, correct):
+    graded = grade(f"so the answer is\n#### {said}", final_number(f"#### {gold}"), "gsm8k")
+    assert (graded["correct_strict"], graded["correct_flexible"]) == (correct, correct)
+    tagged = grade(f"<SOLUTION>{said}</SOLUTION>", final_number(gold), "tagged")
+    boxed = grade(f"\\boxed{{{said.replace('$', '')}}}", final_number(gold), "boxed")
+    assert tagged["correct_strict"] is correct and boxed["correct_strict"] is correct
+
+
+def test_grpo_rewards_an_exact_answer_only():
+    from gsm_pipeline.grading.rewards import correctness_score
+
+    assert correctness_score("#### 1450001", "1450000", "gsm8k") == 0.0
+    assert correctness_score("#### 1,450,000", "1450000", "gsm8k") == 2.0
+
+
+def test_comparison_accepts_numbers_as_records_hold_them_and_refuses_wrong_ones():
+    assert is_correct(1200.5, final_number("1,200.50")) and is_correct(72, final_number("72.0"))
+    assert is_correct(0.3, final_number("0.30"))  # a float read back from JSON is the decimal it was written as
+    assert not is_correct(41.0, 42.0) and not is_correct(1450001, final_number("1450000"))
     assert not is_correct(None, 42.0)
+    assert not is_correct(0.1 + 0.2, 0.3)  # arithmetic noise is not an answer anyone wrote
 
 
 def test_grade_records_both_extractors_and_format_flags():

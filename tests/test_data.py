@@ -51,6 +51,13 @@ def test_local_jsonl_rows_become_splits(tmp_path):
     assert skipped == {}
 
 
+def test_prepared_answers_keep_every_digit_and_write_each_number_one_way(tmp_path):
+    golds = ["12345678901234567", "1,200.50", "72.0", "-0.750", "$1,000,000"]
+    test = [{"question": f"q{i}", "answer": f"r\n#### {g}"} for i, g in enumerate(golds)]
+    splits, _ = build_splits(jsonl_config(tmp_path, GOOD, test_rows=test, test_size=len(golds)))
+    assert [r["answer"] for r in splits["test"]] == ["12345678901234567", "1200.5", "72", "-0.75", "1000000"]
+
+
 def test_bad_json_line_is_named_by_file_and_line(tmp_path):
     cfg = jsonl_config(tmp_path, GOOD)
     (tmp_path / "train.jsonl").write_text('{"question": "q", "answer": "#### 1"}\n{not json\n')

@@ -13,16 +13,12 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .errors import DataError
-from .grading.numerals import MAX_NUMBER_CHARS, normalize_number, split_gsm8k_answer
+from .grading.numerals import MAX_NUMBER_CHARS, exact_number, format_number, split_gsm8k_answer
 from .rows import read_jsonl
 from .settings.data import DataConfig
 
 SFT_SPLITS = ("prep_sft", "full_sft", "grpo")
 _NUMERAL = re.compile(r"[-+]?\$?\d*\.?\d+(?:[eE][-+]?\d+)?")
-
-
-def format_number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def load_test_rows(path: str | Path) -> list[dict[str, Any]]:
@@ -42,7 +38,7 @@ def normalise_gsm8k_rows(rows: Iterable[tuple[Any, dict]], where: str, prefix: s
             if not isinstance(row.get(field), str) or not row[field].strip():
                 raise DataError(f"{where}:{key}: row has no '{field}'")
         reasoning, final = split_gsm8k_answer(row["answer"]) if "####" in row["answer"] else ("", row["answer"])
-        value = normalize_number(final)
+        value = exact_number(final)
         if value is None and _NUMERAL.fullmatch(final.strip().replace(",", "")):
             # a number no float holds: skipping it would shrink the set without a word, so stop here
             shown = final.strip() if len(final.strip()) <= 24 else final.strip()[:24] + "..."

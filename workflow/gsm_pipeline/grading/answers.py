@@ -6,16 +6,18 @@ strict: the format the prompt asked for, read by that format's entry in `formats
 allowed), the last balanced `\\boxed{...}` (parsed by HF math-verify, so `\\boxed{1{,}000}` counts).
 flexible: the last number in the text (lm-evaluation-harness's regex), ignoring any
 `<confidence>` value so a stated confidence is never mistaken for the answer.
+Answers and gold values are exact (`numerals.exact_number`) and compared exactly: `1,200.50` = `1200.5`,
+`72.0` = `72`, and `1450001` is not `1450000` at any magnitude.
 """
 from __future__ import annotations
 
-import math
 import re
+from fractions import Fraction
 
 from ..tasks import DEFAULT_TASK, get_task
 from . import readers
 from .formats import FORMATS, Reader
-from .numerals import final_number, normalize_number, split_gsm8k_answer  # noqa: F401
+from .numerals import as_json, exact, exact_number, final_number, normalize_number, split_gsm8k_answer  # noqa: F401  (re-exported)
 
 FLEXIBLE_PATTERN = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")  # lm-eval's flexible-extract
 
@@ -25,8 +27,8 @@ def reader(named: str | Reader) -> Reader:
     return getattr(readers, named) if isinstance(named, str) else named
 
 
-def extract_strict(completion: str, answer_format: str) -> float | None:
-    return reader(FORMATS[answer_format].strict)(completion or "")
+def extract_strict(completion: str, answer_format: str) -> Fraction | None:
+    return exact(reader(FORMATS[answer_format].strict)(completion or ""))  # a reader may return a float
 
 
 def without_confidence(text: str) -> str:
@@ -42,10 +44,10 @@ def without_confidence(text: str) -> str:
     return " ".join(parts)
 
 
-def extract_flexible(completion: str) -> float | None:
+def extract_flexible(completion: str) -> Fraction | None:
     text = without_confidence(completion or "")
     for groups in reversed(FLEXIBLE_PATTERN.findall(text)):
-        value = normalize_number(groups[0] or groups[1])
+        value = exact_number(groups[0] or groups[1])
         if value is not None:
             return value
     return None
@@ -58,10 +60,10 @@ def extract_confidence(completion: str) -> float | None:
     return value if value is not None and 0.0 <= value <= 1.0 else None
 
 
-def is_correct(predicted: float | None, gold: float | None, rel_tol: float = 1e-6) -> bool:
-    if predicted is None or gold is None:
-        return False
-    return math.isclose(predicted, gold, rel_tol=rel_tol, abs_tol=1e-6)
+def is_correct(predicted: Fraction | float | None, gold: Fraction | float | None) -> bool:
+    """Exactly equal after normalisation (a float, as records hold it, counts as the decimal it prints as)."""
+    said, truth = exact(predicted), exact(gold)
+    return said is not None and truth is not None and said == truth
 
 
 def has_working_out(completion: str, answer_format: str) -> bool:
@@ -69,13 +71,13 @@ def has_working_out(completion: str, answer_format: str) -> bool:
     return reader(FORMATS[answer_format].working_out)(completion or "")
 
 
-def grade(completion: str, gold: float | None, answer_format: str) -> dict:
-    """Every per-example field the evaluation and the grading CLI record."""
+def grade(completion: str, gold: Fraction | float | None, answer_format: str) -> dict:
+    """Every per-example field the evaluation and the grading CLI record (extracted values as JSON numbers)."""
     strict = extract_strict(completion, answer_format)
     flexible = extract_flexible(completion)
     return {
-        "extracted_strict": strict,
-        "extracted_flexible": flexible,
+        "extracted_strict": as_json(strict),
+        "extracted_flexible": as_json(flexible),
         "correct_strict": is_correct(strict, gold),
         "correct_flexible": is_correct(flexible, gold),
         "has_answer": strict is not None,
@@ -86,5 +88,5 @@ def grade(completion: str, gold: float | None, answer_format: str) -> dict:
 
 def grader(spec: dict):
     """The grading function of the task a prompt spec belongs to (its own, or `grade`):
-    (completion, gold number, format) -> fields."""
+    (completion, exact gold number, format) -> fields."""
     return get_task(spec.get("task", DEFAULT_TASK)).grade or grade

@@ -7,11 +7,11 @@ repeated tags).
 """
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable
+from fractions import Fraction
 
-from .numerals import MAX_NUMBER_CHARS, normalize_number
+from .numerals import FLOAT_MAX, MAX_NUMBER_CHARS, exact_number
 
 GSM8K_STRICT = re.compile(r"#### (\-?[0-9\.\,]+)")  # lm-evaluation-harness's strict-match
 _BRACES = re.compile(r"\\boxed\{|[{}]")
@@ -40,36 +40,45 @@ def last_boxed(text: str) -> str | None:
     return last
 
 
-def parse_latex_number(content: str) -> float | None:
-    """A boxed answer's value: math-verify (HF's LaTeX answer parser) for short content, else plain cleanup."""
+def parse_latex_number(content: str) -> Fraction | None:
+    """A boxed answer's exact value: math-verify (HF's LaTeX answer parser) for short content, else plain cleanup.
+    Only a rational value is an answer to compare exactly (an irrational one cannot equal a decimal gold)."""
     if len(content) <= MAX_NUMBER_CHARS:
         try:
             from math_verify import LatexExtractionConfig, parse
 
             for expr in parse(f"\\boxed{{{content}}}", extraction_config=[LatexExtractionConfig()],
                               parsing_timeout=None):
-                try:
-                    value = float(expr)
-                except (TypeError, ValueError):
-                    continue
-                if math.isfinite(value):
+                value = _rational(expr)
+                if value is not None:
                     return value
         except Exception:  # math-verify failing on odd LaTeX must never fail grading
             pass
-    return normalize_number(content.replace("{,}", ",").replace("\\%", "%").replace("\\$", "$"))
+    return exact_number(content.replace("{,}", ",").replace("\\%", "%").replace("\\$", "$"))
 
 
-def tagged_answer(text: str) -> float | None:
+def _rational(expr) -> Fraction | None:
+    """A sympy number as an exact Fraction (a Float by the decimal it prints), None for anything else."""
+    if getattr(expr, "is_Rational", False):
+        value = Fraction(int(expr.p), int(expr.q))
+    elif getattr(expr, "is_Float", False):
+        value = exact_number(str(expr))
+    else:
+        return None
+    return value if value is not None and abs(value) < FLOAT_MAX else None
+
+
+def tagged_answer(text: str) -> Fraction | None:
     content = last_enclosed(text, "<SOLUTION>", "</SOLUTION>")
-    return normalize_number(content.strip(_MARKDOWN)) if content is not None else None
+    return exact_number(content.strip(_MARKDOWN)) if content is not None else None
 
 
-def gsm8k_answer(text: str) -> float | None:
+def gsm8k_answer(text: str) -> Fraction | None:
     matches = GSM8K_STRICT.findall(text)
-    return normalize_number(matches[-1]) if matches else None
+    return exact_number(matches[-1]) if matches else None
 
 
-def boxed_answer(text: str) -> float | None:
+def boxed_answer(text: str) -> Fraction | None:
     content = last_boxed(text)
     return parse_latex_number(content) if content is not None else None
 
