@@ -34,6 +34,16 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def dry_run_refusal(tmp_path: Path, overlay: str, needle: str) -> list[str]:
+    """`snakemake -n` of this checkout with `overlay` (YAML text) over config.yaml must fail: the output lines
+    that mention `needle`."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(overlay)
+    done = subprocess.run(["snakemake", "-n", "--configfile", str(bad)], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode != 0
+    return [line for line in (done.stdout + done.stderr).splitlines() if needle in line]
+
+
 TINY_STAGE_ARGS = {"per_device_train_batch_size": 8, "learning_rate": 1.0e-2, "save_steps": 50,
                    "lr_scheduler_type": "constant", "num_train_epochs": 1}
 
@@ -60,7 +70,7 @@ def tiny_config(model: Path, data_dir: Path, chat_matrix: bool = False) -> dict:
                  "grpo_size": 8, "test_size": 8},
         "stages": {
             "prep_sft": {"max_length": 192, "training_args": {**TINY_STAGE_ARGS, "max_steps": 120}},
-            "full_sft": {"max_length": 192, "training_args": {**TINY_STAGE_ARGS, "max_steps": 4}},
+            "full_sft": {"max_length": 192, "training_args": {**TINY_STAGE_ARGS, "max_steps": 4, "save_steps": 4}},
             "grpo": {"num_generations": 4, "max_completion_length": 40,
                      "training_args": {"max_steps": 3, "per_device_train_batch_size": 4, "learning_rate": 1.0e-3,
                                        "save_steps": 1}},

@@ -64,7 +64,8 @@ def test_report_command_rebuilds_the_dags_comparison_table(tiny_dag, tmp_path):
 def test_validate_command_checks_a_config_and_writes_the_schema_the_repository_carries(tmp_path):
     done = gsm_pipeline("validate", "config.yaml", "--schema", str(tmp_path / "schema.json"), cwd=REPO)
     assert done.returncode == 0 and done.stdout.splitlines()[0] == "config.yaml: ok (2 experiments)"
-    folders = [line.strip() for line in done.stdout.splitlines()[2:]]  # where each stage lives, for targets
+    table = done.stdout.split("each stage as it will train")[0]  # then each stage's settings (test_preflight.py)
+    folders = [line.strip() for line in table.splitlines()[2:]]  # where each stage lives, for targets
     assert [f.split(":")[0] for f in folders] == [f"{e} {s}" for e in ("tagged", "tagged_conf")
                                                   for s in ("prep_sft", "full_sft", "grpo")]
     assert all(re.fullmatch(r"\S+ (\w+): results/\1-[0-9a-f]{8}/model", f) for f in folders)

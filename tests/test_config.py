@@ -5,10 +5,11 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, dry_run_refusal
 from gsm_pipeline.config import PipelineConfig, validate_config
 from gsm_pipeline.config_files import load_config_file, merge
 from gsm_pipeline.errors import ConfigError
+from gsm_pipeline.preflight import preflight
 from gsm_pipeline.validate import schema_json
 
 PRESETS = sorted((REPO / "workflow" / "presets").glob("*.yaml"))
@@ -26,7 +27,7 @@ def test_default_config_is_valid_and_spells_out_every_default_section():
 
 @pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.name)
 def test_presets_validate_as_overlays_of_the_default(preset):
-    validate_config(merge(default_config(), load_config_file(preset)))
+    preflight(validate_config(merge(default_config(), load_config_file(preset))))  # as the dry-run checks them
 
 
 @pytest.mark.parametrize("patch, message", [
@@ -94,11 +95,7 @@ def test_json_schema_file_is_generated_from_the_model():
 
 
 def test_snakemake_dry_run_refuses_a_bad_key_before_any_job(tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({"stages": {"grpo": {"temprature": 0.7}}}))
-    done = subprocess.run(["snakemake", "-n", "--configfile", str(bad)], cwd=REPO, capture_output=True, text=True)
-    assert done.returncode != 0
-    errors = [line for line in (done.stdout + done.stderr).splitlines() if "temprature" in line]
+    errors = dry_run_refusal(tmp_path, yaml.safe_dump({"stages": {"grpo": {"temprature": 0.7}}}), "temprature")
     assert errors == ["config error: unknown key 'stages.grpo.temprature'"]
 
 
@@ -111,11 +108,8 @@ def test_jobs_receive_only_the_settings_they_read():
 
 
 def test_a_bad_training_argument_is_refused_at_the_dry_run_in_one_line(tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("stages:\n  full_sft:\n    training_args:\n      learning_rate: 1e-5\n")
-    done = subprocess.run(["snakemake", "-n", "--configfile", str(bad)], cwd=REPO, capture_output=True, text=True)
-    assert done.returncode != 0
-    errors = [line for line in (done.stdout + done.stderr).splitlines() if "learning_rate" in line]
+    overlay = "stages:\n  full_sft:\n    training_args:\n      learning_rate: 1e-5\n"
+    errors = dry_run_refusal(tmp_path, overlay, "learning_rate")
     assert errors == ["config error: key 'stages.full_sft.training_args.learning_rate': expected a finite number "
                       "(got '1e-5'): YAML reads 1e-5 as text, write it with a dot and a signed exponent (e.g. "
                       "1.0e-4)"]

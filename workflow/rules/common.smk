@@ -16,6 +16,7 @@ from gsm_pipeline import layout
 from gsm_pipeline.config import validate_config
 from gsm_pipeline.config_files import load_config_file, merge
 from gsm_pipeline.errors import ConfigError
+from gsm_pipeline.preflight import preflight
 from gsm_pipeline.sources import module_sources
 
 DEFAULT_CONFIG = "config.yaml"
@@ -29,6 +30,7 @@ try:
         config.clear()
         config.update(merged)
     CFG = validate_config(config)
+    preflight(CFG)  # what a job would refuse when it starts (TRL's own checks, stage lengths), refused now
     # Snakemake knows its targets only after parsing, so results/ paths on the command line are checked here.
     for target in sys.argv[1:]:
         layout.check_target(target, CFG)

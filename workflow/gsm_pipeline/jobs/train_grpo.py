@@ -39,9 +39,7 @@ def build_trainer(job: GRPOJob, parent: str, data: str, checkpoints: Path):
     config_cls, trainer_cls = trainer_classes(job.rl)
     model, tokenizer = load_model_and_tokenizer(parent, job.dtype, padding_side="left")
     dataset = grpo_dataset(load_rows(data), job.prompt, tokenizer, data)
-    args = trainer_arguments(config_cls, job, checkpoints, num_generations=job.num_generations,
-                             max_completion_length=job.max_completion_length,
-                             temperature=job.temperature, beta=job.beta)
+    args = trainer_arguments(config_cls, job, checkpoints)
     rewards = make_reward_functions(job.rewards, job.prompt["answer_format"], grader(job.prompt))
     trainer = trainer_cls(model=model, reward_funcs=rewards, args=args, train_dataset=dataset,
                           processing_class=tokenizer, peft_config=lora_config(job))

@@ -55,8 +55,7 @@ def build_trainer(job: SFTJob, parent: str, data: str, checkpoints: Path,
     model, tokenizer = load_model_and_tokenizer(parent, job.dtype)
     targets = load_confidence_targets(confidence_targets, job.prompt)
     dataset = sft_dataset(load_rows(data), job.prompt, tokenizer, data, targets, job.train_data)
-    args = trainer_arguments(SFTConfig, job, checkpoints, max_length=job.max_length,
-                             completion_only_loss=job.completion_only_loss)
+    args = trainer_arguments(SFTConfig, job, checkpoints)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=lora_config(job))
     too_long = sum(len(ids) >= job.max_length for ids in trainer.train_dataset["input_ids"])

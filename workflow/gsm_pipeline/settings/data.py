@@ -52,6 +52,12 @@ class DataConfig(Strict):
 
         return get_task(self.source).test_sets(self)
 
+    def input_key(self, path: str) -> str:
+        """The config key a local input file comes from (for messages naming it)."""
+        named = {self.train_file: "train_file", self.test_file: "test_file",
+                 **{file: f"extra_test_files.{name}" for name, file in self.extra_test_files.items()}}
+        return f"data.{named.get(path, 'gsm8k_path')}"
+
     def test_sets(self) -> list[str]:
         """Names of every test set (the {testset} wildcard values)."""
         return self.source_test_sets() + sorted(self.extra_test_files)

@@ -34,6 +34,11 @@ class LaunchConfig(Strict):
             raise ValueError("launcher 'single' runs one process; use ddp, zero2 or zero3 for more")
         return self
 
+    def process_count(self) -> int:
+        """Processes the stage is launched with, as the config decides it (common.smk's launch; a --set-resources
+        gpu override can still change it at launch)."""
+        return self.processes or max(1, self.gpus)
+
 
 class TrainingStageConfig(LaunchConfig):
     """Speed settings the trainer would otherwise take from TRL's defaults (gradient checkpointing is on there)."""
@@ -115,8 +120,17 @@ class SFTJob(SFTStageConfig, TrainingJob):
     completion_only_loss: bool = Field(True, description="Mask the prompt out of the loss")
     train_data: Literal["main", "socratic"] = Field("main", description="Which reasoning the targets carry")
 
+    def trainer_fixed(self) -> dict[str, Any]:
+        """TRL config fields this job's own keys set (so they are refused under training_args)."""
+        return {"max_length": self.max_length, "completion_only_loss": self.completion_only_loss}
+
 
 class GRPOJob(GRPOStageConfig, TrainingJob):
     stage: Literal["grpo"] = "grpo"
     rl: RLMethod = Field("grpo", description="The RL stage's trainer: TRL's GRPOTrainer or RLOOTrainer")
     rewards: list[RewardName] = Field(description="GRPO reward functions")
+
+    def trainer_fixed(self) -> dict[str, Any]:
+        """TRL config fields this job's own keys set (so they are refused under training_args)."""
+        return {"num_generations": self.num_generations, "max_completion_length": self.max_completion_length,
+                "temperature": self.temperature, "beta": self.beta}

@@ -99,16 +99,38 @@ def table_from(config_cls) -> dict[str, list[Kind]]:
     return out
 
 
+def installed_versions() -> str | None:
+    """The installed TRL and transformers versions, which every cached reading of TRL is keyed by."""
+    try:
+        return f"trl-{metadata.version('trl')}-transformers-{metadata.version('transformers')}"
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def cache_path(name: str) -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gsm_pipeline" / name
+
+
+def write_cache(path: Path, data: Any) -> None:
+    """Atomically (a concurrent dry-run reads the old file or the new one); a read-only home only costs the import
+    next time."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
 @functools.cache
 def installed_tables() -> dict[str, dict[str, list[Kind]]] | None:
     """{"SFTConfig": table, "GRPOConfig": table, ...} of the installed TRL (cached on disk), or None without TRL."""
-    try:
-        versions = f"trl-{metadata.version('trl')}-transformers-{metadata.version('transformers')}"
-    except metadata.PackageNotFoundError:
+    versions = installed_versions()
+    if versions is None:
         return None
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gsm_pipeline"
     names = "-".join(sorted(set(TRL_CONFIGS.values())))  # a new config class must not read an older cache
-    path = cache / f"trainer_fields-{versions}-{names}.json"
+    path = cache_path(f"trainer_fields-{versions}-{names}.json")
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -118,13 +140,7 @@ def installed_tables() -> dict[str, dict[str, list[Kind]]] | None:
     except ImportError:
         return None
     tables = {name: table_from(getattr(trl, name)) for name in sorted(set(TRL_CONFIGS.values()))}
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(tables))
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a read-only home only costs the import next time
+    write_cache(path, tables)
     return tables
 
 

@@ -18,34 +18,26 @@ from ..hashing import config_hash
 from ..model_io import save_atomically
 from ..runtime import announce, describe, job_precision, on_gpu, peak_gpu_memory_gb, seed_everything, trainer_numerics
 from ..settings.training import TrainingJob
+from .arguments import lora_kwargs, trainer_kwargs
 from .curve import keep_steps_callback
 from .fields import check_training_args, table_from
 
 STAMP = "job_config.json"
 
 
-def trainer_arguments(config_cls, job: TrainingJob, output_dir: Path, **fixed: Any):
-    """Build a TRL config from the stage's pass-through `training_args`, naming a bad key."""
+def trainer_arguments(config_cls, job: TrainingJob, output_dir: Path):
+    """Build the job's TRL config (`arguments.trainer_kwargs`), naming a bad key."""
     fields = table_from(config_cls)
-    extra = dict(job.training_args)
     # validation made this check already where TRL was importable; a job built by hand gets it here
-    check_training_args(f"stages.{job.stage}", job.stage, extra, fields, rl=getattr(job, "rl", "grpo"))
-    # logging_nan_inf_filter would hide a NaN loss behind the running mean; the guard needs to see it.
-    defaults = {"report_to": "none", "logging_steps": 1, "logging_nan_inf_filter": False,
-                "save_strategy": "steps", "save_steps": 10,
-                "save_total_limit": 2, "dataloader_num_workers": 0}
-    if not on_gpu() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        defaults["ddp_backend"] = "gloo"  # several CPU processes (accelerate launch on a CPU node) talk over gloo
+    check_training_args(f"stages.{job.stage}", job.stage, job.training_args, fields, rl=getattr(job, "rl", "grpo"))
     precision = job_precision(job)
-    numerics = trainer_numerics(job, precision)
     # accelerate launch exports its file's mixed_precision (bf16 in the ZeRO files) to the job, and DeepSpeed
     # refuses TrainingArguments that disagree: the precision resolved on this machine decides for both.
     os.environ["ACCELERATE_MIXED_PRECISION"] = precision.autocast or "no"
-    if "activation_checkpointing" in fields and "gradient_checkpointing" in numerics:  # transformers >= 5.23 name
-        numerics["activation_checkpointing"] = numerics.pop("gradient_checkpointing")
+    kwargs = trainer_kwargs(job, trainer_numerics(job, precision), fields,
+                            gloo=not on_gpu() and int(os.environ.get("WORLD_SIZE", "1")) > 1)
     try:
-        return config_cls(output_dir=str(output_dir), seed=job.seed,
-                          **{**defaults, **extra, **numerics, **fixed})
+        return config_cls(output_dir=str(output_dir), **kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"stages.{job.stage}.training_args: {exc}") from None
 
@@ -80,13 +72,12 @@ def zero_stage(trainer) -> int | None:
 
 
 def lora_config(job: TrainingJob):
-    if job.finetune != "lora":
+    kwargs = lora_kwargs(job)
+    if kwargs is None:
         return None
     from peft import LoraConfig
 
-    lora = job.lora
-    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                      target_modules=lora.target_modules, task_type="CAUSAL_LM")
+    return LoraConfig(**kwargs)
 
 
 def is_complete_checkpoint(path: Path) -> bool:

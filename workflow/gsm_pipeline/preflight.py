@@ -1,0 +1,100 @@
+"""What a job would refuse when it starts, refused before any job runs: common.smk runs `preflight` at every
+Snakemake invocation (the dry-run included) and `gsm-pipeline validate` runs it too. Snakemake side only.
+
+For each stage folder the config trains, the job's own TRL and PEFT configs are built as the job will build them,
+with the processes the stage launches (`training.arguments`), and the stage's length is counted from what TRL
+resolved (`training.steps`): learning-curve steps and checkpoint steps that do not fit are refused here rather
+than at train begin, after the stages before it have trained. The config model (`config.py`) has already checked
+each key on its own; this checks what only the whole job, built, can tell.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .config import PipelineConfig
+from .errors import ConfigError
+from .layout import runs
+from .settings.training import TrainingJob
+from .training.arguments import planned_config
+from .training.steps import StageLength, stage_length
+
+
+@dataclass(frozen=True)
+class PlannedStage:
+    run: str  # <stage>-<chain>
+    experiment: str  # the first row training it (every row sharing it has the same job)
+    stage: str
+    job: TrainingJob
+    facts: dict[str, Any] | None  # what TRL resolved; None where TRL is not installed
+    length: StageLength | None  # None where the config does not determine it (packing, no TRL)
+
+
+def key_path(cfg: PipelineConfig, name: str, stage: str, key: str) -> str:
+    """Where a stage setting (`num_generations`, `training_args.max_steps`) is written: the row's override, or the
+    stages section it inherits."""
+    node: Any = cfg.experiments[name].overrides.get(stage, {})
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return f"stages.{stage}.{key}"
+        node = node[part]
+    return f"experiments.{name}.overrides.{stage}.{key}"
+
+
+def planned_stages(cfg: PipelineConfig) -> list[PlannedStage]:
+    """Each stage folder once, its job built and checked against TRL and PEFT, and its length counted."""
+    out: dict[str, PlannedStage] = {}
+    for (name, stage), run in runs(cfg).items():
+        if run in out:
+            continue
+        job = cfg.stage_job(name, stage)
+        facts = planned_config(job, lambda key, n=name, s=stage: key_path(cfg, n, s, key))
+        rows = getattr(cfg.data, f"{stage}_size")  # the task carves exactly this many (or prepare_data stops)
+        length = stage_length(facts, rows, job.process_count(), rl=stage == "grpo") if facts else None
+        out[run] = PlannedStage(run, name, stage, job, facts, length)
+    return list(out.values())
+
+
+def check_lengths(cfg: PipelineConfig, planned: list[PlannedStage]) -> None:
+    """Curve steps before the stage's last step; explicit checkpoint steps that come at all; RL prompts enough for
+    one generation batch."""
+    for p in planned:
+        where = lambda key, p=p: key_path(cfg, p.experiment, p.stage, key)  # noqa: E731
+        if p.length is None:
+            continue
+        if p.stage == "grpo" and cfg.data.grpo_size < p.facts["generation_batch_size"] // p.facts["num_generations"]:
+            raise ConfigError(f"data.grpo_size: {cfg.data.grpo_size} prompts are fewer than one generation batch "
+                              f"needs ({p.length.how})")
+        late = [s for s in p.job.curve_steps() if s >= p.length.steps]
+        if late:
+            raise ConfigError(f"{where('eval_checkpoints')}: step {late[0]} is not before the stage's last step "
+                              f"({p.length.steps} optimizer steps: {p.length.how}), which the stage's own "
+                              "evaluation covers")
+        save = p.job.training_args.get("save_steps")
+        if p.facts["save_strategy"] == "steps" and isinstance(save, int) and save > p.length.steps:
+            raise ConfigError(f"{where('training_args.save_steps')}: {save} is past the stage's last step "
+                              f"({p.length.steps} optimizer steps: {p.length.how}), so it would never checkpoint "
+                              f"and a crash would restart it from step 0; use at most {p.length.steps}, or "
+                              "save_strategy: 'no'")
+
+
+def preflight(cfg: PipelineConfig) -> list[PlannedStage]:
+    """Everything the jobs of this config would refuse when they start; the planned stages for printing."""
+    planned = planned_stages(cfg)
+    check_lengths(cfg, planned)
+    return planned
+
+
+def describe(planned: list[PlannedStage]) -> list[str]:
+    """Per stage folder, the effective training settings and step count (what a preset inherits shows here)."""
+    lines = []
+    for p in planned:
+        j, f = p.job, p.facts or {}
+        settings = {"launcher": j.launcher, "processes": j.process_count(),
+                    "gradient_checkpointing": j.gradient_checkpointing, **j.training_args}
+        if f:
+            settings.update({k: f[k] for k in ("per_device_train_batch_size", "gradient_accumulation_steps")})
+        shown = ", ".join(f"{k}={v}" for k, v in settings.items())
+        steps = f"{p.length.steps} steps ({p.length.how})" if p.length else "steps known once the data is packed"
+        lines.append(f"{p.run} ({p.experiment} {p.stage}): {steps}; {shown}")
+    return lines

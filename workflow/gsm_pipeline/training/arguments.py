@@ -1,0 +1,133 @@
+"""The TRL config and PEFT adapter config a training job is built from, assembled in one place.
+
+The job builds them when it starts; the dry-run builds the very same objects for every planned stage, with the
+process count that stage will launch with, so TRL's and PEFT's own checks (`__post_init__`: a generation batch
+that `num_generations` does not divide, ...) refuse a config before any job instead of after hours of SFT. The
+dry-run also reads back what TRL resolved (batch, accumulation, generation batch, epochs) to count the stage's
+optimizer steps. Importing TRL costs seconds, so each verdict is cached on disk per TRL and transformers
+version, as the field table is.
+"""
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import re
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import ConfigError
+from .fields import TRL_CONFIGS, cache_path, installed_tables, installed_versions, write_cache
+
+# logging_nan_inf_filter would hide a NaN loss behind the running mean; the guard needs to see it.
+PIPELINE_DEFAULTS = {"report_to": "none", "logging_steps": 1, "logging_nan_inf_filter": False,
+                     "save_strategy": "steps", "save_steps": 10, "save_total_limit": 2, "dataloader_num_workers": 0}
+# What the dry-run reads back from a built config (TRL's __post_init__ resolves the generation batch).
+FACTS = ("per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs", "max_steps",
+         "save_strategy", "save_steps", "packing", "num_generations", "generation_batch_size",
+         "steps_per_generation", "num_iterations")
+
+
+def config_name(job) -> str:
+    """The TRL config class a job is built from: SFTConfig, or the RL row's GRPOConfig / RLOOConfig."""
+    return TRL_CONFIGS[getattr(job, "rl", "grpo") if job.stage == "grpo" else job.stage]
+
+
+def trainer_kwargs(job, numerics: dict[str, Any], fields, *, gloo: bool) -> dict[str, Any]:
+    """Every argument of the job's TRL config but output_dir: the pipeline's defaults, the stage's training_args,
+    the numerics (never TRL's) and the job's own fields. `gloo`: several CPU processes (accelerate launch on a CPU
+    node) talk over gloo."""
+    defaults = {**PIPELINE_DEFAULTS, **({"ddp_backend": "gloo"} if gloo else {})}
+    numerics = dict(numerics)
+    if "activation_checkpointing" in fields and "gradient_checkpointing" in numerics:  # transformers >= 5.23 name
+        numerics["activation_checkpointing"] = numerics.pop("gradient_checkpointing")
+    return {"seed": job.seed, **defaults, **job.training_args, **numerics, **job.trainer_fixed()}
+
+
+def lora_kwargs(job) -> dict[str, Any] | None:
+    if job.finetune != "lora":
+        return None
+    lora = job.lora
+    return {"r": lora.r, "lora_alpha": lora.alpha, "lora_dropout": lora.dropout,
+            "target_modules": lora.target_modules, "task_type": "CAUSAL_LM"}
+
+
+def planned_numerics(job) -> dict[str, Any]:
+    """The numerics the dry-run builds with: the job's own speed settings. Precision and device are resolved on the
+    machine that runs the job (a CPU login node cannot build a bf16 CUDA config), so they are not checked here."""
+    return {"bf16": False, "fp16": False, "tf32": False, "gradient_checkpointing": job.gradient_checkpointing,
+            "use_liger_kernel": False, "torch_compile": job.torch_compile, "use_cpu": True}
+
+
+Locate = Callable[[str], str]  # a stage key ("num_generations", "training_args.max_steps") -> its config path
+
+
+def planned_config(job, locate: Locate) -> dict[str, Any] | None:
+    """Build the job's TRL config (and LoRA config) as the job will, with its process count, and return what TRL
+    resolved (`FACTS`); a refusal is one line naming the config keys involved. None where TRL is not installed
+    (Snakemake in an environment of its own): the job then checks when it starts."""
+    tables = installed_tables()
+    if tables is None:
+        return None
+    name, processes = config_name(job), job.process_count()
+    # no process group at the dry-run: the backend is the launcher's concern, as precision is the machine's
+    kwargs = trainer_kwargs(job, planned_numerics(job), tables[name], gloo=False)
+    lora = lora_kwargs(job)
+    if lora is not None:
+        error = _verdict("peft.LoraConfig", lora, 1)["error"]
+        if error:
+            raise ConfigError(f"{locate('lora')}: peft.LoraConfig refuses it: {error}")
+    verdict = _verdict(f"trl.{name}", kwargs, processes)
+    if verdict["error"]:
+        raise ConfigError(_refusal(job, name, processes, verdict["error"], locate))
+    return verdict["facts"]
+
+
+def _refusal(job, name: str, processes: int, message: str, locate: Locate) -> str:
+    """Name the settings TRL's message mentions (a generation batch it derived: the batch settings behind it)."""
+    words = set(re.findall(r"[a-z_]+", message))
+    if "generation_batch_size" in words and "generation_batch_size" not in job.training_args:
+        words |= {"per_device_train_batch_size", "gradient_accumulation_steps", "steps_per_generation"}
+    keys = [locate(f"training_args.{k}") for k in job.training_args if k in words]
+    keys += [locate(k) for k in job.trainer_fixed() if k in words]
+    named = ", ".join(keys) or locate("training_args")
+    plural = "process" if processes == 1 else "processes"
+    return f"{named}: trl.{name} refuses this stage's settings with {processes} {plural}: {message}"
+
+
+_VERDICTS: dict[str, dict[str, Any]] | None = None
+
+
+def _verdict(target: str, kwargs: dict[str, Any], processes: int) -> dict[str, Any]:
+    """{"error": TRL's or PEFT's one-line refusal or None, "facts": resolved FACTS}, cached on disk."""
+    global _VERDICTS
+    path = cache_path(f"config_checks-{installed_versions()}.json")
+    if _VERDICTS is None:
+        try:
+            _VERDICTS = json.loads(path.read_text())
+        except (OSError, ValueError):
+            _VERDICTS = {}
+    key = hashlib.sha256(json.dumps([target, kwargs, processes], sort_keys=True, default=str).encode()).hexdigest()
+    if key not in _VERDICTS:
+        _VERDICTS[key] = _build(target, kwargs, processes)
+        write_cache(path, _VERDICTS)
+    return _VERDICTS[key]
+
+
+def _build(target: str, kwargs: dict[str, Any], processes: int) -> dict[str, Any]:
+    import importlib
+
+    module, _, name = target.partition(".")
+    cls = getattr(importlib.import_module(module), name)
+    if hasattr(cls, "world_size"):  # TRL sizes the generation batch by the processes the job will launch
+        cls = type(name, (cls,), {"world_size": property(lambda self: processes)})
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # deprecation notes belong to the job's log, not the dry-run
+            built = cls(**({"output_dir": "checkpoints"} if module == "trl" else {}), **kwargs)
+    except (TypeError, ValueError) as exc:
+        text = str(exc).strip()
+        return {"error": text.splitlines()[0] if text else type(exc).__name__, "facts": None}
+    facts = {k: getattr(built, k, None) for k in FACTS}
+    return {"error": None, "facts": {k: v.value if isinstance(v, enum.Enum) else v for k, v in facts.items()}}
