@@ -111,8 +111,8 @@ def test_stage_lengths_are_what_the_trainers_count(tmp_path, tiny_model):
         def on_train_begin(self, args, state, control, **kwargs):
             raise Counted(state.max_steps)
 
-    cases = [("prep_sft", {"per_device_train_batch_size": 3, "gradient_accumulation_steps": 2,
-                           "num_train_epochs": 3}, {}),
+    cases = [("prep_sft", {"per_device_train_batch_size": 4, "gradient_accumulation_steps": 2,  # 3 batches, the
+                           "num_train_epochs": 3}, {}),  # last one short, make 2 steps of 2 and 1 micro-batches
              ("grpo", {"per_device_train_batch_size": 4, "gradient_accumulation_steps": 2, "num_train_epochs": 2,
                        "max_steps": -1}, {"num_generations": 2}),
              ("grpo", {"per_device_train_batch_size": 6, "gradient_accumulation_steps": 1, "num_iterations": 2,

@@ -15,6 +15,7 @@ import json
 import re
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
@@ -102,7 +103,9 @@ _VERDICTS: dict[str, dict[str, Any]] | None = None
 def _verdict(target: str, kwargs: dict[str, Any], processes: int) -> dict[str, Any]:
     """{"error": TRL's or PEFT's one-line refusal or None, "facts": resolved FACTS}, cached on disk."""
     global _VERDICTS
-    path = cache_path(f"config_checks-{installed_versions()}.json")
+    # keyed by this module's own text too: a changed check must not read verdicts an older one cached
+    own = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+    path = cache_path(f"config_checks-{installed_versions()}-{own}.json")
     if _VERDICTS is None:
         try:
             _VERDICTS = json.loads(path.read_text())
