@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, create_model, field_validator, model_validator
 
 from .errors import ConfigError
 from .grading.formats import FORMATS
@@ -22,22 +22,30 @@ from .settings.base import NAME_PATTERN, SEED_MAX, Numerics, Strict, is_name
 from .settings.data import DataConfig, DataJob
 from .settings.evaluation import ConfidenceConfig, EvalConfig, EvalJob, TargetsJob
 from .settings.model import ModelConfig
-from .settings.training import GRPOJob, GRPOStageConfig, LoraConfig, RewardName, RLMethod, SFTJob, SFTStageConfig
+from .settings.training import (
+    GRPOJob,
+    GRPOStageConfig,
+    LoraConfig,
+    RewardName,
+    RLName,
+    SFTJob,
+    SFTStageConfig,
+    registered_method,
+)
+from .stages import RL_STAGE, STAGE_NAMES, STAGES, StageName
 from .training.fields import check_training_args
 
 AnswerFormat = Literal[tuple(FORMATS)]  # the registry is the list of choices
-STAGES = ("prep_sft", "full_sft", "grpo")
 # apply_chat_template's own parameters: the pipeline sets them, or they change what rendering returns
 CHAT_TEMPLATE_ARGS = {"conversation", "tokenize", "add_generation_prompt", "continue_final_message", "return_dict",
                       "return_tensors", "padding", "truncation", "max_length", "chat_template", "tokenizer_kwargs",
                       "return_assistant_tokens_mask"}
-PARENT_STAGE = {"prep_sft": "base", "full_sft": "prep_sft", "grpo": "prep_sft"}
+STAGE_SECTIONS = {"sft": SFTStageConfig, "rl": GRPOStageConfig}  # a stage kind's settings section
 
-
-class StagesConfig(Strict):
-    prep_sft: SFTStageConfig = Field(default_factory=SFTStageConfig, description="Format-teaching SFT")
-    full_sft: SFTStageConfig = Field(default_factory=SFTStageConfig, description="SFT on the full set, from prep")
-    grpo: GRPOStageConfig = Field(default_factory=GRPOStageConfig, description="GRPO, from prep (or full) SFT")
+# One section per stage of the stage table (stages.py), in its order.
+StagesConfig = create_model("StagesConfig", __base__=Strict, **{
+    name: (STAGE_SECTIONS[st.kind], Field(default_factory=STAGE_SECTIONS[st.kind], description=st.description))
+    for name, st in STAGES.items()})
 
 
 class ExperimentConfig(Strict):
@@ -52,12 +60,12 @@ class ExperimentConfig(Strict):
         False, description="Ask for a stated confidence <confidence>p</confidence> after the answer; SFT teaches "
                            "it from the base model's measured accuracy (see the confidence section)")
     grpo_from: Literal["prep_sft", "full_sft"] = Field("prep_sft", description="Which SFT model GRPO starts from")
-    rl: RLMethod = Field(
-        "grpo", description="The RL stage (named grpo) trains with TRL's GRPOTrainer or RLOOTrainer: same rewards, "
-                            "data and stage settings; GRPO's loss variants are training_args loss_type and "
-                            "scale_rewards")
-    stages: list[Literal["prep_sft", "full_sft", "grpo"]] = Field(
-        list(STAGES), description="Stages to run for this experiment (prep_sft is always needed by the others; "
+    rl: RLName = Field(
+        "grpo", description="The RL method training the RL stage (named grpo), one of training/methods.py's "
+                            "registry: grpo (TRL's GRPOTrainer) or rloo (RLOOTrainer): same rewards, data and stage "
+                            "settings; GRPO's loss variants are training_args loss_type and scale_rewards")
+    stages: list[StageName] = Field(
+        list(STAGE_NAMES), description="Stages to run for this experiment (prep_sft is always needed by the others; "
                                   "[] evaluates the base model only: a prompting baseline)")
     train_data: Literal["main", "socratic"] = Field(
         "main", description="SFT reasoning style: GSM8K's main or socratic answers (socratic needs data.source "
@@ -71,7 +79,7 @@ class ExperimentConfig(Strict):
     seed: int | None = Field(None, ge=0, le=SEED_MAX,
                              description="Training seed for this row (default: the top-level seed)")
     lora: dict[str, Any] = Field(default_factory=dict, description="Overrides of the top-level lora section")
-    overrides: dict[Literal["prep_sft", "full_sft", "grpo"], dict[str, Any]] = Field(
+    overrides: dict[StageName, dict[str, Any]] = Field(
         default_factory=dict, description="Per-stage overrides of the stages section for this row "
                                           "(training_args merged key by key)")
     sweep: dict[str, list[Any]] = Field(
@@ -79,6 +87,11 @@ class ExperimentConfig(Strict):
                                           "combination (e.g. seed: [0, 1]), named <row>-<key><value>")
     variant_of: str | None = Field(None, description="Set by sweep expansion: the row this one came from")
     swept: dict[str, Any] = Field(default_factory=dict, description="Set by sweep expansion: this row's values")
+
+    @field_validator("rl")
+    @classmethod
+    def _registered_rl(cls, v: str) -> str:
+        return registered_method(v)
 
     @field_validator("rewards")
     @classmethod
@@ -101,6 +114,10 @@ class ExperimentConfig(Strict):
         if "calibration" in self.rewards and not self.confidence:
             raise ValueError("the calibration reward needs confidence: true")
         return self
+
+    def parent_of(self, stage: str) -> str:
+        """The stage a stage of this row starts from ("base" for the first): the table's, or grpo_from for RL."""
+        return self.grpo_from if stage == RL_STAGE else STAGES[stage].parent
 
     def prompt_spec(self, task: str) -> dict[str, Any]:
         """The prompt this row trains with (and, by default, is evaluated with)."""
@@ -215,24 +232,24 @@ class PipelineConfig(Strict):
     @model_validator(mode="after")
     def _training_args(self) -> "PipelineConfig":
         """TRL's own field names, kinds and sane ranges, checked now rather than when each stage starts."""
-        for stage in STAGES:
+        for stage in STAGE_NAMES:
             check_training_args(f"stages.{stage}", stage, getattr(self.stages, stage).training_args)
         for name, exp in self.experiments.items():
             for stage, override in exp.overrides.items():  # _row_settings has checked their shape
                 check_training_args(f"experiments.{name}.overrides.{stage}", stage, override.get("training_args", {}),
                                     rl=exp.rl)
-            if exp.rl != "grpo" and "grpo" in exp.stages:  # the shared stage section must suit this row's trainer too
-                check_training_args(f"stages.grpo (experiments.{name}.rl: {exp.rl})", "grpo",
-                                    self.stages.grpo.training_args, rl=exp.rl)
+            if exp.rl != "grpo" and RL_STAGE in exp.stages:  # the shared section must suit this row's trainer too
+                check_training_args(f"stages.{RL_STAGE} (experiments.{name}.rl: {exp.rl})", RL_STAGE,
+                                    getattr(self.stages, RL_STAGE).training_args, rl=exp.rl)
         return self
 
     @model_validator(mode="after")
     def _stage_order(self) -> "PipelineConfig":
         for name, exp in self.experiments.items():
-            needed = {"full_sft": "prep_sft", "grpo": exp.grpo_from}
             for stage in exp.stages:
-                if stage in needed and needed[stage] not in exp.stages:
-                    raise ValueError(f"experiments.{name}.stages: {stage} needs {needed[stage]}")
+                parent = exp.parent_of(stage)
+                if parent != "base" and parent not in exp.stages:
+                    raise ValueError(f"experiments.{name}.stages: {stage} needs {parent}")
         return self
 
     # --- what each job sees -------------------------------------------------
@@ -273,7 +290,7 @@ class PipelineConfig(Strict):
 
     def stage_job(self, name: str, stage: str) -> SFTJob | GRPOJob:
         """The typed job that trains one stage of one row."""
-        return self.grpo_job(name) if stage == "grpo" else self.sft_job(name, stage)
+        return self.grpo_job(name) if STAGES[stage].kind == "rl" else self.sft_job(name, stage)
 
     def grpo_job(self, name: str) -> GRPOJob:
         exp = self.experiment(name)

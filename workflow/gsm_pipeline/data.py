@@ -16,8 +16,9 @@ from .errors import DataError
 from .grading.numerals import MAX_NUMBER_CHARS, exact_number, format_number, split_gsm8k_answer
 from .rows import read_jsonl
 from .settings.data import DataConfig
+from .stages import STAGE_NAMES
 
-SFT_SPLITS = ("prep_sft", "full_sft", "grpo")
+TRAINING_SPLITS = STAGE_NAMES  # each stage trains on its own split, named after it (and sized data.<stage>_size)
 _NUMERAL = re.compile(r"[-+]?\$?\d*\.?\d+(?:[eE][-+]?\d+)?")
 
 
@@ -63,7 +64,7 @@ def carve(train: list[dict], cfg: DataConfig, test_from_pool: bool = False, wher
     which lost `skipped` rows without a final number)."""
     rows = list(train)
     random.Random(cfg.seed).shuffle(rows)
-    sizes = [("prep_sft", cfg.prep_sft_size), ("full_sft", cfg.full_sft_size), ("grpo", cfg.grpo_size)]
+    sizes = [(name, getattr(cfg, f"{name}_size")) for name in TRAINING_SPLITS]
     if test_from_pool:
         sizes.append(("test", cfg.test_size))
     if sum(size for _, size in sizes) > len(rows):

@@ -15,23 +15,25 @@ import re
 from pathlib import PurePosixPath
 from typing import Any
 
-from .config import PARENT_STAGE, STAGES, PipelineConfig
+from .config import PipelineConfig
 from .errors import ConfigError
 from .hashing import config_hash
 from .prompts import prompt_key
 from .settings.report import ReportJob
+from .stages import STAGE_NAMES
+from .training.curve import step_folder
 
 BASE_MODEL = "resources/model"
 # Top-level folders of results/ that are not models.
 SHARED_FOLDERS = ("data", "confidence_targets", "report", "logs", "benchmarks")
 CHAIN = "[0-9a-f]{8}"  # the {chain} wildcard
-RUN_PATTERN = re.compile(rf"({'|'.join(STAGES)})-({CHAIN})")
-STEP_RUN = re.compile(rf"(({'|'.join(STAGES)})-{CHAIN})/step-([0-9]+)")  # a learning-curve point's model
+RUN_PATTERN = re.compile(rf"({'|'.join(STAGE_NAMES)})-({CHAIN})")
+STEP_RUN = re.compile(rf"(({'|'.join(STAGE_NAMES)})-{CHAIN})/step-([0-9]+)")  # a learning-curve point's model
 
 
 def parent_stage(cfg: PipelineConfig, name: str, stage: str) -> str:
-    """The stage a stage starts from ("base" for prep_sft); GRPO's is per experiment."""
-    return cfg.experiment(name).grpo_from if stage == "grpo" else PARENT_STAGE[stage]
+    """The stage a stage starts from ("base" for prep_sft); the RL stage's is per experiment."""
+    return cfg.experiment(name).parent_of(stage)
 
 
 def stage_chain(cfg: PipelineConfig, name: str, stage: str) -> list[dict[str, Any]]:
@@ -112,6 +114,11 @@ def curve_evaluations(cfg: PipelineConfig, name: str) -> list[dict[str, Any]]:
     return out
 
 
+def curve_model(folder: str, step: int) -> str:
+    """Where a stage folder's learning-curve model at `step` lives (its training job keeps it there)."""
+    return str(step_folder(PurePosixPath("results", folder), step))
+
+
 def split_run(run: str) -> tuple[str, str, int | None]:
     """(stage, the stage's folder, curve step or None) of an evaluated run: base, <stage>-<chain>[/step-N]."""
     if run == "base":
@@ -167,8 +174,8 @@ def check_target(target: str, cfg: PipelineConfig) -> None:
         if not rest:
             raise ConfigError(f"target {target}: stage folders are named by their training chain; {head}'s are "
                               + ", ".join(f"results/{stage_run(cfg, head, st)}" for st in cfg.experiments[head].stages))
-        if rest[0] not in STAGES:
-            raise ConfigError(f"target {target}: unknown stage {rest[0]!r}; stages: {', '.join(STAGES)}")
+        if rest[0] not in STAGE_NAMES:
+            raise ConfigError(f"target {target}: unknown stage {rest[0]!r}; stages: {', '.join(STAGE_NAMES)}")
         if rest[0] not in cfg.experiments[head].stages:
             raise ConfigError(f"target {target}: experiment {head!r} does not run {rest[0]} "
                               f"(experiments.{head}.stages: {', '.join(cfg.experiments[head].stages)})")

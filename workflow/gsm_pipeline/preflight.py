@@ -14,18 +14,23 @@ from typing import Any
 
 from .config import PipelineConfig
 from .errors import ConfigError
-from .layout import runs
+from .layout import model_dir, runs
+from .prompts import prompt_key
 from .settings.training import TrainingJob
+from .stages import is_rl
 from .training.arguments import planned_config
 from .training.steps import StageLength, stage_length
 
 
 @dataclass(frozen=True)
 class PlannedStage:
+    """One stage folder as the workflow plans it: what its rule reads (common.smk indexes these by wildcard)."""
     run: str  # <stage>-<chain>
     experiment: str  # the first row training it (every row sharing it has the same job)
     stage: str
     job: TrainingJob
+    parent_model: str  # the model folder it starts from
+    targets: str | None  # the confidence targets it trains on (SFT of a confidence row)
     facts: dict[str, Any] | None  # what TRL resolved; None where TRL is not installed
     length: StageLength | None  # None where the config does not determine it (packing, no TRL)
 
@@ -50,8 +55,11 @@ def planned_stages(cfg: PipelineConfig) -> list[PlannedStage]:
         job = cfg.stage_job(name, stage)
         facts = planned_config(job, lambda key, n=name, s=stage: key_path(cfg, n, s, key))
         rows = getattr(cfg.data, f"{stage}_size")  # the task carves exactly this many (or prepare_data stops)
-        length = stage_length(facts, rows, job.process_count(), rl=stage == "grpo") if facts else None
-        out[run] = PlannedStage(run, name, stage, job, facts, length)
+        length = stage_length(facts, rows, job.process_count(), rl=is_rl(stage)) if facts else None
+        targets = (f"results/confidence_targets/{prompt_key(job.prompt)}.jsonl"
+                   if job.prompt.get("confidence") and not is_rl(stage) else None)
+        parent = model_dir(cfg, name, cfg.experiment(name).parent_of(stage))
+        out[run] = PlannedStage(run, name, stage, job, parent, targets, facts, length)
     return list(out.values())
 
 
@@ -62,9 +70,10 @@ def check_lengths(cfg: PipelineConfig, planned: list[PlannedStage]) -> None:
         where = lambda key, p=p: key_path(cfg, p.experiment, p.stage, key)  # noqa: E731
         if p.length is None:
             continue
-        if p.stage == "grpo" and cfg.data.grpo_size < p.facts["generation_batch_size"] // p.facts["num_generations"]:
-            raise ConfigError(f"data.grpo_size: {cfg.data.grpo_size} prompts are fewer than one generation batch "
-                              f"needs ({p.length.how})")
+        rows = getattr(cfg.data, f"{p.stage}_size")
+        if is_rl(p.stage) and rows < p.facts["generation_batch_size"] // p.facts["num_generations"]:
+            raise ConfigError(f"data.{p.stage}_size: {rows} prompts are fewer than one generation batch needs "
+                              f"({p.length.how})")
         late = [s for s in p.job.curve_steps() if s >= p.length.steps]
         if late:
             raise ConfigError(f"{where('eval_checkpoints')}: step {late[0]} is not before the stage's last step "

@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..data import SFT_SPLITS, build_splits
+from ..data import TRAINING_SPLITS, build_splits
 from ..errors import run_main
 from ..rows import write_jsonl
 from ..settings.data import DataJob
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     socratic = cfg.socratic
     splits, skipped = build_splits(cfg, socratic)
     out = Path(args.out)
-    for name in SFT_SPLITS:
+    for name in TRAINING_SPLITS:
         write_jsonl(out / f"{name}.jsonl", splits[name])
     for name in cfg.test_sets():
         write_jsonl(out / "test" / f"{name}.jsonl", splits[name])

@@ -16,6 +16,7 @@ from ..model_io import load_model_and_tokenizer
 from ..prompts import render_prompt
 from ..rows import load_rows
 from ..settings.training import GRPOJob
+from ..training.methods import RL_METHODS, load
 from ..training.stage import lora_config, run_stage, trainer_arguments
 
 
@@ -29,10 +30,10 @@ def grpo_dataset(rows: list[dict[str, Any]], prompt: dict[str, Any], tokenizer, 
 
 
 def trainer_classes(rl: str):
-    """The TRL config and trainer of a row's RL method: both take the same rewards, prompts and group settings."""
-    import trl
-
-    return {"grpo": (trl.GRPOConfig, trl.GRPOTrainer), "rloo": (trl.RLOOConfig, trl.RLOOTrainer)}[rl]
+    """The TRL config and trainer of a row's RL method (training/methods.py): both take the same rewards, prompts
+    and stage settings."""
+    method = RL_METHODS[rl]
+    return load(method.config), load(method.trainer)
 
 
 def build_trainer(job: GRPOJob, parent: str, data: str, checkpoints: Path):

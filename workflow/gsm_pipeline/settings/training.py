@@ -3,12 +3,19 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from ..training.methods import RL_METHODS
 from .base import SEED_MAX, JobSettings, Numerics, Strict
 
 RewardName = Literal["format", "correctness", "binary", "calibration"]
-RLMethod = Literal["grpo", "rloo"]  # TRL 1.16 has no PPOTrainer
+RLName = str  # a key of training/methods.py's RL_METHODS (checked against the registry, so a test can add one)
+
+
+def registered_method(name: str) -> str:
+    if name not in RL_METHODS:
+        raise ValueError(f"unknown RL method {name!r}; registered: {', '.join(RL_METHODS)}")
+    return name
 
 
 class LoraConfig(Strict):
@@ -127,10 +134,14 @@ class SFTJob(SFTStageConfig, TrainingJob):
 
 class GRPOJob(GRPOStageConfig, TrainingJob):
     stage: Literal["grpo"] = "grpo"
-    rl: RLMethod = Field("grpo", description="The RL stage's trainer: TRL's GRPOTrainer or RLOOTrainer")
+    rl: RLName = Field("grpo", description="The RL method (training/methods.py's registry) training the stage")
     rewards: list[RewardName] = Field(description="GRPO reward functions")
 
+    @field_validator("rl")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        return registered_method(v)
+
     def trainer_fixed(self) -> dict[str, Any]:
-        """TRL config fields this job's own keys set (so they are refused under training_args)."""
-        return {"num_generations": self.num_generations, "max_completion_length": self.max_completion_length,
-                "temperature": self.temperature, "beta": self.beta}
+        """TRL config fields this job's own keys and its method set (so they are refused under training_args)."""
+        return RL_METHODS[self.rl].kwargs(self.model_dump())

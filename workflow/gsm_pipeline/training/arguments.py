@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .fields import TRL_CONFIGS, cache_path, installed_tables, installed_versions, write_cache
+from ..stages import STAGES
+from .fields import cache_path, installed_tables, installed_versions, write_cache
+from .methods import config_path, load
 
 # logging_nan_inf_filter would hide a NaN loss behind the running mean; the guard needs to see it.
 PIPELINE_DEFAULTS = {"report_to": "none", "logging_steps": 1, "logging_nan_inf_filter": False,
@@ -31,8 +33,8 @@ FACTS = ("per_device_train_batch_size", "gradient_accumulation_steps", "num_trai
 
 
 def config_name(job) -> str:
-    """The TRL config class a job is built from: SFTConfig, or the RL row's GRPOConfig / RLOOConfig."""
-    return TRL_CONFIGS[getattr(job, "rl", "grpo") if job.stage == "grpo" else job.stage]
+    """The dotted path of the TRL config class a job is built from: SFTConfig, or its RL method's."""
+    return config_path(STAGES[job.stage].kind, getattr(job, "rl", "grpo"))
 
 
 def trainer_kwargs(job, numerics: dict[str, Any], fields, *, gloo: bool) -> dict[str, Any]:
@@ -79,7 +81,7 @@ def planned_config(job, locate: Locate) -> dict[str, Any] | None:
         error = _verdict("peft.LoraConfig", lora, 1)["error"]
         if error:
             raise ConfigError(f"{locate('lora')}: peft.LoraConfig refuses it: {error}")
-    verdict = _verdict(f"trl.{name}", kwargs, processes)
+    verdict = _verdict(name, kwargs, processes)
     if verdict["error"]:
         raise ConfigError(_refusal(job, name, processes, verdict["error"], locate))
     return verdict["facts"]
@@ -94,7 +96,7 @@ def _refusal(job, name: str, processes: int, message: str, locate: Locate) -> st
     keys += [locate(k) for k in job.trainer_fixed() if k in words]
     named = ", ".join(keys) or locate("training_args")
     plural = "process" if processes == 1 else "processes"
-    return f"{named}: trl.{name} refuses this stage's settings with {processes} {plural}: {message}"
+    return f"{named}: {name} refuses this stage's settings with {processes} {plural}: {message}"
 
 
 _VERDICTS: dict[str, dict[str, Any]] | None = None
@@ -119,16 +121,14 @@ def _verdict(target: str, kwargs: dict[str, Any], processes: int) -> dict[str, A
 
 
 def _build(target: str, kwargs: dict[str, Any], processes: int) -> dict[str, Any]:
-    import importlib
-
-    module, _, name = target.partition(".")
-    cls = getattr(importlib.import_module(module), name)
+    cls = load(target)
+    name = target.rpartition(".")[2]
     if hasattr(cls, "world_size"):  # TRL sizes the generation batch by the processes the job will launch
         cls = type(name, (cls,), {"world_size": property(lambda self: processes)})
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # deprecation notes belong to the job's log, not the dry-run
-            built = cls(**({"output_dir": "checkpoints"} if module == "trl" else {}), **kwargs)
+            built = cls(**({"output_dir": "checkpoints"} if hasattr(cls, "world_size") else {}), **kwargs)
     except (TypeError, ValueError) as exc:
         text = str(exc).strip()
         return {"error": text.splitlines()[0] if text else type(exc).__name__, "facts": None}

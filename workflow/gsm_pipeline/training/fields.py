@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import enum
 import functools
+import hashlib
 import json
 import math
 import os
@@ -21,16 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..stages import STAGES
+from .methods import RL_METHODS, SFT_CONFIG, config_path, load
 
-# The TRL config each trainer is built from: SFT stages by name, the RL stage (grpo) by its row's `rl`.
-TRL_CONFIGS = {"prep_sft": "SFTConfig", "full_sft": "SFTConfig", "grpo": "GRPOConfig", "rloo": "RLOOConfig"}
-
-# Arguments the pipeline sets itself, each with the config key that sets it ({stage} is filled in).
+# Arguments the pipeline sets itself, each with the config key that sets it ({stage} is filled in); an RL method's
+# own arguments are added from its registry entry.
 RESERVED_ARGS = {
-    "output_dir": "the pipeline (results/<experiment>/<stage>/checkpoints)", "seed": "seed or experiments.<row>.seed",
+    "output_dir": "the pipeline (results/<stage>-<chain>/checkpoints)", "seed": "seed or experiments.<row>.seed",
     "max_length": "stages.{stage}.max_length", "completion_only_loss": "experiments.<row>.completion_only_loss",
-    "num_generations": "stages.grpo.num_generations", "max_completion_length": "stages.grpo.max_completion_length",
-    "temperature": "stages.grpo.temperature", "beta": "stages.grpo.beta",
     "bf16": "model.mixed_precision", "fp16": "model.mixed_precision", "tf32": "model.tf32",
     "gradient_checkpointing": "stages.{stage}.gradient_checkpointing",
     "activation_checkpointing": "stages.{stage}.gradient_checkpointing",
@@ -125,21 +124,22 @@ def write_cache(path: Path, data: Any) -> None:
 
 @functools.cache
 def installed_tables() -> dict[str, dict[str, list[Kind]]] | None:
-    """{"SFTConfig": table, "GRPOConfig": table, ...} of the installed TRL (cached on disk), or None without TRL."""
+    """{"trl.SFTConfig": table, "trl.GRPOConfig": table, ...}: every config class a stage can be built from, of the
+    installed TRL (cached on disk), or None without TRL."""
     versions = installed_versions()
     if versions is None:
         return None
-    names = "-".join(sorted(set(TRL_CONFIGS.values())))  # a new config class must not read an older cache
+    paths = sorted({SFT_CONFIG, *(m.config for m in RL_METHODS.values())})
+    names = hashlib.sha256(" ".join(paths).encode()).hexdigest()[:12]  # a new config class must not read an older cache
     path = cache_path(f"trainer_fields-{versions}-{names}.json")
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         pass
     try:
-        import trl
-    except ImportError:
+        tables = {config: table_from(load(config)) for config in paths}
+    except ImportError:  # Snakemake in an environment without TRL: the job checks when it starts
         return None
-    tables = {name: table_from(getattr(trl, name)) for name in sorted(set(TRL_CONFIGS.values()))}
     write_cache(path, tables)
     return tables
 
@@ -172,20 +172,25 @@ def check_training_args(where: str, stage: str, args: dict[str, Any],
     """Refuse, in one line naming `<where>.training_args.<key>`, a key TRL does not have, one the pipeline sets
     itself, a value of the wrong kind or out of range. `table` defaults to the installed TRL's table of the
     stage's config (for the RL stage, that of the row's method `rl`)."""
-    config_name = TRL_CONFIGS[rl if stage == "grpo" else stage]
+    config = config_path(STAGES[stage].kind, rl)
     if table is None:
         tables = installed_tables()
-        table = tables.get(config_name) if tables else None
+        table = tables.get(config) if tables else None
+    reserved = dict(RESERVED_ARGS)
+    if STAGES[stage].kind == "rl":
+        method = RL_METHODS[rl]
+        reserved.update({arg: f"stages.{{stage}}.{key}" for key, arg in method.stage_args.items()})
+        reserved.update({arg: f"nothing: the RL method {rl} sets it" for arg in method.fixed})
     for key, value in args.items():
         path = f"{where}.training_args.{key}"
-        if key in RESERVED_ARGS:
-            raise ConfigError(f"key '{path}' is set by the pipeline: use {RESERVED_ARGS[key].format(stage=stage)}")
+        if key in reserved:
+            raise ConfigError(f"key '{path}' is set by the pipeline: use {reserved[key].format(stage=stage)}")
         if table is None:
             continue
         if key not in table:
             close = difflib.get_close_matches(key, table, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise ConfigError(f"unknown key '{path}' (not a trl.{config_name} field{hint})")
+            raise ConfigError(f"unknown key '{path}' (not a {config} field{hint})")
         kinds = table[key]
         if not any(_fits(value, kind) for kind in kinds):
             hint = ""

@@ -1,0 +1,58 @@
+"""The RL-method registry: each method the RL stage can train with, defined once. The config's `rl` choices, the
+training_args field check, the job (which trainer and config it builds, and how the stage's keys reach them), the
+dry-run, the report's labels and the log keys its tables, plots and compute axis read all come from one entry.
+
+Classes are named by dotted path and imported only where a job or the dry-run builds them, so a method under
+`trl.experimental` is one entry too, and Snakemake never imports TRL to read this table.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+
+# The RL stage's own keys (stages.grpo.<key>) and the trainer-config arguments they set, for TRL's group-sampling
+# methods (GRPO, RLOO): the same names on both sides.
+GROUP_ARGS = {"num_generations": "num_generations", "max_completion_length": "max_completion_length",
+              "temperature": "temperature", "beta": "beta"}
+# What the report reads from a method's log history -> the key TRL's group-sampling trainers log it under.
+GROUP_LOGS = {"reward": "reward", "reward_std_zero": "frac_reward_zero_std", "completion_length":
+              "completions/mean_length", "kl": "kl", "reward_parts": "rewards/"}
+
+
+@dataclass(frozen=True, eq=False)  # compared and hashed as the one registry entry it is
+class RLMethod:
+    name: str  # the config value (experiments.<row>.rl)
+    label: str  # how the report names the RL stage it trained
+    config: str  # dotted path of its TRL config class
+    trainer: str  # dotted path of its trainer class
+    stage_args: dict[str, str] = field(default_factory=lambda: dict(GROUP_ARGS))  # stage key -> config argument
+    fixed: dict[str, object] = field(default_factory=dict)  # config arguments the method always sets
+    logs: dict[str, str] = field(default_factory=lambda: dict(GROUP_LOGS))  # report quantity -> logged key
+
+    def config_name(self) -> str:
+        return self.config.rsplit(".", 1)[1]
+
+    def kwargs(self, stage_values: dict[str, object]) -> dict[str, object]:
+        """The trainer-config arguments the stage's own keys and the method set (reserved under training_args)."""
+        return {**{arg: stage_values[key] for key, arg in self.stage_args.items()}, **self.fixed}
+
+    def log_key(self, quantity: str) -> str | None:
+        return self.logs.get(quantity)
+
+
+RL_METHODS: dict[str, RLMethod] = {method.name: method for method in (
+    RLMethod("grpo", "GRPO", "trl.GRPOConfig", "trl.GRPOTrainer"),
+    RLMethod("rloo", "RLOO", "trl.RLOOConfig", "trl.RLOOTrainer"),
+)}  # TRL 1.16 has no PPOTrainer, in trl or trl.experimental
+SFT_CONFIG = "trl.SFTConfig"
+
+
+def load(path: str):
+    """A class by dotted path (`trl.GRPOConfig`, `trl.experimental.online_dpo.OnlineDPOConfig`)."""
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def config_path(stage_kind: str, rl: str) -> str:
+    """The TRL config class a stage is built from: SFTConfig, or its row's RL method's."""
+    return RL_METHODS[rl].config if stage_kind == "rl" else SFT_CONFIG
