@@ -1,26 +1,35 @@
 """RL methods are matrix values: `rl: grpo | rloo` picks TRL's trainer for the RL stage, with the same rewards,
 prompts and group settings; GRPO's loss variants (`loss_type`, `scale_rewards`) are row overrides that reach
-GRPOConfig. A setting the row's trainer does not have is refused at validation."""
+GRPOConfig. A setting the row's trainer does not have is refused at validation. A method is one entry of
+training/methods.py's registry: validation, the job, the report's labels and the log keys it reads follow."""
 import json
 import math
 
 import pytest
 
 from conftest import Dag
+from gsm_pipeline.config import validate_config
 from gsm_pipeline.errors import ConfigError
 from gsm_pipeline.jobs import train_grpo
-from gsm_pipeline.reporting.comparison import method
-from test_variants import config, grpo
+from gsm_pipeline.reporting.comparison import method, stage_label, training_rows
+from gsm_pipeline.reporting.compute import cost_table, stage_cost
+from gsm_pipeline.reporting.page import answer
+from gsm_pipeline.training import methods
+from test_variants import STAGES, config, grpo
 
 
 def test_an_rloo_row_trains_with_trls_rloo_trainer_and_the_rows_rewards(tmp_path, tiny_model):
     from trl import GRPOTrainer, RLOOTrainer
 
-    cfg = config(x={"rl": "rloo", "rewards": ["format", "correctness"]})
+    # 4 completions of 8 tokens: neither is RLOOConfig's default (2, 512), so the stage's settings did reach it
+    cfg = validate_config({"experiments": {"x": {"rl": "rloo", "rewards": ["format", "correctness"]}},
+                           "stages": {**STAGES, "grpo": {**STAGES["grpo"], "num_generations": 4, "training_args": {
+                               "max_steps": 1, "per_device_train_batch_size": 4}}}})
     trainer, _ = grpo(tmp_path, tiny_model, cfg, "x")
     assert type(trainer) is RLOOTrainer and not isinstance(trainer, GRPOTrainer)
     assert [f.__name__ for f in trainer.reward_funcs] == ["format_reward", "correctness_reward"]
-    assert trainer.args.num_generations == 2 and trainer.args.beta == 0.0  # the stage's settings, not RLOO's 0.05
+    assert trainer.args.num_generations == 4 and trainer.args.max_completion_length == 8
+    assert trainer.args.beta == 0.0  # the stage's settings, not RLOO's 0.05
     trainer.train()
     [step] = [h for h in trainer.state.log_history if "loss" in h]
     assert math.isfinite(step["loss"])
@@ -57,7 +66,41 @@ def test_a_job_built_by_hand_is_checked_against_its_own_trainers_config(tmp_path
 
 
 def test_the_report_names_the_rl_method():
+    from gsm_pipeline.layout import report_job
+
     assert method("grpo", {"chat_template": True, "rl": "rloo"}) == "rloo chat"
+    row = next(e for e in report_job(config(x={"rl": "rloo"})).experiments if e["name"] == "x")
+    assert row["variant"]["rl"] == "rloo"  # comparison.csv's rl column and the page's label read it
+    assert stage_label("grpo", {methods.RL_METHODS["rloo"]}) == "RLOO"
+
+
+def headline_row(experiment: str, stage: str, rl: str) -> dict:
+    return {"experiment": experiment, "stage": stage, "testset": "t", "n": 8, "eval_matches_training": True,
+            "accuracy_strict": 0.25, "ci95_low": 0.1, "ci95_high": 0.5, "answer_rate": 0.5, "rl": rl,
+            "p_strict_vs_base": None, "p_answer_rate_vs_base": None}
+
+
+def test_a_new_rl_method_is_one_registry_entry(tmp_path, tiny_model, monkeypatch):
+    """A toy method (GRPO's trainer with Dr. GRPO's loss fixed, logging no completion lengths under the usual key):
+    the config accepts it, the job builds and trains its trainer, and the report labels it and says what it does
+    not log instead of leaving a blank."""
+    toy = methods.RLMethod("toy", "Toy-RL", "trl.GRPOConfig", "trl.GRPOTrainer", fixed={"loss_type": "dr_grpo"},
+                           logs={**methods.GROUP_LOGS, "completion_length": "toy/length"})
+    monkeypatch.setitem(methods.RL_METHODS, "toy", toy)
+    with pytest.raises(ConfigError, match=r"training_args.loss_type' is set by the pipeline: use nothing: the RL "
+                                          "method toy sets it"):
+        config(x={"rl": "toy", "overrides": {"grpo": {"training_args": {"loss_type": "grpo"}}}})
+    cfg = config(x={"rl": "toy"})
+    trainer, _ = grpo(tmp_path, tiny_model, cfg, "x")
+    assert type(trainer).__name__ == "GRPOTrainer" and trainer.args.loss_type == "dr_grpo"
+    trainer.train()
+    history = trainer.state.log_history
+    assert [r["method"] for r in training_rows([("grpo-1", history)], {"grpo-1": toy})] == ["Toy-RL"]
+    cost = cost_table({"grpo-1": stage_cost("grpo-1", history, tmp_path, 0, toy)}, {"grpo-1": "grpo"})[0]
+    assert cost["generated_tokens"] == cost["flops"] == "not logged by Toy-RL"
+    page = answer([headline_row("x", "base", "toy"), headline_row("x", "grpo", "toy")])
+    assert page["testsets"][0]["stages"] == ["base", "Toy-RL"]
+    assert any(sentence.startswith("Strict accuracy: base 25% -> Toy-RL 25%") for sentence in page["sentences"])
     assert method("grpo", {"chat_template": False, "rl": "grpo"}) == "grpo raw"
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import run_main
-from ..reporting.comparison import History, comparison_rows, read_history, summary, training_rows
+from ..reporting.comparison import History, comparison_rows, read_history, run_methods, summary, training_rows
 from ..reporting.compute import cost_table, curve_points, stage_cost
 from ..reporting.page import compute_context, eval_key, page_context, render_page
 from ..reporting.plots import (
@@ -69,10 +69,11 @@ def compute_axis(evals: list[dict[str, Any]], histories: list[History],
     """(every evaluated point with its cumulative compute, the cost table), from the training logs and the
     training jobs' Snakemake benchmark files (read by their conventional path: benchmarks are not outputs)."""
     stages = {st["run"]: st for e in experiments.values() for st in e.get("stages", [])}
+    methods = run_methods(experiments)
     costs = {}
     for run, history in histories:
         gpus = stages[run]["gpus"] if run in stages else 0
-        costs[run] = stage_cost(run, history, benchmarks, gpus)
+        costs[run] = stage_cost(run, history, benchmarks, gpus, methods.get(run))
     metrics = {eval_key(e): e for e in evals}
     points = [p for e in experiments.values() for p in curve_points(e, costs, metrics)]
     return points, cost_table(costs, {run: st["stage"] for run, st in stages.items()})
@@ -93,12 +94,12 @@ def write_report(metrics_files: list[str], log_files: list[str], experiments: di
     pd.DataFrame(rows).to_csv(out_dir / "comparison.csv", index=False)
     per_example_table(evals).to_csv(out_dir / "per_example.csv", index=False)
     (out_dir / "summary.json").write_text(json.dumps(summary(rows, provenance), indent=2))
-    train = training_rows(histories)
+    train = training_rows(histories, run_methods(experiments))
     (out_dir / "training.json").write_text(json.dumps(train, indent=2))
     plot_accuracy(rows, out_dir / "accuracy.png")
     crossed = plot_template_scatter(rows, out_dir / "template_scatter.png")
     if histories:
-        plot_training_curves(histories, out_dir / "training_curves.png")
+        plot_training_curves(histories, run_methods(experiments), out_dir / "training_curves.png")
     sampling = {eval_key(e): e["sampling"] for e in evals if "sampling" in e}
     if sampling:
         plot_sampling(rows, sampling, out_dir / "sampling.png")

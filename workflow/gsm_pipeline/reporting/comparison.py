@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from ..grading.metrics import mcnemar_exact
+from ..stages import REPORT_ORDER, STAGES, is_rl
+from ..training.methods import RL_METHODS, RLMethod
 
-STAGE_ORDER = ["base", "prep_sft", "full_sft", "grpo"]
+STAGE_ORDER = list(REPORT_ORDER)
 CALIBRATION_COLUMNS = ["confidence_rate", "mean_confidence", "ece", "brier", "auroc", "confidence_correlation"]
-# Training-side variant columns (report_layout's "variant"), prefixed so eval-side values stand apart.
+# Training-side variant columns (the report job's "variant"), prefixed so eval-side values stand apart.
 VARIANT_COLUMNS = {"answer_format": "train_answer_format", "chat_template": "train_chat_template",
                    "finetune": "finetune", "lora_r": "lora_r", "completion_only_loss": "completion_only_loss",
                    "rewards": "rewards", "confidence": "confidence", "grpo_from": "grpo_from", "rl": "rl",
@@ -36,9 +38,9 @@ def method(stage: str, variant: dict[str, Any]) -> str:
     """Training method in a few words: stage, train template and, for SFT, what the loss covered."""
     if stage == "base":
         return "base (prompting)"
-    name = variant.get("rl", "grpo") if stage == "grpo" else stage  # the RL stage is named by its trainer
+    name = variant.get("rl", "grpo") if is_rl(stage) else stage  # the RL stage is named by its method
     text = f"{name} {'chat' if variant['chat_template'] else 'raw'}"
-    if stage != "grpo":
+    if not is_rl(stage):
         text += " answer-loss" if variant["completion_only_loss"] else " full-loss"
     return text
 
@@ -92,20 +94,47 @@ def read_history(path: str) -> History:
     return Path(path).parent.name, json.loads(Path(path).read_text())
 
 
-def training_rows(histories: list[History]) -> list[dict[str, Any]]:
-    """Per trained stage (`read_history` of each): steps, losses and, for GRPO, rewards and the share of prompt
-    groups with signal."""
+def run_methods(experiments: dict[str, dict]) -> dict[str, RLMethod]:
+    """The RL method (training/methods.py) that trained each RL stage folder, from the rows that train it."""
+    return {st["run"]: RL_METHODS[e["variant"].get("rl", "grpo")] for e in experiments.values()
+            for st in e.get("stages", []) if is_rl(st["stage"])}
+
+
+def stage_label(stage: str, methods: list[RLMethod] | set[RLMethod]) -> str:
+    """How the report names a stage: the table's label, the RL stage by the methods that trained it here."""
+    if stage == "base":
+        return "base"
+    if is_rl(stage) and methods:
+        return "/".join(sorted({m.label for m in methods}))
+    return STAGES[stage].label
+
+
+def logged(history: list[dict[str, Any]], method: RLMethod, quantity: str) -> list[float] | str:
+    """A quantity's per-step values as `method` logs it, or the words saying it does not ("not logged by RLOO")."""
+    key = method.log_key(quantity)
+    values = [h[key] for h in history if key and "loss" in h and key in h]
+    return values or f"not logged by {method.label}"
+
+
+def training_rows(histories: list[History], methods: dict[str, RLMethod]) -> list[dict[str, Any]]:
+    """Per trained stage (`read_history` of each): steps, losses and, for an RL stage, its method, rewards and the
+    share of prompt groups with signal, read under the keys its method logs them by."""
     out = []
     for run, history in histories:
         steps = [h for h in history if "loss" in h]
         row = {"run": run, "steps": max((h.get("step", 0) for h in history), default=0),
                "first_loss": steps[0]["loss"] if steps else None, "last_loss": steps[-1]["loss"] if steps else None}
-        zero_std = [h["frac_reward_zero_std"] for h in steps if "frac_reward_zero_std" in h]
-        if zero_std:
-            rewards = [h["reward"] for h in steps if "reward" in h]
-            row.update({"share_groups_with_reward_variance": 1 - sum(zero_std) / len(zero_std),
-                        "first_reward": rewards[0], "last_reward": rewards[-1],
-                        "mean_reward": sum(rewards) / len(rewards)})
+        method = methods.get(run)
+        if method is not None:
+            rewards, zero_std = logged(history, method, "reward"), logged(history, method, "reward_std_zero")
+            row["method"] = method.label
+            if isinstance(rewards, str):
+                row.update({"first_reward": rewards, "last_reward": rewards, "mean_reward": rewards})
+            else:
+                row.update({"first_reward": rewards[0], "last_reward": rewards[-1],
+                            "mean_reward": sum(rewards) / len(rewards)})
+            row["share_groups_with_reward_variance"] = (
+                zero_std if isinstance(zero_std, str) else 1 - sum(zero_std) / len(zero_std))
         out.append(row)
     return out
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..grading.metrics import rate_interval
+from ..training.methods import RLMethod
 
 
 def read_benchmark(path: Path) -> dict[str, float] | None:
@@ -33,10 +34,13 @@ def read_benchmark(path: Path) -> dict[str, float] | None:
     return {"seconds": float(last["s"]), "peak_rss_gb": None if rss in ("NA", "-") else float(rss) / 1024}
 
 
-def stage_cost(run: str, history: list[dict[str, Any]], benchmarks: Path, gpus: int) -> dict[str, Any]:
+def stage_cost(run: str, history: list[dict[str, Any]], benchmarks: Path, gpus: int,
+               method: RLMethod | None = None) -> dict[str, Any]:
     """What one trained stage cost, with its cumulative tokens at every optimizer step, and the confidence
-    targets it trained on (their job's generated tokens and wall time), if any. Benchmark files are read by
-    their conventional paths under `benchmarks` (they are not outputs)."""
+    targets it trained on (their job's generated tokens and wall time), if any. An RL stage's generated tokens
+    are read under the key its `method` logs completion lengths by; where it logs none, they are unknown (None,
+    and so are its FLOPs), never 0. Benchmark files are read by their conventional paths under `benchmarks` (they
+    are not outputs)."""
     runtime = history[0].get("runtime", {}) if history else {}
     benchmark = read_benchmark(benchmarks / f"{run}.tsv")
     targets = runtime.get("confidence_targets")
@@ -46,23 +50,27 @@ def stage_cost(run: str, history: list[dict[str, Any]], benchmarks: Path, gpus: 
                    "wall_s": sampled["seconds"] if sampled else None}
     n = runtime.get("parameters") or 0
     per_step = runtime.get("samples_per_step") or 0
+    length = method.log_key("completion_length") if method else None
+    unknown = method is not None and not any(length in e for e in history if "loss" in e)
     trained, generated, by_step = 0.0, 0.0, {0: (0.0, 0.0)}
     for entry in history:
         if "step" in entry and "loss" in entry:
             trained = float(entry.get("num_tokens", trained))
-            generated += float(entry.get("completions/mean_length", 0.0)) * per_step
-            by_step[int(entry["step"])] = (trained, generated)
+            generated += float(entry.get(length, 0.0)) * per_step if length else 0.0
+            by_step[int(entry["step"])] = (trained, None if unknown else generated)
+    generated = None if unknown else generated
     steps = max(by_step)
     wall = benchmark["seconds"] if benchmark else None
     return {"run": run, "steps": steps, "parameters": n, "by_step": by_step, "wall_s": wall,
             "gpus": gpus, "gpu_hours": gpus * wall / 3600 if gpus and wall is not None else None,
             "peak_rss_gb": benchmark["peak_rss_gb"] if benchmark else None,
             "peak_gpu_memory_gb": runtime.get("peak_gpu_memory_gb"), "targets": targets,
-            "trained_tokens": trained, "generated_tokens": generated, "flops": flops(n, trained, generated)}
+            "trained_tokens": trained, "generated_tokens": generated, "flops": flops(n, trained, generated),
+            "method": method.label if method else None}
 
 
-def flops(parameters: int, trained: float, generated: float) -> float:
-    return 6.0 * parameters * trained + 2.0 * parameters * generated
+def flops(parameters: int, trained: float, generated: float | None) -> float | None:
+    return None if generated is None else 6.0 * parameters * trained + 2.0 * parameters * generated
 
 
 def at_step(cost: dict[str, Any], step: int) -> dict[str, float]:
@@ -89,7 +97,7 @@ def curve_points(experiment: dict[str, Any], costs: dict[str, dict[str, Any]],
     prompt = experiment["prompt_key"]
     before: dict[str, dict[str, Any]] = {"base": dict(ZERO)}
     charged: dict[str, bool] = {"base": False}  # whether the chain up to a run has paid for its targets
-    marks = [("base", "base", 0, "base", dict(ZERO))]
+    marks = [("base", "base", 0, "base", None, dict(ZERO))]
     for st in experiment["stages"]:
         cost = costs.get(st["run"])
         if cost is None:
@@ -101,11 +109,12 @@ def curve_points(experiment: dict[str, Any], costs: dict[str, dict[str, Any]],
                                  "flops": flops(cost["parameters"], 0.0, targets["generated_tokens"])})
         charged[st["run"]] = paid or bool(targets)
         steps = [c["step"] for c in experiment["curve"] if c["stage_run"] == st["run"]]
-        marks += [(st["stage"], f"{st['run']}/step-{s}", s, st["run"], _add(start, at_step(cost, s))) for s in steps]
+        marks += [(st["stage"], f"{st['run']}/step-{s}", s, st["run"], st["parent_run"], _add(start, at_step(cost, s)))
+                  for s in steps]
         before[st["run"]] = _add(start, at_step(cost, cost["steps"]))
-        marks.append((st["stage"], st["run"], cost["steps"], st["run"], before[st["run"]]))
+        marks.append((st["stage"], st["run"], cost["steps"], st["run"], st["parent_run"], before[st["run"]]))
     points = []
-    for stage, run, step, stage_run, total in marks:
+    for stage, run, step, stage_run, parent_run, total in marks:
         for testset in experiment["testsets"]:
             ev = metrics.get((run, prompt, testset))
             if ev is None:
@@ -113,7 +122,8 @@ def curve_points(experiment: dict[str, Any], costs: dict[str, dict[str, Any]],
             fmt_low, fmt_high = rate_interval(ev["answer_rate"], ev["n"])
             low, high = ev["accuracy_strict_ci95"]
             points.append({"experiment": experiment["name"], "stage": stage, "run": run, "stage_run": stage_run,
-                           "stage_step": step, "final": "/step-" not in run, "testset": testset, "n": ev["n"],
+                           "parent_run": parent_run, "stage_step": step, "final": "/step-" not in run,
+                           "testset": testset, "n": ev["n"],
                            "optimizer_steps": total["steps"], "flops": total["flops"], "wall_s": total["wall_s"],
                            "trained_tokens": total["trained_tokens"], "generated_tokens": total["generated_tokens"],
                            "accuracy_strict": ev["accuracy_strict"], "ci95_low": low, "ci95_high": high,
@@ -126,7 +136,11 @@ def cost_table(costs: dict[str, dict[str, Any]], stages: dict[str, str]) -> list
     """One row per trained stage: the cost table of the report."""
     keys = ("run", "steps", "wall_s", "gpus", "gpu_hours", "trained_tokens", "generated_tokens", "flops",
             "peak_rss_gb", "peak_gpu_memory_gb", "parameters")
-    return [{"stage": stages.get(run, ""), **{k: cost[k] for k in keys},
+    def shown(cost: dict[str, Any], key: str) -> Any:  # an RL stage whose method logs no completion lengths
+        unknown = cost[key] is None and key in ("generated_tokens", "flops") and cost["method"]
+        return f"not logged by {cost['method']}" if unknown else cost[key]
+
+    return [{"stage": stages.get(run, ""), **{k: shown(cost, k) for k in keys},
              "confidence_targets": cost["targets"]["name"] if cost["targets"] else "",
              "target_tokens": cost["targets"]["generated_tokens"] if cost["targets"] else 0.0}
             for run, cost in costs.items()]

@@ -1,6 +1,7 @@
 """The report page: one function builds everything the page shows (`page_context`), and the jinja2 template
 `templates/report.html.j2` lays it out. The page opens with the answer (per test set, base -> prep SFT -> full
-SFT -> GRPO: accuracy and format rate with intervals, in a few sentences), the details follow."""
+SFT -> the RL stage, named by its method: accuracy and format rate with intervals, in a few sentences), the
+details follow."""
 from __future__ import annotations
 
 import json
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..grading.metrics import rate_interval
+from ..training.methods import RL_METHODS
 from .comparison import (
     CALIBRATION_COLUMNS,
     RUNTIME_COLUMNS,
@@ -17,15 +19,15 @@ from .comparison import (
     findings,
     row_key,
     runtime_rows,
+    stage_label,
 )
 
 TEMPLATES = Path(__file__).parent / "templates"
 COMPARISON_COLUMNS = ["experiment", "stage", "method", "testset", "prompt", "n", "accuracy_strict", "ci95_low",
                       "ci95_high", "accuracy_flexible", "answer_rate", "thinking_rate", "truncation_rate",
                       "p_strict_vs_base", "p_answer_rate_vs_base", "p_strict_vs_parent"]
-TRAINING_COLUMNS = ["run", "steps", "first_loss", "last_loss", "first_reward", "last_reward", "mean_reward",
-                    "share_groups_with_reward_variance"]
-STAGE_NAMES = {"base": "base", "prep_sft": "prep SFT", "full_sft": "full SFT", "grpo": "GRPO"}
+TRAINING_COLUMNS = ["run", "method", "steps", "first_loss", "last_loss", "first_reward", "last_reward",
+                    "mean_reward", "share_groups_with_reward_variance"]
 HEADLINE_EXPERIMENTS = 6  # more rows than this stop being one screen; the table below has them all
 
 
@@ -59,16 +61,18 @@ def answer(rows: list[dict[str, Any]]) -> dict[str, Any]:
     names = list(dict.fromkeys(r["experiment"] for r in asked))
     shown = names[:HEADLINE_EXPERIMENTS]
     stages = [s for s in STAGE_ORDER if any(r["stage"] == s for r in asked)]
+    labels = {s: stage_label(s, {RL_METHODS[r["rl"]] for r in asked if r["stage"] == s and r.get("rl")})
+              for s in stages}
     blocks = []
     for testset in dict.fromkeys(r["testset"] for r in asked):
         by = {(r["experiment"], r["stage"]): r for r in asked if r["testset"] == testset}
         blocks.append({"testset": testset, "n": max(r["n"] for r in by.values()),
-                       "stages": [STAGE_NAMES[s] for s in stages],
+                       "stages": [labels[s] for s in stages],
                        "experiments": [{"name": e, "cells": [_cell(by[(e, s)]) if (e, s) in by else None
                                                              for s in stages]} for e in shown]})
     sentences = []
     for metric, label in (("answer_rate", "Answer-format rate"), ("accuracy_strict", "Strict accuracy")):
-        parts = [f"{STAGE_NAMES[s]} {_span([r[metric] for r in asked if r['stage'] == s])}" for s in stages]
+        parts = [f"{labels[s]} {_span([r[metric] for r in asked if r['stage'] == s])}" for s in stages]
         sentences.append(f"{label}: {' -> '.join(parts)} (range over experiments and test sets).")
     trained = [r for r in asked if r["stage"] != "base" and r["p_strict_vs_base"] is not None
                and r["p_answer_rate_vs_base"] is not None]

@@ -4,6 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..stages import is_rl
+from ..training.methods import RLMethod
 from .comparison import STAGE_ORDER, row_key
 
 
@@ -104,34 +106,46 @@ def plot_template_scatter(rows: list[dict[str, Any]], path: Path) -> bool:
     return True
 
 
-TRAINING_PANELS = [("loss", "loss", lambda k: k == "loss"),
-                   ("reward and its components", "reward", lambda k: k == "reward" or
-                    (k.startswith("rewards/") and k.endswith("/mean"))),
-                   ("KL to the starting model", "kl", lambda k: k == "kl"),
-                   ("mean completion length (tokens)", "length", lambda k: k == "completions/mean_length")]
+TRAINING_PANELS = [("loss", "loss"), ("reward and its components", "reward"), ("KL to the starting model", "kl"),
+                   ("mean completion length (tokens)", "completion_length")]
 
 
-def plot_training_curves(histories: list[tuple[str, list[dict[str, Any]]]], path: Path) -> None:
-    """Loss, GRPO reward (total and per function), KL and completion length against step, a line per run."""
+def panel_keys(quantity: str, method: RLMethod | None, history: list[dict[str, Any]]) -> list[str]:
+    """The log keys a panel draws for one run: the loss for every stage; for an RL stage, what its method logs
+    the quantity under (the reward with each reward function's mean)."""
+    if quantity == "loss":
+        return ["loss"]
+    key = method.log_key(quantity) if method else None
+    keys = [key] if key else []
+    parts = method.log_key("reward_parts") if method and quantity == "reward" else None
+    if parts:
+        keys += sorted({k for h in history for k in h if k.startswith(parts) and k.endswith("/mean")})
+    return keys
+
+
+def plot_training_curves(histories: list[tuple[str, list[dict[str, Any]]]], methods: dict[str, RLMethod],
+                         path: Path) -> None:
+    """Loss, RL reward (total and per function), KL and completion length against step, a line per run, each
+    read under the key its RL method logs it by."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(TRAINING_PANELS), figsize=(4.2 * len(TRAINING_PANELS), 3.6), squeeze=False)
-    for ax, (title, _, wanted) in zip(axes[0], TRAINING_PANELS):
+    for ax, (title, quantity) in zip(axes[0], TRAINING_PANELS):
         for run, history in histories:
-            keys = sorted({k for h in history for k in h if wanted(k)})
-            for key in keys:
+            main = panel_keys(quantity, methods.get(run), history)[:1]
+            for key in panel_keys(quantity, methods.get(run), history):
                 points = [(h["step"], h[key]) for h in history if key in h and "step" in h]
                 if points:
-                    label = run if key in ("loss", "reward", "kl", "completions/mean_length") else \
-                        f"{run} {key.split('/')[1]}"
+                    label = run if key in main else f"{run} {key.split('/')[1]}"
                     ax.plot(*zip(*points), marker=".", ms=3, lw=1, label=label,
-                            ls="-" if key in ("loss", "reward") else "--")
+                            ls="-" if quantity in ("loss", "reward") and key in main else "--")
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("step")
         if ax.lines:
             ax.legend(fontsize=5)
         else:
-            ax.text(0.5, 0.5, "not logged (KL is computed only with beta > 0)" if title.startswith("KL")
-                    else "not logged", ha="center", transform=ax.transAxes, fontsize=8)
+            by = "/".join(sorted({m.label for m in methods.values()})) or "any stage"
+            ax.text(0.5, 0.5, "not logged (KL is computed only with beta > 0)" if quantity == "kl"
+                    else f"not logged by {by}", ha="center", transform=ax.transAxes, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -194,9 +208,23 @@ def plot_reliability(rows: list[dict[str, Any]], bins: dict[tuple[str, str], lis
     plt.close(fig)
 
 
+def branches(points: list[dict[str, Any]], x: str) -> list[list[dict[str, Any]]]:
+    """One experiment's chain as a tree: per trained stage, its parent's final point then its own points in step
+    order (full SFT and RL both branch from prep SFT; neither follows the other). Points without a value on the
+    axis (an RL method that logs no completion lengths has no FLOPs) are left out."""
+    known = [p for p in points if p[x] is not None]
+    final = {p["stage_run"]: p for p in known if p["final"]}
+    out = []
+    for stage_run in dict.fromkeys(p["stage_run"] for p in known if p["stage"] != "base"):
+        own = sorted((p for p in known if p["stage_run"] == stage_run), key=lambda p: p["stage_step"])
+        start = final.get(own[0]["parent_run"])
+        out.append(([start] if start else []) + own)
+    return out
+
+
 def plot_compute_curves(points: list[dict[str, Any]], by_compute: Path, by_steps: Path) -> dict[str, str] | None:
     """The headline: strict accuracy (95% band) and answer-format rate against cumulative training compute, and
-    again against optimizer steps; one line per experiment through its stages (SFT points round, RL points
+    again against optimizer steps; each experiment a colour, its stages a tree of branches (SFT points round, RL points
     triangles, intermediate checkpoints small), the base model as a dashed horizontal reference. First test set
     only in the figure; curve.csv has them all. None when nothing was trained."""
     trained = [p for p in points if p["stage"] != "base"]
@@ -217,14 +245,15 @@ def plot_compute_curves(points: list[dict[str, Any]], by_compute: Path, by_steps
             for value in sorted(bases):
                 ax.axhline(value, color="grey", linestyle="--", linewidth=1)
             for i, name in enumerate(dict.fromkeys(p["experiment"] for p in mine)):
-                line = [p for p in mine if p["experiment"] == name]
                 colour = f"C{i % 10}"
-                xs = [p[x] for p in line]
-                ax.plot(xs, [p[metric] for p in line], color=colour, label=name, linewidth=1.2)
-                ax.fill_between(xs, [p[low] for p in line], [p[high] for p in line], color=colour, alpha=0.12)
-                for p in line[1:]:
-                    ax.plot(p[x], p[metric], marker="^" if p["stage"] == "grpo" else "o", color=colour,
-                            markersize=6 if p["final"] else 3.5)
+                for k, branch in enumerate(branches([p for p in mine if p["experiment"] == name], x)):
+                    xs = [p[x] for p in branch]
+                    ax.plot(xs, [p[metric] for p in branch], color=colour, label=None if k else name, linewidth=1.2)
+                    ax.fill_between(xs, [p[low] for p in branch], [p[high] for p in branch], color=colour,
+                                    alpha=0.12)
+                    for p in branch[1:]:
+                        ax.plot(p[x], p[metric], marker="^" if is_rl(p["stage"]) else "o", color=colour,
+                                markersize=6 if p["final"] else 3.5)
             ax.set_title(f"{title} ({testset}, 95% interval)", fontsize=10)
             ax.set_xlabel(label, fontsize=8)
             ax.set_ylim(-0.02, 1.02)
