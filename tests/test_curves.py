@@ -46,11 +46,12 @@ def table(path) -> list[dict]:
 
 
 def test_a_curve_point_is_one_more_evaluation_job(planned_and_run):
-    _, planned = planned_and_run
+    dag, planned = planned_and_run
     # evaluate: base, prep SFT at step 60 and at its end (120), GRPO at step 2 and at its end (3), on the one
     # test set, in the prompt the row trains with; nothing else is added: the kept models come from training.
     assert planned == {"prepare_data": 1, "fetch_model": 1, "prep_sft": 1, "grpo": 1, "evaluate": 5,
                        "report": 1, "all": 1}
+    assert "Nothing to be done" in dag.snakemake("-n").stdout  # after the run, no curve job replans
 
 
 def test_sft_and_grpo_intermediate_models_are_kept_evaluated_and_on_the_curve(planned_and_run):
@@ -60,6 +61,7 @@ def test_sft_and_grpo_intermediate_models_are_kept_evaluated_and_on_the_curve(pl
     prep, grpo = dag.run("curve", "prep_sft"), dag.run("curve", "grpo")
     # kept on purpose: SFT's resume checkpoint of step 60 is gone (save_total_limit 2 kept 100 and 120)
     assert not (dag.root / "results" / prep / "checkpoints/checkpoint-60").exists()
+    assert [p.name for p in (dag.root / "results" / prep).glob("step-*")] == ["step-60"]  # only the listed steps
     for run, step in ((prep, 60), (grpo, 2)):
         kept = dag.root / "results" / run / f"step-{step}" / "model"
         weights, final = load_file(kept / "model.safetensors"), load_file(dag.root / "results" / run / "model" /
@@ -70,6 +72,24 @@ def test_sft_and_grpo_intermediate_models_are_kept_evaluated_and_on_the_curve(pl
     assert [(p["stage"], p["stage_step"], p["final"]) for p in points] == [
         ("base", "0", "True"), ("prep_sft", "60", "False"), ("prep_sft", "120", "True"), ("grpo", "2", "False"),
         ("grpo", "3", "True")]
+
+
+def test_a_deleted_curve_model_stops_the_dry_run_naming_the_job_that_rebuilds_it(planned_and_run):
+    """Asked for again, a curve point whose kept model is gone stops the dry-run with the command that trains its
+    stage again, instead of an evaluation that fails after the jobs before it."""
+    dag, _ = planned_and_run
+    prep = dag.run("curve", "prep_sft")
+    kept = dag.root / "results" / prep / "step-60" / "model"
+    aside = kept.with_name("model.aside")
+    kept.rename(aside)
+    try:
+        done = dag.snakemake("-n", f"results/{prep}/step-60/eval/tagged-chat/test/metrics.json", check=False)
+    finally:
+        aside.rename(kept)
+    assert done.returncode != 0
+    assert (f"results/{prep}/step-60/model: this learning-curve model is missing, and only its stage's training "
+            f"keeps it: train the stage again with `snakemake --cores all --forcerun prep_sft results/{prep}/model`"
+            in done.stdout + done.stderr)
 
 
 def test_each_point_carries_its_cumulative_compute_and_interval(planned_and_run):

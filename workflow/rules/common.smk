@@ -16,8 +16,10 @@ from gsm_pipeline import layout
 from gsm_pipeline.config import validate_config
 from gsm_pipeline.config_files import load_config_file, merge
 from gsm_pipeline.errors import ConfigError
+from snakemake.exceptions import WorkflowError
 from gsm_pipeline.preflight import preflight
 from gsm_pipeline.sources import module_sources
+from gsm_pipeline.stages import JOBS, STAGES
 
 DEFAULT_CONFIG = "config.yaml"
 
@@ -30,7 +32,9 @@ try:
         config.clear()
         config.update(merged)
     CFG = validate_config(config)
-    preflight(CFG)  # what a job would refuse when it starts (TRL's own checks, stage lengths), refused now
+    # The plan, built once: each stage folder's typed job, parent and inputs, checked as its job would check
+    # them (TRL's own config checks, the stage's length against its curve and save steps) before any job.
+    PLAN = {planned.run: planned for planned in preflight(CFG)}
     # Snakemake knows its targets only after parsing, so results/ paths on the command line are checked here.
     for target in sys.argv[1:]:
         layout.check_target(target, CFG)
@@ -47,7 +51,7 @@ def one_of(values):
     return "|".join(re.escape(v) for v in values)
 
 
-TRAINED = layout.trained_runs(CFG)  # every <stage>-<chain> folder this config trains
+TRAINED = list(PLAN)  # every <stage>-<chain> folder this config trains, in declaration order
 EVALUATIONS = layout.evaluations(CFG)  # every (run, prompt) evaluated: base, each stage, each curve point
 
 wildcard_constraints:
@@ -83,39 +87,43 @@ def local_data_files():
     return [*task, *CFG.data.extra_test_files.values()]
 
 
-def model_dir(experiment, stage):
-    """Where an experiment's stage lives: results/<stage>-<chain>, shared by stages trained identically."""
-    return layout.model_dir(CFG, experiment, stage)
-
-
-def parent_stage(experiment, stage):
-    return layout.parent_stage(CFG, experiment, stage)
-
-
-def experiment_of(stage, wildcards):
-    """An experiment training the {chain} folder of this stage; all that share it have its job settings."""
-    return layout.run_experiment(CFG, stage, wildcards.chain)
-
-
-def targets_file(experiment):
-    return f"results/confidence_targets/{CFG.prompt_key(experiment)}.jsonl"
+def planned(stage, wildcards):
+    """The plan of the {chain} folder of this stage (every row sharing it has its job settings)."""
+    run = f"{stage}-{wildcards.chain}"
+    if run not in PLAN:
+        layout.run_experiment(CFG, stage, wildcards.chain)  # says which folders this config trains
+    return PLAN[run]
 
 
 def confidence_model():
     ref = CFG.confidence.model
-    return BASE_MODEL if ref == "base" else model_dir(*ref.split("/"))
+    return BASE_MODEL if ref == "base" else layout.model_dir(CFG, *ref.split("/"))
 
 
-def sft_inputs(stage):
-    """Inputs of an SFT stage; confidence experiments also read the measured confidence targets."""
+def training_inputs(stage):
+    """Inputs of a training stage: its parent model, its data split, its job's code and, for the SFT of a confidence
+    row, the measured confidence targets."""
     def inputs(wildcards):
-        exp = experiment_of(stage, wildcards)
-        files = {"parent": model_dir(exp, parent_stage(exp, stage)), "data": f"results/data/{stage}.jsonl",
-                 "code": code("train_sft")}
-        if CFG.experiments[exp].confidence:
-            files["targets"] = targets_file(exp)
+        plan = planned(stage, wildcards)
+        files = {"parent": plan.parent_model, "data": f"results/data/{stage}.jsonl", "code": code(JOBS[STAGES[stage].kind])}
+        if plan.targets:
+            files["targets"] = plan.targets
         return files
+    inputs.__name__ = f"{stage}_inputs"
     return inputs
+
+
+def training_job(stage):
+    """The stage's typed job, as the one JSON argument its entry point parses."""
+    def job(wildcards):
+        return as_arg(planned(stage, wildcards).job)
+    job.__name__ = f"{stage}_job"
+    return job
+
+
+def checkpoints_dir(wildcards, output):
+    """Stage-local checkpoints beside (never inside) the model output, which Snakemake deletes when incomplete."""
+    return str(Path(output.model).parent / "checkpoints")
 
 
 # Relative to the working directory (the checkout), so moving the checkout does not change the command.
@@ -127,16 +135,19 @@ def launch(stage):
     so a --set-resources override reaches it too; 1 on CPU unless stages.<stage>.processes says otherwise),
     and a free port per job."""
     def command(wildcards, resources):
-        st = CFG.stage_config(experiment_of(stage, wildcards), stage)
-        processes = st["processes"] or max(1, int(resources.gpu))
-        return (f"accelerate launch --config_file {shlex.quote(str(ACCELERATE_CONFIGS / (st['launcher'] + '.yaml')))} "
+        job = planned(stage, wildcards).job
+        processes = job.processes or max(1, int(resources.gpu))
+        return (f"accelerate launch --config_file {shlex.quote(str(ACCELERATE_CONFIGS / f'{job.launcher}.yaml'))} "
                 f"--num_processes {processes} --main_process_port $(python -m gsm_pipeline.launch)")
     return command
 
 
 def gpus(stage):
     """GPUs a training job asks for (stages.<stage>.gpus, or the row's overrides)."""
-    return lambda wildcards: CFG.stage_config(experiment_of(stage, wildcards), stage)["gpus"]
+    def count(wildcards):
+        return planned(stage, wildcards).job.gpus
+    count.__name__ = f"{stage}_gpus"
+    return count
 
 
 def targets_flag(wildcards, input):
@@ -152,18 +163,37 @@ def training_logs():
 
 
 def eval_inputs(wildcards):
-    """A curve point (<stage>-<chain>/step-N) waits for its stage's training, which keeps that step's model."""
-    _, folder, _ = layout.split_run(wildcards.run)
+    """A curve point (<stage>-<chain>/step-N) waits for its stage's training, which keeps that step's model; one
+    whose stage has trained but whose kept model is gone can only come back by training the stage again."""
+    stage, folder, step = layout.split_run(wildcards.run)
     model = BASE_MODEL if folder == "base" else f"results/{folder}/model"
+    kept = layout.curve_model(folder, step) if step is not None else None
+    if kept and Path(model).is_dir() and not Path(kept).is_dir():
+        raise WorkflowError(f"{kept}: this learning-curve model is missing, and only its stage's training keeps it: "
+                            f"train the stage again with `snakemake --cores all --forcerun {stage} {model}`")
     return {"model": model, "data": f"results/data/test/{wildcards.testset}.jsonl", "code": code("evaluate")}
 
 
 def eval_model(wildcards, input):
     """A curve point's model: `<stage>-<chain>/step-N/model`, kept by its stage's training job (not an output)."""
-    return f"results/{wildcards.run}/model" if layout.STEP_RUN.fullmatch(wildcards.run) else input.model
+    stage, folder, step = layout.split_run(wildcards.run)
+    return layout.curve_model(folder, step) if step is not None else input.model
 
 
 def eval_meta(wildcards):
+    """The labels an evaluation's metrics.json carries (stage, prompt, run, test set, curve step)."""
     stage, _, step = layout.split_run(wildcards.run)
-    return {"stage": stage, "prompt_key": wildcards.prompt, "run": wildcards.run, "testset": wildcards.testset,
-            **({"step": step} if step is not None else {})}
+    return as_arg({"stage": stage, "prompt_key": wildcards.prompt, "run": wildcards.run, "testset": wildcards.testset,
+                   **({"step": step} if step is not None else {})})
+
+
+def eval_job(wildcards):
+    return as_arg(CFG.eval_job(PROMPTS[wildcards.prompt]))
+
+
+def targets_job(wildcards):
+    return as_arg(CFG.targets_job(PROMPTS[wildcards.prompt]))
+
+
+def output_folder(wildcards, output):
+    return str(Path(output.metrics).parent)

@@ -8,7 +8,7 @@ rule confidence_targets:
         targets="results/confidence_targets/{prompt}.jsonl",
         summary="results/confidence_targets/{prompt}.summary.json",
     params:
-        job=lambda w: as_arg(CFG.targets_job(PROMPTS[w.prompt])),
+        job=targets_job,
     threads: workflow.cores
     resources:
         gpu=CFG.evaluation.gpus,

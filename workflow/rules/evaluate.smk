@@ -9,9 +9,9 @@ rule evaluate:
         metrics="results/{run}/eval/{prompt}/{testset}/metrics.json",
         calibration="results/{run}/eval/{prompt}/{testset}/calibration.csv",
     params:
-        job=lambda w: as_arg(CFG.eval_job(PROMPTS[w.prompt])),
-        meta=lambda w: as_arg(eval_meta(w)),
-        out=lambda w, output: str(Path(output.metrics).parent),
+        job=eval_job,
+        meta=eval_meta,
+        out=output_folder,
         model=eval_model,
     threads: workflow.cores
     resources:

@@ -1,15 +1,14 @@
 rule grpo:
-    """GRPO with the experiment's reward set, from prep SFT (or full SFT, per experiment); {chain} names the training chain."""
+    """The RL stage (the row's method: GRPO or RLOO) with the row's reward set, from prep SFT (or full SFT, per
+    experiment); {chain} names the training chain."""
     input:
-        parent=lambda w: model_dir(experiment_of("grpo", w), parent_stage(experiment_of("grpo", w), "grpo")),
-        data="results/data/grpo.jsonl",
-        code=code("train_grpo"),
+        unpack(training_inputs("grpo")),
     output:
         model=directory("results/grpo-{chain}/model"),
         log_history="results/grpo-{chain}/log_history.json",
     params:
-        job=lambda w: as_arg(CFG.grpo_job(experiment_of("grpo", w))),
-        checkpoints=lambda w, output: str(Path(output.model).parent / "checkpoints"),
+        job=training_job("grpo"),
+        checkpoints=checkpoints_dir,
         launch=launch("grpo"),
     threads: workflow.cores
     resources:

@@ -1,13 +1,13 @@
 rule prep_sft:
     """Format-teaching SFT on the small subset, from the base model. {chain} names the training chain."""
     input:
-        unpack(sft_inputs("prep_sft")),
+        unpack(training_inputs("prep_sft")),
     output:
         model=directory("results/prep_sft-{chain}/model"),
         log_history="results/prep_sft-{chain}/log_history.json",
     params:
-        job=lambda w: as_arg(CFG.sft_job(experiment_of("prep_sft", w), "prep_sft")),
-        checkpoints=lambda w, output: str(Path(output.model).parent / "checkpoints"),
+        job=training_job("prep_sft"),
+        checkpoints=checkpoints_dir,
         targets=targets_flag,
         launch=launch("prep_sft"),
     threads: workflow.cores
@@ -27,13 +27,13 @@ rule prep_sft:
 
 use rule prep_sft as full_sft with:
     input:
-        unpack(sft_inputs("full_sft")),
+        unpack(training_inputs("full_sft")),
     output:
         model=directory("results/full_sft-{chain}/model"),
         log_history="results/full_sft-{chain}/log_history.json",
     params:
-        job=lambda w: as_arg(CFG.sft_job(experiment_of("full_sft", w), "full_sft")),
-        checkpoints=lambda w, output: str(Path(output.model).parent / "checkpoints"),
+        job=training_job("full_sft"),
+        checkpoints=checkpoints_dir,
         targets=targets_flag,
         launch=launch("full_sft"),
     resources:

@@ -12,6 +12,8 @@ import os
 import shutil
 from pathlib import Path
 
+from ..errors import ConfigError
+
 MODEL_FILES = ("*.safetensors", "*.safetensors.index.json", "config.json", "generation_config.json",
                "tokenizer*", "special_tokens_map.json", "chat_template.jinja", "vocab.json", "merges.txt")
 
@@ -40,8 +42,6 @@ def keep(checkpoint: Path, target: Path) -> None:
 def keep_steps_callback(steps: list[int], stage_dir: Path, checkpoints: Path, stage: str):
     """Saves at each of `steps` and keeps that checkpoint's model in `stage_dir` (main process only)."""
     from transformers import TrainerCallback
-
-    from ..errors import ConfigError
 
     wanted = set(steps)
 
