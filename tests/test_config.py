@@ -30,6 +30,45 @@ def test_presets_validate_as_overlays_of_the_default(preset):
     preflight(validate_config(merge(default_config(), load_config_file(preset))))  # as the dry-run checks them
 
 
+SET_BY_SWEEPS = {"variant_of", "swept"}  # row keys sweep expansion writes; a config never sets them
+
+
+def missing_keys(model, data: dict, path: str = "") -> list[str]:
+    from pydantic import BaseModel
+
+    out = []
+    for name, field in model.model_fields.items():
+        here = f"{path}.{name}" if path else name
+        if name not in data:
+            out.append(here)
+        elif isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            out += missing_keys(field.annotation, data[name], here)
+    return out
+
+
+def test_config_yaml_spells_out_every_key_of_the_config_model():
+    """README promises config.yaml shows every key; its first experiment row shows every row key."""
+    from gsm_pipeline.config import ExperimentConfig
+
+    raw = default_config()
+    first = next(iter(raw["experiments"]))
+    missing = missing_keys(PipelineConfig, raw) + [
+        key for key in missing_keys(ExperimentConfig, raw["experiments"][first], f"experiments.{first}")
+        if key.rsplit(".", 1)[1] not in SET_BY_SWEEPS]
+    assert missing == []
+
+
+def test_the_rules_conda_env_lists_every_runtime_dependency_pyproject_declares():
+    import tomllib
+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    env = yaml.safe_load((REPO / "envs/pipeline.yaml").read_text())["dependencies"]
+    pip = next(item["pip"] for item in env if isinstance(item, dict))
+    runtime = [spec.split("#")[0].strip() for spec in declared if not spec.startswith("snakemake")]
+    assert sorted(pip) == sorted(runtime)
+    assert any(spec.startswith("jinja2") for spec in runtime) and any(spec.startswith("scipy") for spec in runtime)
+
+
 @pytest.mark.parametrize("patch, message", [
     ({"stages": {"grpo": {"temprature": 0.7}}}, "unknown key 'stages.grpo.temprature'"),
     ({"data": {"test_size": 0}}, "key 'data.test_size': Input should be greater than or equal to 1 (got 0)"),
