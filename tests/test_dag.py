@@ -208,6 +208,18 @@ RERUNS = {
     # the configured task (tiny: jsonl) loads the rows: everything after the model download
     "tasks/jsonl.py": {"prepare_data": 1, "confidence_targets": 1, **EVERYTHING_TRAINED},
     "jobs/fetch_model.py": {"fetch_model": 1, "confidence_targets": 1, **EVERYTHING_TRAINED},
+    # every evaluation computes its metrics, and the report its intervals; training and targets do not
+    "grading/metrics.py": {"evaluate": 24, "report": 1, "all": 1},
+    # the trainers (curve points, RL methods): every training, the targets sampled from tagged's prep model,
+    # and every evaluation of a trained model (not the base's 3); the report also reads the methods' log keys
+    "training/curve.py": {"confidence_targets": 1, "prep_sft": 4, "full_sft": 4, "grpo": 4, "evaluate": 21,
+                          "report": 1, "all": 1},
+    "training/methods.py": {"confidence_targets": 1, "prep_sft": 4, "full_sft": 4, "grpo": 4, "evaluate": 21,
+                            "report": 1, "all": 1},
+    # the stage table names the data splits: everything after the model download
+    "stages.py": {"prepare_data": 1, "confidence_targets": 1, **EVERYTHING_TRAINED},
+    # the dry-run's own checks run in Snakemake, in no job
+    "preflight.py": {},
 }
 
 

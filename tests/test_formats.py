@@ -27,6 +27,17 @@ def says(monkeypatch):
     return {"answer_format": "says", "chat_template": False}
 
 
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_every_formats_readers_resolve_to_functions_of_the_readers_module(fmt):
+    """Readers are named (so that SFT does not depend on how answers are parsed): a misspelt name is caught here,
+    not at the first evaluation or GRPO reward."""
+    from gsm_pipeline.grading.answers import reader
+
+    for named in (FORMATS[fmt].strict, FORMATS[fmt].working_out):
+        assert callable(reader(named)), named
+        reader(named)("")  # and reads an empty completion without raising
+
+
 def test_the_configs_answer_format_choices_are_the_registry():
     assert AnswerFormat.__args__ == tuple(FORMATS) == ("tagged", "gsm8k", "boxed")
     assert validate_config({"experiments": {"x": {"answer_format": "boxed"}}}).experiments["x"].answer_format == "boxed"

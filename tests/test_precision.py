@@ -100,6 +100,20 @@ def test_bf16_asked_for_on_a_cpu_without_it_is_honoured_with_a_one_line_warning(
     assert len(warnings) == 1 and "without native bf16" in warnings[0]
 
 
+@pytest.mark.parametrize("bf16_gpu", [True, False])
+def test_auto_on_a_gpu_follows_the_gpus_bf16_support(monkeypatch, bf16_gpu):
+    """The GPU branch, which no CPU run reaches and the GPU proof (explicit bf16) does not either."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16_gpu)
+    chosen = resolve_precision("auto", gpu=True)
+    assert chosen.autocast == ("bf16" if bf16_gpu else None)
+    assert resolve_precision("fp16", gpu=True).autocast == "fp16" and resolve_precision("no", gpu=True).autocast is None
+    if not bf16_gpu:
+        with pytest.raises(ConfigError, match="bf16 asked for, but this GPU does not support it"):
+            resolve_precision("bf16", gpu=True)
+
+
 def test_fp16_on_a_cpu_is_refused_in_one_line():
     with pytest.raises(ConfigError, match=r"^model.mixed_precision: fp16 needs a GPU"):
         resolve_precision("fp16", gpu=False, native_bf16=True)
@@ -164,7 +178,17 @@ def test_gpu_presets_ask_for_bf16_in_every_job(preset):
 
 
 @pytest.mark.parametrize("dtype,mixed,autocast", [("bfloat16", "no", "none"), ("float32", "bf16", "bf16")])
-def test_evaluation_runs_in_the_configured_dtype_and_records_how(tmp_path, tiny_model, dtype, mixed, autocast):
+def test_evaluation_runs_in_the_configured_dtype_and_records_how(tmp_path, tiny_model, dtype, mixed, autocast,
+                                                                 monkeypatch):
+    import torch
+
+    generate, seen = evaluate.journaled_generate, []
+
+    def recording(*args, **kwargs):  # generation itself runs under the autocast the record claims
+        seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "journaled_generate", recording)
     rows = [{"question": "What is 2 + 3?", "answer": "2 + 3 = 5\n#### 5"}]
     data = write_jsonl(tmp_path / "test.jsonl", rows)
     job = EvalJob(prompt={"answer_format": "tagged", "chat_template": True, "confidence": False},
@@ -174,6 +198,7 @@ def test_evaluation_runs_in_the_configured_dtype_and_records_how(tmp_path, tiny_
     ran = json.loads((tmp_path / "eval/metrics.json").read_text())["runtime"]
     assert (ran["weights"], ran["autocast"], ran["device"], ran["torch_threads"]) == (dtype, autocast, "cpu", 1)
     assert ran["cpu_capability"] and isinstance(ran["cpu_native_bf16"], bool) and ran["cpu"]
+    assert seen and set(seen) == {torch.bfloat16 if autocast == "bf16" else None}
 
 
 def test_a_training_job_states_how_it_ran_first_in_its_log_and_its_history(tmp_path, tiny_model, capfd):

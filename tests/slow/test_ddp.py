@@ -101,3 +101,6 @@ def test_deepspeed_stages_save_a_plain_model_folder_that_trained(tmp_path, tiny_
         assert weight.shape == start[name].shape, name
     moved = [k for k in saved if not (saved[k].float() == start[k].float()).all()]
     assert len(moved) == len(saved), f"unchanged after training: {sorted(set(saved) - set(moved))}"
+    # and it trained under DeepSpeed at that stage, as its runtime record says (not plain DDP under that name)
+    ran = json.loads((tmp_path / launcher / "log.json").read_text())[0]["runtime"]
+    assert (ran["distributed"], ran["zero_stage"], ran["processes"]) == ("DEEPSPEED", int(launcher[-1]), 2)

@@ -50,3 +50,8 @@ def test_the_wheelhouse_holds_only_what_the_offline_node_lacks_within_the_carry_
         assert any(n.endswith("report.html.j2") for n in whl.namelist())
     assert (out / "tokenizer/tokenizer.json").exists()
     assert "of 64 MiB" in done.stdout
+    # the budget itself, summed here: the carried folder and the checkout that travels with it
+    carried = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout.split(b"\0")
+    checkout = sum((REPO / name.decode()).stat().st_size for name in tracked if name)
+    assert carried + checkout <= 64 * 2**20, f"{(carried + checkout) / 2**20:.1f} MiB"
