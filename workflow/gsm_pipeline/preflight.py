@@ -31,6 +31,7 @@ class PlannedStage:
     job: TrainingJob
     parent_model: str  # the model folder it starts from
     targets: str | None  # the confidence targets it trains on (SFT of a confidence row)
+    rows: int  # its data split's rows: the task carves exactly data.<stage>_size (or prepare_data stops)
     facts: dict[str, Any] | None  # what TRL resolved; None where TRL is not installed
     length: StageLength | None  # None where the config does not determine it (packing, no TRL)
 
@@ -54,12 +55,12 @@ def planned_stages(cfg: PipelineConfig) -> list[PlannedStage]:
             continue
         job = cfg.stage_job(name, stage)
         facts = planned_config(job, lambda key, n=name, s=stage: key_path(cfg, n, s, key))
-        rows = getattr(cfg.data, f"{stage}_size")  # the task carves exactly this many (or prepare_data stops)
+        rows = getattr(cfg.data, f"{stage}_size")
         length = stage_length(facts, rows, job.process_count(), rl=is_rl(stage)) if facts else None
         targets = (f"results/confidence_targets/{prompt_key(job.prompt)}.jsonl"
                    if job.prompt.get("confidence") and not is_rl(stage) else None)
         parent = model_dir(cfg, name, cfg.experiment(name).parent_of(stage))
-        out[run] = PlannedStage(run, name, stage, job, parent, targets, facts, length)
+        out[run] = PlannedStage(run, name, stage, job, parent, targets, rows, facts, length)
     return list(out.values())
 
 
@@ -67,21 +68,21 @@ def check_lengths(cfg: PipelineConfig, planned: list[PlannedStage]) -> None:
     """Curve steps before the stage's last step; explicit checkpoint steps that come at all; RL prompts enough for
     one generation batch."""
     for p in planned:
-        where = lambda key, p=p: key_path(cfg, p.experiment, p.stage, key)  # noqa: E731
         if p.length is None:
             continue
-        rows = getattr(cfg.data, f"{p.stage}_size")
-        if is_rl(p.stage) and rows < p.facts["generation_batch_size"] // p.facts["num_generations"]:
-            raise ConfigError(f"data.{p.stage}_size: {rows} prompts are fewer than one generation batch needs "
+        if is_rl(p.stage) and p.rows < p.facts["generation_batch_size"] // p.facts["num_generations"]:
+            raise ConfigError(f"data.{p.stage}_size: {p.rows} prompts are fewer than one generation batch needs "
                               f"({p.length.how})")
         late = [s for s in p.job.curve_steps() if s >= p.length.steps]
+        curve, saves = (key_path(cfg, p.experiment, p.stage, key)
+                        for key in ("eval_checkpoints", "training_args.save_steps"))
         if late:
-            raise ConfigError(f"{where('eval_checkpoints')}: step {late[0]} is not before the stage's last step "
+            raise ConfigError(f"{curve}: step {late[0]} is not before the stage's last step "
                               f"({p.length.steps} optimizer steps: {p.length.how}), which the stage's own "
                               "evaluation covers")
         save = p.job.training_args.get("save_steps")
         if p.facts["save_strategy"] == "steps" and isinstance(save, int) and save > p.length.steps:
-            raise ConfigError(f"{where('training_args.save_steps')}: {save} is past the stage's last step "
+            raise ConfigError(f"{saves}: {save} is past the stage's last step "
                               f"({p.length.steps} optimizer steps: {p.length.how}), so it would never checkpoint "
                               f"and a crash would restart it from step 0; use at most {p.length.steps}, or "
                               "save_strategy: 'no'")
@@ -104,6 +105,7 @@ def describe(planned: list[PlannedStage]) -> list[str]:
         if f:
             settings.update({k: f[k] for k in ("per_device_train_batch_size", "gradient_accumulation_steps")})
         shown = ", ".join(f"{k}={v}" for k, v in settings.items())
-        steps = f"{p.length.steps} steps ({p.length.how})" if p.length else "steps known once the data is packed"
+        steps = (f"{p.length.steps} steps ({p.length.how})" if p.length else
+                 "steps unknown before the job (packed rows, or TRL not installed here)")
         lines.append(f"{p.run} ({p.experiment} {p.stage}): {steps}; {shown}")
     return lines

@@ -1,5 +1,6 @@
 """Numbers in GSM-style answers: '$1,234.50' -> 1234.5, the gold value after `####`, the worked solution
-without calculator annotations. Data preparation and grading both read them; nothing here raises.
+without calculator annotations. Data preparation and grading both read them; nothing a grader calls raises
+(`format_number`, which writes prepared answers, refuses what is not a number).
 
 Values are exact rationals (`Fraction`): GSM8K answers are exact numbers, and a float cannot tell 12345678901234567
 from 12345678901234568, nor does a relative tolerance tell 1450001 from 1450000. Records hold them as JSON numbers
