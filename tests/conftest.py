@@ -34,11 +34,29 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def warm_config_checks(*files: Path) -> None:
+    """Build the merged config's TRL verdicts here, where TRL is imported once per session, so that the snakemake
+    subprocess about to run reads them from the cache (~/.cache/gsm_pipeline) instead of importing TRL itself:
+    about 5 s for every config it has not seen, on a fresh CI machine. A config that fails is the test's business."""
+    from gsm_pipeline.config import validate_config
+    from gsm_pipeline.config_files import load_config_file, merge
+    from gsm_pipeline.preflight import planned_stages
+
+    try:
+        raw: dict = {}
+        for path in files:
+            raw = merge(raw, load_config_file(path))
+        planned_stages(validate_config(raw))
+    except Exception:  # only a warm-up: the subprocess reports what is wrong
+        pass
+
+
 def dry_run_refusal(tmp_path: Path, overlay: str, needle: str) -> list[str]:
     """`snakemake -n` of this checkout with `overlay` (YAML text) over config.yaml must fail: the output lines
     that mention `needle`."""
     bad = tmp_path / "bad.yaml"
     bad.write_text(overlay)
+    warm_config_checks(REPO / "config.yaml", bad)
     done = subprocess.run(["snakemake", "-n", "--configfile", str(bad)], cwd=REPO, capture_output=True, text=True)
     assert done.returncode != 0
     return [line for line in (done.stdout + done.stderr).splitlines() if needle in line]
@@ -107,7 +125,10 @@ class Dag:
         path = [str(self.root / "workflow"), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "HF_HUB_OFFLINE": "1",
                "TOKENIZERS_PARALLELISM": "false"}
-        cmd = [*prefix, "snakemake", *args, "--cores", "2", "--configfile", "config.yaml", configfile]
+        warm_config_checks(self.root / "config.yaml", self.root / configfile)
+        # every job one thread, two at a time: the tiny model's jobs spend their time importing, not computing
+        cmd = [*prefix, "snakemake", *args, "--cores", "2", "--max-threads", "1", "--configfile", "config.yaml",
+               configfile]
         done = subprocess.run(cmd, cwd=self.root, env=env, capture_output=True, text=True)
         if check and done.returncode != 0:
             raise AssertionError(f"snakemake {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}")
