@@ -32,7 +32,7 @@ def load(cfg, skipped, socratic=False):
 def test_the_built_in_tasks_are_registered_and_complete():
     assert list(TASKS) == ["gsm_symbolic", "gsm8k", "jsonl"]
     for name in TASKS:
-        task, grade = get_task(name), grader({"task": name})
+        task, grade = get_task(name), grader(name)
         graded = grade("<start_working_out>6*7<end_working_out><SOLUTION>42</SOLUTION>", 42.0, "tagged")
         assert graded["correct_strict"] and graded["has_working_out"]
         assert not grade("<SOLUTION>41</SOLUTION>", 42.0, "tagged")["correct_strict"]

@@ -22,6 +22,7 @@ from .settings.base import NAME_PATTERN, SEED_MAX, Numerics, Strict, is_name
 from .settings.data import DataConfig, DataJob
 from .settings.evaluation import ConfidenceConfig, EvalConfig, EvalJob, TargetsJob
 from .settings.model import ModelConfig
+from .settings.prompt import PromptSpec
 from .settings.training import (
     GRPOJob,
     GRPOStageConfig,
@@ -48,17 +49,22 @@ StagesConfig = create_model("StagesConfig", __base__=Strict, **{
     for name, st in STAGES.items()})
 
 
+PROMPT = {name: field.get_default(call_default_factory=True) for name, field in PromptSpec.model_fields.items()}
+
+
 class ExperimentConfig(Strict):
-    answer_format: AnswerFormat = Field("tagged", description="Answer format taught and asked for")
-    chat_template: bool = Field(True, description="Render prompts with the tokenizer's chat template")
+    answer_format: AnswerFormat = Field(PROMPT["answer_format"], description="Answer format taught and asked for")
+    chat_template: bool = Field(PROMPT["chat_template"],
+                                description="Render prompts with the tokenizer's chat template")
     chat_template_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Extra arguments to the chat template, e.g. enable_thinking: false (Qwen3)")
     finetune: Literal["full", "lora"] = Field("full", description="Full fine-tuning or LoRA (merged after each stage)")
     completion_only_loss: bool = Field(True, description="SFT: mask the prompt out of the loss")
     rewards: list[RewardName] = Field(["format", "correctness"], description="GRPO reward functions")
     confidence: bool = Field(
-        False, description="Ask for a stated confidence <confidence>p</confidence> after the answer; SFT teaches "
-                           "it from the base model's measured accuracy (see the confidence section)")
+        PROMPT["confidence"], description="Ask for a stated confidence <confidence>p</confidence> after the "
+                                          "answer; SFT teaches it from the base model's measured accuracy (see the "
+                                          "confidence section)")
     grpo_from: Literal["prep_sft", "full_sft"] = Field("prep_sft", description="Which SFT model GRPO starts from")
     rl: RLName = Field(
         "grpo", description="The RL method training the RL stage (named grpo), one of training/methods.py's "
@@ -70,8 +76,10 @@ class ExperimentConfig(Strict):
     train_data: Literal["main", "socratic"] = Field(
         "main", description="SFT reasoning style: GSM8K's main or socratic answers (socratic needs data.source "
                             "gsm8k)")
-    shots: int = Field(0, ge=0, le=2, description="Worked examples before the question (few-shot prompting)")
-    instruction: bool = Field(True, description="Include the answer-format instruction in the prompt")
+    shots: int = Field(PROMPT["shots"], ge=0, le=2,
+                       description="Worked examples before the question (few-shot prompting)")
+    instruction: bool = Field(PROMPT["instruction"],
+                              description="Include the answer-format instruction in the prompt")
     eval_chat_template: list[bool] = Field(
         default_factory=list, description="Evaluate every stage with these chat_template values (default: as trained)")
     eval_answer_format: list[AnswerFormat] = Field(
@@ -119,30 +127,20 @@ class ExperimentConfig(Strict):
         """The stage a stage of this row starts from ("base" for the first): the table's, or grpo_from for RL."""
         return self.grpo_from if stage == RL_STAGE else STAGES[stage].parent
 
-    def prompt_spec(self, task: str) -> dict[str, Any]:
+    def prompt_spec(self, task: str) -> PromptSpec:
         """The prompt this row trains with (and, by default, is evaluated with)."""
-        spec = {"task": task, "answer_format": self.answer_format, "chat_template": self.chat_template,
-                "confidence": self.confidence}
-        if self.shots:
-            spec["shots"] = self.shots
-        if not self.instruction:
-            spec["instruction"] = False
-        if self.chat_template and self.chat_template_kwargs:
-            spec["chat_template_kwargs"] = self.chat_template_kwargs
-        return spec
+        return PromptSpec(task=task, answer_format=self.answer_format, chat_template=self.chat_template,
+                          confidence=self.confidence, shots=self.shots, instruction=self.instruction,
+                          chat_template_kwargs=self.chat_template_kwargs if self.chat_template else {})
 
-    def eval_specs(self, task: str) -> list[dict[str, Any]]:
+    def eval_specs(self, task: str) -> list[PromptSpec]:
         """Every prompt this row's stages are evaluated with: the training prompt crossed with the
         eval_answer_format and eval_chat_template lists (a mismatch on purpose shows in the report)."""
         own = self.prompt_spec(task)
-        out = []
-        for fmt in self.eval_answer_format or [self.answer_format]:
-            for chat in self.eval_chat_template or [self.chat_template]:
-                spec = {**own, "answer_format": fmt, "chat_template": chat}
-                if not chat:
-                    spec.pop("chat_template_kwargs", None)
-                out.append(spec)
-        return out
+        return [own.but(answer_format=fmt, chat_template=chat,
+                        chat_template_kwargs=own.chat_template_kwargs if chat else {})
+                for fmt in self.eval_answer_format or [self.answer_format]
+                for chat in self.eval_chat_template or [self.chat_template]]
 
 
 class PipelineConfig(Strict):
@@ -258,7 +256,7 @@ class PipelineConfig(Strict):
             raise ConfigError(f"unknown experiment {name!r}; declared: {', '.join(self.experiments)}")
         return self.experiments[name]
 
-    def prompt_spec(self, name: str) -> dict[str, Any]:
+    def prompt_spec(self, name: str) -> PromptSpec:
         return self.experiment(name).prompt_spec(self.data.source)
 
     def prompt_key(self, name: str) -> str:
@@ -302,19 +300,19 @@ class PipelineConfig(Strict):
         return DataJob.model_validate({**self.data.model_dump(), "socratic": any(
             e.train_data == "socratic" for e in self.experiments.values())})
 
-    def targets_job(self, prompt: dict[str, Any]) -> TargetsJob:
+    def targets_job(self, prompt: PromptSpec) -> TargetsJob:
         """The measured model answers in the prompt it knows: the confidence prompt without the confidence
         request for the base model, the reference experiment's own prompt otherwise."""
         ref = self.confidence.model
-        asked = {**prompt, "confidence": False} if ref == "base" else self.prompt_spec(ref.split("/")[0])
+        asked = prompt.but(confidence=False) if ref == "base" else self.prompt_spec(ref.split("/")[0])
         return TargetsJob.model_validate({"prompt": asked, "seed": self.seed, **self.numerics(),
                                           **self.confidence.model_dump()})
 
-    def eval_job(self, prompt: dict[str, Any]) -> EvalJob:
+    def eval_job(self, prompt: PromptSpec) -> EvalJob:
         return EvalJob.model_validate({"prompt": prompt, "seed": self.seed, **self.numerics(),
                                        **self.evaluation.model_dump()})
 
-    def prompts(self) -> dict[str, dict[str, Any]]:
+    def prompts(self) -> dict[str, PromptSpec]:
         """Every distinct prompt, trained with or evaluated with, keyed by prompt_key (the {prompt} wildcard)."""
         specs = [s for exp in self.experiments.values()
                  for s in [exp.prompt_spec(self.data.source), *exp.eval_specs(self.data.source)]]

@@ -89,7 +89,7 @@ def experiment_evaluations(cfg: PipelineConfig, name: str) -> list[dict[str, str
         parent = "base" if stage == "base" else parent_stage(cfg, name, stage)
         for spec in exp.eval_specs(cfg.data.source):
             out.append({"stage": stage, "run": stage_run(cfg, name, stage), "prompt": prompt_key(spec),
-                        "prompt_without_template": prompt_key({**spec, "chat_template": False}),
+                        "prompt_without_template": prompt_key(spec.but(chat_template=False)),
                         "parent_run": stage_run(cfg, name, parent)})
     return out
 

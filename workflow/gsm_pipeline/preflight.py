@@ -58,7 +58,7 @@ def planned_stages(cfg: PipelineConfig) -> list[PlannedStage]:
         rows = getattr(cfg.data, f"{stage}_size")
         length = stage_length(facts, rows, job.process_count(), rl=is_rl(stage)) if facts else None
         targets = (f"results/confidence_targets/{prompt_key(job.prompt)}.jsonl"
-                   if job.prompt.get("confidence") and not is_rl(stage) else None)
+                   if job.prompt.confidence and not is_rl(stage) else None)
         parent = model_dir(cfg, name, cfg.experiment(name).parent_of(stage))
         out[run] = PlannedStage(run, name, stage, job, parent, targets, rows, facts, length)
     return list(out.values())

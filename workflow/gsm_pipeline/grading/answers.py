@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-from ..tasks import DEFAULT_TASK, get_task
+from ..tasks import get_task
 from . import readers
 from .formats import FORMATS, Reader
 from .numerals import as_json, exact, exact_number, final_number, normalize_number, split_gsm8k_answer  # noqa: F401  (re-exported)
@@ -86,7 +86,6 @@ def grade(completion: str, gold: Fraction | float | None, answer_format: str) ->
     }
 
 
-def grader(spec: dict):
-    """The grading function of the task a prompt spec belongs to (its own, or `grade`):
-    (completion, exact gold number, format) -> fields."""
-    return get_task(spec.get("task", DEFAULT_TASK)).grade or grade
+def grader(task: str):
+    """The grading function of a task (its own, or `grade`): (completion, exact gold number, format) -> fields."""
+    return get_task(task).grade or grade

@@ -61,7 +61,7 @@ def estimate_targets(model, tokenizer, rows: list[dict[str, Any]], job: TargetsJ
     outcomes: dict[str, list[bool]] = {}
     spec = job.prompt
     for (g, i), out in zip(plan, outputs):
-        graded = grader(spec)(out["completion"], final_number(rows[i]["answer"]), spec["answer_format"])
+        graded = grader(spec.task)(out["completion"], final_number(rows[i]["answer"]), spec.answer_format)
         outcomes.setdefault(g, []).append(bool(graded["correct_flexible"]))
     target = posterior_accuracy(outcomes, job.prior_strength)
     targets = [{"id": r["id"], "group": (g := group_of(r, job.group_by)), "confidence": round(target[g], 4),

@@ -25,6 +25,7 @@ from ..prompts import render_prompt
 from ..rows import write_jsonl
 from ..runtime import MIXED_PRECISION, autocast, load_for_generation, seed_everything
 from ..settings.evaluation import EvalJob
+from ..settings.prompt import PromptSpec
 
 
 def evaluate_rows(model, tokenizer, rows: list[dict[str, Any]], job: EvalJob,
@@ -36,9 +37,9 @@ def evaluate_rows(model, tokenizer, rows: list[dict[str, Any]], job: EvalJob,
     return [graded_row(row, out, spec) for row, out in zip(rows, outputs)]
 
 
-def graded_row(row: dict[str, Any], out: dict[str, Any], spec: dict[str, Any], **extra: Any) -> dict[str, Any]:
+def graded_row(row: dict[str, Any], out: dict[str, Any], spec: PromptSpec, **extra: Any) -> dict[str, Any]:
     return {"id": row["id"], "question": row["question"], "gold": row["answer"], "template": row.get("template"),
-            **extra, **out, **grader(spec)(out["completion"], final_number(row["answer"]), spec["answer_format"])}
+            **extra, **out, **grader(spec.task)(out["completion"], final_number(row["answer"]), spec.answer_format)}
 
 
 def sample_rows(model, tokenizer, rows: list[dict[str, Any]], job: EvalJob,
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     write_jsonl(out / "predictions.jsonl", graded)
     write_jsonl(out / "samples.jsonl", samples)
     metrics = {**json.loads(args.meta), "model": str(args.model), "data": str(args.data or "gsm_symbolic default"),
-               "prompt": job.prompt, "max_new_tokens": job.max_new_tokens, "decoding": "greedy",
+               "prompt": job.prompt.model_dump(), "max_new_tokens": job.max_new_tokens, "decoding": "greedy",
                "seed": job.seed, "generation_seconds": round(seconds, 1), "runtime": runtime,
                **summarize(graded)}
     stated = calibration(graded)

@@ -15,12 +15,13 @@ from ..grading.rewards import make_reward_functions
 from ..model_io import load_model_and_tokenizer
 from ..prompts import render_prompt
 from ..rows import load_rows
+from ..settings.prompt import PromptSpec
 from ..settings.training import GRPOJob
 from ..training.methods import RL_METHODS, load
 from ..training.stage import lora_config, run_stage, trainer_arguments
 
 
-def grpo_dataset(rows: list[dict[str, Any]], prompt: dict[str, Any], tokenizer, where: str):
+def grpo_dataset(rows: list[dict[str, Any]], prompt: PromptSpec, tokenizer, where: str):
     from datasets import Dataset
 
     if not rows:
@@ -41,7 +42,7 @@ def build_trainer(job: GRPOJob, parent: str, data: str, checkpoints: Path):
     model, tokenizer = load_model_and_tokenizer(parent, job.dtype, padding_side="left")
     dataset = grpo_dataset(load_rows(data), job.prompt, tokenizer, data)
     args = trainer_arguments(config_cls, job, checkpoints)
-    rewards = make_reward_functions(job.rewards, job.prompt["answer_format"], grader(job.prompt))
+    rewards = make_reward_functions(job.rewards, job.prompt.answer_format, grader(job.prompt.task))
     trainer = trainer_cls(model=model, reward_funcs=rewards, args=args, train_dataset=dataset,
                           processing_class=tokenizer, peft_config=lora_config(job))
     return trainer, tokenizer

@@ -12,19 +12,20 @@ from ..errors import DataError, run_main
 from ..model_io import load_model_and_tokenizer
 from ..prompts import render_prompt, render_target
 from ..rows import load_rows
+from ..settings.prompt import PromptSpec
 from ..settings.training import SFTJob
 from ..training.stage import lora_config, run_stage, trainer_arguments
 
 
-def load_confidence_targets(path: str | None, prompt: dict[str, Any]) -> dict[str, float]:
-    if not prompt.get("confidence"):
+def load_confidence_targets(path: str | None, prompt: PromptSpec) -> dict[str, float]:
+    if not prompt.confidence:
         return {}
     if path is None:
         raise DataError("this experiment states confidence: --confidence-targets is required")
     return {row["id"]: row["confidence"] for row in load_rows(path)}
 
 
-def sft_dataset(rows: list[dict[str, Any]], prompt: dict[str, Any], tokenizer, where: str,
+def sft_dataset(rows: list[dict[str, Any]], prompt: PromptSpec, tokenizer, where: str,
                 confidence: dict[str, float] | None = None, train_data: str = "main"):
     """Prompt-completion rows: the prompt is rendered exactly as evaluation renders it; the target's
     reasoning is the main or the socratic one; with confidence on, each target ends with that row's
@@ -38,7 +39,7 @@ def sft_dataset(rows: list[dict[str, Any]], prompt: dict[str, Any], tokenizer, w
     if lacking is not None:
         raise DataError(f"{where}: row {lacking!r} has no {field} (train_data: {train_data} needs a task that "
                         "provides it)")
-    if prompt.get("confidence"):
+    if prompt.confidence:
         missing = [r["id"] for r in rows if r["id"] not in (confidence or {})]
         if missing:
             raise DataError(f"{where}: no confidence target for row {missing[0]!r} ({len(missing)} rows lack one)")

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator
 
 from .base import SEED_MAX, JobSettings, Numerics, Strict
+from .prompt import PromptSpec
 
 
 class EvalSettings(Strict):
@@ -49,10 +50,10 @@ class ConfidenceConfig(Strict):
 
 
 class EvalJob(EvalSettings, Numerics, JobSettings):
-    prompt: dict[str, Any] = Field(description="The prompt spec the model is asked with (prompts.render_prompt)")
+    prompt: PromptSpec = Field(description="The prompt the model is asked with")
     seed: int = Field(0, ge=0, le=SEED_MAX, description="Seed of the sampled completions")
 
 
 class TargetsJob(ConfidenceConfig, Numerics, JobSettings):
-    prompt: dict[str, Any] = Field(description="The prompt the measured model answers in")
+    prompt: PromptSpec = Field(description="The prompt the measured model answers in")
     seed: int = Field(0, ge=0, le=SEED_MAX, description="Sampling seed")

@@ -7,6 +7,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..training.methods import RL_METHODS
 from .base import SEED_MAX, JobSettings, Numerics, Strict
+from .prompt import PromptSpec
 
 RewardName = Literal["format", "correctness", "binary", "calibration"]
 RLName = str  # a key of training/methods.py's RL_METHODS (checked against the registry, so a test can add one)
@@ -103,7 +104,7 @@ class GRPOStageConfig(TrainingStageConfig):
 class TrainingJob(Numerics, JobSettings):
     """What both trainers read besides their stage section."""
     seed: int = Field(ge=0, le=SEED_MAX, description="Training seed")
-    prompt: dict[str, Any] = Field(description="The prompt spec the stage trains with (prompts.render_prompt)")
+    prompt: PromptSpec = Field(description="The prompt the stage trains with")
     finetune: Literal["full", "lora"] = Field("full", description="Full fine-tuning or LoRA (merged after the stage)")
     lora: LoraConfig | None = Field(None, description="LoRA settings when finetune is lora")
 

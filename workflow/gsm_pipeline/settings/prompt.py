@@ -1,0 +1,57 @@
+"""The prompt spec: how a question is put to the model. Training, RL, confidence targets and evaluation all render
+and grade through it, so its defaults live here once."""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer
+
+from ..grading.formats import FORMATS
+from ..tasks import DEFAULT_TASK, TASKS
+from .base import Strict
+
+
+class PromptSpec(Strict, frozen=True):
+    task: str = Field(DEFAULT_TASK, description="The task whose instructions, worked examples and grader apply")
+    answer_format: str = Field("tagged", description="An entry of grading/formats.py's FORMATS")
+    chat_template: bool = Field(True, description="Render through the tokenizer's chat template, or as plain text")
+    confidence: bool = Field(False, description="Ask for a stated confidence after the answer")
+    shots: int = Field(0, ge=0, description="Worked examples before the question")
+    instruction: bool = Field(True, description="false: no format instruction")
+    chat_template_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="The template's own variables (e.g. enable_thinking); chat only")
+
+    @classmethod
+    def of(cls, spec: PromptSpec | dict[str, Any]) -> PromptSpec:
+        """A spec, or the dict a job's settings or a test wrote it as."""
+        return spec if isinstance(spec, cls) else cls.model_validate(spec)
+
+    @field_validator("answer_format")
+    @classmethod
+    def _registered_format(cls, v: str) -> str:
+        if v not in FORMATS:
+            raise ValueError(f"unknown answer format {v!r}; registered: {', '.join(FORMATS)}")
+        return v
+
+    @field_validator("task")
+    @classmethod
+    def _registered_task(cls, v: str) -> str:
+        if v not in TASKS:
+            raise ValueError(f"unknown task {v!r}; registered: {', '.join(TASKS)}")
+        return v
+
+    def but(self, **changes: Any) -> PromptSpec:
+        """The same spec with some fields changed, validated again."""
+        return PromptSpec.model_validate({**self.model_dump(), **changes})
+
+    @model_serializer(mode="wrap")
+    def _compact(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Settings at their defaults are left out, and template variables without a template: the dict stamps
+        checkpoints and names chains, so a spec written before a field existed keeps its hash."""
+        out = handler(self)
+        for key in ("shots", "instruction"):
+            if out[key] == PromptSpec.model_fields[key].default:
+                del out[key]
+        if not (self.chat_template and self.chat_template_kwargs):
+            del out["chat_template_kwargs"]
+        return out
