@@ -188,3 +188,20 @@ def test_a_jobs_code_inputs_are_the_modules_it_runs_as_checkout_relative_paths(m
     assert "jobs/evaluate.py" not in names("jobs.confidence_targets")
     assert not any(n.startswith("settings/") and n not in {"settings/__init__.py", "settings/base.py",
                                                             "settings/report.py"} for n in names("jobs.report"))
+
+
+def test_the_report_job_is_typed_so_a_layout_missing_a_field_is_refused_naming_it():
+    """The report reads the matrix's layout by attribute: a layout that lacks a field (or misspells one) stops
+    the report job in one line naming it, instead of a KeyError deep inside a plot."""
+    import json
+
+    from gsm_pipeline.layout import report_job
+    from gsm_pipeline.settings.report import ReportJob
+
+    job = report_job(validate_config({"experiments": {"a": {}, "b": {"rl": "rloo"}}}))
+    assert ReportJob.parse(job.as_json()) == job
+    written = json.loads(job.as_json())
+    del written["experiments"][1]["evaluations"][0]["parent_run"]
+    with pytest.raises(ConfigError, match=r"^--config: ReportJob key 'experiments.1.evaluations.0.parent_run': "
+                                          r"Field required$"):
+        ReportJob.parse(json.dumps(written))

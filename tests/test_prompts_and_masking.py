@@ -51,3 +51,17 @@ def test_full_sequence_loss_labels_the_prompt_too(tmp_path, tiny_model):
     _, _, tokenizer, _, batch = sft_batch(tmp_path, tiny_model, completion_only_loss=False, **CHAT)
     labels = batch["labels"][0].tolist()
     assert -100 not in labels and labels == batch["input_ids"][0].tolist()
+
+
+def test_a_prompt_spec_stamps_only_what_differs_from_its_defaults_so_old_chains_keep_their_names():
+    """A prompt spec names every chain folder through the job it stamps: a setting at its default is left out,
+    and template variables count only with a template, so a spec written before a field existed keeps its hash."""
+    from gsm_pipeline.settings.prompt import PromptSpec
+
+    written = {"task": "gsm_symbolic", "answer_format": "tagged", "chat_template": True, "confidence": False}
+    assert PromptSpec().model_dump() == written  # config.yaml's row defaults are the spec's
+    assert PromptSpec.model_validate(written).model_dump() == written
+    raw = PromptSpec(chat_template=False, chat_template_kwargs={"enable_thinking": False}, shots=2, instruction=False)
+    assert raw.model_dump() == {**written, "chat_template": False, "shots": 2, "instruction": False}
+    row = validate_config({"experiments": {"x": {"chat_template_kwargs": {"enable_thinking": False}}}})
+    assert row.prompt_spec("x").model_dump() == {**written, "chat_template_kwargs": {"enable_thinking": False}}

@@ -69,8 +69,8 @@ def test_the_report_names_the_rl_method():
     from gsm_pipeline.layout import report_job
 
     assert method("grpo", {"chat_template": True, "rl": "rloo"}) == "rloo chat"
-    row = next(e for e in report_job(config(x={"rl": "rloo"})).experiments if e["name"] == "x")
-    assert row["variant"]["rl"] == "rloo"  # comparison.csv's rl column and the page's label read it
+    row = next(e for e in report_job(config(x={"rl": "rloo"})).experiments if e.name == "x")
+    assert row.variant["rl"] == "rloo"  # comparison.csv's rl column and the page's label read it
     assert stage_label("grpo", {methods.RL_METHODS["rloo"]}) == "RLOO"
 
 

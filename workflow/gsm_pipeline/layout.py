@@ -19,7 +19,7 @@ from .config import PipelineConfig
 from .errors import ConfigError
 from .hashing import config_hash
 from .prompts import prompt_key
-from .settings.report import ReportJob
+from .settings.report import CurvePoint, Evaluation, ExperimentLayout, ReportJob, StageRun
 from .stages import STAGE_NAMES
 from .training.curve import step_folder
 
@@ -80,7 +80,7 @@ def eval_dir(run: str, prompt: str, testset: str) -> str:
     return f"results/{run}/eval/{prompt}/{testset}"
 
 
-def experiment_evaluations(cfg: PipelineConfig, name: str) -> list[dict[str, str]]:
+def experiment_evaluations(cfg: PipelineConfig, name: str) -> list[Evaluation]:
     """Each (stage, eval prompt) of one experiment, base included, with the runs it is compared against and the
     key of the same prompt asked without the chat template (the report pairs the two)."""
     exp = cfg.experiment(name)
@@ -88,20 +88,20 @@ def experiment_evaluations(cfg: PipelineConfig, name: str) -> list[dict[str, str
     for stage in ["base", *exp.stages]:
         parent = "base" if stage == "base" else parent_stage(cfg, name, stage)
         for spec in exp.eval_specs(cfg.data.source):
-            out.append({"stage": stage, "run": stage_run(cfg, name, stage), "prompt": prompt_key(spec),
-                        "prompt_without_template": prompt_key(spec.but(chat_template=False)),
-                        "parent_run": stage_run(cfg, name, parent)})
+            out.append(Evaluation(stage=stage, run=stage_run(cfg, name, stage), prompt=prompt_key(spec),
+                                  prompt_without_template=prompt_key(spec.but(chat_template=False)),
+                                  parent_run=stage_run(cfg, name, parent)))
     return out
 
 
 def evaluations(cfg: PipelineConfig) -> list[tuple[str, str]]:
     """Every distinct (run, prompt) evaluated, in declaration order."""
-    pairs = [(e["run"], e["prompt"]) for n in cfg.experiments for e in experiment_evaluations(cfg, n)]
-    pairs += [(c["run"], c["prompt"]) for n in cfg.experiments for c in curve_evaluations(cfg, n)]
+    pairs = [(e.run, e.prompt) for n in cfg.experiments for e in experiment_evaluations(cfg, n)]
+    pairs += [(c.run, c.prompt) for n in cfg.experiments for c in curve_evaluations(cfg, n)]
     return list(dict.fromkeys(pairs))
 
 
-def curve_evaluations(cfg: PipelineConfig, name: str) -> list[dict[str, Any]]:
+def curve_evaluations(cfg: PipelineConfig, name: str) -> list[CurvePoint]:
     """Each learning-curve point of one experiment (stages' eval_checkpoints), asked in the prompt the row trains
     with, as `<stage>-<chain>/step-<N>`: the model the training job kept at that optimizer step."""
     exp = cfg.experiment(name)
@@ -109,8 +109,8 @@ def curve_evaluations(cfg: PipelineConfig, name: str) -> list[dict[str, Any]]:
     for stage in exp.stages:
         job = cfg.stage_job(name, stage)
         run = stage_run(cfg, name, stage)
-        out += [{"stage": stage, "step": step, "run": f"{run}/step-{step}", "stage_run": run,
-                 "prompt": cfg.prompt_key(name)} for step in job.curve_steps()]
+        out += [CurvePoint(stage=stage, step=step, run=f"{run}/step-{step}", stage_run=run,
+                           prompt=cfg.prompt_key(name)) for step in job.curve_steps()]
     return out
 
 
@@ -148,11 +148,11 @@ def report_job(cfg: PipelineConfig) -> ReportJob:
                                           "eval_answer_format", "chat_template_kwargs"})
         variant["seed"] = cfg.sft_job(name, "prep_sft").seed if exp.stages else cfg.seed
         variant["lora_r"] = {**cfg.lora.model_dump(), **exp.lora}["r"] if exp.finetune == "lora" else None
-        stages = [{"stage": st, "run": stage_run(cfg, name, st), "parent_run": stage_run(cfg, name, parent_stage(
-            cfg, name, st)), "gpus": cfg.stage_config(name, st)["gpus"]} for st in exp.stages]
-        out.append({"name": name, "evaluations": experiment_evaluations(cfg, name), "testsets": cfg.data.test_sets(),
-                    "variant": variant, "swept": exp.swept, "prompt_key": cfg.prompt_key(name),
-                    "curve": curve_evaluations(cfg, name), "stages": stages})
+        stages = [StageRun(stage=st, run=stage_run(cfg, name, st), gpus=cfg.stage_config(name, st)["gpus"],
+                           parent_run=stage_run(cfg, name, parent_stage(cfg, name, st))) for st in exp.stages]
+        out.append(ExperimentLayout(name=name, evaluations=experiment_evaluations(cfg, name), stages=stages,
+                                    testsets=cfg.data.test_sets(), variant=variant, swept=exp.swept,
+                                    prompt_key=cfg.prompt_key(name), curve=curve_evaluations(cfg, name)))
     return ReportJob(experiments=out, provenance={"seed": cfg.seed, "config_hash": config_hash(cfg.model_dump())})
 
 

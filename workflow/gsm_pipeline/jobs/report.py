@@ -23,7 +23,7 @@ from ..reporting.plots import (
     plot_training_curves,
 )
 from ..rows import load_rows
-from ..settings.report import ReportJob
+from ..settings.report import ExperimentLayout, ReportJob
 
 
 def load_evaluations(metrics_files: list[str]) -> list[dict[str, Any]]:
@@ -64,22 +64,22 @@ def per_example_table(evals: list[dict[str, Any]]):
     return pd.concat(frames, ignore_index=True)
 
 
-def compute_axis(evals: list[dict[str, Any]], histories: list[History],
-                 experiments: dict[str, dict], benchmarks: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def compute_axis(evals: list[dict[str, Any]], histories: list[History], experiments: dict[str, ExperimentLayout],
+                 benchmarks: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(every evaluated point with its cumulative compute, the cost table), from the training logs and the
     training jobs' Snakemake benchmark files (read by their conventional path: benchmarks are not outputs)."""
-    stages = {st["run"]: st for e in experiments.values() for st in e.get("stages", [])}
+    stages = {st.run: st for e in experiments.values() for st in e.stages}
     methods = run_methods(experiments)
     costs = {}
     for run, history in histories:
-        gpus = stages[run]["gpus"] if run in stages else 0
+        gpus = stages[run].gpus if run in stages else 0
         costs[run] = stage_cost(run, history, benchmarks, gpus, methods.get(run))
     metrics = {eval_key(e): e for e in evals}
     points = [p for e in experiments.values() for p in curve_points(e, costs, metrics)]
-    return points, cost_table(costs, {run: st["stage"] for run, st in stages.items()})
+    return points, cost_table(costs, {run: st.stage for run, st in stages.items()})
 
 
-def write_report(metrics_files: list[str], log_files: list[str], experiments: dict[str, dict],
+def write_report(metrics_files: list[str], log_files: list[str], experiments: dict[str, ExperimentLayout],
                  out_dir: Path, provenance: dict[str, Any], benchmarks: Path = Path("results/benchmarks")) -> None:
     import pandas as pd
 
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     job = ReportJob.parse(args.config)
     provenance = {"seed": None, "config_hash": None, **job.provenance, "versions": library_versions()}
-    experiments = {row["name"]: row for row in job.experiments}  # declaration order
+    experiments = {row.name: row for row in job.experiments}  # declaration order
     write_report(args.metrics, args.logs, experiments, Path(args.out), provenance, Path(args.benchmarks))
     print(f"wrote {args.out}/index.html")
 

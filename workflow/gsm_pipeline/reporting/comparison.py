@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..grading.metrics import mcnemar_exact
+from ..settings.report import ExperimentLayout
 from ..stages import REPORT_ORDER, STAGES, is_rl
 from ..training.methods import RL_METHODS, RLMethod
 
@@ -45,30 +46,30 @@ def method(stage: str, variant: dict[str, Any]) -> str:
     return text
 
 
-def comparison_rows(evals: list[dict[str, Any]], experiments: dict[str, dict]) -> list[dict[str, Any]]:
+def comparison_rows(evals: list[dict[str, Any]], experiments: dict[str, ExperimentLayout]) -> list[dict[str, Any]]:
     """A shared evaluation (base, or a stage trained identically by an earlier row) repeats under each
     experiment that uses it; p-values compare with the base model and the parent stage asked the same way."""
     by_key = {(e["run"], e["prompt_key"], e["testset"]): e for e in evals}
     rows = []
     for name, layout in experiments.items():
-        variant = layout["variant"]
-        for item in sorted(layout["evaluations"], key=lambda i: STAGE_ORDER.index(i["stage"])):
-            for testset in layout["testsets"]:
-                ev = by_key.get((item["run"], item["prompt"], testset))
+        variant = layout.variant
+        for item in sorted(layout.evaluations, key=lambda i: STAGE_ORDER.index(i.stage)):
+            for testset in layout.testsets:
+                ev = by_key.get((item.run, item.prompt, testset))
                 if ev is None:
                     continue
-                base = by_key.get(("base", item["prompt"], testset))
-                par = by_key.get((item["parent_run"], item["prompt"], testset))
+                base = by_key.get(("base", item.prompt, testset))
+                par = by_key.get((item.parent_run, item.prompt, testset))
                 asked = ev["prompt"]
                 rows.append({
-                    "experiment": name, "stage": item["stage"], "testset": testset, "prompt": item["prompt"],
-                    "prompt_without_template": item["prompt_without_template"],
-                    "method": method(item["stage"], variant),
+                    "experiment": name, "stage": item.stage, "testset": testset, "prompt": item.prompt,
+                    "prompt_without_template": item.prompt_without_template,
+                    "method": method(item.stage, variant),
                     "eval_chat_template": asked["chat_template"], "eval_answer_format": asked["answer_format"],
-                    "eval_matches_training": item["prompt"] == layout["prompt_key"],
+                    "eval_matches_training": item.prompt == layout.prompt_key,
                     **{col: (",".join(variant[k]) if isinstance(variant.get(k), list) else variant.get(k))
                        for k, col in VARIANT_COLUMNS.items()},
-                    **{f"swept:{k}": v for k, v in layout.get("swept", {}).items()},
+                    **{f"swept:{k}": v for k, v in layout.swept.items()},
                     "decoding": ev["decoding"], "max_new_tokens": ev["max_new_tokens"], "n": ev["n"],
                     "accuracy_strict": ev["accuracy_strict"], "ci95_low": ev["accuracy_strict_ci95"][0],
                     "ci95_high": ev["accuracy_strict_ci95"][1], "accuracy_flexible": ev["accuracy_flexible"],
@@ -78,8 +79,8 @@ def comparison_rows(evals: list[dict[str, Any]], experiments: dict[str, dict]) -
                     "p_strict_vs_base": paired(ev, base, "correct_strict"),
                     "p_flexible_vs_base": paired(ev, base, "correct_flexible"),
                     "p_answer_rate_vs_base": paired(ev, base, "has_answer"),
-                    "p_strict_vs_parent": paired(ev, par, "correct_strict") if item["stage"] != "base" else None,
-                    "run": item["run"], "parent": "" if item["stage"] == "base" else item["parent_run"],
+                    "p_strict_vs_parent": paired(ev, par, "correct_strict") if item.stage != "base" else None,
+                    "run": item.run, "parent": "" if item.stage == "base" else item.parent_run,
                     **{k: (ev.get("calibration") or {}).get(k) for k in CALIBRATION_COLUMNS},
                     **{k: v for k, v in ev.get("sampling", {}).items() if "@" in k},
                 })
@@ -94,10 +95,10 @@ def read_history(path: str) -> History:
     return Path(path).parent.name, json.loads(Path(path).read_text())
 
 
-def run_methods(experiments: dict[str, dict]) -> dict[str, RLMethod]:
+def run_methods(experiments: dict[str, ExperimentLayout]) -> dict[str, RLMethod]:
     """The RL method (training/methods.py) that trained each RL stage folder, from the rows that train it."""
-    return {st["run"]: RL_METHODS[e["variant"].get("rl", "grpo")] for e in experiments.values()
-            for st in e.get("stages", []) if is_rl(st["stage"])}
+    return {st.run: RL_METHODS[e.variant.get("rl", "grpo")] for e in experiments.values()
+            for st in e.stages if is_rl(st.stage)}
 
 
 def stage_label(stage: str, methods: list[RLMethod] | set[RLMethod]) -> str:

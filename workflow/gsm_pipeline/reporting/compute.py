@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..grading.metrics import rate_interval
+from ..settings.report import ExperimentLayout
 from ..training.methods import RLMethod
 
 
@@ -90,38 +91,38 @@ def _add(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if a[k] is None or b[k] is None else a[k] + b[k]) for k in ZERO}
 
 
-def curve_points(experiment: dict[str, Any], costs: dict[str, dict[str, Any]],
+def curve_points(experiment: ExperimentLayout, costs: dict[str, dict[str, Any]],
                  metrics: dict[tuple[str, str, str], dict[str, Any]]) -> list[dict[str, Any]]:
     """One experiment's points in training order (base, each stage's kept steps, the stage's end), per test set:
     cumulative compute from the base, strict accuracy with its 95% interval and width, and answer-format rate."""
-    prompt = experiment["prompt_key"]
+    prompt = experiment.prompt_key
     before: dict[str, dict[str, Any]] = {"base": dict(ZERO)}
     charged: dict[str, bool] = {"base": False}  # whether the chain up to a run has paid for its targets
     marks = [("base", "base", 0, "base", None, dict(ZERO))]
-    for st in experiment["stages"]:
-        cost = costs.get(st["run"])
+    for st in experiment.stages:
+        cost = costs.get(st.run)
         if cost is None:
             continue
-        start = before.get(st["parent_run"], dict(ZERO))
-        targets, paid = cost["targets"], charged.get(st["parent_run"], False)
+        start = before.get(st.parent_run, dict(ZERO))
+        targets, paid = cost["targets"], charged.get(st.parent_run, False)
         if targets and not paid:
             start = _add(start, {**ZERO, "generated_tokens": targets["generated_tokens"], "wall_s": targets["wall_s"],
                                  "flops": flops(cost["parameters"], 0.0, targets["generated_tokens"])})
-        charged[st["run"]] = paid or bool(targets)
-        steps = [c["step"] for c in experiment["curve"] if c["stage_run"] == st["run"]]
-        marks += [(st["stage"], f"{st['run']}/step-{s}", s, st["run"], st["parent_run"], _add(start, at_step(cost, s)))
+        charged[st.run] = paid or bool(targets)
+        steps = [c.step for c in experiment.curve if c.stage_run == st.run]
+        marks += [(st.stage, f"{st.run}/step-{s}", s, st.run, st.parent_run, _add(start, at_step(cost, s)))
                   for s in steps]
-        before[st["run"]] = _add(start, at_step(cost, cost["steps"]))
-        marks.append((st["stage"], st["run"], cost["steps"], st["run"], st["parent_run"], before[st["run"]]))
+        before[st.run] = _add(start, at_step(cost, cost["steps"]))
+        marks.append((st.stage, st.run, cost["steps"], st.run, st.parent_run, before[st.run]))
     points = []
     for stage, run, step, stage_run, parent_run, total in marks:
-        for testset in experiment["testsets"]:
+        for testset in experiment.testsets:
             ev = metrics.get((run, prompt, testset))
             if ev is None:
                 continue
             fmt_low, fmt_high = rate_interval(ev["answer_rate"], ev["n"])
             low, high = ev["accuracy_strict_ci95"]
-            points.append({"experiment": experiment["name"], "stage": stage, "run": run, "stage_run": stage_run,
+            points.append({"experiment": experiment.name, "stage": stage, "run": run, "stage_run": stage_run,
                            "parent_run": parent_run, "stage_step": step, "final": "/step-" not in run,
                            "testset": testset, "n": ev["n"],
                            "optimizer_steps": total["steps"], "flops": total["flops"], "wall_s": total["wall_s"],
