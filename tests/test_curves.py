@@ -93,26 +93,55 @@ def test_a_deleted_curve_model_stops_the_dry_run_naming_the_job_that_rebuilds_it
 
 
 def test_each_point_carries_its_cumulative_compute_and_interval(planned_and_run):
+    """Every point's compute is recomputed here from the two stages' own logs and benchmark files: tokens from
+    the trainers' log histories (SFT's cumulative num_tokens; GRPO's mean completion length times the completions
+    of a step, from the stage's settings), wall time pro-rated by steps, and both intervals from Wilson's."""
     from safetensors.torch import load_file
+
+    from gsm_pipeline.grading.metrics import wilson_interval
 
     dag, _ = planned_and_run
     points = {(p["stage"], int(p["stage_step"])): p for p in table(dag.root / "results/report/curve.csv")}
-    folder = dag.root / "results" / dag.run("curve", "grpo")
-    n = json.loads((folder / "log_history.json").read_text())[0]["runtime"]["parameters"]
-    assert n == sum(t.numel() for t in load_file(folder / "model/model.safetensors").values())  # tied: once
-    grpo = points[("grpo", 3)]
-    # steps and compute count from the base model: the SFT parent's 120 steps, then GRPO's 3
-    assert int(grpo["optimizer_steps"]) == 123 and int(points[("grpo", 2)]["optimizer_steps"]) == 122
-    trained, generated = float(grpo["trained_tokens"]), float(grpo["generated_tokens"])
-    assert float(grpo["flops"]) == pytest.approx(6 * n * trained + 2 * n * generated)
-    assert float(points[("prep_sft", 120)]["generated_tokens"]) == 0 < generated  # only RL generates
-    assert 0 < float(points[("prep_sft", 60)]["flops"]) < float(points[("prep_sft", 120)]["flops"]) \
-        < float(points[("grpo", 2)]["flops"]) < float(grpo["flops"])
-    for p in points.values():  # every interval's width is printed beside its point
+    prep, grpo_run = dag.run("curve", "prep_sft"), dag.run("curve", "grpo")
+    logs = {run: json.loads((dag.root / "results" / run / "log_history.json").read_text()) for run in (prep, grpo_run)}
+    n = logs[grpo_run][0]["runtime"]["parameters"]
+    assert n == sum(t.numel() for t in load_file(dag.root / "results" / grpo_run / "model/model.safetensors").values())
+
+    def tokens(run: str, upto: int) -> float:  # the trainer's running count at the last step logged by `upto`
+        return [e["num_tokens"] for e in logs[run] if "loss" in e and e["step"] <= upto][-1]
+
+    args = dag.config().stage_config("curve", "grpo")["training_args"]
+    per_step = args["per_device_train_batch_size"] * args.get("gradient_accumulation_steps", 1)  # one process
+    rollouts = [e["completions/mean_length"] * per_step for e in logs[grpo_run] if "loss" in e]
+    expected = {("prep_sft", 60): (tokens(prep, 60), 0.0), ("prep_sft", 120): (tokens(prep, 120), 0.0),
+                ("grpo", 2): (tokens(prep, 120) + tokens(grpo_run, 2), sum(rollouts[:2])),
+                ("grpo", 3): (tokens(prep, 120) + tokens(grpo_run, 3), sum(rollouts))}
+    for key, (trained, generated) in expected.items():
+        point = points[key]
+        assert (float(point["trained_tokens"]), float(point["generated_tokens"])) == pytest.approx((trained, generated))
+        assert float(point["flops"]) == pytest.approx(6 * n * trained + 2 * n * generated)
+    # steps count from the base model: the SFT parent's 120 steps, then GRPO's 3
+    assert [int(points[k]["optimizer_steps"]) for k in expected] == [60, 120, 122, 123]
+    wall = {run: float(table_tsv(dag.root / "results/benchmarks" / f"{run}.tsv")["s"]) for run in (prep, grpo_run)}
+    assert [float(points[k]["wall_s"]) for k in expected] == pytest.approx(
+        [wall[prep] / 2, wall[prep], wall[prep] + wall[grpo_run] * 2 / 3, wall[prep] + wall[grpo_run]])
+    for p in points.values():  # both intervals are Wilson's on the point's counts, and the width is printed
+        size = int(p["n"])
+        assert (float(p["ci95_low"]), float(p["ci95_high"])) == pytest.approx(
+            wilson_interval(round(float(p["accuracy_strict"]) * size), size))
+        assert (float(p["answer_ci95_low"]), float(p["answer_ci95_high"])) == pytest.approx(
+            wilson_interval(round(float(p["answer_rate"]) * size), size))
         assert float(p["ci95_width"]) == pytest.approx(float(p["ci95_high"]) - float(p["ci95_low"]))
     costs = {c["stage"]: c for c in table(dag.root / "results/report/cost.csv")}
-    assert float(costs["prep_sft"]["wall_s"]) > 0 and float(costs["prep_sft"]["peak_rss_gb"]) > 0
+    assert float(costs["prep_sft"]["wall_s"]) == wall[prep]
+    assert float(costs["prep_sft"]["peak_rss_gb"]) == pytest.approx(
+        float(table_tsv(dag.root / f"results/benchmarks/{prep}.tsv")["max_rss"]) / 1024)
     assert costs["grpo"]["gpu_hours"] == ""  # a CPU run has no GPU-hours
+
+
+def table_tsv(path) -> dict:
+    with open(path) as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))[-1]
 
 
 def test_the_report_opens_with_accuracy_against_compute(planned_and_run):
