@@ -41,6 +41,37 @@ def test_each_stage_saves_a_loadable_model_that_differs_from_its_parent(tiny_dag
     assert list((folder.parent / "checkpoints").glob("checkpoint-*"))
 
 
+def test_every_sampled_metric_is_what_its_samples_say(tiny_dag):
+    """pass@k, maj@k and best@k of every sampled evaluation, recounted here from samples.jsonl: any of the
+    first k correct; the most frequent parseable answer of the first k (ties to the first seen) equal to gold;
+    the highest-scored of the first k correct. The trained models here get some samples right."""
+    from collections import Counter
+
+    recounted = 0
+    for metrics in sorted(tiny_dag.root.glob("results/**/eval/*/*/metrics.json")):
+        sampling = json.loads(metrics.read_text()).get("sampling")
+        if not sampling:
+            continue
+        groups: dict[str, list[dict]] = {}
+        for row in map(json.loads, metrics.with_name("samples.jsonl").read_text().splitlines()):
+            groups.setdefault(row["id"], []).append(row)
+        for k in (1, 2, 4):
+            passed = majority = best = 0
+            for rows in groups.values():
+                first = sorted(rows, key=lambda r: r["sample"])[:k]
+                gold = float(first[0]["gold"])
+                passed += any(r["correct_strict"] for r in first)
+                answers = Counter(r["extracted_strict"] for r in first if r["extracted_strict"] is not None)
+                top = max(answers.values(), default=0)
+                voted = next((r["extracted_strict"] for r in first if answers.get(r["extracted_strict"]) == top), None)
+                majority += voted is not None and float(voted) == gold
+                best += max(first, key=lambda r: r["score"])["correct_strict"]
+            assert [sampling[f"{m}@{k}"] for m in ("pass", "maj", "best")] == pytest.approx(
+                [passed / len(groups), majority / len(groups), best / len(groups)]), f"{metrics} at k={k}"
+        recounted += 1
+    assert recounted >= 12  # every sampled evaluation of the matrix
+
+
 def test_report_compares_every_stage_against_base_with_paired_tests(tiny_dag):
     table = pd.read_csv(tiny_dag.root / "results/report/comparison.csv")
     pair = table[table.experiment.isin(["tagged", "tagged_conf"]) & table.eval_matches_training]
