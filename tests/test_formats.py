@@ -2,6 +2,8 @@
 instruction, the SFT target, the stop strings, strict grading, the working-out check and the GRPO format reward
 all follow it. The report pairs prompts by their fields, never by parsing a key."""
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -41,6 +43,15 @@ def test_every_formats_readers_resolve_to_functions_of_the_readers_module(fmt):
 def test_the_configs_answer_format_choices_are_the_registry():
     assert AnswerFormat.__args__ == tuple(FORMATS) == ("tagged", "gsm8k", "boxed")
     assert validate_config({"experiments": {"x": {"answer_format": "boxed"}}}).experiments["x"].answer_format == "boxed"
+    # a format registered before the config is first imported (a fresh interpreter) is a choice of it
+    registered = subprocess.run([sys.executable, "-c", (
+        "from gsm_pipeline.grading.formats import FORMATS, AnswerFormat\n"
+        "FORMATS['says'] = AnswerFormat(instruction='Say it.', target='{reasoning} {answer}', "
+        "strict='gsm8k_answer', working_out='gsm8k_working_out')\n"
+        "from gsm_pipeline.config import validate_config\n"
+        "print(validate_config({'experiments': {'x': {'answer_format': 'says'}}}).prompt_key('x'))")],
+        capture_output=True, text=True)
+    assert registered.stdout == "says-chat\n", registered.stderr[-500:]
 
 
 def test_a_new_format_is_one_entry_that_prompts_targets_stops_and_grading_follow(says):
