@@ -17,11 +17,18 @@ def gsm_pipeline(*args, cwd):
 
 
 def rule_arguments(dag, rule: str, target: str, module: str) -> list[str]:
-    """The arguments the rule passes to `python -m gsm_pipeline.jobs.<module>`, from Snakemake's printed command."""
+    """The arguments the rule passes to `python -m gsm_pipeline.jobs.<module>` to make `target`, from Snakemake's
+    printed commands (--forcerun plans every job of the rule, in no fixed order: the one whose --out holds the
+    target)."""
     out = dag.snakemake("-n", "-p", "--forcerun", rule, target).stdout
-    line = next(line for line in out.splitlines() if f"-m gsm_pipeline.jobs.{module} " in line)
-    command = line.split(f"-m gsm_pipeline.jobs.{module} ", 1)[1].rsplit(" > ", 1)[0]  # drop the log redirect
-    return shlex.split(command)
+    for line in out.splitlines():
+        if f"-m gsm_pipeline.jobs.{module} " in line:
+            command = line.split(f"-m gsm_pipeline.jobs.{module} ", 1)[1].rsplit(" > ", 1)[0]  # no log redirect
+            args = shlex.split(command)
+            written = args[args.index("--out") + 1]
+            if target == written or target.startswith(written + "/"):
+                return args
+    raise AssertionError(f"no {module} command writes {target}:\n{out[-3000:]}")
 
 
 def replace(args: list[str], **values: str) -> list[str]:
@@ -50,13 +57,14 @@ def test_train_commands_run_a_stage_of_the_dag_given_its_arguments(tiny_dag, tmp
     steps = json.loads(args[args.index("--config") + 1])["training_args"]["max_steps"]
     assert len(ours) == len(dags) == steps  # every optimizer step of the job, logged
     assert all(math.isfinite(x) for x in ours)
+    assert ours == pytest.approx(dags, rel=1e-4)  # the same job: the same losses (one thread, fp32)
 
 
 def test_report_command_rebuilds_the_dags_comparison_table(tiny_dag, tmp_path):
     args = replace(rule_arguments(tiny_dag, "report", "results/report/index.html", "report"), out=str(tmp_path))
     done = gsm_pipeline("report", *args, cwd=tiny_dag.root)
     assert done.returncode == 0, done.stderr[-3000:]
-    for name in ("comparison.csv", "per_example.csv"):
+    for name in ("comparison.csv", "per_example.csv", "curve.csv", "cost.csv"):
         assert (tmp_path / name).read_text() == (tiny_dag.root / "results/report" / name).read_text(), name
     assert "<html" in (tmp_path / "index.html").read_text()
 
