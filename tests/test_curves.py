@@ -192,3 +192,43 @@ def test_a_kept_model_appears_whole_or_not_at_all(tmp_path):
     assert sorted(p.name for p in target.iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]
     assert not (target.parent / "model.partial").exists()
     assert (target / "model.safetensors").stat().st_nlink == 2  # linked, not copied
+
+
+def saved_checkpoint(root, step: int):
+    checkpoint = root / f"checkpoints/checkpoint-{step}"
+    checkpoint.mkdir(parents=True)
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "optimizer.pt", "trainer_state.json"):
+        (checkpoint / name).write_text(name)
+    return checkpoint
+
+
+def test_a_kill_while_keeping_a_model_leaves_no_model_folder(tmp_path, monkeypatch):
+    """Killed between two files, the kept model is absent (not half a model an evaluation would load)."""
+    import os
+
+    checkpoint, linked, link = saved_checkpoint(tmp_path, 4), [], os.link
+
+    def link_then_die(source, target):
+        if linked:
+            raise KeyboardInterrupt  # the job is killed while linking the second file
+        linked.append(link(source, target))
+
+    monkeypatch.setattr(os, "link", link_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        keep(checkpoint, tmp_path / "step-4/model")
+    assert not (tmp_path / "step-4/model").exists()
+
+
+def test_a_resumed_stage_first_keeps_the_steps_saved_before_a_kill(tmp_path):
+    """A kill after the trainer saved a kept step's checkpoint but before it was linked: the resumed run links
+    it at train begin, since that step will not be saved again."""
+    from transformers import TrainerState
+
+    from gsm_pipeline.training.curve import keep_steps_callback
+
+    saved_checkpoint(tmp_path, 4)
+    callback = keep_steps_callback([4, 8], tmp_path, tmp_path / "checkpoints", "prep_sft")
+    callback.on_train_begin(None, TrainerState(max_steps=10), None)
+    assert sorted(p.name for p in (tmp_path / "step-4/model").iterdir()) == [
+        "config.json", "model.safetensors", "tokenizer.json"]
+    assert not (tmp_path / "step-8").exists()  # not saved yet: training will keep it when it gets there
