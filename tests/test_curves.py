@@ -232,3 +232,16 @@ def test_a_resumed_stage_first_keeps_the_steps_saved_before_a_kill(tmp_path):
     assert sorted(p.name for p in (tmp_path / "step-4/model").iterdir()) == [
         "config.json", "model.safetensors", "tokenizer.json"]
     assert not (tmp_path / "step-8").exists()  # not saved yet: training will keep it when it gets there
+
+
+def test_a_gpu_stage_is_charged_its_gpus_times_its_wall_time(tmp_path):
+    from gsm_pipeline.reporting.compute import at_step, stage_cost
+
+    (tmp_path / "sft-1.tsv").write_text("s\th:m:s\tmax_rss\n1800.0\t0:30:00\t2048.0\n")
+    history = [{"runtime": {"parameters": 10, "peak_gpu_memory_gb": 3.5}},
+               {"step": 5, "loss": 1.0, "num_tokens": 100.0}, {"step": 10, "loss": 0.5, "num_tokens": 200.0}]
+    cost = stage_cost("sft-1", history, tmp_path, gpus=4)
+    assert (cost["wall_s"], cost["gpu_hours"], cost["peak_rss_gb"], cost["peak_gpu_memory_gb"]) == (1800.0, 2.0, 2.0,
+                                                                                                       3.5)
+    assert at_step(cost, 5) == {"steps": 5, "trained_tokens": 100.0, "generated_tokens": 0.0, "flops": 6000.0,
+                                "wall_s": 900.0}

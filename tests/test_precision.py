@@ -114,6 +114,18 @@ def test_auto_on_a_gpu_follows_the_gpus_bf16_support(monkeypatch, bf16_gpu):
             resolve_precision("bf16", gpu=True)
 
 
+@pytest.mark.parametrize("capability, tf32", [((7, 0), False), ((8, 0), True), ((9, 0), True)])
+def test_tf32_asked_for_is_used_only_on_ampere_and_newer(monkeypatch, capability, tf32):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: capability)
+    job = validate_config({"model": {"tf32": True}}).sft_job("tagged", "prep_sft")
+    assert trainer_numerics(job, resolve_precision("no", gpu=False))["tf32"] is tf32  # a V100 (7.0) has none
+    off = validate_config({}).sft_job("tagged", "prep_sft")
+    assert trainer_numerics(off, resolve_precision("no", gpu=False))["tf32"] is False  # not asked for: never
+
+
 def test_fp16_on_a_cpu_is_refused_in_one_line():
     with pytest.raises(ConfigError, match=r"^model.mixed_precision: fp16 needs a GPU"):
         resolve_precision("fp16", gpu=False, native_bf16=True)
