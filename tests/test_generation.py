@@ -50,6 +50,28 @@ def test_sampling_at_temperature_one_gives_distinct_samples(loaded, rows):
     assert max(len(s) for s in per_question) > 1
 
 
+def test_both_engines_give_the_same_greedy_completions_cut_where_the_loop_stops(loaded, rows):
+    """Continuous batching stops at EOS only: its rows are cut after the fact where the loop stops (at a stop
+    string), so the completions, their token counts and the truncated flags are the loop's (fp32, CPU). The stop
+    here is mid-completion (the model goes on to write its answer), so a row that is not cut shows."""
+    model, tokenizer = loaded
+    prompts = [render_prompt(r["question"], SPEC, tokenizer) for r in rows]
+    settings = dict(max_new_tokens=40, batch_size=3, stop_strings=["<end_working_out>"], progress=False)
+    loop = generate(model, tokenizer, prompts, engine="loop", **settings)
+    assert cont_equal(generate(model, tokenizer, prompts, engine="continuous", **settings), loop)
+    assert any(r["completion"].endswith("<end_working_out>") for r in loop)
+    assert any(not r["completion"].endswith("<end_working_out>") for r in loop)  # both kinds of row occur
+    sampled = generate(model, tokenizer, prompts[:2] * 4, engine="continuous", do_sample=True, temperature=1.0,
+                       **settings)
+    assert len({r["completion"] for r in sampled}) > 2  # and it samples
+
+
+def cont_equal(continuous: list[dict], loop: list[dict]) -> bool:
+    for i, (a, b) in enumerate(zip(continuous, loop, strict=True)):
+        assert a == b, f"row {i}: continuous {a} != loop {b}"
+    return True
+
+
 def mean_completion_logprob(model, tokenizer, prompt: str, completion: str) -> float:
     """Independently of the scorer: one unpadded sequence, the completion tokens' mean log-probability."""
     import torch

@@ -20,7 +20,7 @@ from .matrix import expand_sweeps
 from .prompts import prompt_key
 from .settings.base import NAME_PATTERN, SEED_MAX, Numerics, Strict, is_name
 from .settings.data import DataConfig, DataJob
-from .settings.evaluation import ConfidenceConfig, EvalConfig, EvalJob, TargetsJob
+from .settings.evaluation import ConfidenceConfig, EvalConfig, EvalJob, GenerationConfig, TargetsJob
 from .settings.model import ModelConfig
 from .settings.prompt import PromptSpec
 from .settings.training import (
@@ -150,6 +150,8 @@ class PipelineConfig(Strict):
     lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA settings for finetune: lora")
     stages: StagesConfig = Field(default_factory=StagesConfig, description="Per-stage hyperparameters")
     evaluation: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation settings")
+    generation: GenerationConfig = Field(
+        default_factory=GenerationConfig, description="The generation engine of evaluation and confidence targets")
     confidence: ConfidenceConfig = Field(
         default_factory=ConfidenceConfig, description="How SFT confidence targets are measured")
     experiments: dict[str, ExperimentConfig] = Field(
@@ -306,11 +308,11 @@ class PipelineConfig(Strict):
         ref = self.confidence.model
         asked = prompt.but(confidence=False) if ref == "base" else self.prompt_spec(ref.split("/")[0])
         return TargetsJob.model_validate({"prompt": asked, "seed": self.seed, **self.numerics(),
-                                          **self.confidence.model_dump()})
+                                          **self.generation.model_dump(), **self.confidence.model_dump()})
 
     def eval_job(self, prompt: PromptSpec) -> EvalJob:
         return EvalJob.model_validate({"prompt": prompt, "seed": self.seed, **self.numerics(),
-                                       **self.evaluation.model_dump()})
+                                       **self.generation.model_dump(), **self.evaluation.model_dump()})
 
     def prompts(self) -> dict[str, PromptSpec]:
         """Every distinct prompt, trained with or evaluated with, keyed by prompt_key (the {prompt} wildcard)."""

@@ -24,6 +24,7 @@ from .model_io import load_model_and_tokenizer
 
 if TYPE_CHECKING:
     from .settings.base import Numerics
+    from .settings.evaluation import EvalJob, TargetsJob
     from .settings.training import TrainingJob
 
 MIXED_PRECISION = ("auto", "bf16", "fp16", "no")
@@ -182,7 +183,7 @@ def announce(info: dict[str, Any]) -> None:
     where = info.get("gpu") or (f"{info['cpu']} (capability {info['cpu_capability']}, native bf16 "
                                 f"{'yes' if info['cpu_native_bf16'] else 'no'}: {info['cpu_bf16_why']})")
     extras = " ".join(f"{k}={v}" for k, v in info.items() if k in ("gradient_checkpointing", "use_liger_kernel",
-                                                                    "torch_compile", "tf32"))
+                                                                    "torch_compile", "tf32", "engine"))
     print(f"runtime: {info['device']} {where}; weights {info['dtype']}, autocast {info['autocast']} "
           f"({info['precision_reason']}), {info['torch_threads']} threads {extras}".rstrip(), file=sys.stderr,
           flush=True)
@@ -202,11 +203,16 @@ def job_precision(job: Numerics) -> Precision:
     return resolve_precision(job.mixed_precision)
 
 
-def load_for_generation(path: str | Path, job: Numerics, threads: int | None):
-    """Model and tokenizer (left-padded) for a generating job, its resolved precision and how it runs, announced."""
+def load_for_generation(path: str | Path, job: EvalJob | TargetsJob, threads: int | None):
+    """Model and tokenizer (left-padded) for a generating job, its resolved precision and how it runs (the
+    generation engine included), announced."""
+    from .generation.decoding import resolve_engine
+
     precision = job_precision(job)
     model, tokenizer = load_model_and_tokenizer(path, job.dtype, padding_side="left")
-    info = describe(job.dtype, precision, threads, weights=str(model.dtype).removeprefix("torch."))
+    engine, why = resolve_engine(job.engine, model.device)
+    info = describe(job.dtype, precision, threads, weights=str(model.dtype).removeprefix("torch."), engine=engine,
+                    engine_why=why)
     announce(info)
     return model, tokenizer, precision, info
 

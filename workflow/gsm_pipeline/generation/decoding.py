@@ -1,6 +1,11 @@
 """Batched generation for evaluation: length-sorted, left-padded, stops at EOS or the
 closing answer tag, greedy unless asked to sample. Returns results in input order.
 
+Two engines generate each batch, chosen by `generation.engine` (resolve_engine): our loop (below), or
+transformers' continuous batching (`generate_batch`, a paged KV cache that refills finished slots). Continuous
+batching stops at EOS only, so its rows are cut afterwards at the first token after which a stop string is
+written: the same point the loop stops at, so completions, token counts and the truncated flag are the same.
+
 Decoding is our own short loop over the KV cache rather than `model.generate`: a row that has ended leaves
 the batch and the cache at once, so one long completion costs one row per token, not the whole batch
 (`generate` steps every row until the last one ends). It is plain greedy argmax or plain temperature
@@ -17,10 +22,13 @@ from typing import Any, Callable
 def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, batch_size: int,
              stop_strings: list[str] | None = None, do_sample: bool = False, temperature: float = 1.0,
              progress: bool = True, seed: int = 0, done: dict[int, dict] | None = None,
-             on_batch: Callable[[list[int], list[dict]], None] | None = None) -> list[dict[str, Any]]:
+             on_batch: Callable[[list[int], list[dict]], None] | None = None,
+             engine: str = "loop") -> list[dict[str, Any]]:
     """Batches are fixed slices of one length-sorted order, and sampling is reseeded per batch, so a
     rerun that skips the batches already in `done` produces exactly what one uninterrupted call would."""
     import torch
+
+    engine, _ = resolve_engine(engine, model.device)
 
     tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
     # Longest first: similar lengths share a batch (less padding) and memory peaks early.
@@ -38,11 +46,19 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, batch
             continue
         if do_sample:
             torch.manual_seed(seed + first)
-        batch = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
-        batch = {k: v.to(model.device) for k, v in batch.items()}
-        with torch.inference_mode():
-            new = decode(model, batch, max_new_tokens=max_new_tokens, ended=ending(tokenizer, eos_ids, stop_strings),
-                         do_sample=do_sample, temperature=temperature)
+        ended = ending(tokenizer, eos_ids, stop_strings)
+        may_stop = lambda tokens: any(stop in tokenizer.decode(tokens, skip_special_tokens=True)  # noqa: E731
+                                      for stop in stop_strings or [])
+        if engine == "continuous":
+            new = [cut(tokens, ended) if may_stop(tokens) else tokens for tokens in continuous(
+                model, tokenizer, [prompts[i] for i in idx], max_new_tokens=max_new_tokens, eos_ids=eos_ids,
+                do_sample=do_sample, temperature=temperature)]
+        else:
+            batch = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
+            batch = {k: v.to(model.device) for k, v in batch.items()}
+            with torch.inference_mode():
+                new = decode(model, batch, max_new_tokens=max_new_tokens, ended=ended, do_sample=do_sample,
+                             temperature=temperature)
         for i, tokens in zip(idx, new):
             results[i] = _finish(tokens, tokenizer, eos_ids, stop_strings or [], max_new_tokens)
         if on_batch:
@@ -89,6 +105,43 @@ def decode(model, batch: dict, *, max_new_tokens: int, ended: Callable[[list[int
         mask = torch.cat([mask, mask.new_ones(len(live), 1)], dim=-1)
         positions = positions[:, -1:] + 1
         step = chosen[:, None]
+    return tokens
+
+
+def resolve_engine(engine: str, device) -> tuple[str, str]:
+    """(engine, why): what `auto` means on this device, measured (tests/bench/README.md, bench_generation.py)."""
+    if engine != "auto":
+        return engine, "asked for"
+    if getattr(device, "type", str(device)) == "cuda":
+        return "continuous", "auto: continuous batching on a GPU, where a per-token Python loop is launch-bound"
+    return "loop", "auto: the loop on a CPU (continuous batching measured 1.9-2.4x slower on 2 cores)"
+
+
+def continuous(model, tokenizer, prompts: list[str], *, max_new_tokens: int, eos_ids: set[int], do_sample: bool,
+               temperature: float) -> list[list[int]]:
+    """New tokens per prompt from transformers' continuous batching, decoded as the loop decodes: plain greedy
+    or plain temperature sampling (no top-k, no top-p, none of the model's own generation_config)."""
+    import torch
+    from transformers import GenerationConfig
+
+    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=do_sample, top_k=0, top_p=1.0,
+                              temperature=temperature if do_sample else 1.0, eos_token_id=sorted(eos_ids) or None,
+                              pad_token_id=tokenizer.pad_token_id)
+    inputs = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    with torch.inference_mode():
+        out = list(model.generate_batch(inputs=inputs, generation_config=config, progress_bar=False).values())
+    failed = [o.request_id for o in out if o.error is not None]
+    if len(out) != len(inputs) or failed:  # generate_batch logs a failed or missing request and goes on
+        raise RuntimeError(f"continuous batching returned {len(out)} of {len(inputs)} completions "
+                           f"(failed: {', '.join(failed) or 'none'})")
+    return [list(o.generated_tokens) for o in out]
+
+
+def cut(tokens: list[int], ended: Callable[[list[int]], bool]) -> list[int]:
+    """The tokens up to the first one after which the loop would have stopped (EOS or a stop string)."""
+    for n in range(1, len(tokens) + 1):
+        if ended(tokens[:n]):
+            return tokens[:n]
     return tokens
 
 

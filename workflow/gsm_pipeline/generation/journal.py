@@ -55,5 +55,5 @@ class Journal:
 def journaled_generate(model, tokenizer, prompts: list[str], job: EvalJob | TargetsJob, journal: Journal | None,
                        **kwargs) -> list[dict[str, Any]]:
     return generate(model, tokenizer, prompts, max_new_tokens=job.max_new_tokens, batch_size=job.batch_size,
-                    stop_strings=stop_strings(job.prompt), seed=job.seed,
+                    stop_strings=stop_strings(job.prompt), seed=job.seed, engine=job.engine,
                     done=journal.load() if journal else None, on_batch=journal.append if journal else None, **kwargs)

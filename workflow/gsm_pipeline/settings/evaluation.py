@@ -10,6 +10,15 @@ from .base import SEED_MAX, JobSettings, Numerics, Strict
 from .prompt import PromptSpec
 
 
+class GenerationConfig(Strict):
+    """How every completion outside RL training is generated: evaluation, its samples, confidence targets."""
+    engine: Literal["auto", "loop", "continuous"] = Field(
+        "auto", description="loop: length-sorted batches through a KV-cache loop that drops ended rows; continuous: "
+                            "transformers' continuous batching with a paged KV cache (generate_batch); auto: the loop "
+                            "on a CPU, where continuous batching measured 1.9-2.4x slower (tests/bench/README.md), "
+                            "continuous batching on a GPU")
+
+
 class EvalSettings(Strict):
     gpus: int = Field(0, ge=0, description="GPUs per evaluation (and confidence-targets) job: the Slurm request")
     max_new_tokens: int = Field(256, ge=1, description="Generation budget per test problem")
@@ -49,11 +58,11 @@ class ConfidenceConfig(Strict):
     batch_size: int = Field(32, ge=1, description="Completions generated together")
 
 
-class EvalJob(EvalSettings, Numerics, JobSettings):
+class EvalJob(EvalSettings, GenerationConfig, Numerics, JobSettings):
     prompt: PromptSpec = Field(description="The prompt the model is asked with")
     seed: int = Field(0, ge=0, le=SEED_MAX, description="Seed of the sampled completions")
 
 
-class TargetsJob(ConfidenceConfig, Numerics, JobSettings):
+class TargetsJob(ConfidenceConfig, GenerationConfig, Numerics, JobSettings):
     prompt: PromptSpec = Field(description="The prompt the measured model answers in")
     seed: int = Field(0, ge=0, le=SEED_MAX, description="Sampling seed")
