@@ -1,11 +1,15 @@
-"""Evaluation generation throughput: ours (length-sorted batches, stop at EOS or the closing tag)
-against plain `model.generate` at batch 64 in input order, in one run, reported as a ratio.
+"""Generation engines side by side in one run (issue 29): our loop (`engine: loop`), transformers' continuous
+batching (`engine: continuous`, `generate_batch` with a paged KV cache) and plain `model.generate` at batch 64
+in input order, greedy and with n samples per problem at temperature 1, every row the full budget. Prints
+tokens/s per engine and each one's ratio to the loop, with the device (and the CPU's kind) named.
 
     python tests/bench/bench_generation.py --questions GSM8K_TEST.jsonl --tokenizer resources/model   # GPU
+    python tests/bench/bench_generation.py --questions GSM8K_TEST.jsonl --tokenizer resources/model \\
+        --problems 32 --max-new-tokens 256 --samples 4                                                   # CPU
     python tests/bench/bench_generation.py --smoke                                                    # CPU check
 
-The model is randomly initialised with SmolLM2-135M's architecture (weights do not change the cost
-of a fixed number of tokens); --ignore-eos makes both sides generate the full budget.
+The model is randomly initialised with SmolLM2-135M's architecture (weights do not change the cost of a fixed
+number of tokens), EOS disabled so every completion runs the full budget; fp32 on a CPU, bf16 on a GPU.
 """
 from __future__ import annotations
 
@@ -21,17 +25,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
 SMOLLM2_135M = dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
                     num_key_value_heads=3, max_position_embeddings=2048, tie_word_embeddings=True)
+ENGINES = ("loop", "continuous", "generate")
 
 
-def plain_generate(model, tokenizer, prompts, max_new_tokens, batch_size=64):
+def plain_generate(model, tokenizer, prompts, max_new_tokens, do_sample, batch_size=64):
     import torch
 
     tokenizer.padding_side = "left"
     for start in range(0, len(prompts), batch_size):
-        batch = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True).to(model.device)
+        batch = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
+                          add_special_tokens=False).to(model.device)
         with torch.inference_mode():
-            model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+            model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=do_sample, top_k=0, top_p=1.0,
                            pad_token_id=tokenizer.pad_token_id)
+
+
+def device_name(device: str) -> str:
+    import torch
+
+    from gsm_pipeline import runtime
+
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    native, why = runtime.cpu_bf16()
+    return f"{runtime.describe('float32', runtime.resolve_precision('no', gpu=False))['cpu']}, " \
+           f"{torch.get_num_threads()} threads, capability {torch.backends.cpu.get_cpu_capability()}, " \
+           f"native bf16 {'yes' if native else 'no'} ({why})"
 
 
 def main() -> None:
@@ -45,8 +64,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--questions", help="question/answer JSONL (GSM8K test: 1319 rows)")
     parser.add_argument("--tokenizer", help="a tokenizer folder (SmolLM2's, from resources/model)")
+    parser.add_argument("--problems", type=int, help="the first N questions (default: all)")
     parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=64, help="our batch size")
+    parser.add_argument("--samples", type=int, default=8, help="sampled completions per problem (0: greedy only)")
+    parser.add_argument("--batch-size", type=int, default=64, help="the loop's and continuous batching's batch")
+    parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, CPU: checks the script runs")
     parser.add_argument("--out", help="also write the result here as JSON")
     args = parser.parse_args()
@@ -55,35 +77,51 @@ def main() -> None:
         from tiny_model import build_tiny_model
 
         folder = build_tiny_model(Path("/tmp/bench_tiny_model"))
-        tokenizer, arch, n, budget = AutoTokenizer.from_pretrained(folder), TINY, 16, 16
-        prompts = [f"What is {i} + {i}?" for i in range(n)]
+        tokenizer, arch, budget, samples = AutoTokenizer.from_pretrained(folder), TINY, 16, 2
+        questions = [f"What is {i} + {i}?" for i in range(16)]
     else:
         tokenizer, arch, budget = AutoTokenizer.from_pretrained(args.tokenizer), SMOLLM2_135M, args.max_new_tokens
-        prompts = [r["question"] for r in load_test_rows(args.questions)]
+        questions = [r["question"] for r in load_test_rows(args.questions)][: args.problems]
+        samples = args.samples
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    spec = {"answer_format": "tagged", "chat_template": True}
-    prompts = [render_prompt(q, spec, tokenizer) for q in prompts]
+    prompts = [render_prompt(q, {"answer_format": "tagged", "chat_template": True}, tokenizer) for q in questions]
     config = LlamaConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **arch)
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    torch.manual_seed(0)
     model = LlamaForCausalLM(config).to(device=device, dtype=dtype).eval()
     model.generation_config.eos_token_id = None  # fixed workload: every sequence runs the full budget
 
-    timings = {}
-    for name, run in (("plain_generate_b64", lambda: plain_generate(model, tokenizer, prompts, budget)),
-                      ("ours", lambda: generate(model, tokenizer, prompts, max_new_tokens=budget,
-                                                batch_size=args.batch_size, progress=False))):
-        if device == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-        start = time.perf_counter()
-        run()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        peak = round(torch.cuda.max_memory_allocated() / 2**30, 2) if device == "cuda" else None
-        timings[name] = {"seconds": round(time.perf_counter() - start, 2), "peak_gpu_gib": peak}
-    result = {"device": device, "problems": len(prompts), "max_new_tokens": budget, **timings,
-              "speedup_vs_plain": round(timings["plain_generate_b64"]["seconds"] / timings["ours"]["seconds"], 2)}
+    def run(engine: str, batch: list[str], do_sample: bool) -> None:
+        if engine == "generate":
+            plain_generate(model, tokenizer, batch, budget, do_sample)
+        else:
+            generate(model, tokenizer, batch, max_new_tokens=budget, batch_size=args.batch_size, progress=False,
+                     do_sample=do_sample, engine=engine)
+
+    rows = {}
+    for decoding, batch in (("greedy", prompts), (f"{samples} samples", [p for p in prompts for _ in range(samples)])):
+        if decoding != "greedy" and not samples:
+            continue
+        for engine in args.engines:
+            if device == "cuda":
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+            start = time.perf_counter()
+            run(engine, batch, decoding != "greedy")
+            if device == "cuda":
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - start
+            rows[f"{decoding} {engine}"] = {
+                "completions": len(batch), "seconds": round(seconds, 2),
+                "tokens_per_s": round(len(batch) * budget / seconds, 1),
+                "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device == "cuda" else None}
+            print(f"{decoding:>10} {engine:>10}: {rows[f'{decoding} {engine}']}", file=sys.stderr, flush=True)
+    for key, row in rows.items():  # each engine against the loop on the same work
+        loop = rows.get(key.rsplit(" ", 1)[0] + " loop")
+        row["speed_vs_loop"] = round(loop["seconds"] / row["seconds"], 2) if loop else None
+    result = {"device": device_name(device), "torch": torch.__version__, "problems": len(prompts),
+              "max_new_tokens": budget, "batch_size": args.batch_size, "dtype": str(dtype), "runs": rows}
     print(json.dumps(result, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))

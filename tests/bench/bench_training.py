@@ -49,11 +49,11 @@ SFT_VARIANTS = {
 GRPO_VARIANTS = {
     "trl_default": {**TRL},
     "trl_genbatch256": {**TRL, "generation_batch_size": 256},
-    "trl_genbatch256_paged": {**TRL, "generation_batch_size": 256, "use_transformers_paged": True},
+    "trl_genbatch256_paged": {**TRL, "generation_batch_size": 256, "use_transformers_continuous_batching": True},
     "trl_b64_genbatch512_paged": {**TRL, "per_device_train_batch_size": 64, "generation_batch_size": 512,
-                                  "use_transformers_paged": True},
-    "ours": {"per_device_train_batch_size": 64, "generation_batch_size": 512, "use_transformers_paged": not VLLM,
-             "use_vllm": VLLM, "liger_kernel": LIGER},
+                                  "use_transformers_continuous_batching": True},
+    "ours": {"per_device_train_batch_size": 64, "generation_batch_size": 512,
+             "use_transformers_continuous_batching": not VLLM, "use_vllm": VLLM, "liger_kernel": LIGER},
 }
 
 
