@@ -15,7 +15,7 @@ class GenerationConfig(Strict):
     engine: Literal["auto", "loop", "continuous"] = Field(
         "auto", description="loop: length-sorted batches through a KV-cache loop that drops ended rows; continuous: "
                             "transformers' continuous batching with a paged KV cache (generate_batch); auto: the loop "
-                            "on a CPU, where continuous batching measured 1.9-2.4x slower (tests/bench/README.md), "
+                            "on a CPU, where continuous batching measured 2.3x slower greedy (tests/bench/README.md), "
                             "continuous batching on a GPU")
 
 
