@@ -3,14 +3,24 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import ConfigError
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 SEED_MAX = 2**32 - 1  # torch.manual_seed and numpy refuse larger seeds
+
+
+def registered(registry: Mapping[str, Any], what: str) -> AfterValidator:
+    """A field whose value must be a key of `registry` (read when validating, so late entries count)."""
+    def check(value: str) -> str:
+        if value not in registry:
+            raise ValueError(f"unknown {what} {value!r}; registered: {', '.join(registry)}")
+        return value
+    return AfterValidator(check)
 
 
 def is_name(text: str) -> bool:

@@ -1,15 +1,16 @@
 """What prepare_data reads: the data section, and the job built from it."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from .base import NAME_PATTERN, SEED_MAX, JobSettings, Strict, is_name
+from ..tasks import TASKS
+from .base import NAME_PATTERN, SEED_MAX, JobSettings, Strict, is_name, registered
 
 
 class DataConfig(Strict):
-    source: str = Field(
+    source: Annotated[str, registered(TASKS, "task")] = Field(
         "gsm_symbolic", description="The task (gsm_pipeline/tasks): gsm_symbolic (offline generator), gsm8k (hub "
                                     "or local copy) or jsonl files")
     seed: int = Field(0, ge=0, le=SEED_MAX, description="Seed for generation, shuffling and the held-out template draw")
@@ -28,15 +29,6 @@ class DataConfig(Strict):
     extra_test_files: dict[str, str] = Field(
         default_factory=dict, description="More test sets, name -> JSONL of question/answer rows "
                                           "(e.g. a local GSM8K test.jsonl as an out-of-distribution set)")
-
-    @field_validator("source")
-    @classmethod
-    def _registered_task(cls, v: str) -> str:
-        from ..tasks import TASKS
-
-        if v not in TASKS:
-            raise ValueError(f"unknown task; registered: {', '.join(TASKS)}")
-        return v
 
     @model_validator(mode="after")
     def _files_for_jsonl(self) -> "DataConfig":

@@ -2,18 +2,20 @@
 and grade through it, so its defaults live here once."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 
 from ..grading.formats import FORMATS
 from ..tasks import DEFAULT_TASK, TASKS
-from .base import Strict
+from .base import Strict, registered
 
 
 class PromptSpec(Strict, frozen=True):
-    task: str = Field(DEFAULT_TASK, description="The task whose instructions, worked examples and grader apply")
-    answer_format: str = Field("tagged", description="An entry of grading/formats.py's FORMATS")
+    task: Annotated[str, registered(TASKS, "task")] = Field(
+        DEFAULT_TASK, description="The task whose instructions, worked examples and grader apply")
+    answer_format: Annotated[str, registered(FORMATS, "answer format")] = Field(
+        "tagged", description="An entry of grading/formats.py's FORMATS")
     chat_template: bool = Field(True, description="Render through the tokenizer's chat template, or as plain text")
     confidence: bool = Field(False, description="Ask for a stated confidence after the answer")
     shots: int = Field(0, ge=0, description="Worked examples before the question")
@@ -25,20 +27,6 @@ class PromptSpec(Strict, frozen=True):
     def of(cls, spec: PromptSpec | dict[str, Any]) -> PromptSpec:
         """A spec, or the dict a job's settings or a test wrote it as."""
         return spec if isinstance(spec, cls) else cls.model_validate(spec)
-
-    @field_validator("answer_format")
-    @classmethod
-    def _registered_format(cls, v: str) -> str:
-        if v not in FORMATS:
-            raise ValueError(f"unknown answer format {v!r}; registered: {', '.join(FORMATS)}")
-        return v
-
-    @field_validator("task")
-    @classmethod
-    def _registered_task(cls, v: str) -> str:
-        if v not in TASKS:
-            raise ValueError(f"unknown task {v!r}; registered: {', '.join(TASKS)}")
-        return v
 
     def but(self, **changes: Any) -> PromptSpec:
         """The same spec with some fields changed, validated again."""
