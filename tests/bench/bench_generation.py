@@ -120,8 +120,9 @@ def main() -> None:
     for key, row in rows.items():  # each engine against the loop on the same work
         loop = rows.get(key.rsplit(" ", 1)[0] + " loop")
         row["speed_vs_loop"] = round(loop["seconds"] / row["seconds"], 2) if loop else None
-    result = {"device": device_name(device), "torch": torch.__version__, "problems": len(prompts),
-              "max_new_tokens": budget, "batch_size": args.batch_size, "dtype": str(dtype), "runs": rows}
+    result = {"device": device, "device_name": device_name(device), "torch": torch.__version__,
+              "problems": len(prompts), "max_new_tokens": budget, "batch_size": args.batch_size, "dtype": str(dtype),
+              "runs": rows}
     print(json.dumps(result, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
