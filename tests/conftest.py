@@ -1,6 +1,7 @@
 """Shared fixtures: one tiny model, and one run of the real DAG on it, per test session."""
 from __future__ import annotations
 
+import csv
 import json
 import os
 import random
@@ -32,6 +33,12 @@ def arithmetic_rows(n: int, seed: int) -> list[dict]:
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+def benchmark_row(path: Path) -> dict[str, str]:
+    """The last row of a Snakemake benchmark TSV, read here independently of the report's reader."""
+    with open(path) as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))[-1]
 
 
 def warm_config_checks(*files: Path) -> None:

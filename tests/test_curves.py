@@ -8,7 +8,7 @@ import json
 import pytest
 import yaml
 
-from conftest import Dag, tiny_config
+from conftest import Dag, benchmark_row, tiny_config
 from gsm_pipeline.config import validate_config
 from gsm_pipeline.config_files import load_config_file, merge
 from gsm_pipeline.errors import ConfigError
@@ -122,7 +122,8 @@ def test_each_point_carries_its_cumulative_compute_and_interval(planned_and_run)
         assert float(point["flops"]) == pytest.approx(6 * n * trained + 2 * n * generated)
     # steps count from the base model: the SFT parent's 120 steps, then GRPO's 3
     assert [int(points[k]["optimizer_steps"]) for k in expected] == [60, 120, 122, 123]
-    wall = {run: float(table_tsv(dag.root / "results/benchmarks" / f"{run}.tsv")["s"]) for run in (prep, grpo_run)}
+    benchmarks = {run: benchmark_row(dag.root / "results/benchmarks" / f"{run}.tsv") for run in (prep, grpo_run)}
+    wall = {run: float(row["s"]) for run, row in benchmarks.items()}
     assert [float(points[k]["wall_s"]) for k in expected] == pytest.approx(
         [wall[prep] / 2, wall[prep], wall[prep] + wall[grpo_run] * 2 / 3, wall[prep] + wall[grpo_run]])
     for p in points.values():  # both intervals are Wilson's on the point's counts, and the width is printed
@@ -134,14 +135,8 @@ def test_each_point_carries_its_cumulative_compute_and_interval(planned_and_run)
         assert float(p["ci95_width"]) == pytest.approx(float(p["ci95_high"]) - float(p["ci95_low"]))
     costs = {c["stage"]: c for c in table(dag.root / "results/report/cost.csv")}
     assert float(costs["prep_sft"]["wall_s"]) == wall[prep]
-    assert float(costs["prep_sft"]["peak_rss_gb"]) == pytest.approx(
-        float(table_tsv(dag.root / f"results/benchmarks/{prep}.tsv")["max_rss"]) / 1024)
+    assert float(costs["prep_sft"]["peak_rss_gb"]) == pytest.approx(float(benchmarks[prep]["max_rss"]) / 1024)
     assert costs["grpo"]["gpu_hours"] == ""  # a CPU run has no GPU-hours
-
-
-def table_tsv(path) -> dict:
-    with open(path) as handle:
-        return list(csv.DictReader(handle, delimiter="\t"))[-1]
 
 
 def test_the_report_opens_with_accuracy_against_compute(planned_and_run):
@@ -181,25 +176,22 @@ def test_curves_are_part_of_a_stage_chain_and_off_is_the_chain_of_a_config_witho
                                                                                                     "prep_sft")]
 
 
-def test_a_kept_model_appears_whole_or_not_at_all(tmp_path):
-    checkpoint = tmp_path / "checkpoints/checkpoint-4"
-    checkpoint.mkdir(parents=True)
-    for name in ("model.safetensors", "config.json", "tokenizer.json", "optimizer.pt", "trainer_state.json"):
-        (checkpoint / name).write_text(name)
-    target = tmp_path / "step-4/model"
-    (target.parent / "model.partial").mkdir(parents=True)  # left by a kill during an earlier copy
-    keep(checkpoint, target)
-    assert sorted(p.name for p in target.iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]
-    assert not (target.parent / "model.partial").exists()
-    assert (target / "model.safetensors").stat().st_nlink == 2  # linked, not copied
-
-
 def saved_checkpoint(root, step: int):
     checkpoint = root / f"checkpoints/checkpoint-{step}"
     checkpoint.mkdir(parents=True)
     for name in ("model.safetensors", "config.json", "tokenizer.json", "optimizer.pt", "trainer_state.json"):
         (checkpoint / name).write_text(name)
     return checkpoint
+
+
+def test_a_kept_model_appears_whole_or_not_at_all(tmp_path):
+    checkpoint = saved_checkpoint(tmp_path, 4)
+    target = tmp_path / "step-4/model"
+    (target.parent / "model.partial").mkdir(parents=True)  # left by a kill during an earlier copy
+    keep(checkpoint, target)
+    assert sorted(p.name for p in target.iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]
+    assert not (target.parent / "model.partial").exists()
+    assert (target / "model.safetensors").stat().st_nlink == 2  # linked, not copied
 
 
 def test_a_kill_while_keeping_a_model_leaves_no_model_folder(tmp_path, monkeypatch):

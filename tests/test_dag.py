@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from conftest import benchmark_row
 from gsm_pipeline.grading.metrics import mcnemar_exact, wilson_interval
 from gsm_pipeline.settings.training import SFTJob
 
@@ -352,8 +353,7 @@ def test_the_confidence_targets_sampling_is_charged_once_to_the_chain_that_train
     with open(tiny_dag.root / "results/report/cost.csv") as handle:
         costs = {c["run"]: c for c in csv.DictReader(handle)}
     assert float(costs[prep]["target_tokens"]) == tokens and costs[prep]["peak_gpu_memory_gb"] == ""
-    seconds = {name: float(list(csv.DictReader(open(tiny_dag.root / f"results/benchmarks/{name}.tsv"),
-                                               delimiter="\t"))[-1]["s"])
+    seconds = {name: float(benchmark_row(tiny_dag.root / f"results/benchmarks/{name}.tsv")["s"])
                for name in (prep, "confidence_targets/tagged-chat-conf")}
     assert float(costs[prep]["wall_s"]) == seconds[prep]  # the stage's own job, as Snakemake measured it
     assert float(points["prep_sft"]["wall_s"]) == pytest.approx(sum(seconds.values()))  # plus the targets job's

@@ -58,18 +58,14 @@ def test_both_engines_give_the_same_greedy_completions_cut_where_the_loop_stops(
     prompts = [render_prompt(r["question"], SPEC, tokenizer) for r in rows]
     settings = dict(max_new_tokens=40, batch_size=3, stop_strings=["<end_working_out>"], progress=False)
     loop = generate(model, tokenizer, prompts, engine="loop", **settings)
-    assert cont_equal(generate(model, tokenizer, prompts, engine="continuous", **settings), loop)
+    continuous = generate(model, tokenizer, prompts, engine="continuous", **settings)
+    for i, (a, b) in enumerate(zip(continuous, loop, strict=True)):
+        assert a == b, f"row {i}: continuous {a} != loop {b}"
     assert any(r["completion"].endswith("<end_working_out>") for r in loop)
     assert any(not r["completion"].endswith("<end_working_out>") for r in loop)  # both kinds of row occur
     sampled = generate(model, tokenizer, prompts[:2] * 4, engine="continuous", do_sample=True, temperature=1.0,
                        **settings)
     assert len({r["completion"] for r in sampled}) > 2  # and it samples
-
-
-def cont_equal(continuous: list[dict], loop: list[dict]) -> bool:
-    for i, (a, b) in enumerate(zip(continuous, loop, strict=True)):
-        assert a == b, f"row {i}: continuous {a} != loop {b}"
-    return True
 
 
 def mean_completion_logprob(model, tokenizer, prompt: str, completion: str) -> float:

@@ -40,15 +40,17 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, batch
     done = done or {}
     for i, result in done.items():
         results[i] = result
+    ended = ending(tokenizer, eos_ids, stop_strings)
+
+    def may_stop(tokens: list[int]) -> bool:  # only a row that wrote a stop string can need a cut
+        return any(stop in tokenizer.decode(tokens, skip_special_tokens=True) for stop in stop_strings or [])
+
     for first in range(0, len(order), batch_size):
         idx = order[first:first + batch_size]
         if all(i in done for i in idx):
             continue
         if do_sample:
             torch.manual_seed(seed + first)
-        ended = ending(tokenizer, eos_ids, stop_strings)
-        may_stop = lambda tokens: any(stop in tokenizer.decode(tokens, skip_special_tokens=True)  # noqa: E731
-                                      for stop in stop_strings or [])
         if engine == "continuous":
             new = [cut(tokens, ended) if may_stop(tokens) else tokens for tokens in continuous(
                 model, tokenizer, [prompts[i] for i in idx], max_new_tokens=max_new_tokens, eos_ids=eos_ids,
