@@ -156,6 +156,17 @@ def save_final(trainer, tokenizer, out_dir: str | Path, dtype: str) -> None:
     save_atomically(model, tokenizer, out_dir, state)
 
 
+def leave_process_group(trainer) -> None:
+    """Every rank waits for rank 0's save, then leaves the process group before the interpreter exits. A rank
+    that exits with the group still up can abort in C++ teardown after a complete save (seen once in CI under
+    ZeRO-3 on the CPU: "terminate called without an active exception", SIGABRT, so the launch failed)."""
+    import torch.distributed as dist
+
+    trainer.accelerator.wait_for_everyone()
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def finite_loss_guard():
     """A callback that stops training at the first non-finite loss, before that step is checkpointed.
 
@@ -224,3 +235,4 @@ def run_stage(settings: type[TrainingJob], build_trainer, description: str, argv
         runtime["peak_gpu_memory_gb"] = peak_gpu_memory_gb()  # this process (rank 0), since this launch
         write_log_history(trainer, args.log_history, runtime)
     save_final(trainer, tokenizer, args.out, job.dtype)
+    leave_process_group(trainer)
