@@ -127,14 +127,14 @@ class Dag:
         return path
 
     def snakemake(self, *args: str, configfile: str = "tiny.yaml", check: bool = True,
-                  prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+                  prefix: tuple[str, ...] = (), cores: int = 2) -> subprocess.CompletedProcess:
         # The copied workflow first; an inherited PYTHONPATH (the GPU proof's carried wheels) after it.
         path = [str(self.root / "workflow"), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "HF_HUB_OFFLINE": "1",
                "TOKENIZERS_PARALLELISM": "false"}
         warm_config_checks(self.root / "config.yaml", self.root / configfile)
         # every job one thread, two at a time: the tiny model's jobs spend their time importing, not computing
-        cmd = [*prefix, "snakemake", *args, "--cores", "2", "--max-threads", "1", "--configfile", "config.yaml",
+        cmd = [*prefix, "snakemake", *args, "--cores", str(cores), "--max-threads", "1", "--configfile", "config.yaml",
                configfile]
         done = subprocess.run(cmd, cwd=self.root, env=env, capture_output=True, text=True)
         if check and done.returncode != 0:
