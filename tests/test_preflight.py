@@ -163,10 +163,10 @@ def test_snakemake_dry_run_refuses_what_trl_would_refuse_at_the_rl_stage(tmp_pat
 
 
 def test_trls_own_generation_levers_and_vllm_fields_pass_the_dry_run_to_the_rl_trainer():
-    """TRL's rollout settings are the RL stage's training_args: continuous batching, the generation batch and
-    vLLM (untested here, README says why) are not refused, and reach TRL's config as written."""
-    levers = {"use_transformers_continuous_batching": True, "generation_batch_size": 16, "use_vllm": True,
-              "vllm_mode": "colocate"}
+    """TRL's rollout settings besides the engine (generation.engine decides continuous batching) are the RL
+    stage's training_args: the generation batch and vLLM (untested here, README says why) are not refused, and
+    reach TRL's config as written."""
+    levers = {"generation_batch_size": 16, "use_vllm": True, "vllm_mode": "colocate"}
     [grpo] = [p for p in preflight(validate_config(default_merged({"stages": {"grpo": {"training_args": levers}}})))
               if p.stage == "grpo"][:1]
     assert {k: grpo.job.training_args[k] for k in levers} == levers

@@ -123,3 +123,38 @@ def test_grpo_rloo_and_dr_grpo_rows_share_their_sft_parents(tmp_path):
 def test_the_rl_entry_point_builds_the_trainer_its_job_names():
     assert [c.__name__ for c in train_grpo.trainer_classes("rloo")] == ["RLOOConfig", "RLOOTrainer"]
     assert [c.__name__ for c in train_grpo.trainer_classes("grpo")] == ["GRPOConfig", "GRPOTrainer"]
+
+
+def test_rl_rollouts_follow_the_one_generation_engine_setting():
+    """`generation.engine` decides the RL stage's rollouts as it decides evaluation's: `auto` is TRL's
+    model.generate on a CPU and continuous batching on a GPU, except under mixed precision, where TRL 1.16's
+    continuous batching fails (and an explicit `continuous` is refused before any job). Changing the engine
+    changes what RL samples, so it names a new RL chain; `auto` does not, so chains from before keep their names."""
+    from gsm_pipeline.layout import stage_run
+    from gsm_pipeline.training.arguments import planned_numerics, trainer_kwargs
+
+    def switch(cfg, gpu, autocast=False):
+        job = cfg.grpo_job("x")
+        return trainer_kwargs(job, {**planned_numerics(job), "use_cpu": not gpu, "bf16": autocast}, {}, gloo=False)[
+            "use_transformers_continuous_batching"]
+
+    def engine(name, **model):
+        return validate_config({"experiments": {"x": {}}, "stages": STAGES, "generation": {"engine": name},
+                                "model": model})
+
+    auto, continuous = config(x={}), engine("continuous", mixed_precision="no")
+    assert (switch(auto, gpu=False), switch(auto, gpu=True), switch(auto, gpu=True, autocast=True)) \
+        == (False, True, False)
+    assert (switch(continuous, gpu=False), switch(continuous, gpu=True)) == (True, True)
+    with pytest.raises(ConfigError, match=r"generation.engine: continuous cannot roll out the RL stage under mixed "
+                                          r"precision .*set model.mixed_precision: \"no\""):
+        engine("continuous", mixed_precision="bf16")
+    with pytest.raises(ConfigError, match="generation.engine: continuous cannot roll out"):  # `auto` chose bf16
+        switch(engine("continuous"), gpu=True, autocast=True)
+    assert "engine" not in auto.grpo_job("x").stamp()
+    assert stage_run(auto, "x", "grpo") != stage_run(engine("loop"), "x", "grpo")
+    assert stage_run(auto, "x", "full_sft") == stage_run(engine("loop"), "x", "full_sft")  # SFT samples nothing
+    with pytest.raises(ConfigError, match=r"training_args.use_transformers_continuous_batching' is set by the "
+                                          r"pipeline: use generation.engine$"):
+        config(x={"overrides": {"grpo": {"training_args": {"use_transformers_continuous_batching": True}}}})
+

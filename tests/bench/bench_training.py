@@ -38,7 +38,7 @@ VLLM = importlib.util.find_spec("vllm") is not None
 
 # Plain TRL first (the baselines, with TRL's default gradient checkpointing), then ours: the settings the GPU
 # presets use. Keys in JOB_KEYS are the pipeline's own stage settings, the rest TRL training arguments.
-JOB_KEYS = {"gradient_checkpointing", "liger_kernel", "torch_compile"}
+JOB_KEYS = {"gradient_checkpointing", "liger_kernel", "torch_compile", "engine"}
 TRL = {"gradient_checkpointing": True}
 SFT_VARIANTS = {
     "trl_padded_b16": {**TRL, "per_device_train_batch_size": 16},
@@ -49,11 +49,12 @@ SFT_VARIANTS = {
 GRPO_VARIANTS = {
     "trl_default": {**TRL},
     "trl_genbatch256": {**TRL, "generation_batch_size": 256},
-    "trl_genbatch256_paged": {**TRL, "generation_batch_size": 256, "use_transformers_continuous_batching": True},
+    # engine continuous = TRL's use_transformers_continuous_batching (generation.engine decides it)
+    "trl_genbatch256_paged": {**TRL, "generation_batch_size": 256, "engine": "continuous"},
     "trl_b64_genbatch512_paged": {**TRL, "per_device_train_batch_size": 64, "generation_batch_size": 512,
-                                  "use_transformers_continuous_batching": True},
+                                  "engine": "continuous"},
     "ours": {"per_device_train_batch_size": 64, "generation_batch_size": 512,
-             "use_transformers_continuous_batching": not VLLM, "use_vllm": VLLM, "liger_kernel": LIGER},
+             "engine": "loop" if VLLM else "continuous", "use_vllm": VLLM, "liger_kernel": LIGER},
 }
 
 
@@ -62,9 +63,12 @@ def split_variant(extra: dict) -> tuple[dict, dict]:
     return ({k: v for k, v in extra.items() if k in JOB_KEYS}, {k: v for k, v in extra.items() if k not in JOB_KEYS})
 
 
-def numerics() -> dict:
-    """bf16 autocast on a GPU; fp32 on the CPU smoke run (what mixed_precision auto picks varies by CPU)."""
-    return {"dtype": "bfloat16" if gpu() else "float32", "mixed_precision": "bf16" if gpu() else "no"}
+def numerics(engine: str = "auto") -> dict:
+    """bf16 weights and autocast on a GPU; fp32 on the CPU smoke run (what mixed_precision auto picks varies by
+    CPU). Continuous-batching rollouts fail under autocast in TRL 1.16 (README, "Generation engines"): those
+    variants train their bf16 weights without autocast, the one way TRL runs them."""
+    autocast = gpu() and engine != "continuous"
+    return {"dtype": "bfloat16" if gpu() else "float32", "mixed_precision": "bf16" if autocast else "no"}
 
 
 def step_clock():
@@ -138,7 +142,7 @@ def run_grpo(model_dir: Path, rows_path: Path, extra: dict, updates: int, comple
 
     per_device = extra.get("per_device_train_batch_size", 8)
     settings, extra = split_variant(extra)
-    job = {"stage": "grpo", "seed": 0, **numerics(), "finetune": "full", **settings,
+    job = {"stage": "grpo", "seed": 0, **numerics(settings.get("engine", "auto")), "finetune": "full", **settings,
            "lora": None, "rewards": ["format", "correctness"], "num_generations": 8,
            "max_completion_length": completion, "temperature": 1.0, "beta": 0.0,
            "prompt": {"answer_format": "tagged", "chat_template": True, "confidence": False},
@@ -193,29 +197,33 @@ def main() -> None:
         write_jsonl(work / "raw.jsonl", arithmetic_rows(256, seed=0))
         rows = load_test_rows(work / "raw.jsonl")
         sft, grpo = {"trl_padded_b16": SFT_VARIANTS["trl_padded_b16"], "ours": SFT_VARIANTS["ours"]}, {
-            "trl_default": {}, "ours": {"per_device_train_batch_size": 16, "generation_batch_size": 32}}
+            "trl_default": {}, "ours": {"per_device_train_batch_size": 16, "generation_batch_size": 32,
+                                        "engine": "continuous"}}
     else:
         tokenizer_dir, archs, updates, completion = args.tokenizer, args.arch, args.updates, 256
         rows, sft, grpo = load_test_rows(args.data), SFT_VARIANTS, GRPO_VARIANTS
     rows_path = work / "rows.jsonl"
     write_jsonl(rows_path, rows)
     dtype = torch.bfloat16 if gpu() else torch.float32
+    device = torch.cuda.get_device_name() if gpu() else "cpu"
     results = []
+
+    def record(result: dict) -> None:  # after every variant: a run stopped at the GPU proof's allowance keeps it
+        results.append(result)
+        print(json.dumps(result), flush=True)
+        Path(args.out).write_text(json.dumps({"device": device, "liger": LIGER, "vllm": VLLM, "results": results},
+                                             indent=2))
+
     for arch in archs:
         model_dir = save_random_model(arch, tokenizer_dir, work / arch, dtype)
         for name, extra in sft.items():
             reset_memory()
             out = run_sft(model_dir, rows_path, extra, updates, 512, work / f"sft_{arch}_{name}")
-            results.append({"kind": "sft", "arch": arch, "variant": name, **out, "peak_gb": peak_memory_gb()})
-            print(json.dumps(results[-1]), flush=True)
+            record({"kind": "sft", "arch": arch, "variant": name, **out, "peak_gb": peak_memory_gb()})
         for name, extra in grpo.items():
             reset_memory()
             out = run_grpo(model_dir, rows_path, extra, updates, completion, work / f"grpo_{arch}_{name}")
-            results.append({"kind": "grpo", "arch": arch, "variant": name, **out, "peak_gb": peak_memory_gb()})
-            print(json.dumps(results[-1]), flush=True)
-    device = torch.cuda.get_device_name() if gpu() else "cpu"
-    Path(args.out).write_text(json.dumps({"device": device, "liger": LIGER, "vllm": VLLM, "results": results},
-                                         indent=2))
+            record({"kind": "grpo", "arch": arch, "variant": name, **out, "peak_gb": peak_memory_gb()})
     sft_rows, grpo_rows = [r for r in results if r["kind"] == "sft"], [r for r in results if r["kind"] == "grpo"]
     sft_base = [v for v in ("trl_padded_b16", "trl_packed_b16") if v in sft]
     grpo_base = [v for v in ("trl_default", "trl_b64_genbatch512_paged") if v in grpo]

@@ -20,7 +20,8 @@ from .matrix import expand_sweeps
 from .prompts import prompt_key
 from .settings.base import NAME_PATTERN, SEED_MAX, Numerics, Strict, is_name
 from .settings.data import DataConfig, DataJob
-from .settings.evaluation import ConfidenceConfig, EvalConfig, EvalJob, GenerationConfig, TargetsJob
+from .settings.evaluation import ConfidenceConfig, EvalConfig, EvalJob, TargetsJob
+from .settings.generation import GenerationConfig
 from .settings.model import ModelConfig
 from .settings.prompt import PromptSpec
 from .settings.training import (
@@ -151,7 +152,8 @@ class PipelineConfig(Strict):
     stages: StagesConfig = Field(default_factory=StagesConfig, description="Per-stage hyperparameters")
     evaluation: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation settings")
     generation: GenerationConfig = Field(
-        default_factory=GenerationConfig, description="The generation engine of evaluation and confidence targets")
+        default_factory=GenerationConfig,
+        description="The generation engine of evaluation, confidence targets and the RL stage's rollouts")
     confidence: ConfidenceConfig = Field(
         default_factory=ConfidenceConfig, description="How SFT confidence targets are measured")
     experiments: dict[str, ExperimentConfig] = Field(
@@ -295,7 +297,8 @@ class PipelineConfig(Strict):
     def grpo_job(self, name: str) -> GRPOJob:
         exp = self.experiment(name)
         return GRPOJob.model_validate({"stage": "grpo", **self._training(name), "rl": exp.rl,
-                                       "rewards": exp.rewards, **self.stage_config(name, "grpo")})
+                                       "rewards": exp.rewards, **self.generation.model_dump(),
+                                       **self.stage_config(name, "grpo")})
 
     def data_job(self) -> DataJob:
         """The data section, plus whether any row trains on socratic answers (the task then loads them)."""

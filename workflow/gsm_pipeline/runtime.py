@@ -206,7 +206,7 @@ def job_precision(job: Numerics) -> Precision:
 def load_for_generation(path: str | Path, job: EvalJob | TargetsJob, threads: int | None):
     """Model and tokenizer (left-padded) for a generating job, its resolved precision and how it runs (the
     generation engine included), announced."""
-    from .generation.decoding import resolve_engine
+    from .settings.generation import resolve_engine
 
     precision = job_precision(job)
     model, tokenizer = load_model_and_tokenizer(path, job.dtype, padding_side="left")

@@ -18,6 +18,8 @@ import sys
 import time
 from typing import Any, Callable
 
+from ..settings.generation import resolve_engine
+
 
 def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, batch_size: int,
              stop_strings: list[str] | None = None, do_sample: bool = False, temperature: float = 1.0,
@@ -108,15 +110,6 @@ def decode(model, batch: dict, *, max_new_tokens: int, ended: Callable[[list[int
         positions = positions[:, -1:] + 1
         step = chosen[:, None]
     return tokens
-
-
-def resolve_engine(engine: str, device) -> tuple[str, str]:
-    """(engine, why): what `auto` means on this device, measured (tests/bench/README.md, bench_generation.py)."""
-    if engine != "auto":
-        return engine, "asked for"
-    if getattr(device, "type", str(device)) == "cuda":
-        return "continuous", "auto: continuous batching on a GPU, where a per-token Python loop is launch-bound"
-    return "loop", "auto: the loop on a CPU (continuous batching measured 2.3x slower greedy, over 5x sampled)"
 
 
 def continuous(model, tokenizer, prompts: list[str], *, max_new_tokens: int, eos_ids: set[int], do_sample: bool,

@@ -7,16 +7,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from .base import SEED_MAX, JobSettings, Numerics, Strict
+from .generation import GenerationConfig
 from .prompt import PromptSpec
-
-
-class GenerationConfig(Strict):
-    """How every completion outside RL training is generated: evaluation, its samples, confidence targets."""
-    engine: Literal["auto", "loop", "continuous"] = Field(
-        "auto", description="loop: length-sorted batches through a KV-cache loop that drops ended rows; continuous: "
-                            "transformers' continuous batching with a paged KV cache (generate_batch); auto: the loop "
-                            "on a CPU, where continuous batching measured 2.3x slower greedy (tests/bench/README.md), "
-                            "continuous batching on a GPU")
 
 
 class EvalSettings(Strict):

@@ -7,6 +7,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..training.methods import RL_METHODS
 from .base import SEED_MAX, JobSettings, Numerics, Strict
+from .generation import GenerationConfig
 from .prompt import PromptSpec
 
 RewardName = Literal["format", "correctness", "binary", "calibration"]
@@ -133,7 +134,8 @@ class SFTJob(SFTStageConfig, TrainingJob):
         return {"max_length": self.max_length, "completion_only_loss": self.completion_only_loss}
 
 
-class GRPOJob(GRPOStageConfig, TrainingJob):
+class GRPOJob(GRPOStageConfig, GenerationConfig, TrainingJob):
+    """The RL stage's job: its rollouts follow the one generation engine setting (generation.engine)."""
     stage: Literal["grpo"] = "grpo"
     rl: RLName = Field("grpo", description="The RL method (training/methods.py's registry) training the stage")
     rewards: list[RewardName] = Field(description="GRPO reward functions")
@@ -142,6 +144,21 @@ class GRPOJob(GRPOStageConfig, TrainingJob):
     @classmethod
     def _registered(cls, v: str) -> str:
         return registered_method(v)
+
+    @model_validator(mode="after")
+    def _rollouts_need_no_autocast(self) -> "GRPOJob":
+        from ..training.arguments import CONTINUOUS_UNDER_AUTOCAST
+
+        if self.engine == "continuous" and self.mixed_precision in ("bf16", "fp16"):
+            raise ValueError(CONTINUOUS_UNDER_AUTOCAST)
+        return self
+
+    def stamp(self) -> dict[str, Any]:
+        """Without the engine when it is `auto`, so chains from before rollouts followed it keep their names."""
+        out = super().stamp()
+        if out.get("engine") == "auto":
+            out.pop("engine")
+        return out
 
     def trainer_fixed(self) -> dict[str, Any]:
         """TRL config fields this job's own keys and its method set (so they are refused under training_args)."""

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..settings.generation import resolve_engine
 from ..stages import STAGES
 from .fields import cache_path, installed_tables, installed_versions, write_cache
-from .methods import config_path, load
+from .methods import RL_METHODS, config_path, load
 
 # logging_nan_inf_filter would hide a NaN loss behind the running mean; the guard needs to see it.
 PIPELINE_DEFAULTS = {"report_to": "none", "logging_steps": 1, "logging_nan_inf_filter": False,
@@ -45,7 +46,36 @@ def trainer_kwargs(job, numerics: dict[str, Any], fields, *, gloo: bool) -> dict
     numerics = dict(numerics)
     if "activation_checkpointing" in fields and "gradient_checkpointing" in numerics:  # transformers >= 5.23 name
         numerics["activation_checkpointing"] = numerics.pop("gradient_checkpointing")
-    return {"seed": job.seed, **defaults, **job.training_args, **numerics, **job.trainer_fixed()}
+    return {"seed": job.seed, **defaults, **job.training_args, **numerics, **job.trainer_fixed(),
+            **rollout_kwargs(job, gpu=not numerics["use_cpu"], autocast=numerics["bf16"] or numerics["fp16"])}
+
+
+def rollout_engine(job, *, gpu: bool, autocast: bool) -> tuple[str, str]:
+    """(engine, why) of an RL job's rollouts: the one engine setting (generation.engine), resolved as evaluation
+    resolves it for the device, except where TRL 1.16 cannot roll out through continuous batching: under mixed
+    precision its paged cache meets accelerate's fp32 output wrapper and generation fails (seen on the CPU in
+    bf16), and it casts the policy to bf16 in place first. There `auto` rolls out with TRL's model.generate and
+    an explicit `continuous` is refused."""
+    engine, why = resolve_engine(job.engine, "cuda" if gpu else "cpu")
+    if engine == "continuous" and autocast:
+        if job.engine == "continuous":
+            raise ConfigError(CONTINUOUS_UNDER_AUTOCAST)
+        return "loop", f"{why}, but not for TRL 1.16's RL rollouts under mixed precision: TRL's model.generate"
+    return engine, why if engine == "continuous" else f"{why}; RL rollouts: TRL's model.generate"
+
+
+CONTINUOUS_UNDER_AUTOCAST = (
+    "generation.engine: continuous cannot roll out the RL stage under mixed precision (TRL 1.16's continuous "
+    "batching fails under accelerate's autocast wrapper): set model.mixed_precision: \"no\" (bfloat16 weights "
+    "still train in bf16) or generation.engine: auto")
+
+
+def rollout_kwargs(job, *, gpu: bool, autocast: bool) -> dict[str, Any]:
+    """The switch the row's TRL trainer reads for the rollout engine (none for an SFT job)."""
+    if STAGES[job.stage].kind != "rl":
+        return {}
+    engine, _ = rollout_engine(job, gpu=gpu, autocast=autocast)
+    return dict(RL_METHODS[job.rl].rollouts.get(engine, {}))
 
 
 def lora_kwargs(job) -> dict[str, Any] | None:

@@ -181,6 +181,8 @@ def check_training_args(where: str, stage: str, args: dict[str, Any],
         method = RL_METHODS[rl]
         reserved.update({arg: f"stages.{{stage}}.{key}" for key, arg in method.stage_args.items()})
         reserved.update({arg: f"nothing: the RL method {rl} sets it" for arg in method.fixed})
+        # the rollouts follow the one engine setting; TRL's deprecated name for paged generation goes the same way
+        reserved.update({arg: "generation.engine" for arg in {*method.rollout_args(), "use_transformers_paged"}})
     for key, value in args.items():
         path = f"{where}.training_args.{key}"
         if key in reserved:

@@ -15,6 +15,10 @@ from dataclasses import dataclass, field
 GROUP_ARGS = {"num_generations": "num_generations", "max_completion_length": "max_completion_length",
               "temperature": "temperature", "beta": "beta"}
 # What the report reads from a method's log history -> the key TRL's group-sampling trainers log it under.
+# The rollout engine (generation.engine, resolved on the machine that runs the job) -> the switch TRL's
+# group-sampling trainers read. TRL cannot call our loop: `loop` rolls out with TRL's own `model.generate`.
+GROUP_ROLLOUTS = {"loop": {"use_transformers_continuous_batching": False},
+                  "continuous": {"use_transformers_continuous_batching": True}}
 GROUP_LOGS = {"reward": "reward", "reward_std_zero": "frac_reward_zero_std", "completion_length":
               "completions/mean_length", "kl": "kl", "reward_parts": "rewards/"}
 
@@ -28,6 +32,7 @@ class RLMethod:
     stage_args: dict[str, str] = field(default_factory=lambda: dict(GROUP_ARGS))  # stage key -> config argument
     fixed: dict[str, object] = field(default_factory=dict)  # config arguments the method always sets
     logs: dict[str, str] = field(default_factory=lambda: dict(GROUP_LOGS))  # report quantity -> logged key
+    rollouts: dict[str, dict[str, object]] = field(default_factory=lambda: dict(GROUP_ROLLOUTS))  # engine -> args
 
     def config_name(self) -> str:
         return self.config.rsplit(".", 1)[1]
@@ -35,6 +40,10 @@ class RLMethod:
     def kwargs(self, stage_values: dict[str, object]) -> dict[str, object]:
         """The trainer-config arguments the stage's own keys and the method set (reserved under training_args)."""
         return {**{arg: stage_values[key] for key, arg in self.stage_args.items()}, **self.fixed}
+
+    def rollout_args(self) -> set[str]:
+        """The config arguments the rollout engine sets (reserved under training_args: generation.engine)."""
+        return {arg for args in self.rollouts.values() for arg in args}
 
     def log_key(self, quantity: str) -> str | None:
         return self.logs.get(quantity)

@@ -18,7 +18,8 @@ from ..hashing import config_hash
 from ..model_io import save_atomically
 from ..runtime import announce, describe, job_precision, on_gpu, peak_gpu_memory_gb, seed_everything, trainer_numerics
 from ..settings.training import TrainingJob
-from .arguments import lora_kwargs, trainer_kwargs
+from ..stages import STAGES
+from .arguments import lora_kwargs, rollout_engine, trainer_kwargs
 from .curve import keep_steps_callback
 from .fields import check_training_args, table_from
 
@@ -53,9 +54,19 @@ def runtime_record(trainer, job: TrainingJob, threads: int | None) -> dict[str, 
                     distributed=trainer.accelerator.distributed_type.value, zero_stage=zero_stage(trainer),
                     parameters=parameter_count(trainer.model),
                     samples_per_step=args.per_device_train_batch_size * args.gradient_accumulation_steps
-                    * trainer.accelerator.num_processes)
+                    * trainer.accelerator.num_processes, **rollout_record(job, args))
     announce(info)
     return info
+
+
+def rollout_record(job: TrainingJob, args) -> dict[str, str]:
+    """How an RL stage's rollouts ran, read back from the TRL config the trainer holds."""
+    if STAGES[job.stage].kind != "rl":
+        return {}
+    if getattr(args, "use_vllm", False):
+        return {"engine": "vllm", "engine_why": "training_args.use_vllm (not tested by this project)"}
+    _, why = rollout_engine(job, gpu=on_gpu(), autocast=args.bf16 or args.fp16)
+    return {"engine": "continuous" if args.use_transformers_continuous_batching else "loop", "engine_why": why}
 
 
 def parameter_count(model) -> int:
