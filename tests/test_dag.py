@@ -45,8 +45,10 @@ def test_each_stage_saves_a_loadable_model_that_differs_from_its_parent(tiny_dag
 def test_every_sampled_metric_is_what_its_samples_say(tiny_dag):
     """pass@k, maj@k and best@k of every sampled evaluation, recounted here from samples.jsonl: any of the
     first k correct; the most frequent parseable answer of the first k (ties to the first seen) equal to gold;
-    the highest-scored of the first k correct. The trained models here get some samples right."""
+    the highest-scored of the first k correct; the unbiased pass@k by enumerating every draw of k samples. The
+    trained models here get some samples right."""
     from collections import Counter
+    from itertools import combinations
 
     recounted = 0
     for metrics in sorted(tiny_dag.root.glob("results/**/eval/*/*/metrics.json")):
@@ -69,6 +71,10 @@ def test_every_sampled_metric_is_what_its_samples_say(tiny_dag):
                 best += max(first, key=lambda r: r["score"])["correct_strict"]
             assert [sampling[f"{m}@{k}"] for m in ("pass", "maj", "best")] == pytest.approx(
                 [passed / len(groups), majority / len(groups), best / len(groups)]), f"{metrics} at k={k}"
+            # unbiased pass@k: over every k of a question's samples, the share of draws holding a correct one
+            draws = [[any(r["correct_strict"] for r in d) for d in combinations(rows, k)] for rows in groups.values()]
+            assert sampling["pass_at_k"][str(k)]["estimate"] == pytest.approx(
+                sum(sum(d) / len(d) for d in draws) / len(draws)), f"{metrics} unbiased pass@{k}"
         recounted += 1
     assert recounted >= 12  # every sampled evaluation of the matrix
 

@@ -36,6 +36,40 @@ def test_sample_metrics_report_curves_and_what_the_vote_or_scorer_lost():
     assert out["best@2"] == 0.5 and "pass@4" not in out
     assert out["lost_by_vote"] == ["b"] and out["lost_by_scorer"] == ["b"]
     assert out["unique_answers"] == {"a": 1, "b": 2}
+    # the unbiased pass@1 counts b's second sample too: (1 + 1/2) / 2, where the first-sample pass@1 says 0.5
+    assert {k: v["estimate"] for k, v in out["pass_at_k"].items()} == {"1": 0.75, "2": 1.0}
+
+
+def test_pass_at_k_is_the_unbiased_estimator_by_hand_and_by_enumerating_every_draw():
+    from itertools import combinations
+
+    from gsm_pipeline.grading.metrics import pass_at_k
+
+    assert (pass_at_k(4, 1, 1), pass_at_k(4, 1, 2), pass_at_k(4, 2, 2)) == (0.25, 0.5, 1 - 1 / 6)
+    assert (pass_at_k(4, 0, 4), pass_at_k(4, 4, 1), pass_at_k(3, 1, 3)) == (0.0, 1.0, 1.0)
+    for n in range(1, 7):  # the share of all k-subsets of the n samples holding a correct one
+        for c in range(n + 1):
+            for k in range(1, n + 1):
+                draws = list(combinations([True] * c + [False] * (n - c), k))
+                assert math.isclose(pass_at_k(n, c, k), sum(any(d) for d in draws) / len(draws)), (n, c, k)
+    assert 0 < pass_at_k(1024, 3, 512) < 1  # exact binomials: no overflow at GPU-preset sample counts
+    with pytest.raises(ValueError, match="0 < k <= n"):
+        pass_at_k(4, 1, 8)
+
+
+def test_pass_at_k_over_questions_has_a_reproducible_bootstrap_interval_and_stops_at_the_fewest_samples():
+    from gsm_pipeline.grading.metrics import pass_at_k_curve
+
+    curve = pass_at_k_curve([(4, 0), (4, 1), (4, 4), (8, 2)], [1, 2, 4, 8])
+    assert list(curve) == ["1", "2", "4"]  # one question has only 4 samples
+    assert [round(curve[k]["estimate"], 4) for k in curve] == [round((0 + .25 + 1 + .25) / 4, 4),
+                                                              round((0 + .5 + 1 + (1 - 15 / 28)) / 4, 4),
+                                                              round((0 + 1 + 1 + (1 - 15 / 70)) / 4, 4)]
+    for point in curve.values():
+        assert point["ci95"][0] < point["estimate"] < point["ci95"][1] and point["questions"] == 4
+    many = [(8, (7 * i) % 9) for i in range(60)]  # enough questions that an unseeded bootstrap would move
+    assert pass_at_k_curve(many, [1, 2]) == pass_at_k_curve(many, [1, 2])
+    assert pass_at_k_curve([(2, 2), (2, 2)], [1])["1"] == {"estimate": 1.0, "ci95": [1.0, 1.0], "questions": 2}
 
 
 def test_sampled_evaluation_of_a_model_writes_every_sample_and_the_curves(tiny_model, tiny_data, tmp_path):

@@ -1,6 +1,6 @@
-"""Sampled evaluation: maj@n, best-of-n and pass@n from the first n samples of each question,
-plus the scorers best-of-n ranks samples by (the policy's own mean token log-probability,
-or an external reward model)."""
+"""Sampled evaluation: maj@n, best-of-n and pass@n from the first n samples of each question, pass@k by the
+unbiased estimator over all of them, plus the scorers best-of-n ranks samples by (the policy's own mean token
+log-probability, or an external reward model)."""
 from __future__ import annotations
 
 from collections import Counter
@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 from ..errors import ModelError
 from ..grading.answers import is_correct
+from ..grading.metrics import pass_at_k_curve
 
 Scorer = Callable[[list[str], list[str]], list[float]]
 
@@ -45,6 +46,9 @@ def sample_metrics(groups: dict[str, list[dict[str, Any]]], golds: dict[str, flo
             out["lost_by_vote"] = sorted(q for q, o in outcomes.items() if o["pass"] and not o["maj"])
             out["lost_by_scorer"] = sorted(q for q, o in outcomes.items() if o["pass"] and not o["best"])
     out["unique_answers"] = {qid: len({s["extracted_strict"] for s in samples}) for qid, samples in groups.items()}
+    # every sample counts (not only the first k): lower variance than pass@n above, the same expectation
+    out["pass_at_k"] = pass_at_k_curve([(len(s), sum(bool(x["correct_strict"]) for x in s)) for s in groups.values()],
+                                       [2 ** i for i in range(available.bit_length())])
     return out
 
 

@@ -35,6 +35,36 @@ def mcnemar_exact(a: Iterable[bool], b: Iterable[bool]) -> dict[str, Any]:
     return {"only_first": only_a, "only_second": only_b, "p_value": p}
 
 
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """The unbiased pass@k of one question with c correct among n samples (Chen et al., arXiv 2107.03374): the
+    chance that k of them drawn without replacement include a correct one, 1 - C(n-c, k) / C(n, k). Exact
+    integer binomials, so no overflow at large n."""
+    if not 0 < k <= n or not 0 <= c <= n:
+        raise ValueError(f"pass@k needs 0 < k <= n and 0 <= c <= n (n={n}, c={c}, k={k})")
+    return 1.0 if n - c < k else 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def pass_at_k_curve(counts: list[tuple[int, int]], ks: Iterable[int]) -> dict[str, dict[str, Any]]:
+    """pass@k over questions, each given as (n samples, c correct), for every k no question lacks samples for:
+    the mean of the per-question estimates with a 95% percentile bootstrap interval over questions (scipy's,
+    seeded, so a rerun gives the same interval)."""
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    out: dict[str, dict[str, Any]] = {}
+    fewest = min((n for n, _ in counts), default=0)
+    for k in [k for k in ks if 0 < k <= fewest]:
+        values = np.array([pass_at_k(n, c, k) for n, c in counts])
+        if len(values) > 1 and np.ptp(values) > 0:
+            ci = bootstrap((values,), np.mean, confidence_level=0.95, method="percentile", n_resamples=2000,
+                           random_state=0).confidence_interval
+            low, high = float(ci.low), float(ci.high)
+        else:  # every question alike (or one question): resampling cannot move the mean
+            low = high = float(values.mean())
+        out[str(k)] = {"estimate": float(values.mean()), "ci95": [low, high], "questions": len(values)}
+    return out
+
+
 def rate(flags: list[bool]) -> float:
     return sum(flags) / len(flags) if flags else 0.0
 
