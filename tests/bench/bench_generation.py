@@ -153,7 +153,7 @@ def rollouts(args, arch: dict, tokenizer, rows: dict) -> None:
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, **arch)
     LlamaForCausalLM(config).save_pretrained(work / "model")
     tokenizer.save_pretrained(work / "model")
-    source = [r for r in load_test_rows(args.questions)] if args.questions else \
+    source = load_test_rows(args.questions) if args.questions else \
         [{"id": str(i), "question": f"What is {i} + {i}?", "answer": str(2 * i)} for i in range(16)]
     write_jsonl(work / "rows.jsonl", source[:64])
     budget = 8 if args.smoke else 160

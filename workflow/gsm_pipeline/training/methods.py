@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 # methods (GRPO, RLOO): the same names on both sides.
 GROUP_ARGS = {"num_generations": "num_generations", "max_completion_length": "max_completion_length",
               "temperature": "temperature", "beta": "beta"}
-# What the report reads from a method's log history -> the key TRL's group-sampling trainers log it under.
 # The rollout engine (generation.engine, resolved on the machine that runs the job) -> the switch TRL's
 # group-sampling trainers read. TRL cannot call our loop: `loop` rolls out with TRL's own `model.generate`.
 GROUP_ROLLOUTS = {"loop": {"use_transformers_continuous_batching": False},
                   "continuous": {"use_transformers_continuous_batching": True}}
+# What the report reads from a method's log history -> the key TRL's group-sampling trainers log it under.
 GROUP_LOGS = {"reward": "reward", "reward_std_zero": "frac_reward_zero_std", "completion_length":
               "completions/mean_length", "kl": "kl", "reward_parts": "rewards/"}
 
