@@ -128,18 +128,28 @@ class Dag:
 
     def snakemake(self, *args: str, configfile: str = "tiny.yaml", check: bool = True,
                   prefix: tuple[str, ...] = (), cores: int = 2) -> subprocess.CompletedProcess:
+        cmd, env = self._command(args, configfile, prefix, cores)
+        done = subprocess.run(cmd, cwd=self.root, env=env, capture_output=True, text=True)
+        if check and done.returncode != 0:
+            raise AssertionError(f"snakemake {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}")
+        return done
+
+    def start(self, *args: str, configfile: str = "tiny.yaml") -> subprocess.Popen:
+        """The same snakemake call in the background, in its own process group, so that a test can kill it and
+        every job it started at once, as a lost login node or a killed terminal would."""
+        cmd, env = self._command(args, configfile, (), 2)
+        return subprocess.Popen(cmd, cwd=self.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True)
+
+    def _command(self, args, configfile, prefix, cores) -> tuple[list[str], dict[str, str]]:
         # The copied workflow first; an inherited PYTHONPATH (the GPU proof's carried wheels) after it.
         path = [str(self.root / "workflow"), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "HF_HUB_OFFLINE": "1",
                "TOKENIZERS_PARALLELISM": "false"}
         warm_config_checks(self.root / "config.yaml", self.root / configfile)
         # every job one thread, two at a time: the tiny model's jobs spend their time importing, not computing
-        cmd = [*prefix, "snakemake", *args, "--cores", str(cores), "--max-threads", "1", "--configfile", "config.yaml",
-               configfile]
-        done = subprocess.run(cmd, cwd=self.root, env=env, capture_output=True, text=True)
-        if check and done.returncode != 0:
-            raise AssertionError(f"snakemake {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}")
-        return done
+        return [*prefix, "snakemake", *args, "--cores", str(cores), "--max-threads", "1", "--configfile",
+                "config.yaml", configfile], env
 
     def run(self, experiment: str, stage: str, configfile: str = "tiny.yaml") -> str:
         """Where an experiment's stage lives under results/ (`base` or `<stage>-<chain>`), computed from the
@@ -165,6 +175,33 @@ class Dag:
             if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
                 counts[parts[0]] = int(parts[1])
         return counts
+
+
+def resumable_dag(root: Path, model: Path, data_dir: Path) -> tuple[Dag, str]:
+    """The tiny pair whose prep SFT trains 60 steps with a checkpoint every 10, long enough to be killed mid-run;
+    and the stage's folder under results/."""
+    config = tiny_config(model, data_dir)
+    config["stages"]["prep_sft"]["training_args"].update(max_steps=60, save_steps=10)
+    dag = Dag(root, config)
+    return dag, dag.run("tagged", "prep_sft")
+
+
+def wait_for(path: Path, process: subprocess.Popen, timeout: float = 600) -> None:
+    """Return once `path` exists; fail if `process` ends first or the time runs out."""
+    import time
+
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert process.poll() is None, f"ended before {path} appeared:\n{process.stdout.read()[-3000:]}"
+        assert time.time() < deadline, f"{path} did not appear in {timeout} s"
+        time.sleep(0.1)
+
+
+def resumed_from(log: Path) -> int:
+    """The checkpoint step a training job's log says it resumed from (training/stage.py prints it)."""
+    text = log.read_text()
+    assert "resuming from " in text, f"{log} does not say it resumed:\n{text[-2000:]}"
+    return int(text.split("resuming from ")[1].split("(step ")[1].split(")")[0])
 
 
 @pytest.fixture(scope="session")

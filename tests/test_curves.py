@@ -237,3 +237,28 @@ def test_a_gpu_stage_is_charged_its_gpus_times_its_wall_time(tmp_path):
                                                                                                        3.5)
     assert at_step(cost, 5) == {"steps": 5, "trained_tokens": 100.0, "generated_tokens": 0.0, "flops": 6000.0,
                                 "wall_s": 900.0}
+
+
+def test_the_headline_plot_draws_each_row_as_a_tree_from_a_dashed_base_line():
+    """Full SFT and GRPO both branch from prep SFT's end (neither follows the other, whatever their compute), and
+    the base model is a dashed horizontal reference in both panels."""
+    from gsm_pipeline.reporting.plots import compute_figure
+
+    def point(stage, run, stage_run, parent, step, flops, accuracy, answer, final=True):
+        return {"experiment": "pair", "stage": stage, "run": run, "stage_run": stage_run, "parent_run": parent,
+                "stage_step": step, "final": final, "testset": "test", "flops": flops, "optimizer_steps": step,
+                "accuracy_strict": accuracy, "ci95_low": accuracy / 2, "ci95_high": accuracy + 0.1,
+                "answer_rate": answer, "answer_ci95_low": answer / 2, "answer_ci95_high": answer + 0.1}
+
+    points = [point("base", "base", "base", None, 0, 0.0, 0.05, 0.10),
+              point("prep_sft", "prep/step-60", "prep", "base", 60, 6.0, 0.20, 0.50, final=False),
+              point("prep_sft", "prep", "prep", "base", 120, 12.0, 0.30, 0.80),
+              point("full_sft", "full", "full", "prep", 200, 40.0, 0.35, 0.85),
+              point("grpo", "grpo", "grpo", "prep", 130, 20.0, 0.40, 0.90)]
+    figure = compute_figure(points, "flops")
+    for ax, base in zip(figure.axes, (0.05, 0.10)):
+        dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+        assert len(dashed) == 1 and set(dashed[0].get_ydata()) == {base}
+        drawn = sorted(list(line.get_xdata()) for line in ax.get_lines()
+                       if line.get_linestyle() == "-" and len(line.get_xdata()) > 1)
+        assert drawn == [[0.0, 6.0, 12.0], [12.0, 20.0], [12.0, 40.0]]  # base->prep, prep->grpo, prep->full

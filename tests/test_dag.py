@@ -338,6 +338,53 @@ def test_the_report_shows_the_matrix_plots_and_states_each_sections_question(tin
         "Which code, config and libraries produced these numbers?"]
 
 
+def report_section(dag, heading: str) -> str:
+    page = (dag.root / "results/report/index.html").read_text()
+    return page.split(f"<h2>{heading}</h2>")[1].split("<h2>")[0]
+
+
+def html_table(section: str) -> list[dict[str, str]]:
+    """The rows of the first table in `section`, as {header: cell text}."""
+    from html import unescape
+
+    table = section.split("<table>")[1].split("</table>")[0]
+    rows = [[unescape(cell.split(">", 1)[1]) for cell in row.replace("</th>", "</td>").split("</td>")[:-1]]
+            for row in table.split("<tr>")[1:]]
+    return [dict(zip(rows[0], row)) for row in rows[1:]]
+
+
+def test_how_each_job_ran_is_shown_for_every_training_and_evaluation_from_its_own_record(tiny_dag):
+    results = tiny_dag.root / "results"
+    records = {f"train {path.parent.name}": json.loads(path.read_text())[0]["runtime"]
+               for path in results.glob("*/log_history.json")}
+    for path in results.glob("*/eval/*/*/metrics.json"):
+        metrics = json.loads(path.read_text())
+        records[f"evaluate {metrics['run']} {metrics['prompt_key']} {metrics['testset']}"] = metrics["runtime"]
+    shown = {row["job"]: row for row in html_table(report_section(tiny_dag, "How was each job run?"))}
+    assert shown.keys() == records.keys()
+    for job, record in records.items():
+        for column in ("device", "dtype", "autocast", "torch_threads", "cpu_capability", "engine", "distributed"):
+            assert shown[job][column] == ("" if record.get(column) is None else str(record[column])), (job, column)
+        assert shown[job]["processor"] == record["cpu"]
+    assert {row["dtype"] for row in shown.values()} == {"float32"}  # the fixture asks for fp32 everywhere
+    assert {records[job]["engine"] for job in records if "grpo" in job and job.startswith("train")} == {"loop"}
+
+
+def test_the_report_names_the_config_seed_and_library_versions_that_produced_it(tiny_dag):
+    from html import unescape
+    from importlib.metadata import version
+
+    from gsm_pipeline.hashing import config_hash
+
+    section = report_section(tiny_dag, "Which code, config and libraries produced these numbers?")
+    provenance = json.loads(unescape(section.split("<pre>")[1].split("</pre>")[0]))
+    config = tiny_dag.config()
+    assert provenance["seed"] == config.seed
+    assert provenance["config_hash"] == config_hash(config.model_dump())
+    for library in ("torch", "transformers", "trl", "accelerate", "snakemake"):
+        assert provenance["versions"][library] == version(library), library
+
+
 def test_the_confidence_targets_sampling_is_charged_once_to_the_chain_that_trains_on_them(tiny_dag):
     import csv
 

@@ -1,5 +1,6 @@
 """Kill-and-resume: a training stage SIGKILLed mid-run resumes from its newest complete
-checkpoint and ends exactly where an uninterrupted run with the same seed ends."""
+checkpoint and ends exactly where an uninterrupted run with the same seed ends; and a killed Snakemake, rerun
+as the README says, resumes its stage the same way."""
 import json
 import os
 import signal
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, arithmetic_rows, write_jsonl
+from conftest import REPO, arithmetic_rows, resumable_dag, resumed_from, wait_for, write_jsonl
 from gsm_pipeline.config import validate_config
 
 pytestmark = pytest.mark.slow
@@ -89,3 +90,30 @@ def test_sigkill_mid_training_then_rerun_matches_an_uninterrupted_run(tmp_path, 
     assert mine_w.keys() == ref_w.keys()
     for key in ref_w:
         assert (mine_w[key] - ref_w[key]).abs().max().item() <= 1e-6, key
+
+
+def test_a_killed_snakemake_is_rerun_with_rerun_incomplete_and_its_stage_resumes(tmp_path, tiny_model, tiny_data):
+    """README's recovery after a lost terminal: SIGKILL Snakemake and its jobs mid-stage, `--unlock`, then
+    `--rerun-incomplete`: the stage resumes from its checkpoint (which Snakemake must not have deleted with the
+    incomplete outputs) and finishes; nothing the killed run had finished is rebuilt."""
+    dag, stage = resumable_dag(tmp_path / "dag", tiny_model, tiny_data)
+    target = f"results/{stage}/model"
+    victim = dag.start(target)
+    wait_for(dag.root / f"results/{stage}/checkpoints/checkpoint-20/trainer_state.json", victim)
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    finished = {p: p.stat().st_mtime_ns for p in (dag.root / "results/data").glob("*.jsonl")}
+    assert finished, "the data jobs had not finished before the kill"
+
+    refused = dag.snakemake(target, check=False)  # a plain rerun stops, naming the stale lock or the incomplete stage
+    said = refused.stdout + refused.stderr
+    assert refused.returncode != 0 and ("--unlock" in said or "--rerun-incomplete" in said), said[-2000:]
+    dag.snakemake(target, "--unlock")
+    assert dag.planned_jobs("tiny.yaml", target, "--rerun-incomplete") == {"prep_sft": 1}
+    dag.snakemake(target, "--rerun-incomplete")
+
+    assert resumed_from(dag.root / f"results/logs/{stage}.log") >= 20
+    history = json.loads((dag.root / f"results/{stage}/log_history.json").read_text())
+    assert max(h["step"] for h in history if "loss" in h) == 60
+    assert (dag.root / target / "model.safetensors").is_file()
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished

@@ -141,7 +141,7 @@ def training_rows(histories: list[History], methods: dict[str, RLMethod]) -> lis
 
 
 RUNTIME_COLUMNS = ["job", "device", "processor", "cpu_capability", "cpu_native_bf16", "dtype", "autocast",
-                   "precision_reason", "torch_threads", "gradient_checkpointing"]
+                   "precision_reason", "torch_threads", "gradient_checkpointing", "distributed", "engine"]
 
 
 def runtime_rows(evals: list[dict[str, Any]], histories: list[History]) -> list[dict[str, Any]]:

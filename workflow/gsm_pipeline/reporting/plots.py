@@ -223,43 +223,47 @@ def branches(points: list[dict[str, Any]], x: str) -> list[list[dict[str, Any]]]
 
 
 def plot_compute_curves(points: list[dict[str, Any]], by_compute: Path, by_steps: Path) -> dict[str, str] | None:
-    """The headline: strict accuracy (95% band) and answer-format rate against cumulative training compute, and
-    again against optimizer steps; each experiment a colour, its stages a tree of branches (SFT points round, RL points
-    triangles, intermediate checkpoints small), the base model as a dashed horizontal reference. First test set
-    only in the figure; curve.csv has them all. None when nothing was trained."""
-    trained = [p for p in points if p["stage"] != "base"]
-    if not trained:
+    """The headline, against cumulative training compute and again against optimizer steps (compute_figure).
+    None when nothing was trained."""
+    if not any(p["stage"] != "base" for p in points):
         return None
     plt = _pyplot()
-    testset = trained[0]["testset"]
-    mine = [p for p in points if p["testset"] == testset]
     out = {}
-    for path, x, label in ((by_compute, "flops", "training FLOPs from the base model (6N per token trained, 2N "
-                                                  "per token generated)"),
-                           (by_steps, "optimizer_steps", "optimizer steps from the base model")):
-        fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
-        for ax, metric, low, high, title in ((axes[0], "accuracy_strict", "ci95_low", "ci95_high", "strict accuracy"),
-                                             (axes[1], "answer_rate", "answer_ci95_low", "answer_ci95_high",
-                                              "answer-format rate")):
-            bases = {p[metric] for p in mine if p["stage"] == "base"}
-            for value in sorted(bases):
-                ax.axhline(value, color="grey", linestyle="--", linewidth=1)
-            for i, name in enumerate(dict.fromkeys(p["experiment"] for p in mine)):
-                colour = f"C{i % 10}"
-                for k, branch in enumerate(branches([p for p in mine if p["experiment"] == name], x)):
-                    xs = [p[x] for p in branch]
-                    ax.plot(xs, [p[metric] for p in branch], color=colour, label=None if k else name, linewidth=1.2)
-                    ax.fill_between(xs, [p[low] for p in branch], [p[high] for p in branch], color=colour,
-                                    alpha=0.12)
-                    for p in branch[1:]:
-                        ax.plot(p[x], p[metric], marker="^" if is_rl(p["stage"]) else "o", color=colour,
-                                markersize=6 if p["final"] else 3.5)
-            ax.set_title(f"{title} ({testset}, 95% interval)", fontsize=10)
-            ax.set_xlabel(label, fontsize=8)
-            ax.set_ylim(-0.02, 1.02)
-        axes[0].legend(fontsize=7, loc="best")
-        fig.tight_layout()
+    for path, x in ((by_compute, "flops"), (by_steps, "optimizer_steps")):
+        fig = compute_figure(points, x)
         fig.savefig(path, dpi=110)
         plt.close(fig)
         out[x] = path.name
     return out
+
+
+def compute_figure(points: list[dict[str, Any]], x: str):
+    """Strict accuracy (95% band) and answer-format rate against `x` (flops or optimizer_steps); each experiment a
+    colour, its stages a tree of branches (SFT points round, RL points triangles, intermediate checkpoints small),
+    the base model as a dashed horizontal reference. First test set only; curve.csv has them all."""
+    plt = _pyplot()
+    testset = next(p for p in points if p["stage"] != "base")["testset"]
+    mine = [p for p in points if p["testset"] == testset]
+    label = {"flops": "training FLOPs from the base model (6N per token trained, 2N per token generated)",
+             "optimizer_steps": "optimizer steps from the base model"}[x]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for ax, metric, low, high, title in ((axes[0], "accuracy_strict", "ci95_low", "ci95_high", "strict accuracy"),
+                                         (axes[1], "answer_rate", "answer_ci95_low", "answer_ci95_high",
+                                          "answer-format rate")):
+        for value in sorted({p[metric] for p in mine if p["stage"] == "base"}):
+            ax.axhline(value, color="grey", linestyle="--", linewidth=1)
+        for i, name in enumerate(dict.fromkeys(p["experiment"] for p in mine)):
+            colour = f"C{i % 10}"
+            for k, branch in enumerate(branches([p for p in mine if p["experiment"] == name], x)):
+                xs = [p[x] for p in branch]
+                ax.plot(xs, [p[metric] for p in branch], color=colour, label=None if k else name, linewidth=1.2)
+                ax.fill_between(xs, [p[low] for p in branch], [p[high] for p in branch], color=colour, alpha=0.12)
+                for p in branch[1:]:
+                    ax.plot(p[x], p[metric], marker="^" if is_rl(p["stage"]) else "o", color=colour,
+                            markersize=6 if p["final"] else 3.5)
+        ax.set_title(f"{title} ({testset}, 95% interval)", fontsize=10)
+        ax.set_xlabel(label, fontsize=8)
+        ax.set_ylim(-0.02, 1.02)
+    axes[0].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
