@@ -132,15 +132,17 @@ def test_generation_stops_a_row_once_its_own_completion_closes_the_answer_or_say
     assert not ending(tok, {tok.eos_token_id}, None)(done)  # no stop strings: only EOS ends a row
 
 
-def test_a_killed_evaluation_resumes_from_its_journal_and_ends_identical(tiny_model, tiny_data, tmp_path, monkeypatch):
+@pytest.mark.parametrize("engine, batches", [("loop", "decode"), ("continuous", "continuous")])
+def test_a_killed_evaluation_resumes_from_its_journal_and_ends_identical(tiny_model, tiny_data, tmp_path, monkeypatch,
+                                                                         engine, batches):
     from gsm_pipeline.generation import decoding as generation
     from gsm_pipeline.jobs import evaluate
 
     args = ["--model", str(tiny_model), "--data", str(tiny_data / "test.jsonl"), "--max-new-tokens", "8",
-            "--batch-size", "2", "--samples", "2", "--temperature", "1.0"]
+            "--batch-size", "2", "--samples", "2", "--temperature", "1.0", "--engine", engine]
     evaluate.main([*args, "--out", str(tmp_path / "clean")])
 
-    real_decode, calls, killed = generation.decode, [], []
+    real_decode, calls, killed = getattr(generation, batches), [], []
 
     def dies_on_the_fifth_batch(*a, **k):
         calls.append(1)
@@ -149,7 +151,7 @@ def test_a_killed_evaluation_resumes_from_its_journal_and_ends_identical(tiny_mo
             raise SystemError("killed")
         return real_decode(*a, **k)
 
-    monkeypatch.setattr(generation, "decode", dies_on_the_fifth_batch)
+    monkeypatch.setattr(generation, batches, dies_on_the_fifth_batch)
     with pytest.raises(SystemError, match="killed"):
         evaluate.main([*args, "--out", str(tmp_path / "killed")])
     assert not (tmp_path / "killed" / "predictions.jsonl").exists()
@@ -161,6 +163,7 @@ def test_a_killed_evaluation_resumes_from_its_journal_and_ends_identical(tiny_mo
     for name in ("predictions.jsonl", "samples.jsonl"):
         assert (tmp_path / "killed" / name).read_bytes() == (tmp_path / "clean" / name).read_bytes()
     assert not list((tmp_path / "killed").glob("*.partial.*"))
+    assert json.loads((tmp_path / "killed" / "metrics.json").read_text())["runtime"]["engine"] == engine
 
 
 def test_a_partial_evaluation_of_a_model_retrained_since_starts_over(tiny_model, tiny_data, tmp_path, monkeypatch):

@@ -94,12 +94,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="results/adhoc_eval", help="output folder")
     parser.add_argument("--mixed-precision", default=default["mixed_precision"], choices=MIXED_PRECISION,
                         help="autocast for generation (auto: bf16 where the GPU or CPU has it natively)")
+    parser.add_argument("--engine", default=default["engine"], choices=["auto", "loop", "continuous"],
+                        help="generation engine (generation.engine in the config)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     job = EvalJob.parse(args.config) if args.config else EvalJob(
         prompt={"answer_format": args.answer_format, "chat_template": not args.raw, "confidence": args.confidence},
         mixed_precision=args.mixed_precision, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-        samples=args.samples, sample_temperature=args.temperature, reward_model=args.reward_model)
+        samples=args.samples, sample_temperature=args.temperature, reward_model=args.reward_model, engine=args.engine)
     seed_everything(job.seed, args.threads)
     check_model_dir(args.model)  # fail before any work
     if job.reward_model:
