@@ -14,6 +14,7 @@ applied, so every stage of a run is decoded the same way.
 """
 from __future__ import annotations
 
+import inspect
 import sys
 import time
 from typing import Any, Callable
@@ -84,11 +85,13 @@ def decode(model, batch: dict, *, max_new_tokens: int, ended: Callable[[list[int
     positions = mask.long().cumsum(-1) - 1
     positions.masked_fill_(mask == 0, 1)  # as transformers does for left padding; masked anyway
     cache = DynamicCache(config=model.config)
+    # transformers renamed forward's `past_key_values` to `cache` (the old name goes in 5.40); pyproject allows 5.0
+    cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     live = list(range(mask.shape[0]))  # batch position -> row
     tokens: list[list[int]] = [[] for _ in live]
     step = batch["input_ids"]
     for _ in range(max_new_tokens):
-        logits = model(input_ids=step, attention_mask=mask, position_ids=positions, past_key_values=cache,
+        logits = model(input_ids=step, attention_mask=mask, position_ids=positions, **{cache_arg: cache},
                        use_cache=True, logits_to_keep=1).logits[:, -1].float()
         if do_sample:
             chosen = torch.multinomial(torch.softmax(logits / temperature, dim=-1), 1)[:, 0]
