@@ -26,18 +26,28 @@ TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_atten
 SMOLLM2_135M = dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
                     num_key_value_heads=3, max_position_embeddings=2048, tie_word_embeddings=True)
 ENGINES = ("loop", "continuous", "generate")
+# not run by default: `model.generate` with a static KV cache and torch.compile'd decode steps (on any device),
+# the issue's candidate for the CPU's per-step overhead; timed after one untimed call that compiles
+CANDIDATES = (*ENGINES, "compiled")
 
 
-def plain_generate(model, tokenizer, prompts, max_new_tokens, do_sample, batch_size=64):
+def plain_generate(model, tokenizer, prompts, max_new_tokens, do_sample, batch_size=64, compiled=False):
     import torch
 
+    kwargs = {}
+    if compiled:
+        from transformers.generation.configuration_utils import CompileConfig
+
+        compile_config = CompileConfig(mode="default", dynamic=False)
+        compile_config._compile_all_devices = True  # transformers compiles generate's decode on GPUs only otherwise
+        kwargs = {"cache_implementation": "static", "compile_config": compile_config}
     tokenizer.padding_side = "left"
     for start in range(0, len(prompts), batch_size):
         batch = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
                           add_special_tokens=False).to(model.device)
         with torch.inference_mode():
             model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=do_sample, top_k=0, top_p=1.0,
-                           pad_token_id=tokenizer.pad_token_id)
+                           pad_token_id=tokenizer.pad_token_id, **kwargs)
 
 
 def device_name(device: str) -> str:
@@ -68,11 +78,14 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--samples", type=int, default=8, help="sampled completions per problem (0: greedy only)")
     parser.add_argument("--batch-size", type=int, default=64, help="the loop's and continuous batching's batch")
-    parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES)
+    parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=CANDIDATES)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, CPU: checks the script runs")
     parser.add_argument("--grpo-steps", type=int, default=0,
                         help="also time N GRPO updates (after a warm-up one) with each rollout engine: one group of 8 "
                              "completions of 160 tokens per update, the RL stage's defaults")
+    parser.add_argument("--generation-batches", type=int, nargs="*", default=[],
+                        help="with --grpo-steps, also roll out N completions at a time (TRL's generation_batch_size; "
+                             "the default is one group of 8, each update on fresh completions)")
     parser.add_argument("--out", help="also write the result here as JSON")
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -96,8 +109,8 @@ def main() -> None:
     model.generation_config.eos_token_id = None  # fixed workload: every sequence runs the full budget
 
     def run(engine: str, batch: list[str], do_sample: bool) -> None:
-        if engine == "generate":
-            plain_generate(model, tokenizer, batch, budget, do_sample)
+        if engine in ("generate", "compiled"):
+            plain_generate(model, tokenizer, batch, budget, do_sample, compiled=engine == "compiled")
         else:
             generate(model, tokenizer, batch, max_new_tokens=budget, batch_size=args.batch_size, progress=False,
                      do_sample=do_sample, engine=engine)
@@ -115,6 +128,8 @@ def main() -> None:
         if decoding != "greedy" and not samples:
             continue
         for engine in args.engines:
+            if engine == "compiled":  # compile first (the same shapes), untimed
+                run(engine, batch[:args.batch_size], decoding != "greedy")
             if device == "cuda":
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats()
@@ -157,12 +172,14 @@ def rollouts(args, arch: dict, tokenizer, rows: dict) -> None:
         [{"id": str(i), "question": f"What is {i} + {i}?", "answer": str(2 * i)} for i in range(16)]
     write_jsonl(work / "rows.jsonl", source[:64])
     budget = 8 if args.smoke else 160
-    for engine in ("loop", "continuous"):
-        out = run_grpo(work / "model", work / "rows.jsonl", {"engine": engine}, args.grpo_steps, budget,
-                       work / engine)
-        rows[f"grpo rollouts {engine}"] = {"completions": 8 * args.grpo_steps, "seconds": round(out["seconds"], 2),
-                                           "completions_per_s": round(out["completions_per_s"], 3)}
-        print(f"grpo rollouts {engine:>10}: {rows[f'grpo rollouts {engine}']}", file=sys.stderr, flush=True)
+    variants = {engine: {"engine": engine} for engine in ("loop", "continuous") if engine in args.engines}
+    variants.update({f"loop, generation batch {n}": {"engine": "loop", "generation_batch_size": n}
+                     for n in args.generation_batches})
+    for name, variant in variants.items():
+        out = run_grpo(work / "model", work / "rows.jsonl", variant, args.grpo_steps, budget, work / name)
+        rows[f"grpo rollouts {name}"] = {"completions": 8 * args.grpo_steps, "seconds": round(out["seconds"], 2),
+                                         "completions_per_s": round(out["completions_per_s"], 3)}
+        print(f"grpo rollouts {name:>10}: {rows[f'grpo rollouts {name}']}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":
