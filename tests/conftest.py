@@ -194,13 +194,12 @@ def wait_for(path: Path, process: subprocess.Popen, timeout: float = 600) -> Non
     while not path.exists():
         assert process.poll() is None, f"ended before {path} appeared:\n{process.stdout.read()[-3000:]}"
         assert time.time() < deadline, f"{path} did not appear in {timeout} s"
-        time.sleep(0.1)
+        time.sleep(0.05)
 
 
-def resumed_from(log: Path) -> int:
-    """The checkpoint step a training job's log says it resumed from (training/stage.py prints it)."""
-    text = log.read_text()
-    assert "resuming from " in text, f"{log} does not say it resumed:\n{text[-2000:]}"
+def resumed_from(text: str) -> int:
+    """The checkpoint step a training job's output says it resumed from (training/stage.py prints it)."""
+    assert "resuming from " in text, f"the job does not say it resumed:\n{text[-2000:]}"
     return int(text.split("resuming from ")[1].split("(step ")[1].split(")")[0])
 
 

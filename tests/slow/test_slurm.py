@@ -52,7 +52,7 @@ def test_a_cancelled_training_job_is_resubmitted_once_and_resumes_from_its_check
     assert snakemake.returncode == 0, out[-4000:]
 
     assert out.count("has been submitted with SLURM jobid") == 2, out[-4000:]  # the cancelled one and its retry
-    assert resumed_from(dag.root / f"results/logs/{stage}.log") >= 20
+    assert resumed_from((dag.root / f"results/logs/{stage}.log").read_text()) >= 20
     history = json.loads((dag.root / f"results/{stage}/log_history.json").read_text())
     assert max(h["step"] for h in history if "loss" in h) == 60
     assert (dag.root / f"results/{stage}/model/model.safetensors").is_file()

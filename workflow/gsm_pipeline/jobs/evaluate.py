@@ -11,7 +11,7 @@ import csv
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from ..data import default_test_rows, load_test_rows
 from ..errors import DataError, run_main
@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="results/adhoc_eval", help="output folder")
     parser.add_argument("--mixed-precision", default=default["mixed_precision"], choices=MIXED_PRECISION,
                         help="autocast for generation (auto: bf16 where the GPU or CPU has it natively)")
-    parser.add_argument("--engine", default=default["engine"], choices=["auto", "loop", "continuous"],
+    parser.add_argument("--engine", default=default["engine"],
+                        choices=get_args(EvalJob.model_fields["engine"].annotation),
                         help="generation engine (generation.engine in the config)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
