@@ -37,10 +37,14 @@ def test_grade_regrades_and_names_malformed_lines(tmp_path):
     ]) + "\n")
     done = run("grade", str(src), "-o", str(tmp_path / "out.jsonl"))
     assert "gen.jsonl:2: not valid JSON" in done.stderr
-    assert "strict 0.500  flexible 0.500  n=2" in done.stdout
+    # lm-eval's gsm8k graders beside ours: the tagged answer has no '#### ', so its strict-match finds none
+    assert "strict 0.500  flexible 0.500  lm-eval strict 0.000  lm-eval flexible 0.500  n=2" in done.stdout
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [r["correct_strict"] for r in rows] == [True, False]
     assert rows[1]["extracted_flexible"] == 5.0 and rows[0]["confidence"] is None
+    assert [r["extracted_lmeval_strict"] for r in rows] == ["[invalid]", "[invalid]"]
+    assert [(r["extracted_lmeval_flexible"], r["correct_lmeval_flexible"]) for r in rows] == [("72", True),
+                                                                                              ("5", False)]
 
 
 @pytest.mark.parametrize("args", [["--help"], []])

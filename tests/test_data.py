@@ -14,15 +14,21 @@ def symbolic():
 
 def test_gsm_symbolic_rows_are_normalised(symbolic):
     row = symbolic["prep_sft"][0]
-    assert set(row) == {"id", "question", "reasoning", "answer", "template", "source"}
+    assert set(row) == {"id", "question", "reasoning", "answer", "solution", "template", "source"}
     assert "####" not in row["reasoning"] and row["reasoning"].strip()
+    # the generator's own worked solution, as lm-eval's GSM8K task shows it in worked examples and grades against
+    assert row["solution"].rstrip().endswith(f"#### {row['answer']}")
     for split in symbolic.values():  # answers are normalised numbers: "18", never "18.0", "$18" or "1,800"
         assert all(r["answer"] == format_number(float(r["answer"])) for r in split)
 
 
 def test_splits_are_disjoint_and_held_out_templates_are_never_trained_on(symbolic):
-    ids = [r["id"] for split in symbolic.values() for r in split]
+    ids = [r["id"] for name, split in symbolic.items() if name != "fewshot" for r in split]
     assert len(ids) == len(set(ids))
+    # the few-shot pool (lm-eval's train split) is every training row in the generator's order, no test row
+    trained_ids = {r["id"] for s in ("prep_sft", "full_sft", "grpo") for r in symbolic[s]}
+    pool = [r["id"] for r in symbolic["fewshot"]]
+    assert set(pool) == trained_ids and pool == sorted(pool, key=lambda i: int(i.rsplit("-", 1)[1]))
     trained = {r["template"] for s in ("prep_sft", "full_sft", "grpo") for r in symbolic[s]}
     assert {r["template"] for r in symbolic["symbolic_heldout"]}.isdisjoint(trained)
     tested_id = {r["template"] for r in symbolic["symbolic_id"]}

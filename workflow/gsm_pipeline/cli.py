@@ -17,6 +17,7 @@ COMMANDS = {
     "train-grpo": ("gsm_pipeline.jobs.train_grpo", "the RL stage (TRL GRPOTrainer, or RLOOTrainer)"),
     "evaluate": ("gsm_pipeline.jobs.evaluate", "evaluate any model folder"),
     "grade": ("gsm_pipeline.jobs.grade", "re-grade generations without a model"),
+    "lm-eval": ("gsm_pipeline.jobs.lm_eval_run", "run lm-evaluation-harness beside our evaluation of a model"),
     "report": ("gsm_pipeline.jobs.report", "build the HTML report and comparison.csv"),
     "validate": ("gsm_pipeline.validate", "validate a config file; write the JSON schema"),
 }

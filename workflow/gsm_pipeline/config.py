@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, PrivateAttr, ValidationError, create_mode
 
 from .errors import ConfigError
 from .grading.formats import FORMATS
+from .grading.protocols import PROTOCOLS
 from .hashing import config_hash  # noqa: F401  (re-exported)
 from .matrix import expand_sweeps
 from .prompts import prompt_key
@@ -38,6 +39,7 @@ from .stages import RL_STAGE, STAGE_NAMES, STAGES, StageName
 from .training.fields import check_training_args
 
 AnswerFormat = Literal[tuple(FORMATS)]  # the registry is the list of choices
+ProtocolName = Literal[tuple(PROTOCOLS)]
 # apply_chat_template's own parameters: the pipeline sets them, or they change what rendering returns
 CHAT_TEMPLATE_ARGS = {"conversation", "tokenize", "add_generation_prompt", "continue_final_message", "return_dict",
                       "return_tensors", "padding", "truncation", "max_length", "chat_template", "tokenizer_kwargs",
@@ -85,6 +87,10 @@ class ExperimentConfig(Strict):
         default_factory=list, description="Evaluate every stage with these chat_template values (default: as trained)")
     eval_answer_format: list[AnswerFormat] = Field(
         default_factory=list, description="Evaluate every stage asking for these formats (default: as trained)")
+    eval_protocols: list[ProtocolName] = Field(
+        default_factory=list, description="Also evaluate every stage under these lm-evaluation-harness protocols "
+                                          "(lm-eval's own prompt, worked examples and stops; grading/protocols.py), "
+                                          "e.g. [lm-eval-gsm8k]: numbers to set beside published ones")
     seed: int | None = Field(None, ge=0, le=SEED_MAX,
                              description="Training seed for this row (default: the top-level seed)")
     lora: dict[str, Any] = Field(default_factory=dict, description="Overrides of the top-level lora section")
@@ -136,12 +142,14 @@ class ExperimentConfig(Strict):
 
     def eval_specs(self, task: str) -> list[PromptSpec]:
         """Every prompt this row's stages are evaluated with: the training prompt crossed with the
-        eval_answer_format and eval_chat_template lists (a mismatch on purpose shows in the report)."""
+        eval_answer_format and eval_chat_template lists (a mismatch on purpose shows in the report), then each
+        lm-eval protocol's."""
         own = self.prompt_spec(task)
         return [own.but(answer_format=fmt, chat_template=chat,
                         chat_template_kwargs=own.chat_template_kwargs if chat else {})
                 for fmt in self.eval_answer_format or [self.answer_format]
-                for chat in self.eval_chat_template or [self.chat_template]]
+                for chat in self.eval_chat_template or [self.chat_template]] + \
+            [PromptSpec.protocol_spec(task, protocol) for protocol in self.eval_protocols]
 
 
 class PipelineConfig(Strict):

@@ -1,8 +1,10 @@
 """Dataset preparation: every source becomes normalised rows, written once as JSONL.
 
-A row is {id, question, reasoning, answer, template, source}: `answer` is the final
-number as a string, `reasoning` the worked solution without it, `template` the
-gsm_symbolic template id (None for GSM8K), which is what the held-out split uses.
+A row is {id, question, reasoning, answer, solution, template, source}: `answer` is the final
+number as a string, `reasoning` the worked solution without it, `solution` the source's own answer text as it
+came (what lm-eval's GSM8K task shows and grades against), `template` the gsm_symbolic template id (None for
+GSM8K), which is what the held-out split uses. Besides the training and test splits, `fewshot` is the task's
+whole train split in source order: the pool lm-eval's protocol draws its worked examples from.
 """
 from __future__ import annotations
 
@@ -54,14 +56,15 @@ def normalise_gsm8k_rows(rows: Iterable[tuple[Any, dict]], where: str, prefix: s
                   "(data.missing_answer: skip)", file=sys.stderr)
             continue
         out.append({"id": f"{prefix}-{key}", "question": row["question"].strip(), "reasoning": reasoning,
-                    "answer": format_number(value), "template": None, "source": prefix})
+                    "answer": format_number(value), "solution": row["answer"], "template": None,
+                    "source": prefix})
     return out
 
 
 def carve(train: list[dict], cfg: DataConfig, test_from_pool: bool = False, where: str = "training data",
           skipped: int = 0) -> dict[str, list[dict]]:
     """Disjoint prep_sft / full_sft / grpo (and optionally test) slices of a shuffled pool (read from `where`,
-    which lost `skipped` rows without a final number)."""
+    which lost `skipped` rows without a final number), and `fewshot`: the pool less any test rows, unshuffled."""
     rows = list(train)
     random.Random(cfg.seed).shuffle(rows)
     sizes = [(name, getattr(cfg, f"{name}_size")) for name in TRAINING_SPLITS]
@@ -76,6 +79,8 @@ def carve(train: list[dict], cfg: DataConfig, test_from_pool: bool = False, wher
     for name, size in sizes:
         out[name] = rows[start:start + size]
         start += size
+    tested = {row["id"] for row in out.get("test", [])}
+    out["fewshot"] = [row for row in train if row["id"] not in tested]
     return out
 
 
@@ -97,4 +102,9 @@ def build_splits(cfg: DataConfig, socratic: bool = False) -> tuple[dict[str, lis
 def default_test_rows() -> list[dict[str, Any]]:
     """Without --data: the default config's in-distribution gsm_symbolic test set."""
     return build_splits(DataConfig())[0]["symbolic_id"]
+
+
+def default_fewshot_rows() -> list[dict[str, Any]]:
+    """Without --data: the default config's train split, which a protocol draws worked examples from."""
+    return build_splits(DataConfig())[0]["fewshot"]
 

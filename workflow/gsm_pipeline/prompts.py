@@ -2,13 +2,15 @@
 so the evaluation prompt is, by construction, the prefix the model was trained on.
 
 A prompt spec is a `settings.prompt.PromptSpec` (a dict is validated into one). `prompt_key` names a spec
-in result paths.
+in result paths. A spec with a `protocol` is lm-evaluation-harness's prompt, which lm-eval itself renders
+(grading/harness.py, evaluation only): its worked examples depend on each row's place in the test set.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 
+from .grading import protocols
 from .grading.formats import FORMATS
 from .settings.prompt import PromptSpec
 from .tasks import get_task
@@ -23,6 +25,8 @@ def prompt_key(spec: PromptSpec | dict) -> str:
     """`<format>-<chat|raw>[-conf][-<n>shot][-noinst][-<hash of chat kwargs>]`; the task is not in the key
     (one config has one task)."""
     spec = PromptSpec.of(spec)
+    if spec.protocol:
+        return spec.protocol
     key = f"{spec.answer_format}-{'chat' if spec.chat_template else 'raw'}"
     key += "-conf" if spec.confidence else ""
     key += f"-{spec.shots}shot" if spec.shots else ""
@@ -35,6 +39,8 @@ def prompt_key(spec: PromptSpec | dict) -> str:
 def stop_strings(spec: PromptSpec | dict) -> list[str]:
     """Generation stops at EOS, or as soon as the requested answer (or the confidence after it) is closed."""
     spec = PromptSpec.of(spec)
+    if spec.protocol:
+        return protocols.stop_strings(spec.protocol)
     stops = ["</confidence>"] if spec.confidence else list(FORMATS[spec.answer_format].stop)
     if spec.shots and not spec.chat_template:
         stops.append("\nQuestion:")  # a raw few-shot model goes on to write the next example
@@ -53,6 +59,8 @@ def instruction_text(spec: PromptSpec | dict) -> str:
 def render_prompt(question: str, spec: PromptSpec | dict, tokenizer) -> str:
     """The full prompt text given to the model (chat template applied when the spec says so)."""
     spec = PromptSpec.of(spec)
+    if spec.protocol:
+        raise ValueError(f"{spec.protocol}: a protocol's prompts depend on the whole test set; use render_prompts")
     instruction = instruction_text(spec)
     shown = spec.but(confidence=False)  # worked examples show the answer format, not a made-up confidence
     shots = [(ex["question"], render_target(ex["reasoning"], ex["answer"], shown))

@@ -171,7 +171,8 @@ def eval_inputs(wildcards):
     if kept and Path(model).is_dir() and not Path(kept).is_dir():
         raise WorkflowError(f"{kept}: this learning-curve model is missing, and only its stage's training keeps it: "
                             f"train the stage again with `snakemake --cores all --forcerun {stage} {model}`")
-    return {"model": model, "data": f"results/data/test/{wildcards.testset}.jsonl", "code": code("evaluate")}
+    return {"model": model, "data": f"results/data/test/{wildcards.testset}.jsonl",
+            "fewshot": "results/data/fewshot.jsonl", "code": code("evaluate")}
 
 
 def eval_model(wildcards, input):

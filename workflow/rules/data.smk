@@ -7,6 +7,7 @@ rule prepare_data:
         prep_sft="results/data/prep_sft.jsonl",
         full_sft="results/data/full_sft.jsonl",
         grpo="results/data/grpo.jsonl",
+        fewshot="results/data/fewshot.jsonl",
         tests=expand("results/data/test/{testset}.jsonl", testset=TESTSETS),
         manifest="results/data/manifest.json",
     params:

@@ -24,7 +24,7 @@ rule evaluate:
         "results/benchmarks/evaluate/{run}/{prompt}/{testset}.tsv"
     shell:
         "python -m gsm_pipeline.jobs.evaluate --config {params.job} --meta {params.meta} --model {params.model:q} "
-        "--data {input.data:q} --out {params.out:q} --threads {threads} > {log:q} 2>&1"
+        "--data {input.data:q} --fewshot {input.fewshot:q} --out {params.out:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule evaluations:

@@ -65,6 +65,11 @@ def pass_at_k_curve(counts: list[tuple[int, int]], ks: Iterable[int]) -> dict[st
     return out
 
 
+# This project's two graders, then lm-eval's (grading/harness.py): each is a correct_<kind> field of every prediction
+# and an accuracy_<kind> with its interval and count in every metrics.json
+GRADERS = ("strict", "flexible", "lmeval_strict", "lmeval_flexible")
+
+
 def rate(flags: list[bool]) -> float:
     return sum(flags) / len(flags) if flags else 0.0
 
@@ -73,7 +78,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Metrics for one evaluation from its per-example rows."""
     n = len(rows)
     out: dict[str, Any] = {"n": n}
-    for kind in ("strict", "flexible"):
+    for kind in [k for k in GRADERS if all(f"correct_{k}" in r for r in rows)]:  # rows graded before lm-eval's
         hits = sum(bool(r[f"correct_{kind}"]) for r in rows)
         low, high = wilson_interval(hits, n)
         out[f"accuracy_{kind}"] = hits / n if n else 0.0

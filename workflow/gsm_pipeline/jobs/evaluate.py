@@ -1,6 +1,7 @@
 """Evaluation entry point: generate on a test set, grade, write per-example rows and metrics.
 
     gsm-pipeline evaluate --model PATH [--data TEST.jsonl] [--answer-format tagged] [--raw] [--out DIR]
+    gsm-pipeline evaluate --model PATH --data TEST.jsonl --protocol lm-eval-gsm8k --fewshot TRAIN.jsonl
 
 Within the DAG the rule passes the job's settings as --config JSON and run labels as --meta.
 """
@@ -13,50 +14,67 @@ import time
 from pathlib import Path
 from typing import Any, get_args
 
-from ..data import default_test_rows, load_test_rows
+from ..data import default_fewshot_rows, default_test_rows, load_test_rows
 from ..errors import DataError, run_main
 from ..generation.journal import Journal, journaled_generate
 from ..generation.sampling import policy_scorer, reward_model_scorer, sample_metrics
+from ..grading import harness
 from ..grading.answers import final_number, grader
 from ..grading.formats import FORMATS
 from ..grading.metrics import calibration, summarize
+from ..grading.protocols import GRADED_BY, PROTOCOLS
+from ..grading.protocols import version as lm_eval_version
 from ..model_io import check_model_dir
 from ..prompts import render_prompt
 from ..rows import write_jsonl
 from ..runtime import MIXED_PRECISION, autocast, load_for_generation, seed_everything
 from ..settings.evaluation import EvalJob
 from ..settings.prompt import PromptSpec
+from ..tasks import DEFAULT_TASK
+
+
+def prompts_for(rows: list[dict[str, Any]], spec: PromptSpec, tokenizer,
+                fewshot: list[dict[str, Any]] | None = None) -> list[str]:
+    """Every row's prompt, in order: lm-eval's own contexts for a protocol (worked examples drawn from `fewshot`,
+    the task's train split), else this project's prompt of each question."""
+    if spec.protocol:
+        return harness.contexts(spec.protocol, rows, fewshot or [])
+    return [render_prompt(r["question"], spec, tokenizer) for r in rows]
 
 
 def evaluate_rows(model, tokenizer, rows: list[dict[str, Any]], job: EvalJob,
-                  journal: Journal | None = None) -> list[dict[str, Any]]:
+                  journal: Journal | None = None, fewshot: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Greedy completions, graded: one row per problem."""
-    spec = job.prompt
-    prompts = [render_prompt(r["question"], spec, tokenizer) for r in rows]
-    outputs = journaled_generate(model, tokenizer, prompts, job, journal)
-    return [graded_row(row, out, spec) for row, out in zip(rows, outputs)]
+    outputs = journaled_generate(model, tokenizer, prompts_for(rows, job.prompt, tokenizer, fewshot), job, journal)
+    return graded_rows(rows, outputs, job.prompt)
 
 
-def graded_row(row: dict[str, Any], out: dict[str, Any], spec: PromptSpec, **extra: Any) -> dict[str, Any]:
-    return {"id": row["id"], "question": row["question"], "gold": row["answer"], "template": row.get("template"),
-            **extra, **out, **grader(spec.task)(out["completion"], final_number(row["answer"]), spec.answer_format)}
+def graded_rows(rows: list[dict[str, Any]], outputs: list[dict[str, Any]], spec: PromptSpec,
+                extras: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Each completion graded twice: by this project's graders, and by lm-eval's filters and metric (those of the
+    spec's protocol, else of its gsm8k task) as a second opinion set beside published numbers."""
+    ours = grader(spec.task)
+    theirs = harness.grade([out["completion"] for out in outputs], rows, spec.protocol or GRADED_BY)
+    return [{"id": row["id"], "question": row["question"], "gold": row["answer"], "template": row.get("template"),
+             **extra, **out, **ours(out["completion"], final_number(row["answer"]), spec.answer_format), **lm_eval}
+            for row, out, extra, lm_eval in zip(rows, outputs, extras or [{}] * len(rows), theirs)]
 
 
-def sample_rows(model, tokenizer, rows: list[dict[str, Any]], job: EvalJob,
-                journal: Journal | None = None, scorer=None) -> list[dict[str, Any]]:
+def sample_rows(model, tokenizer, rows: list[dict[str, Any]], job: EvalJob, journal: Journal | None = None,
+                scorer=None, fewshot: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """`samples` sampled completions per problem, graded and scored for best-of-n (by `scorer`, default the
     policy's own log-probability): one row per sample."""
     if not job.samples:
         return []
-    spec, n = job.prompt, job.samples
-    prompts = [render_prompt(r["question"], spec, tokenizer) for r in rows]
+    n = job.samples
+    prompts = prompts_for(rows, job.prompt, tokenizer, fewshot)
     repeated = [p for p in prompts for _ in range(n)]  # sample k of question q sits at q * n + k
     flat = journaled_generate(model, tokenizer, repeated, job, journal,
                               do_sample=True, temperature=job.sample_temperature)
     scorer = scorer or policy_scorer(model, tokenizer)
     scores = scorer(repeated, [out["completion"] for out in flat])
-    return [graded_row(rows[i // n], out, spec, sample=i % n, score=score)
-            for i, (out, score) in enumerate(zip(flat, scores))]
+    return graded_rows([rows[i // n] for i in range(len(flat))], flat, job.prompt,
+                       [{"sample": i % n, "score": score} for i, score in enumerate(scores)])
 
 
 def sampling_summary(rows: list[dict[str, Any]], samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -79,6 +97,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", required=True, help="model folder (safetensors + tokenizer)")
     parser.add_argument("--data", help="test rows (JSONL); default: 32 generated gsm_symbolic problems")
     parser.add_argument("--config", help="job settings as JSON (the DAG passes this)")
+    parser.add_argument("--protocol", choices=list(PROTOCOLS),
+                        help="lm-evaluation-harness's prompt and stops instead of ours (grading/protocols.py)")
+    parser.add_argument("--fewshot", help="the train split a protocol draws its worked examples from (JSONL; the "
+                                          "DAG passes results/data/fewshot.jsonl); default: with the default test "
+                                          "rows, their own")
     parser.add_argument("--answer-format", default="tagged", choices=list(FORMATS))
     parser.add_argument("--raw", action="store_true", help="do not apply the chat template")
     parser.add_argument("--confidence", action="store_true", help="ask for a stated confidence after the answer")
@@ -99,8 +122,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="generation engine (generation.engine in the config)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
+    prompt = PromptSpec.protocol_spec(DEFAULT_TASK, args.protocol) if args.protocol else {
+        "answer_format": args.answer_format, "chat_template": not args.raw, "confidence": args.confidence}
     job = EvalJob.parse(args.config) if args.config else EvalJob(
-        prompt={"answer_format": args.answer_format, "chat_template": not args.raw, "confidence": args.confidence},
+        prompt=prompt,
         mixed_precision=args.mixed_precision, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
         samples=args.samples, sample_temperature=args.temperature, reward_model=args.reward_model, engine=args.engine)
     seed_everything(job.seed, args.threads)
@@ -110,6 +135,12 @@ def main(argv: list[str] | None = None) -> None:
     rows = load_test_rows(args.data) if args.data else default_test_rows()
     if not rows:
         raise DataError(f"{args.data}: no test rows")
+    protocol = job.prompt.protocol
+    fewshot = None if not protocol else load_test_rows(args.fewshot) if args.fewshot else \
+        None if args.data else default_fewshot_rows()
+    if protocol and harness.shots(protocol) and not fewshot:
+        raise DataError(f"{protocol} draws {harness.shots(protocol)} worked examples from a "
+                        "train split: give it as --fewshot TRAIN.jsonl")
     model, tokenizer, precision, runtime = load_for_generation(args.model, job, args.threads)
     # a reward model that cannot be loaded fails now, not after every completion has been generated
     scorer = reward_model_scorer(job.reward_model) if job.samples and job.reward_model else None
@@ -121,14 +152,15 @@ def main(argv: list[str] | None = None) -> None:
     stamp = {"job": job.stamp(), "model": model_files, "rows": [r["id"] for r in rows]}
     journals = [Journal(out, name, stamp) for name in ("predictions", "samples")]
     with autocast(precision):
-        graded = evaluate_rows(model, tokenizer, rows, job, journals[0])
-        samples = sample_rows(model, tokenizer, rows, job, journals[1], scorer)
+        graded = evaluate_rows(model, tokenizer, rows, job, journals[0], fewshot)
+        samples = sample_rows(model, tokenizer, rows, job, journals[1], scorer, fewshot)
     seconds = time.time() - start
     write_jsonl(out / "predictions.jsonl", graded)
     write_jsonl(out / "samples.jsonl", samples)
     metrics = {**json.loads(args.meta), "model": str(args.model), "data": str(args.data or "gsm_symbolic default"),
                "prompt": job.prompt.model_dump(), "max_new_tokens": job.max_new_tokens, "decoding": "greedy",
                "seed": job.seed, "generation_seconds": round(seconds, 1), "runtime": runtime,
+               "lm_eval": {"graders_of": job.prompt.protocol or GRADED_BY, "version": lm_eval_version()},
                **summarize(graded)}
     stated = calibration(graded)
     write_calibration_csv(out / "calibration.csv", stated.pop("bins"))

@@ -1,7 +1,8 @@
 """`gsm-pipeline grade INPUT.jsonl -o OUTPUT.jsonl`: re-grade generations without a model.
 
 Input rows have `completion` and `answer` (a GSM8K answer ending in '#### N', or a bare
-number). A malformed line is reported with its line number; the others are still graded. A gold answer that is
+number). Each output row also carries lm-eval's gsm8k verdicts (strict-match, flexible-extract).
+A malformed line is reported with its line number; the others are still graded. A gold answer that is
 not a number is graded wrong and named. The output is written atomically and may never be the input.
 """
 from __future__ import annotations
@@ -11,8 +12,10 @@ import sys
 from pathlib import Path
 
 from ..errors import DataError, run_main
+from ..grading import harness
 from ..grading.answers import final_number, grade
 from ..grading.formats import FORMATS
+from ..grading.metrics import GRADERS, rate
 from ..rows import read_jsonl, write_jsonl
 
 
@@ -28,7 +31,9 @@ def grade_file(src: Path, answer_format: str, warnings: list[str] | None = None)
         result = grade(row["completion"], gold, answer_format)
         graded.append({**row, **{k: result[k] for k in ("extracted_strict", "extracted_flexible", "correct_strict",
                                                          "correct_flexible", "confidence")}})
-    return graded, problems
+    # lm-eval's gsm8k graders beside ours, each row's `answer` its target (grading/harness.py)
+    theirs = harness.grade([row["completion"] for row in graded], graded) if graded else []
+    return [{**row, **lm_eval} for row, lm_eval in zip(graded, theirs)], problems
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -51,9 +56,9 @@ def main(argv: list[str] | None = None) -> None:
         raise DataError(f"{src}: no rows to grade (n=0)")
     write_jsonl(out, graded)
     n = len(graded)
-    strict = sum(r["correct_strict"] for r in graded) / n if n else 0.0
-    flexible = sum(r["correct_flexible"] for r in graded) / n if n else 0.0
-    print(f"strict {strict:.3f}  flexible {flexible:.3f}  n={n}  malformed={len(problems)}")
+    shown = "  ".join(f"{kind.replace('lmeval_', 'lm-eval ')} {rate([r[f'correct_{kind}'] for r in graded]):.3f}"
+                      for kind in GRADERS)
+    print(f"{shown}  n={n}  malformed={len(problems)}")
     if problems:
         sys.exit(1)
 

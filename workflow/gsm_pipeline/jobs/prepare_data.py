@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     socratic = cfg.socratic
     splits, skipped = build_splits(cfg, socratic)
     out = Path(args.out)
-    for name in TRAINING_SPLITS:
+    for name in (*TRAINING_SPLITS, "fewshot"):
         write_jsonl(out / f"{name}.jsonl", splits[name])
     for name in cfg.test_sets():
         write_jsonl(out / "test" / f"{name}.jsonl", splits[name])

@@ -52,13 +52,14 @@ def per_example_table(evals: list[dict[str, Any]]):
     import pandas as pd
 
     keep = ["id", "gold", "completion", "extracted_strict", "extracted_flexible", "correct_strict",
-            "correct_flexible", "confidence", "truncated", "completion_tokens"]
+            "correct_flexible", "extracted_lmeval_strict", "extracted_lmeval_flexible", "correct_lmeval_strict",
+            "correct_lmeval_flexible", "confidence", "truncated", "completion_tokens"]
     frames = []
     for e in evals:
         for kind, rows in (("greedy", list(e["rows"].values())), ("sampled", e["samples"])):
             if rows:
                 frame = pd.DataFrame(rows)
-                frame = frame[keep + (["sample", "score"] if kind == "sampled" else [])]
+                frame = frame.reindex(columns=keep + (["sample", "score"] if kind == "sampled" else []))
                 frames.append(frame.assign(run=e["run"], prompt=e["prompt_key"], testset=e["testset"],
                                            decoding=kind))
     return pd.concat(frames, ignore_index=True)

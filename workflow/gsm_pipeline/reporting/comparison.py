@@ -35,6 +35,23 @@ def paired(first: dict, second: dict | None, field: str) -> float | None:
     return mcnemar_exact([first["rows"][i][field] for i in ids], [second["rows"][i][field] for i in ids])["p_value"]
 
 
+def lm_eval_columns(ev: dict[str, Any]) -> dict[str, Any]:
+    """lm-eval's two graders (grading/harness.py) beside ours: accuracy, 95% interval, and on how many problems
+    each differs from ours; empty for an evaluation graded before lm-eval's graders were recorded."""
+    out: dict[str, Any] = {}
+    for theirs, ours in (("lmeval_strict", "strict"), ("lmeval_flexible", "flexible")):
+        if f"accuracy_{theirs}" not in ev:
+            out.update({f"accuracy_{theirs}": None, f"{theirs}_ci95_low": None, f"{theirs}_ci95_high": None,
+                        f"{theirs}_differs_from_ours": None})
+            continue
+        rows = ev["rows"].values()
+        out.update({f"accuracy_{theirs}": ev[f"accuracy_{theirs}"],
+                    f"{theirs}_ci95_low": ev[f"accuracy_{theirs}_ci95"][0],
+                    f"{theirs}_ci95_high": ev[f"accuracy_{theirs}_ci95"][1],
+                    f"{theirs}_differs_from_ours": sum(r[f"correct_{theirs}"] != r[f"correct_{ours}"] for r in rows)})
+    return out
+
+
 def method(stage: str, variant: dict[str, Any]) -> str:
     """Training method in a few words: stage, train template and, for SFT, what the loss covered."""
     if stage == "base":
@@ -76,6 +93,7 @@ def comparison_rows(evals: list[dict[str, Any]], experiments: dict[str, Experime
                     "flex_ci95_low": ev["accuracy_flexible_ci95"][0], "flex_ci95_high": ev["accuracy_flexible_ci95"][1],
                     "answer_rate": ev["answer_rate"], "thinking_rate": ev["thinking_rate"],
                     "truncation_rate": ev["truncation_rate"], "mean_completion_tokens": ev["mean_completion_tokens"],
+                    "protocol": asked.get("protocol") or "", **lm_eval_columns(ev),
                     "p_strict_vs_base": paired(ev, base, "correct_strict"),
                     "p_flexible_vs_base": paired(ev, base, "correct_flexible"),
                     "p_answer_rate_vs_base": paired(ev, base, "has_answer"),

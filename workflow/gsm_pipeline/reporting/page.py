@@ -26,6 +26,11 @@ TEMPLATES = Path(__file__).parent / "templates"
 COMPARISON_COLUMNS = ["experiment", "stage", "method", "testset", "prompt", "n", "accuracy_strict", "ci95_low",
                       "ci95_high", "accuracy_flexible", "answer_rate", "thinking_rate", "truncation_rate",
                       "p_strict_vs_base", "p_answer_rate_vs_base", "p_strict_vs_parent"]
+# lm-eval's graders beside ours: the second opinion a published number is set beside (grading/harness.py)
+LM_EVAL_COLUMNS = ["experiment", "stage", "testset", "prompt", "n", "accuracy_strict", "accuracy_lmeval_strict",
+                   "lmeval_strict_ci95_low", "lmeval_strict_ci95_high", "lmeval_strict_differs_from_ours",
+                   "accuracy_flexible", "accuracy_lmeval_flexible", "lmeval_flexible_ci95_low",
+                   "lmeval_flexible_ci95_high", "lmeval_flexible_differs_from_ours"]
 TRAINING_COLUMNS = ["run", "method", "steps", "first_loss", "last_loss", "first_reward", "last_reward",
                     "mean_reward", "share_groups_with_reward_variance"]
 HEADLINE_EXPERIMENTS = 6  # more rows than this stop being one screen; the table below has them all
@@ -137,6 +142,7 @@ def page_context(evals: list[dict[str, Any]], rows: list[dict[str, Any]], train:
     """Everything the page shows, as data (`compute`: the headline section, from `compute_context`)."""
     return {"compute": compute, "answer": answer(rows), "findings": findings(rows), "provenance": provenance,
             "comparison": {"columns": COMPARISON_COLUMNS, "rows": unique_rows(rows)},
+            "lm_eval": {"columns": LM_EVAL_COLUMNS, "rows": unique_rows(rows)},
             "metric_links": _links(evals, out_dir), "crossed": crossed,
             "calibration": _calibration(rows, evals, out_dir), "sampling": _sampling(rows, sampling),
             "trained": bool(histories), "training": {"columns": TRAINING_COLUMNS, "rows": train},

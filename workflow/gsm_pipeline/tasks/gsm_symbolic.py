@@ -42,7 +42,8 @@ def load(cfg, skipped: dict[str, int], socratic: bool = False) -> dict[str, list
         seen.add(example["question"])
         reasoning, final = split_gsm8k_answer(example["metadata"]["answer_cot"])
         row = {"id": f"gsm_symbolic-{idx}", "question": example["question"], "reasoning": reasoning,
-               "answer": format_number(example["answer"]), "template": template, "source": "gsm_symbolic"}
+               "answer": format_number(example["answer"]), "solution": example["metadata"]["answer_cot"],
+               "template": template, "source": "gsm_symbolic"}
         (held if template in heldout else in_dist).append(row)
     if len(in_dist) < need_id or len(held) < cfg.test_size:
         raise DataError("gsm_symbolic: generator produced too few distinct problems for the requested sizes")

@@ -1,0 +1,46 @@
+"""lm-evaluation-harness run by itself (its Hugging Face backend, offline) on the tiny DAG's models equals this
+project's evaluation under lm-eval's gsm8k protocol: the same prompts, the same greedy responses, the same verdicts
+and scores (fp32, the same token budget)."""
+import json
+import subprocess
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+
+def lm_eval_run(dag, model, out, *extra: str) -> dict:
+    data = dag.root / "results/data"
+    done = subprocess.run(["gsm-pipeline", "lm-eval", "--model", str(model), "--data", str(data / "test/test.jsonl"),
+                           "--fewshot", str(data / "fewshot.jsonl"), "--max-new-tokens", "40", "--out", str(out),
+                           *extra], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((out / "lm_eval.json").read_text())
+
+
+def test_the_dags_base_evaluation_under_the_protocol_is_lm_evals_own_on_the_same_model(tiny_dag, tmp_path):
+    overlay = yaml.safe_load((tiny_dag.root / "tiny.yaml").read_text())
+    overlay.setdefault("experiments", {}).setdefault("tagged", {})["eval_protocols"] = ["lm-eval-gsm8k"]
+    tiny_dag.write_config(overlay, name="protocol.yaml")
+    target = "results/base/eval/lm-eval-gsm8k/test/predictions.jsonl"
+    tiny_dag.snakemake(target, configfile="protocol.yaml")
+    ours = [json.loads(line) for line in (tiny_dag.root / target).read_text().splitlines()]
+    metrics = json.loads((tiny_dag.root / target).with_name("metrics.json").read_text())
+
+    record = lm_eval_run(tiny_dag, tiny_dag.root / "results/base/model", tmp_path / "base", "--batch-size", "8")
+    assert record["documents_differing"] == 0, record["differences"]
+    assert record["limit"] == len(ours) == metrics["n"]
+    theirs = [json.loads(line) for line in (tmp_path / "base/predictions.jsonl").read_text().splitlines()]
+    assert [r["completion"] for r in theirs] == [r["completion"] for r in ours]  # the DAG's job, the command's run
+    assert record["lm_eval"] == {"strict-match": metrics["accuracy_lmeval_strict"],
+                                 "flexible-extract": metrics["accuracy_lmeval_flexible"]}
+
+
+def test_on_a_trained_model_that_writes_numbers_both_runs_agree_document_by_document(tiny_dag, tmp_path):
+    model = tiny_dag.root / "results" / tiny_dag.run("tagged", "prep_sft") / "model"
+    record = lm_eval_run(tiny_dag, model, tmp_path / "prep", "--limit", "6")
+    assert record["documents_differing"] == 0, record["differences"]
+    assert record["limit"] == 6 and record["lm_eval"] == record["ours"]
+    completions = [json.loads(line)["completion"] for line in (tmp_path / "prep/predictions.jsonl").open()]
+    assert any(any(c.isdigit() for c in text) for text in completions), completions  # not a vacuous agreement
