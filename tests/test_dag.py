@@ -332,7 +332,8 @@ def test_the_report_shows_the_matrix_plots_and_states_each_sections_question(tin
     # every section is headed by the question it answers; this matrix has something for each of them
     assert [section.split("</h2>")[0] for section in page.split("<h2>")[1:]] == [
         "Which method buys more accuracy for the same compute?", "What did each stage do, per test set?",
-        "Did each stage change accuracy and answer format?", "Does the chat template matter at evaluation time?",
+        "Did each stage change accuracy and answer format?", "How do these numbers compare with published ones?",
+        "Does the chat template matter at evaluation time?",
         "Did calibration training cost accuracy, and is the stated confidence informative?", "Does sampling help?",
         "How did training go?", "What do the completions look like?", "How was each job run?",
         "Which code, config and libraries produced these numbers?"]
@@ -368,6 +369,32 @@ def test_how_each_job_ran_is_shown_for_every_training_and_evaluation_from_its_ow
         assert shown[job]["processor"] == record["cpu"]
     assert {row["dtype"] for row in shown.values()} == {"float32"}  # the fixture asks for fp32 everywhere
     assert {records[job]["engine"] for job in records if "grpo" in job and job.startswith("train")} == {"loop"}
+
+
+def test_every_evaluation_shows_lm_evals_graders_beside_ours_and_where_they_differ(tiny_dag):
+    from gsm_pipeline.grading import harness
+
+    shown = {(row["run"], row["prompt"], row["testset"]): row
+             for row in html_table(report_section(tiny_dag, "How do these numbers compare with published ones?"))}
+    results = tiny_dag.root / "results"
+    checked = 0
+    for path in results.glob("*/eval/*/*/metrics.json"):
+        metrics = json.loads(path.read_text())
+        if "step" in metrics:
+            continue  # learning-curve points are in the headline section
+        predictions = [json.loads(line) for line in path.with_name("predictions.jsonl").open()]
+        # each prediction carries lm-eval's own verdicts on its completion, against its gold answer
+        assert [{k: p[k] for k in ("correct_lmeval_strict", "correct_lmeval_flexible")} for p in predictions] == [
+            {k: v for k, v in g.items() if k.startswith("correct_")}
+            for g in harness.grade([p["completion"] for p in predictions], [{**p, "answer": p["gold"]}
+                                                                            for p in predictions])]
+        row = shown[(metrics["run"], metrics["prompt_key"], metrics["testset"])]
+        for theirs, ours in (("lmeval_strict", "strict"), ("lmeval_flexible", "flexible")):
+            assert float(row[f"accuracy_{theirs}"]) == pytest.approx(metrics[f"accuracy_{theirs}"], abs=5e-4)
+            differ = sum(p[f"correct_{theirs}"] != p[f"correct_{ours}"] for p in predictions)
+            assert int(row[f"{theirs}_differs_from_ours"]) == differ
+        checked += 1
+    assert checked == len(shown) > 0
 
 
 def test_the_report_names_the_config_seed_and_library_versions_that_produced_it(tiny_dag):

@@ -27,7 +27,7 @@ COMPARISON_COLUMNS = ["experiment", "stage", "method", "testset", "prompt", "n",
                       "ci95_high", "accuracy_flexible", "answer_rate", "thinking_rate", "truncation_rate",
                       "p_strict_vs_base", "p_answer_rate_vs_base", "p_strict_vs_parent"]
 # lm-eval's graders beside ours: the second opinion a published number is set beside (grading/harness.py)
-LM_EVAL_COLUMNS = ["experiment", "stage", "testset", "prompt", "n", "accuracy_strict", "accuracy_lmeval_strict",
+LM_EVAL_COLUMNS = ["experiment", "stage", "run", "testset", "prompt", "n", "accuracy_strict", "accuracy_lmeval_strict",
                    "lmeval_strict_ci95_low", "lmeval_strict_ci95_high", "lmeval_strict_differs_from_ours",
                    "accuracy_flexible", "accuracy_lmeval_flexible", "lmeval_flexible_ci95_low",
                    "lmeval_flexible_ci95_high", "lmeval_flexible_differs_from_ours"]
