@@ -62,7 +62,7 @@ def test_a_new_task_is_one_file_and_one_registry_line(tmp_path):
     assert "evaluate" in done.stdout
     dag.snakemake("results/data/manifest.json")
     assert json.loads((dag.root / "results/data/manifest.json").read_text())["counts"] == {
-        "prep_sft": 16, "full_sft": 16, "grpo": 8, "toy": 8}
+        "prep_sft": 16, "full_sft": 16, "grpo": 8, "toy": 8, "fewshot": 192}  # carve's few-shot pool: all training rows
     first = json.loads((dag.root / "results/data/test/toy.jsonl").read_text().splitlines()[0])
     assert first["question"] == "What is 0 doubled?"
     # the task module is an input of every stage, so editing it replans the data (and all that follows)

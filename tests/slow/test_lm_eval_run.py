@@ -28,7 +28,7 @@ def test_the_dags_base_evaluation_under_the_protocol_is_lm_evals_own_on_the_same
     ours = [json.loads(line) for line in (tiny_dag.root / target).read_text().splitlines()]
     metrics = json.loads((tiny_dag.root / target).with_name("metrics.json").read_text())
 
-    record = lm_eval_run(tiny_dag, tiny_dag.root / "results/base/model", tmp_path / "base", "--batch-size", "8")
+    record = lm_eval_run(tiny_dag, tiny_dag.root / "resources/model", tmp_path / "base", "--batch-size", "8")
     assert record["documents_differing"] == 0, record["differences"]
     assert record["limit"] == len(ours) == metrics["n"]
     theirs = [json.loads(line) for line in (tmp_path / "base/predictions.jsonl").read_text().splitlines()]
