@@ -18,7 +18,7 @@ from gsm_pipeline.settings.prompt import PromptSpec
 GOLDS = ["16", "0", "72", "-5", "1000", "1450001", "0.5", "2.25"]
 
 
-def rows_with(gold: str) -> dict:
+def row_with(gold: str) -> dict:
     return {"question": "q", "answer": gold, "solution": f"some working\n#### {gold}"}
 
 
@@ -57,7 +57,7 @@ INTENDED = {
 
 def both(completion: str, gold: str) -> dict[str, tuple[bool, bool]]:
     ours = grade(completion, final_number(gold), "gsm8k")
-    theirs = harness.grade([completion], [rows_with(gold)])[0]
+    theirs = harness.grade([completion], [row_with(gold)])[0]
     return {kind: (ours[f"correct_{kind}"], theirs[f"correct_lmeval_{kind}"]) for kind in ("strict", "flexible")}
 
 

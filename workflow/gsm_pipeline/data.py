@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import re
 import sys
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -99,12 +100,17 @@ def build_splits(cfg: DataConfig, socratic: bool = False) -> tuple[dict[str, lis
     return splits, skipped
 
 
+@lru_cache(maxsize=1)
+def _default_splits() -> dict[str, list[dict[str, Any]]]:
+    return build_splits(DataConfig())[0]
+
+
 def default_test_rows() -> list[dict[str, Any]]:
     """Without --data: the default config's in-distribution gsm_symbolic test set."""
-    return build_splits(DataConfig())[0]["symbolic_id"]
+    return _default_splits()["symbolic_id"]
 
 
 def default_fewshot_rows() -> list[dict[str, Any]]:
     """Without --data: the default config's train split, which a protocol draws worked examples from."""
-    return build_splits(DataConfig())[0]["fewshot"]
+    return _default_splits()["fewshot"]
 

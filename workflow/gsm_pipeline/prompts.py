@@ -60,7 +60,8 @@ def render_prompt(question: str, spec: PromptSpec | dict, tokenizer) -> str:
     """The full prompt text given to the model (chat template applied when the spec says so)."""
     spec = PromptSpec.of(spec)
     if spec.protocol:
-        raise ValueError(f"{spec.protocol}: a protocol's prompts depend on the whole test set; use render_prompts")
+        raise ValueError(f"{spec.protocol}: a protocol's prompts depend on the whole test set; use "
+                         "jobs.evaluate.prompts_for")
     instruction = instruction_text(spec)
     shown = spec.but(confidence=False)  # worked examples show the answer format, not a made-up confidence
     shots = [(ex["question"], render_target(ex["reasoning"], ex["answer"], shown))

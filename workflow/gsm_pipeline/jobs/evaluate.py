@@ -135,9 +135,11 @@ def main(argv: list[str] | None = None) -> None:
     rows = load_test_rows(args.data) if args.data else default_test_rows()
     if not rows:
         raise DataError(f"{args.data}: no test rows")
-    protocol = job.prompt.protocol
-    fewshot = None if not protocol else load_test_rows(args.fewshot) if args.fewshot else \
-        None if args.data else default_fewshot_rows()
+    protocol, fewshot = job.prompt.protocol, None
+    if protocol and args.fewshot:
+        fewshot = load_test_rows(args.fewshot)
+    elif protocol and not args.data:
+        fewshot = default_fewshot_rows()
     if protocol and harness.shots(protocol) and not fewshot:
         raise DataError(f"{protocol} draws {harness.shots(protocol)} worked examples from a "
                         "train split: give it as --fewshot TRAIN.jsonl")

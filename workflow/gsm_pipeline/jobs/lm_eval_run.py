@@ -47,7 +47,6 @@ def run_lm_eval(model_dir: str, task, job: EvalJob, device: str) -> list[dict[st
 
 
 def main(argv: list[str] | None = None) -> None:
-    import torch
     from lm_eval.models.utils import postprocess_generated_text
 
     parser = argparse.ArgumentParser(description="Run lm-evaluation-harness on a model folder beside this project's "
@@ -60,9 +59,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=256, help="both runs' budget (lm-eval's max_gen_toks "
                                                                         "default is 256)")
     parser.add_argument("--batch-size", type=int, default=1, help="both runs' batch size (lm-eval's default 1)")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--dtype", default="float32", choices=get_args(EvalJob.model_fields["dtype"].annotation))
     parser.add_argument("--engine", default="loop", choices=get_args(EvalJob.model_fields["engine"].annotation))
-    parser.add_argument("--out", required=True, help="output folder (lm_eval.json, ours.jsonl)")
+    parser.add_argument("--out", required=True, help="output folder (lm_eval.json, predictions.jsonl)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     check_model_dir(args.model)
@@ -78,8 +77,7 @@ def main(argv: list[str] | None = None) -> None:
         ours = evaluate_rows(model, tokenizer, rows, job, fewshot=fewshot)
     prompts = prompts_for(rows, job.prompt, tokenizer, fewshot)
     del model
-    theirs = run_lm_eval(args.model, harness.build_task(args.protocol, rows, fewshot), job,
-                         "cuda" if torch.cuda.is_available() else "cpu")
+    theirs = run_lm_eval(args.model, harness.build_task(args.protocol, rows, fewshot), job, runtime["device"])
     until = stop_strings(args.protocol)
     differences = []
     for i, (row, mine, prompt, their) in enumerate(zip(rows, ours, prompts, theirs)):
