@@ -186,6 +186,10 @@ def test_a_jobs_code_inputs_are_the_modules_it_runs_as_checkout_relative_paths(m
     assert not names("jobs.evaluate") & {"training/stage.py", "config.py", "grading/rewards.py",
                                          "settings/training.py"}
     assert "jobs/evaluate.py" not in names("jobs.confidence_targets")
+    # a module imported by name from its package (`from ..grading import harness`) is code the job runs
+    for entry in ("jobs.evaluate", "jobs.grade"):
+        assert {"grading/harness.py", "grading/protocols.py"} <= names(entry), entry
+    assert "grading/harness.py" not in names("jobs.train_sft")  # lm-eval's runner is evaluation's, not SFT's
     assert not any(n.startswith("settings/") and n not in {"settings/__init__.py", "settings/base.py",
                                                             "settings/report.py"} for n in names("jobs.report"))
 

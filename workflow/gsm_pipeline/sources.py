@@ -38,15 +38,17 @@ def _local_imports(module: str) -> frozenset[str]:
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 parent = package[: len(package) - (node.level - 1)]
+                base = [*parent, node.module] if node.module else parent
                 if node.module:
-                    found.add(".".join([*parent, node.module]))
-                else:
-                    found.update(".".join([*parent, alias.name]) for alias in node.names)
+                    found.add(".".join(base))
+                # `from .grading import harness` imports grading/harness.py: each name may be a module too
+                found.update(".".join([*base, alias.name]) for alias in node.names)
             elif node.module and node.module.startswith("gsm_pipeline."):
                 found.add(node.module.split(".", 1)[1])
+                found.update(f"{node.module.split('.', 1)[1]}.{alias.name}" for alias in node.names)
         elif isinstance(node, ast.Import):
             found.update(a.name.split(".", 1)[1] for a in node.names if a.name.startswith("gsm_pipeline."))
-    # `from .tasks import get_task` names the package; `from .x import name` may name a module attribute
+    # a name that is not a module (`from .tasks import get_task`) is an attribute: only files are kept
     return frozenset(m for m in found if _file(m) is not None)
 
 
