@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import DataError, run_main
 from ..grading.answers import grader
-from ..grading.rewards import make_reward_functions
+from ..grading.rewards import logging_group_split, make_reward_functions
 from ..model_io import load_model_and_tokenizer
 from ..prompts import render_prompt
 from ..rows import load_rows
@@ -42,7 +42,9 @@ def build_trainer(job: GRPOJob, parent: str, data: str, checkpoints: Path):
     model, tokenizer = load_model_and_tokenizer(parent, job.dtype, padding_side="left")
     dataset = grpo_dataset(load_rows(data), job.prompt, tokenizer, data)
     args = trainer_arguments(config_cls, job, checkpoints)
-    rewards = make_reward_functions(job.rewards, job.prompt.answer_format, grader(job.prompt.task))
+    grade = grader(job.prompt.task)
+    rewards = logging_group_split(make_reward_functions(job.rewards, job.prompt.answer_format, grade, job.seed),
+                                  job.prompt.answer_format, job.num_generations, args.reward_weights, grade)
     trainer = trainer_cls(model=model, reward_funcs=rewards, args=args, train_dataset=dataset,
                           processing_class=tokenizer, peft_config=lora_config(job))
     return trainer, tokenizer

@@ -5,12 +5,13 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from ..grading.rewards import REWARD_NAMES
 from ..training.methods import RL_METHODS
 from .base import SEED_MAX, JobSettings, Numerics, Strict
 from .generation import GenerationConfig
 from .prompt import PromptSpec
 
-RewardName = Literal["format", "correctness", "binary", "calibration"]
+RewardName = Literal[REWARD_NAMES]
 RLName = str  # a key of training/methods.py's RL_METHODS (checked against the registry, so a test can add one)
 
 
