@@ -100,7 +100,8 @@ def tiny_config(model: Path, data_dir: Path, chat_matrix: bool = False) -> dict:
                      "training_args": {"max_steps": 3, "per_device_train_batch_size": 4, "learning_rate": 1.0e-3,
                                        "save_steps": 1}},
         },
-        "evaluation": {"max_new_tokens": 40, "batch_size": 8, "samples": 4, "sample_temperature": 1.0},
+        "evaluation": {"max_new_tokens": 40, "batch_size": 8, "samples": 4, "sample_temperature": 1.0,
+                       "kl_to_base": True},
         # The random base model is never right, so targets come from the plain experiment's prep model,
         # which has learnt the format and gets some sums right.
         "confidence": {"model": "tagged/prep_sft", "group_by": "question", "samples_per_group": 2,

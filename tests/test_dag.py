@@ -79,6 +79,85 @@ def test_every_sampled_metric_is_what_its_samples_say(tiny_dag):
     assert recounted >= 12  # every sampled evaluation of the matrix
 
 
+def sample_groups(dag, run: str, prompt: str, testset: str) -> dict[str, list[dict]]:
+    groups: dict[str, list[dict]] = {}
+    path = dag.root / f"results/{run}/eval/{prompt}/{testset}/samples.jsonl"
+    for row in map(json.loads, path.read_text().splitlines()):
+        groups.setdefault(row["id"], []).append(row)
+    return groups
+
+
+def test_the_pass_at_k_section_is_recounted_from_each_stage_and_its_bases_samples(tiny_dag):
+    """Every trained model's final sampled evaluation has one row beside its base asked the same way: pass@1 and
+    pass@4 by enumerating every draw, the crossing (a sign change of stage - base over k = 1, 2, 4), each
+    problem's move between never / sometimes / always solved, and the mean distinct answers."""
+    from itertools import combinations
+
+    def pass_at(groups, k):
+        return sum(sum(any(r["correct_strict"] for r in d) for d in combinations(g, k)) / len(list(combinations(g, k)))
+                   for g in groups.values()) / len(groups)
+
+    def solved(group):
+        hits = sum(r["correct_strict"] for r in group)
+        return "never" if hits == 0 else "always" if hits == len(group) else "sometimes"
+
+    table = pd.read_csv(tiny_dag.root / "results/report/coverage.csv")
+    comparison = pd.read_csv(tiny_dag.root / "results/report/comparison.csv")
+    trained = comparison[(comparison.stage != "base") & ~comparison.run.str.contains("/step-")]
+    assert sorted(zip(table.run, table.prompt, table.testset)) == sorted(set(zip(trained.run, trained.prompt,
+                                                                                 trained.testset)))
+    moved_somewhere = 0
+    for row in table.to_dict("records"):
+        mine = sample_groups(tiny_dag, row["run"], row["prompt"], row["testset"])
+        base = sample_groups(tiny_dag, "base", row["prompt"], row["testset"])
+        assert (row["k"], row["questions"]) == (4, len(mine))
+        assert [row["pass@1"], row["pass@k"], row["base pass@1"], row["base pass@k"]] == pytest.approx(
+            [pass_at(mine, 1), pass_at(mine, 4), pass_at(base, 1), pass_at(base, 4)])
+        moves = {f"{a}->{b}": 0 for a in ("never", "sometimes", "always") for b in ("never", "sometimes", "always")}
+        for qid in mine:
+            moves[f"{solved(base[qid])}->{solved(mine[qid])}"] += 1
+        assert {m: row[m] for m in moves} == moves
+        moved_somewhere += sum(v for m, v in moves.items() if m.split("->")[0] != m.split("->")[1])
+        for column, groups in (("distinct answers", mine), ("base distinct answers", base)):
+            assert row[column] == pytest.approx(sum(len({str(r["extracted_strict"]) for r in g})
+                                                    for g in groups.values()) / len(groups))
+        signs = [d > 0 for d in (pass_at(mine, k) - pass_at(base, k) for k in (1, 2, 4)) if abs(d) > 1e-12]
+        assert row["crossing"].startswith("none") == all(s == signs[0] for s in signs), row["crossing"]
+    assert moved_somewhere > 0  # training moved some problem between bins: the table is not all diagonal
+
+
+def test_the_rl_dynamics_are_what_trl_and_the_rewards_logged_and_kl_is_measured_at_evaluation(tiny_dag):
+    """Every RL stage logs entropy, clip ratio and the zero-variance split (all right + all wrong, never more than
+    TRL's own share of flat groups); training.json's means and entropies are those logged values. Every trained
+    model's evaluation measures KL(model || base) on its completions (the base's is 0 by definition), and
+    comparison.csv carries it."""
+    train = {r["run"]: r for r in json.loads((tiny_dag.root / "results/report/training.json").read_text())}
+    rl_runs = [run for run, r in train.items() if r.get("method")]
+    assert rl_runs
+    for run in rl_runs:
+        steps = [h for h in json.loads((tiny_dag.root / f"results/{run}/log_history.json").read_text())
+                 if "loss" in h]
+        for h in steps:
+            assert {"entropy", "clip_ratio/region_mean"} <= set(h)
+            flat = h["groups/zero_std_all_correct"] + h["groups/zero_std_all_wrong"]
+            assert flat <= h["frac_reward_zero_std"] + 1e-9
+        for quantity in ("correct", "wrong"):
+            assert train[run][f"zero_variance_all_{quantity}"] == pytest.approx(
+                sum(h[f"groups/zero_std_all_{quantity}"] for h in steps) / len(steps))
+        assert (train[run]["first_entropy"], train[run]["last_entropy"]) == (steps[0]["entropy"], steps[-1]["entropy"])
+    comparison = pd.read_csv(tiny_dag.root / "results/report/comparison.csv")
+    for row in comparison.drop_duplicates(["run", "prompt", "testset"]).itertuples():
+        metrics = json.loads((tiny_dag.root / f"results/{row.run}/eval/{row.prompt}/{row.testset}/metrics.json")
+                             .read_text())
+        if row.run == "base":
+            assert "kl_to_base" not in metrics and row.kl_to_base_per_token == 0
+            continue
+        kl = metrics["kl_to_base"]
+        assert kl["completions"] == metrics["n"] and kl["tokens"] > 0 and kl["reference"] == "resources/model"
+        assert kl["per_token"] > 0 and row.kl_to_base_per_token == pytest.approx(kl["per_token"])
+        assert row.kl_to_base_per_completion == pytest.approx(kl["per_completion"])
+
+
 def test_report_compares_every_stage_against_base_with_paired_tests(tiny_dag):
     table = pd.read_csv(tiny_dag.root / "results/report/comparison.csv")
     pair = table[table.experiment.isin(["tagged", "tagged_conf"]) & table.eval_matches_training]
@@ -327,7 +406,8 @@ def test_binary_grpo_called_only_the_binary_reward(tiny_dag):
 def test_the_report_shows_the_matrix_plots_and_states_each_sections_question(tiny_dag):
     report = tiny_dag.root / "results/report"
     page = (report / "index.html").read_text()
-    for image in ("accuracy.png", "template_scatter.png", "training_curves.png", "calibration.png", "sampling.png"):
+    for image in ("accuracy.png", "template_scatter.png", "training_curves.png", "calibration.png", "sampling.png",
+                  "pass_at_k.png", "dynamics.png", "kl_at_evaluation.png"):
         assert f'<img src="{image}"' in page and (report / image).stat().st_size > 10_000, image
     # every section is headed by the question it answers; this matrix has something for each of them
     assert [section.split("</h2>")[0] for section in page.split("<h2>")[1:]] == [
@@ -335,7 +415,9 @@ def test_the_report_shows_the_matrix_plots_and_states_each_sections_question(tin
         "Did each stage change accuracy and answer format?", "How do these numbers compare with published ones?",
         "Does the chat template matter at evaluation time?",
         "Did calibration training cost accuracy, and is the stated confidence informative?", "Does sampling help?",
-        "How did training go?", "What do the completions look like?", "How was each job run?",
+        "Does training expand what the model can solve, or sharpen what it already could?",
+        "How did training go?", "What happened during RL?", "What do the completions look like?",
+        "How was each job run?",
         "Which code, config and libraries produced these numbers?"]
 
 

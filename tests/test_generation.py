@@ -38,7 +38,7 @@ def test_greedy_completions_do_not_depend_on_batch_size_padding_or_order(loaded,
     alone = [generate(model, tokenizer, [p], max_new_tokens=12, batch_size=1)[0]["completion"] for p in prompts]
     assert len(set(alone)) > 1  # distinct completions, so a row given another row's output would show
     for batch_size in (1, 3, 8):
-        graded = evaluate_rows(model, tokenizer, rows, JOB.model_copy(update={"batch_size": batch_size}))
+        graded = evaluate_rows(model, tokenizer, rows, JOB.model_copy(update={"batch_size": batch_size}), prompts)
         assert [g["id"] for g in graded] == [r["id"] for r in rows]
         assert [g["completion"] for g in graded] == alone, f"batch size {batch_size}"
 
@@ -128,3 +128,34 @@ def test_best_of_n_ranks_samples_by_the_reward_models_own_scores(tiny_model, tin
     best = [max(group, key=lambda s: s["score"])["correct_strict"] for group in by_question.values()]
     assert metrics["best@2"] == sum(best) / len(best)
     assert metrics["scorer"] == str(tmp_path / "rm")
+
+
+def test_kl_to_the_base_is_the_exact_next_token_kl_on_the_completion_tokens_only(loaded, rows, tiny_model):
+    """KL(prep SFT || base) at every completion position, summed per completion: recomputed here one row at a
+    time with torch's kl_div, from the completion's first token (predicted at the prompt's last position) to its
+    last; padding in a batch changes nothing, and a model is at KL 0 from itself."""
+    import torch
+    import torch.nn.functional as F
+
+    from gsm_pipeline.generation.divergence import completion_kl
+
+    model, tokenizer = loaded
+    base, _ = load_model_and_tokenizer(tiny_model)
+    prompts = [render_prompt(r["question"], SPEC, tokenizer) for r in rows[:5]]
+    completions = [g["completion"] for g in generate(model, tokenizer, prompts, max_new_tokens=12, batch_size=5)]
+    expected = []
+    for prompt, completion in zip(prompts, completions):
+        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        c = tokenizer(completion, add_special_tokens=False)["input_ids"]
+        ids = torch.tensor([p + c])
+        with torch.no_grad():
+            mine = F.log_softmax(model(ids).logits[0, len(p) - 1:-1], -1)
+            theirs = F.log_softmax(base(ids).logits[0, len(p) - 1:-1], -1)
+        expected.append((F.kl_div(theirs, mine, log_target=True, reduction="sum").item(), len(c)))
+    assert all(n > 0 for _, n in expected) and sum(k for k, _ in expected) > 0.01  # it moved: not vacuous
+    for batch_size in (1, 4):
+        got = completion_kl(model, base, tokenizer, prompts, completions, batch_size=batch_size)
+        assert [n for _, n in got] == [n for _, n in expected]
+        assert [k for k, _ in got] == pytest.approx([k for k, _ in expected], rel=1e-4, abs=1e-6)
+    assert [k for k, _ in completion_kl(model, model, tokenizer, prompts, completions)] == pytest.approx([0] * 5,
+                                                                                                         abs=1e-6)

@@ -129,6 +129,18 @@ def test_the_cpu_curves_overlay_adds_one_point_per_trained_stage(default_dag):
         "evaluate": 16 + 6 * 2, "report": 1, "all": 1}
 
 
+def test_the_cpu_analyses_overlay_samples_and_measures_kl_in_the_same_jobs(default_dag):
+    preset = "workflow/presets/cpu-analyses.yaml"
+    assert default_dag.planned_jobs(preset) == default_dag.planned_jobs("tiny.yaml")
+    job = default_dag.config(preset).eval_job(default_dag.config(preset).prompt_spec("tagged"))
+    assert (job.samples, job.kl_to_base) == (8, True)
+    trained = f"results/{default_dag.run('tagged', 'grpo', preset)}/eval/tagged-chat/symbolic_id/metrics.json"
+    for configfile, flag in ((preset, "--reference resources/model"), ("tiny.yaml", "")):
+        [command] = [line for line in default_dag.snakemake("-n", "-p", "-f", trained, configfile=configfile)
+                     .stdout.splitlines() if "gsm_pipeline.jobs.evaluate" in line]
+        assert ("--reference" in command) == bool(flag) and flag in command  # the default measures none
+
+
 def test_the_full_matrix_plans_every_variant_once(default_dag):
     # Counted by hand from workflow/presets/full-matrix.yaml (GSM8K: one test set).
     # prep_sft 12: tagged (shared by sft_chat, grpo_chat, grpo_from_full, lr-*), tagged_conf, sft_raw_full,

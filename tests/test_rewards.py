@@ -17,6 +17,15 @@ def test_correctness_reward_needs_the_strict_answer():
     assert correctness_score("the answer is 7", "7", "tagged") == 0.0
 
 
+def test_every_reward_the_config_offers_is_built_and_logged_under_its_name():
+    from typing import get_args
+
+    from gsm_pipeline.settings.training import RewardName
+
+    names = list(get_args(RewardName))
+    assert [f.__name__ for f in make_reward_functions(names, "tagged")] == [f"{n}_reward" for n in names]
+
+
 def test_reward_functions_follow_trl_signature_and_are_named_for_logging():
     fns = make_reward_functions(["format", "correctness", "binary"], "tagged")
     assert [f.__name__ for f in fns] == ["format_reward", "correctness_reward", "binary_reward"]

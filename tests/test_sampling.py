@@ -202,3 +202,22 @@ def test_a_partial_evaluation_of_a_model_retrained_since_starts_over(tiny_model,
     evaluate.main(args)
     assert len(calls) == 4  # all 8 problems generated again by the new weights, none taken from the old journal
     assert not list((tmp_path / "eval").glob("*.partial.*"))
+
+
+def test_a_crossing_is_where_stage_minus_base_changes_sign_between_two_ks():
+    from gsm_pipeline.reporting.coverage import crossings, movement
+
+    def curve(*values):
+        return {str(2 ** i): {"estimate": v} for i, v in enumerate(values)}
+
+    # RL ahead at k=1, level at k=2 (no sign), the base ahead at k=4: one crossing, interpolated on log2 k between
+    # 1 and 4 at 2 * 0.2 / 0.3 = 4/3, i.e. k = 2^(4/3)
+    [cross] = crossings(curve(0.5, 0.6, 0.7), curve(0.3, 0.6, 0.8))
+    assert (cross["after_k"], cross["before_k"], cross["ahead_below"]) == (1, 4, "stage")
+    assert math.isclose(cross["k"], 2 ** (4 / 3))
+    assert crossings(curve(0.5, 0.7, 0.9), curve(0.3, 0.6, 0.8)) == []  # ahead everywhere
+    assert [c["ahead_below"] for c in crossings(curve(0.1, 0.5, 0.6, 0.9), curve(0.2, 0.4, 0.7, 0.8))] == [
+        "base", "stage", "base"]
+    # (samples, correct) per problem: a never -> sometimes, b sometimes -> always, c only the stage sampled
+    moved = movement({"a": (4, 0), "b": (4, 2)}, {"a": (4, 1), "b": (4, 4), "c": (4, 4)})
+    assert {k: v for k, v in moved.items() if v} == {"never->sometimes": 1, "sometimes->always": 1}

@@ -171,8 +171,14 @@ def eval_inputs(wildcards):
     if kept and Path(model).is_dir() and not Path(kept).is_dir():
         raise WorkflowError(f"{kept}: this learning-curve model is missing, and only its stage's training keeps it: "
                             f"train the stage again with `snakemake --cores all --forcerun {stage} {model}`")
+    # a trained model is also scored against the base (its KL at evaluation): the base is an input too
+    reference = {"reference": BASE_MODEL} if folder != "base" and CFG.evaluation.kl_to_base else {}
     return {"model": model, "data": f"results/data/test/{wildcards.testset}.jsonl",
-            "fewshot": "results/data/fewshot.jsonl", "code": code("evaluate")}
+            "fewshot": "results/data/fewshot.jsonl", "code": code("evaluate"), **reference}
+
+
+def reference_flag(wildcards, input):
+    return f"--reference {shlex.quote(input.reference)}" if "reference" in input.keys() else ""
 
 
 def eval_model(wildcards, input):

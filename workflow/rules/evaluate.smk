@@ -13,6 +13,7 @@ rule evaluate:
         meta=eval_meta,
         out=output_folder,
         model=eval_model,
+        reference=reference_flag,
     threads: workflow.cores
     resources:
         gpu=CFG.evaluation.gpus,
@@ -24,7 +25,8 @@ rule evaluate:
         "results/benchmarks/evaluate/{run}/{prompt}/{testset}.tsv"
     shell:
         "python -m gsm_pipeline.jobs.evaluate --config {params.job} --meta {params.meta} --model {params.model:q} "
-        "--data {input.data:q} --fewshot {input.fewshot:q} --out {params.out:q} --threads {threads} > {log:q} 2>&1"
+        "--data {input.data:q} --fewshot {input.fewshot:q} {params.reference} --out {params.out:q} --threads {threads} "
+        "> {log:q} 2>&1"
 
 
 rule evaluations:

@@ -13,8 +13,6 @@ from typing import Any, Callable
 
 from .answers import final_number, grade
 
-REWARD_NAMES = ("format", "correctness", "binary", "calibration", "random")  # the config's choices
-
 Reward = Callable[..., list[float]]
 Grader = Callable[[str, float | None, str], dict]
 

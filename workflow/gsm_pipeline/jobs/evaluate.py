@@ -42,10 +42,10 @@ def prompts_for(rows: list[dict[str, Any]], spec: PromptSpec, tokenizer,
     return [render_prompt(r["question"], spec, tokenizer) for r in rows]
 
 
-def evaluate_rows(model, tokenizer, rows: list[dict[str, Any]], job: EvalJob,
-                  journal: Journal | None = None, fewshot: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """Greedy completions, graded: one row per problem."""
-    outputs = journaled_generate(model, tokenizer, prompts_for(rows, job.prompt, tokenizer, fewshot), job, journal)
+def evaluate_rows(model, tokenizer, rows: list[dict[str, Any]], job: EvalJob, prompts: list[str],
+                  journal: Journal | None = None) -> list[dict[str, Any]]:
+    """Greedy completions of `prompts` (prompts_for the rows), graded: one row per problem."""
+    outputs = journaled_generate(model, tokenizer, prompts, job, journal)
     return graded_rows(rows, outputs, job.prompt)
 
 
@@ -60,14 +60,13 @@ def graded_rows(rows: list[dict[str, Any]], outputs: list[dict[str, Any]], spec:
             for row, out, extra, lm_eval in zip(rows, outputs, extras or [{}] * len(rows), theirs)]
 
 
-def sample_rows(model, tokenizer, rows: list[dict[str, Any]], job: EvalJob, journal: Journal | None = None,
-                scorer=None, fewshot: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+def sample_rows(model, tokenizer, rows: list[dict[str, Any]], job: EvalJob, prompts: list[str],
+                journal: Journal | None = None, scorer=None) -> list[dict[str, Any]]:
     """`samples` sampled completions per problem, graded and scored for best-of-n (by `scorer`, default the
     policy's own log-probability): one row per sample."""
     if not job.samples:
         return []
     n = job.samples
-    prompts = prompts_for(rows, job.prompt, tokenizer, fewshot)
     repeated = [p for p in prompts for _ in range(n)]  # sample k of question q sits at q * n + k
     flat = journaled_generate(model, tokenizer, repeated, job, journal,
                               do_sample=True, temperature=job.sample_temperature)
@@ -75,6 +74,21 @@ def sample_rows(model, tokenizer, rows: list[dict[str, Any]], job: EvalJob, jour
     scores = scorer(repeated, [out["completion"] for out in flat])
     return graded_rows([rows[i // n] for i in range(len(flat))], flat, job.prompt,
                        [{"sample": i % n, "score": score} for i, score in enumerate(scores)])
+
+
+def kl_to_reference(model, tokenizer, job: EvalJob, precision, reference: str | None, prompts: list[str],
+                    graded: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """KL(model || reference) on the model's greedy completions (generation/divergence.py), or None without one."""
+    if not reference:
+        return None
+    from ..generation.divergence import completion_kl, kl_summary
+    from ..model_io import load_model_and_tokenizer
+
+    base, _ = load_model_and_tokenizer(reference, job.dtype)
+    base.to(model.device).eval()
+    with autocast(precision):
+        per_completion = completion_kl(model, base, tokenizer, prompts, [r["completion"] for r in graded])
+    return kl_summary(per_completion, str(reference), "greedy completions")
 
 
 def sampling_summary(rows: list[dict[str, Any]], samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -121,6 +135,8 @@ def main(argv: list[str] | None = None) -> None:
                         choices=get_args(EvalJob.model_fields["engine"].annotation),
                         help="generation engine (generation.engine in the config)")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--reference", help="the base model folder: also measure KL(model || base) on the greedy "
+                                            "completions (the DAG passes it for every trained model)")
     args = parser.parse_args(argv)
     prompt = PromptSpec.protocol_spec(DEFAULT_TASK, args.protocol) if args.protocol else {
         "answer_format": args.answer_format, "chat_template": not args.raw, "confidence": args.confidence}
@@ -130,6 +146,8 @@ def main(argv: list[str] | None = None) -> None:
         samples=args.samples, sample_temperature=args.temperature, reward_model=args.reward_model, engine=args.engine)
     seed_everything(job.seed, args.threads)
     check_model_dir(args.model)  # fail before any work
+    if args.reference:
+        check_model_dir(args.reference)
     if job.reward_model:
         check_model_dir(job.reward_model)
     rows = load_test_rows(args.data) if args.data else default_test_rows()
@@ -153,10 +171,13 @@ def main(argv: list[str] | None = None) -> None:
     model_files = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in Path(args.model).iterdir())
     stamp = {"job": job.stamp(), "model": model_files, "rows": [r["id"] for r in rows]}
     journals = [Journal(out, name, stamp) for name in ("predictions", "samples")]
+    prompts = prompts_for(rows, job.prompt, tokenizer, fewshot)
     with autocast(precision):
-        graded = evaluate_rows(model, tokenizer, rows, job, journals[0], fewshot)
-        samples = sample_rows(model, tokenizer, rows, job, journals[1], scorer, fewshot)
+        graded = evaluate_rows(model, tokenizer, rows, job, prompts, journals[0])
+        samples = sample_rows(model, tokenizer, rows, job, prompts, journals[1], scorer)
     seconds = time.time() - start
+    kl = kl_to_reference(model, tokenizer, job, precision, args.reference if job.kl_to_base else None, prompts,
+                         graded)
     write_jsonl(out / "predictions.jsonl", graded)
     write_jsonl(out / "samples.jsonl", samples)
     metrics = {**json.loads(args.meta), "model": str(args.model), "data": str(args.data or "gsm_symbolic default"),
@@ -167,6 +188,8 @@ def main(argv: list[str] | None = None) -> None:
     stated = calibration(graded)
     write_calibration_csv(out / "calibration.csv", stated.pop("bins"))
     metrics["calibration"] = stated
+    if kl:
+        metrics["kl_to_base"] = kl
     if samples:
         metrics["sampling"] = {"samples": job.samples, "temperature": job.sample_temperature,
                                "scorer": job.reward_model or "policy mean token log-probability",

@@ -73,9 +73,9 @@ def main(argv: list[str] | None = None) -> None:
                   batch_size=args.batch_size, dtype=args.dtype, mixed_precision="no", engine=args.engine)
     seed_everything(job.seed, args.threads)
     model, tokenizer, precision, runtime = load_for_generation(args.model, job, args.threads)
-    with autocast(precision):
-        ours = evaluate_rows(model, tokenizer, rows, job, fewshot=fewshot)
     prompts = prompts_for(rows, job.prompt, tokenizer, fewshot)
+    with autocast(precision):
+        ours = evaluate_rows(model, tokenizer, rows, job, prompts)
     del model
     theirs = run_lm_eval(args.model, harness.build_task(args.protocol, rows, fewshot), job, runtime["device"])
     until = stop_strings(args.protocol)

@@ -13,6 +13,8 @@ from typing import Any
 from ..errors import run_main
 from ..reporting.comparison import History, comparison_rows, read_history, run_methods, summary, training_rows
 from ..reporting.compute import cost_table, curve_points, stage_cost
+from ..reporting.coverage import COVERAGE_COLUMNS, coverage, plot_pass_at_k
+from ..reporting.dynamics import plot_dynamics, plot_kl_at_evaluation
 from ..reporting.page import compute_context, eval_key, page_context, render_page
 from ..reporting.plots import (
     plot_accuracy,
@@ -66,9 +68,9 @@ def per_example_table(evals: list[dict[str, Any]]):
 
 
 def compute_axis(evals: list[dict[str, Any]], histories: list[History], experiments: dict[str, ExperimentLayout],
-                 benchmarks: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(every evaluated point with its cumulative compute, the cost table), from the training logs and the
-    training jobs' Snakemake benchmark files (read by their conventional path: benchmarks are not outputs)."""
+                 benchmarks: Path) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """(every evaluated point with its cumulative compute, each trained run's cost), from the training logs and
+    the training jobs' Snakemake benchmark files (read by their conventional path: benchmarks are not outputs)."""
     stages = {st.run: st for e in experiments.values() for st in e.stages}
     methods = run_methods(experiments)
     costs = {}
@@ -77,7 +79,7 @@ def compute_axis(evals: list[dict[str, Any]], histories: list[History], experime
         costs[run] = stage_cost(run, history, benchmarks, gpus, methods.get(run))
     metrics = {eval_key(e): e for e in evals}
     points = [p for e in experiments.values() for p in curve_points(e, costs, metrics)]
-    return points, cost_table(costs, {run: st.stage for run, st in stages.items()})
+    return points, costs
 
 
 def write_report(metrics_files: list[str], log_files: list[str], experiments: dict[str, ExperimentLayout],
@@ -87,7 +89,8 @@ def write_report(metrics_files: list[str], log_files: list[str], experiments: di
     out_dir.mkdir(parents=True, exist_ok=True)
     evals = load_evaluations(metrics_files)
     histories = [read_history(p) for p in log_files]
-    points, costs = compute_axis(evals, histories, experiments, benchmarks)
+    points, run_costs = compute_axis(evals, histories, experiments, benchmarks)
+    costs = cost_table(run_costs, {st.run: st.stage for e in experiments.values() for st in e.stages})
     pd.DataFrame(points).to_csv(out_dir / "curve.csv", index=False)
     pd.DataFrame(costs).to_csv(out_dir / "cost.csv", index=False)
     curves = plot_compute_curves(points, out_dir / "curve_compute.png", out_dir / "curve_steps.png")
@@ -101,13 +104,22 @@ def write_report(metrics_files: list[str], log_files: list[str], experiments: di
     crossed = plot_template_scatter(rows, out_dir / "template_scatter.png")
     if histories:
         plot_training_curves(histories, run_methods(experiments), out_dir / "training_curves.png")
+    dynamics = {"training": plot_dynamics(histories, run_methods(experiments), run_costs, out_dir / "dynamics.png"),
+                "kl": plot_kl_at_evaluation(points, out_dir / "kl_at_evaluation.png")}
     sampling = {eval_key(e): e["sampling"] for e in evals if "sampling" in e}
+    solved = None
     if sampling:
         plot_sampling(rows, sampling, out_dir / "sampling.png")
+        by_key = {eval_key(e): e for e in evals}
+        table = coverage(rows, by_key)
+        plot_pass_at_k(rows, by_key, table, out_dir / "pass_at_k.png")
+        pd.DataFrame(table, columns=[*COVERAGE_COLUMNS, "run", "base_run"]).to_csv(out_dir / "coverage.csv",
+                                                                                   index=False)
+        solved = {"columns": COVERAGE_COLUMNS, "rows": table}
     if any(r["confidence"] for r in rows):
         plot_reliability(rows, {eval_key(e): e["calibration_bins"] for e in evals}, out_dir / "calibration.png")
     context = page_context(evals, rows, train, histories, sampling, crossed, out_dir, provenance,
-                           compute_context(points, costs, curves))
+                           compute_context(points, costs, curves), solved, dynamics)
     (out_dir / "index.html").write_text(render_page(context), encoding="utf-8")
 
 

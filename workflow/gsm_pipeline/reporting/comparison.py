@@ -63,6 +63,13 @@ def method(stage: str, variant: dict[str, Any]) -> str:
     return text
 
 
+def kl_columns(ev: dict[str, Any]) -> dict[str, float | None]:
+    """KL(model || base) measured at evaluation (generation/divergence.py): 0 for the base itself, None where
+    the evaluation did not measure it."""
+    kl = {"per_token": 0.0, "per_completion": 0.0} if ev["run"] == "base" else ev.get("kl_to_base") or {}
+    return {"kl_to_base_per_token": kl.get("per_token"), "kl_to_base_per_completion": kl.get("per_completion")}
+
+
 def comparison_rows(evals: list[dict[str, Any]], experiments: dict[str, ExperimentLayout]) -> list[dict[str, Any]]:
     """A shared evaluation (base, or a stage trained identically by an earlier row) repeats under each
     experiment that uses it; p-values compare with the base model and the parent stage asked the same way."""
@@ -98,6 +105,7 @@ def comparison_rows(evals: list[dict[str, Any]], experiments: dict[str, Experime
                     "p_flexible_vs_base": paired(ev, base, "correct_flexible"),
                     "p_answer_rate_vs_base": paired(ev, base, "has_answer"),
                     "p_strict_vs_parent": paired(ev, par, "correct_strict") if item.stage != "base" else None,
+                    **kl_columns(ev),
                     "run": item.run, "parent": "" if item.stage == "base" else item.parent_run,
                     **{k: (ev.get("calibration") or {}).get(k) for k in CALIBRATION_COLUMNS},
                     **{k: v for k, v in ev.get("sampling", {}).items() if "@" in k},
@@ -154,6 +162,13 @@ def training_rows(histories: list[History], methods: dict[str, RLMethod]) -> lis
                             "mean_reward": sum(rewards) / len(rewards)})
             row["share_groups_with_reward_variance"] = (
                 zero_std if isinstance(zero_std, str) else 1 - sum(zero_std) / len(zero_std))
+            for quantity in ("zero_std_all_correct", "zero_std_all_wrong"):  # means over steps, as the share above
+                values = logged(history, method, quantity)
+                row[quantity.replace("std", "variance")] = (
+                    values if isinstance(values, str) else sum(values) / len(values))
+            entropy = logged(history, method, "entropy")
+            row["first_entropy"], row["last_entropy"] = (
+                (entropy, entropy) if isinstance(entropy, str) else (entropy[0], entropy[-1]))
         out.append(row)
     return out
 

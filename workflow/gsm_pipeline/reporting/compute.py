@@ -20,6 +20,7 @@ from typing import Any
 from ..grading.metrics import rate_interval
 from ..settings.report import ExperimentLayout
 from ..training.methods import RLMethod
+from .comparison import kl_columns
 
 
 def read_benchmark(path: Path) -> dict[str, float] | None:
@@ -129,7 +130,7 @@ def curve_points(experiment: ExperimentLayout, costs: dict[str, dict[str, Any]],
                            "trained_tokens": total["trained_tokens"], "generated_tokens": total["generated_tokens"],
                            "accuracy_strict": ev["accuracy_strict"], "ci95_low": low, "ci95_high": high,
                            "ci95_width": high - low, "answer_rate": ev["answer_rate"], "answer_ci95_low": fmt_low,
-                           "answer_ci95_high": fmt_high})
+                           "answer_ci95_high": fmt_high, "kl_to_base": kl_columns(ev)["kl_to_base_per_token"]})
     return points
 
 

@@ -32,7 +32,8 @@ LM_EVAL_COLUMNS = ["experiment", "stage", "run", "testset", "prompt", "n", "accu
                    "accuracy_flexible", "accuracy_lmeval_flexible", "lmeval_flexible_ci95_low",
                    "lmeval_flexible_ci95_high", "lmeval_flexible_differs_from_ours"]
 TRAINING_COLUMNS = ["run", "method", "steps", "first_loss", "last_loss", "first_reward", "last_reward",
-                    "mean_reward", "share_groups_with_reward_variance"]
+                    "mean_reward", "share_groups_with_reward_variance", "zero_variance_all_correct",
+                    "zero_variance_all_wrong", "first_entropy", "last_entropy"]
 HEADLINE_EXPERIMENTS = 6  # more rows than this stop being one screen; the table below has them all
 
 
@@ -138,13 +139,17 @@ def _examples(evals: list[dict[str, Any]], rows: list[dict[str, Any]], per_set: 
 
 def page_context(evals: list[dict[str, Any]], rows: list[dict[str, Any]], train: list[dict[str, Any]],
                  histories: list[History], sampling: dict[tuple, dict], crossed: bool,
-                 out_dir: Path, provenance: dict[str, Any], compute: dict[str, Any]) -> dict[str, Any]:
-    """Everything the page shows, as data (`compute`: the headline section, from `compute_context`)."""
+                 out_dir: Path, provenance: dict[str, Any], compute: dict[str, Any],
+                 coverage: dict[str, Any] | None = None, dynamics: dict[str, bool] | None = None) -> dict[str, Any]:
+    """Everything the page shows, as data (`compute`: the headline section, from `compute_context`; `coverage`:
+    the pass@k table, from reporting/coverage.py, None without sampling; `dynamics`: which of the RL dynamics
+    and the KL-at-evaluation figures were drawn)."""
     return {"compute": compute, "answer": answer(rows), "findings": findings(rows), "provenance": provenance,
             "comparison": {"columns": COMPARISON_COLUMNS, "rows": unique_rows(rows)},
             "lm_eval": {"columns": LM_EVAL_COLUMNS, "rows": unique_rows(rows)},
             "metric_links": _links(evals, out_dir), "crossed": crossed,
             "calibration": _calibration(rows, evals, out_dir), "sampling": _sampling(rows, sampling),
+            "coverage": coverage, "dynamics": dynamics or {"training": False, "kl": False},
             "trained": bool(histories), "training": {"columns": TRAINING_COLUMNS, "rows": train},
             "examples": _examples(evals, rows),
             "runtime": {"columns": RUNTIME_COLUMNS, "rows": runtime_rows(evals, histories)},
@@ -152,7 +157,7 @@ def page_context(evals: list[dict[str, Any]], rows: list[dict[str, Any]], train:
 
 
 POINT_COLUMNS = ["experiment", "stage", "stage_step", "testset", "n", "optimizer_steps", "flops", "wall_s",
-                 "accuracy_strict", "ci95_low", "ci95_high", "ci95_width", "answer_rate"]
+                 "accuracy_strict", "ci95_low", "ci95_high", "ci95_width", "answer_rate", "kl_to_base"]
 COST_COLUMNS = ["run", "stage", "steps", "wall_s", "gpus", "gpu_hours", "trained_tokens", "generated_tokens", "flops",
                 "peak_rss_gb", "peak_gpu_memory_gb", "target_tokens", "parameters"]
 

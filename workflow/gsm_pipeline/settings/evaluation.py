@@ -20,7 +20,9 @@ class EvalSettings(Strict):
     reward_model: str | None = Field(
         None, description="Folder of a sequence-classification reward model ranking samples for best-of-n "
                           "(default: the policy's mean token log-probability)")
-
+    kl_to_base: bool = Field(True, description="Also measure each trained model's KL(model || base) on its greedy "
+                                               "completions (both models score every completion: about one more "
+                                               "greedy evaluation's time on a CPU)")
 
 
 class EvalConfig(EvalSettings):
