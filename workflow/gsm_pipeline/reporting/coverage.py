@@ -97,17 +97,18 @@ def coverage(rows: list[dict[str, Any]], evals: dict[tuple, dict[str, Any]]) -> 
 
 def plot_pass_at_k(rows: list[dict[str, Any]], evals: dict[tuple, dict[str, Any]], table: list[dict[str, Any]],
                    path: Path) -> None:
-    """pass@k against k (log2) with its bootstrap band, a panel per test set: every base model dashed, every
-    trained stage solid, each crossing of a stage with its base marked by a cross."""
+    """pass@k against k (log2) with its bootstrap band, a panel per test set: each model asked as its row trains,
+    base models dashed, trained stages solid, each crossing of a stage with its base marked by a cross."""
     from .plots import _pyplot
 
     plt = _pyplot()
     testsets = list(dict.fromkeys(r["testset"] for r in rows if evals.get(row_key(r), {}).get("sampling")))
-    fig, axes = plt.subplots(1, len(testsets), figsize=(5.5 * len(testsets), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(testsets), figsize=(8 * len(testsets), 4.4), squeeze=False)
     for ax, testset in zip(axes[0], testsets):
         shown = {}
-        for r in sorted((r for r in rows if r["testset"] == testset and "/step-" not in r["run"]),
-                        key=lambda r: STAGE_ORDER.index(r["stage"])):
+        # each model asked as its row trains (every prompt is in the table), its base asked the same way
+        asked = [r for r in rows if r["testset"] == testset and "/step-" not in r["run"] and r["eval_matches_training"]]
+        for r in sorted(asked, key=lambda r: STAGE_ORDER.index(r["stage"])):
             curve = (evals.get(row_key(r)) or {}).get("sampling", {}).get("pass_at_k")
             if curve and row_key(r) not in shown:
                 ks = sorted(int(k) for k in curve)
@@ -125,7 +126,7 @@ def plot_pass_at_k(rows: list[dict[str, Any]], evals: dict[tuple, dict[str, Any]
                 ax.plot(c["k"], lo + (hi - lo) * share, "kx", ms=9, mew=2)
         ax.set_xscale("log", base=2)
         ax.set(ylim=(0, 1.02), xlabel="k samples", ylabel="pass@k (unbiased, 95% bootstrap band)", title=testset)
-        ax.legend(fontsize=6)
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -12,13 +12,13 @@ from ..training.methods import RLMethod
 from .comparison import History
 from .compute import at_step
 
-# (panel title, [(report quantity, line style, label)])
-PANELS = [("policy entropy (nats per token)", [("entropy", "-", "")]),
-          ("mean completion length (tokens)", [("completion_length", "-", "")]),
-          ("groups with zero reward variance", [("reward_std_zero", "-", "all"),
-                                                ("zero_std_all_correct", "--", "all right"),
-                                                ("zero_std_all_wrong", ":", "all wrong")]),
-          ("clip ratio (importance ratio clipped)", [("clip_ratio", "-", "")])]
+# (panel title, [(report quantity, line style, marker, label)]); the split's markers show where it lies on the total
+PANELS = [("policy entropy (nats per token)", [("entropy", "-", ".", "")]),
+          ("mean completion length (tokens)", [("completion_length", "-", ".", "")]),
+          ("groups with zero reward variance", [("reward_std_zero", "-", ".", "all"),
+                                                ("zero_std_all_correct", "--", "^", "all right"),
+                                                ("zero_std_all_wrong", ":", "v", "all wrong")]),
+          ("clip ratio (importance ratio clipped)", [("clip_ratio", "-", ".", "")])]
 
 
 def series(history: list[dict[str, Any]], method: RLMethod, quantity: str) -> list[tuple[int, float]]:
@@ -41,16 +41,16 @@ def plot_dynamics(histories: list[History], methods: dict[str, RLMethod], costs:
     for i, (run, history) in enumerate(runs):
         method, cost = methods[run], costs.get(run)
         for col, (_, lines) in enumerate(PANELS):
-            for quantity, style, label in lines:
+            for quantity, style, marker, label in lines:
                 points = series(history, method, quantity)
                 if not points:
                     continue
                 steps, values = zip(*points)
                 name = f"{run} {label}".strip()
-                axes[0][col].plot(steps, values, ls=style, color=f"C{i % 10}", marker=".", ms=3, label=name)
+                axes[0][col].plot(steps, values, ls=style, color=f"C{i % 10}", marker=marker, ms=4, label=name)
                 flops = [at_step(cost, s)["flops"] for s in steps] if cost else []
                 if flops and None not in flops:
-                    axes[1][col].plot(flops, values, ls=style, color=f"C{i % 10}", marker=".", ms=3, label=name)
+                    axes[1][col].plot(flops, values, ls=style, color=f"C{i % 10}", marker=marker, ms=4, label=name)
     for col, (title, _) in enumerate(PANELS):
         for row, x in enumerate(("optimizer step of the stage", "FLOPs spent in the stage")):
             ax = axes[row][col]
