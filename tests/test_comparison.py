@@ -16,6 +16,12 @@ def test_a_sweeps_rows_are_summarised_by_mean_and_spread_and_the_best_row_is_nam
     assert sweep["variant_of"] == "s" and sweep["rows"] == 3
     assert sweep["mean_accuracy_strict"] == pytest.approx(0.4) and sweep["min"] == 0.2 and sweep["max"] == 0.6
     assert sweep["sd_accuracy_strict"] == pytest.approx((0.08 / 3) ** 0.5)
+    # over seeds: mean +- t(0.975, 2 dof) * sample sd / sqrt(3), t = 4.303 by the table, kept within [0, 1]
+    assert (sweep["ci95_low"], sweep["ci95_high"]) == pytest.approx((0.0, 0.4 + 4.3027 * 0.2 / 3 ** 0.5), abs=1e-4)
+    inside = summary([row(f"s-seed{i}", a, "s") for i, a in enumerate((0.4, 0.5, 0.6))], {})["sweeps"][0]
+    assert (inside["ci95_low"], inside["ci95_high"]) == pytest.approx((0.5 - 0.24842, 0.5 + 0.24842), abs=1e-4)
+    alone = summary([row("s-seed0", 0.3, "s")], {})["sweeps"][0]
+    assert (alone["ci95_low"], alone["ci95_high"]) == (None, None)
     assert out["best_by_testset_and_stage"]["t/grpo"]["experiment"] == "s-seed2"
 
 

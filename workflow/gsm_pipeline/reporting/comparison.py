@@ -205,21 +205,42 @@ def findings(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def over_rows(values: list[float]) -> dict[str, float | None]:
+    """The 95% Student-t interval of the mean over a sweep's rows (e.g. seeds: the run-to-run spread a single
+    row's Wilson interval over problems leaves out), kept within [0, 1]; none from one row."""
+    if len(values) < 2:
+        return {"ci95_low": None, "ci95_high": None}
+    from scipy.stats import t
+
+    half = t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / len(values) ** 0.5
+    mean = statistics.fmean(values)
+    return {"ci95_low": max(0.0, mean - half), "ci95_high": min(1.0, mean + half)}
+
+
+SWEEP_COLUMNS = ["variant_of", "stage", "prompt", "testset", "rows", "mean_accuracy_strict", "ci95_low",
+                 "ci95_high", "sd_accuracy_strict", "min", "max"]
+
+
+def sweeps(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per sweep (the rows one row expanded into, e.g. its seeds), stage, prompt and test set: strict accuracy's
+    mean, its interval over the rows, spread and range."""
+    groups: dict[tuple, list[float]] = {}
+    for r in rows:
+        if r["variant_of"]:
+            groups.setdefault((r["variant_of"], r["stage"], r["prompt"], r["testset"]), []).append(r["accuracy_strict"])
+    return [{"variant_of": g[0], "stage": g[1], "prompt": g[2], "testset": g[3], "rows": len(v),
+             "mean_accuracy_strict": statistics.fmean(v), **over_rows(v), "sd_accuracy_strict": statistics.pstdev(v),
+             "min": min(v), "max": max(v)} for g, v in groups.items()]
+
+
 def summary(rows: list[dict[str, Any]], provenance: dict[str, Any]) -> dict[str, Any]:
-    """summary.json: the best row per test set and stage, and mean/spread over each sweep's rows."""
+    """summary.json: the best row per test set and stage, and mean, interval and spread over each sweep's rows."""
     best = {}
     for r in rows:
         key = f"{r['testset']}/{r['stage']}"
         if key not in best or r["accuracy_strict"] > best[key]["accuracy_strict"]:
             best[key] = {k: r[k] for k in ("experiment", "prompt", "accuracy_strict", "accuracy_flexible",
                                            "answer_rate", "n")}
-    groups: dict[tuple, list[float]] = {}
-    for r in rows:
-        if r["variant_of"]:
-            groups.setdefault((r["variant_of"], r["stage"], r["prompt"], r["testset"]), []).append(r["accuracy_strict"])
-    sweeps = [{"variant_of": g[0], "stage": g[1], "prompt": g[2], "testset": g[3], "rows": len(v),
-               "mean_accuracy_strict": statistics.fmean(v), "sd_accuracy_strict": statistics.pstdev(v),
-               "min": min(v), "max": max(v)} for g, v in groups.items()]
     return {"rows": len(rows), "experiments": sorted({r["experiment"] for r in rows}),
-            "best_by_testset_and_stage": best, "sweeps": sweeps,
+            "best_by_testset_and_stage": best, "sweeps": sweeps(rows),
             "config_hash": provenance.get("config_hash"), "seed": provenance.get("seed")}

@@ -15,11 +15,13 @@ from .comparison import (
     CALIBRATION_COLUMNS,
     RUNTIME_COLUMNS,
     STAGE_ORDER,
+    SWEEP_COLUMNS,
     History,
     findings,
     row_key,
     runtime_rows,
     stage_label,
+    sweeps,
 )
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -147,6 +149,7 @@ def page_context(evals: list[dict[str, Any]], rows: list[dict[str, Any]], train:
     return {"compute": compute, "answer": answer(rows), "findings": findings(rows), "provenance": provenance,
             "comparison": {"columns": COMPARISON_COLUMNS, "rows": unique_rows(rows)},
             "lm_eval": {"columns": LM_EVAL_COLUMNS, "rows": unique_rows(rows)},
+            "sweeps": {"columns": SWEEP_COLUMNS, "rows": sweeps(rows)},
             "metric_links": _links(evals, out_dir), "crossed": crossed,
             "calibration": _calibration(rows, evals, out_dir), "sampling": _sampling(rows, sampling),
             "coverage": coverage, "dynamics": dynamics or {"training": False, "kl": False},
