@@ -112,14 +112,16 @@ def test_chat_template_kwargs_reach_the_prompt_and_get_their_own_base_evaluation
 # GSM8K has one test set: 2 base prompts + 6 stages = 8 evaluations, plus each row's learning-curve points
 # (eval_checkpoints; the pair's rows train every stage apart): qwen2.5 and gemma 2 prep + 2 full + 4 GRPO
 # (every 100 of 500 steps) = 8 per row; qwen3 2 + 2 + 3 (every 75 of 300) = 7 per row. qwen2.5 adds the reward
-# controls: a prep SFT per seed (1, 2, 3; shared by the three rewards) and 3 x 3 RL stages, final points only.
+# controls: a prep SFT per seed (1, 2, 3; shared by the three rewards) and 3 x 3 RL stages, final points only;
+# and the rft row: one RFT stage from tagged's prep SFT.
 @pytest.mark.parametrize("preset, evaluations, controls", [
-    ("qwen2.5-0.5b-gsm8k", 8 + 2 * 8 + 3 + 9, True), ("qwen3-4b-gsm8k", 8 + 2 * 7, False),
+    ("qwen2.5-0.5b-gsm8k", 8 + 2 * 8 + 3 + 9 + 1, True), ("qwen3-4b-gsm8k", 8 + 2 * 7, False),
     ("gemma-3-1b-it-gsm8k", 8 + 2 * 8, False)])
 def test_gpu_presets_dry_run_the_whole_pair(default_dag, preset, evaluations, controls):
     assert default_dag.planned_jobs(f"workflow/presets/{preset}.yaml") == {
         "prepare_data": 1, "fetch_model": 1, "confidence_targets": 1, "prep_sft": 2 + 3 * controls, "full_sft": 2,
-        "grpo": 2 + 9 * controls, "evaluate": evaluations, "report": 1, "all": 1}
+        "grpo": 2 + 9 * controls, **({"rft": 1} if controls else {}), "evaluate": evaluations, "report": 1,
+        "all": 1}
 
 
 def test_the_cpu_curves_overlay_adds_one_point_per_trained_stage(default_dag):
@@ -141,6 +143,19 @@ def test_the_cpu_analyses_overlay_samples_and_measures_kl_in_the_same_jobs(defau
         assert ("--reference" in command) == bool(flag) and flag in command  # the default measures none
 
 
+def test_an_rft_row_plans_one_rft_job_on_the_rl_questions_from_the_shared_prep_sft(default_dag):
+    default_dag.write_config({"experiments": {"rft_row": {"stages": ["prep_sft", "rft"]}}}, "rft.yaml")
+    # new: the RFT stage (its prep SFT is tagged's) and its evaluation on the 2 test sets
+    assert default_dag.planned_jobs("rft.yaml") == {
+        "prepare_data": 1, "fetch_model": 1, "confidence_targets": 1, "prep_sft": 2, "full_sft": 2, "grpo": 2,
+        "rft": 1, "evaluate": 18, "report": 1, "all": 1}
+    out = default_dag.snakemake("-n", "-p", configfile="rft.yaml").stdout
+    [command] = [line for line in out.splitlines() if "gsm_pipeline.jobs.train_rft" in line and "--parent" in line]
+    assert f"--parent results/{default_dag.run('tagged', 'prep_sft', 'rft.yaml')}/model" in command
+    assert "--data results/data/grpo.jsonl" in command
+    assert f"--out results/{default_dag.run('rft_row', 'rft', 'rft.yaml')}/model" in command
+
+
 def test_the_full_matrix_plans_every_variant_once(default_dag):
     # Counted by hand from workflow/presets/full-matrix.yaml (GSM8K: one test set).
     # prep_sft 12: tagged (shared by sft_chat, grpo_chat, grpo_from_full, lr-*), tagged_conf, sft_raw_full,
@@ -148,13 +163,14 @@ def test_the_full_matrix_plans_every_variant_once(default_dag):
     #   (shared by the reward controls' seeds 1 and 2), and the controls' seed 3 (shared by all three)
     # full_sft 13: the owners of the first 11 prep stages each train one, plus lr's two learning rates
     # grpo 20: tagged, tagged_conf, grpo_chat, grpo_raw, fmt_gsm8k, fmt_boxed, lora-r8, lora-r32, grpo_from_full,
-    #   seeds-seed1, seeds-seed2, and the 3 reward controls x 3 seeds
+    #   seeds-seed1, seeds-seed2, and the 3 reward controls x 3 seeds; rft 1 (from tagged's prep SFT)
     # evaluate 67: base with 8 distinct prompts; tagged's prep and full asked chat + raw (sft_chat) = 4, its grpo 1,
     #   tagged_conf 3, sft_raw_full 4, sft_raw_answer 4, grpo_chat 2, grpo_raw 2, fmt_gsm8k 6, fmt_boxed 6,
-    #   lora 3 + 3, socratic 2, grpo_from_full 1, seeds 3 + 3, lr 1 + 1, the controls' prep seed 3 and 9 RL stages
+    #   lora 3 + 3, socratic 2, grpo_from_full 1, seeds 3 + 3, lr 1 + 1, rft 1, the controls' prep seed 3 and
+    #   9 RL stages
     assert default_dag.planned_jobs("workflow/presets/full-matrix.yaml") == {
         "prepare_data": 1, "fetch_model": 1, "confidence_targets": 1, "prep_sft": 12, "full_sft": 13, "grpo": 20,
-        "evaluate": 67, "report": 1, "all": 1}
+        "rft": 1, "evaluate": 68, "report": 1, "all": 1}
 
 
 def test_grpo_from_full_sft_is_launched_on_the_full_sft_model(default_dag):

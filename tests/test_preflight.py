@@ -11,6 +11,7 @@ from gsm_pipeline.config import validate_config
 from gsm_pipeline.config_files import load_config_file, merge
 from gsm_pipeline.errors import ConfigError
 from gsm_pipeline.preflight import describe, planned_stages, preflight
+from gsm_pipeline.stages import STAGES
 
 GPU_PRESETS = sorted((REPO / "workflow/presets").glob("*-gsm8k.yaml"))
 
@@ -136,7 +137,8 @@ def test_stage_lengths_are_what_the_trainers_count(tmp_path, tiny_model):
 def test_gpu_presets_plan_stages_whose_curve_and_save_steps_fit_through_the_workflows_own_merge(preset):
     overlay = load_config_file(preset)
     planned = preflight(validate_config(default_merged(overlay)))
-    assert all(p.length is not None for p in planned)
+    # every stage's length is counted, but RFT's: its rows are the samples it keeps, known once it has sampled
+    assert all((p.length is None) == (STAGES[p.stage].kind == "rft") for p in planned)
     # a preset states every setting its stages' length and memory depend on, rather than inheriting the CPU default's
     for stage, section in overlay["stages"].items():
         stated = {*section, *section["training_args"]}

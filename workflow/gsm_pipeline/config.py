@@ -30,12 +30,14 @@ from .settings.training import (
     GRPOStageConfig,
     LoraConfig,
     RewardName,
+    RFTJob,
+    RFTStageConfig,
     RLName,
     SFTJob,
     SFTStageConfig,
     registered_method,
 )
-from .stages import RL_STAGE, STAGE_NAMES, STAGES, StageName
+from .stages import DEFAULT_STAGES, RL_STAGE, STAGE_NAMES, STAGES, StageName
 from .training.fields import check_training_args
 
 AnswerFormat = Literal[tuple(FORMATS)]  # the registry is the list of choices
@@ -44,7 +46,7 @@ ProtocolName = Literal[tuple(PROTOCOLS)]
 CHAT_TEMPLATE_ARGS = {"conversation", "tokenize", "add_generation_prompt", "continue_final_message", "return_dict",
                       "return_tensors", "padding", "truncation", "max_length", "chat_template", "tokenizer_kwargs",
                       "return_assistant_tokens_mask"}
-STAGE_SECTIONS = {"sft": SFTStageConfig, "rl": GRPOStageConfig}  # a stage kind's settings section
+STAGE_SECTIONS = {"sft": SFTStageConfig, "rl": GRPOStageConfig, "rft": RFTStageConfig}  # a kind's section
 
 # One section per stage of the stage table (stages.py), in its order.
 StagesConfig = create_model("StagesConfig", __base__=Strict, **{
@@ -74,8 +76,9 @@ class ExperimentConfig(Strict):
                             "registry: grpo (TRL's GRPOTrainer) or rloo (RLOOTrainer): same rewards, data and stage "
                             "settings; GRPO's loss variants are training_args loss_type and scale_rewards")
     stages: list[StageName] = Field(
-        list(STAGE_NAMES), description="Stages to run for this experiment (prep_sft is always needed by the others; "
-                                  "[] evaluates the base model only: a prompting baseline)")
+        DEFAULT_STAGES, description=f"Stages to run for this experiment, of {', '.join(STAGE_NAMES)} (prep_sft is "
+                                    "always needed by the others; [] evaluates the base model only: a prompting "
+                                    "baseline)")
     train_data: Literal["main", "socratic"] = Field(
         "main", description="SFT reasoning style: GSM8K's main or socratic answers (socratic needs data.source "
                             "gsm8k)")
@@ -298,9 +301,19 @@ class PipelineConfig(Strict):
                                       "completion_only_loss": exp.completion_only_loss,
                                       **self.stage_config(name, stage)})
 
-    def stage_job(self, name: str, stage: str) -> SFTJob | GRPOJob:
+    def stage_job(self, name: str, stage: str) -> SFTJob | GRPOJob | RFTJob:
         """The typed job that trains one stage of one row."""
-        return self.grpo_job(name) if STAGES[stage].kind == "rl" else self.sft_job(name, stage)
+        kind = STAGES[stage].kind
+        if kind == "rl":
+            return self.grpo_job(name)
+        if kind == "rft":
+            return self.rft_job(name)
+        return self.sft_job(name, stage)
+
+    def rft_job(self, name: str) -> RFTJob:
+        return RFTJob.model_validate({**self._training(name), "completion_only_loss":
+                                      self.experiment(name).completion_only_loss, **self.generation.model_dump(),
+                                      **self.stage_config(name, "rft")})
 
     def grpo_job(self, name: str) -> GRPOJob:
         exp = self.experiment(name)

@@ -19,9 +19,9 @@ from .errors import DataError
 from .grading.numerals import MAX_NUMBER_CHARS, exact_number, format_number, split_gsm8k_answer
 from .rows import read_jsonl
 from .settings.data import DataConfig
-from .stages import STAGE_NAMES
+from .stages import SPLITS
 
-TRAINING_SPLITS = STAGE_NAMES  # each stage trains on its own split, named after it (and sized data.<stage>_size)
+TRAINING_SPLITS = SPLITS  # the stages' splits (stages.py), each sized data.<split>_size
 _NUMERAL = re.compile(r"[-+]?\$?\d*\.?\d+(?:[eE][-+]?\d+)?")
 
 

@@ -17,7 +17,7 @@ from .errors import ConfigError
 from .layout import model_dir, runs
 from .prompts import prompt_key
 from .settings.training import TrainingJob
-from .stages import is_rl
+from .stages import STAGES, is_rl
 from .training.arguments import planned_config
 from .training.steps import StageLength, stage_length
 
@@ -55,10 +55,12 @@ def planned_stages(cfg: PipelineConfig) -> list[PlannedStage]:
             continue
         job = cfg.stage_job(name, stage)
         facts = planned_config(job, lambda key, n=name, s=stage: key_path(cfg, n, s, key))
-        rows = getattr(cfg.data, f"{stage}_size")
-        length = stage_length(facts, rows, job.process_count(), rl=is_rl(stage)) if facts else None
+        rows = getattr(cfg.data, f"{STAGES[stage].data}_size")
+        # RFT trains on the samples it keeps, known only once it has sampled: its length is the job's to count
+        counted = facts and STAGES[stage].kind != "rft"
+        length = stage_length(facts, rows, job.process_count(), rl=is_rl(stage)) if counted else None
         targets = (f"results/confidence_targets/{prompt_key(job.prompt)}.jsonl"
-                   if job.prompt.confidence and not is_rl(stage) else None)
+                   if job.prompt.confidence and STAGES[stage].kind == "sft" else None)
         parent = model_dir(cfg, name, cfg.experiment(name).parent_of(stage))
         out[run] = PlannedStage(run, name, stage, job, parent, targets, rows, facts, length)
     return list(out.values())
@@ -105,7 +107,8 @@ def describe(planned: list[PlannedStage]) -> list[str]:
         if f:
             settings.update({k: f[k] for k in ("per_device_train_batch_size", "gradient_accumulation_steps")})
         shown = ", ".join(f"{k}={v}" for k, v in settings.items())
-        steps = (f"{p.length.steps} steps ({p.length.how})" if p.length else
-                 "steps unknown before the job (packed rows, or TRL not installed here)")
+        unknown = ("its rows are the correct samples it keeps" if STAGES[p.stage].kind == "rft" else
+                   "packed rows, or TRL not installed here")
+        steps = f"{p.length.steps} steps ({p.length.how})" if p.length else f"steps unknown before the job ({unknown})"
         lines.append(f"{p.run} ({p.experiment} {p.stage}): {steps}; {shown}")
     return lines

@@ -105,7 +105,8 @@ def training_inputs(stage):
     row, the measured confidence targets."""
     def inputs(wildcards):
         plan = planned(stage, wildcards)
-        files = {"parent": plan.parent_model, "data": f"results/data/{stage}.jsonl", "code": code(JOBS[STAGES[stage].kind])}
+        files = {"parent": plan.parent_model, "data": f"results/data/{STAGES[stage].data}.jsonl",
+                 "code": code(JOBS[STAGES[stage].kind])}
         if plan.targets:
             files["targets"] = plan.targets
         return files

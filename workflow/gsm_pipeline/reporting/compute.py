@@ -1,15 +1,15 @@
 """The report's compute axis: what each stage cost, and every evaluated point's cumulative compute from the base.
 
 Per trained stage, from its log history (the runtime record first, then one entry per optimizer step) and its
-Snakemake benchmark file: optimizer steps, tokens trained (the trainer's `num_tokens`: prompt and completion
-tokens through forward and backward), tokens generated (GRPO/RLOO rollouts: mean completion length times the
-completions per step), FLOPs estimated as 6·N per trained token plus 2·N per generated token (N = the model's
-distinct parameters; reference-model passes are not counted), wall seconds and peak resident memory as Snakemake
-measured the job, peak GPU memory as the job's PyTorch allocator reserved it, and GPU-hours (the stage's GPUs
-times its wall time; none on a CPU). A point inside a stage (a learning-curve step) gets its stage's tokens up to
-that step and a share of its wall time pro-rated by steps. A stage's point adds everything its ancestors cost.
-Confidence targets are sampled once per row by their own job: their generated tokens and wall time are charged
-to the first stage of a chain that trains on them (at the stage's step 0), not again to its descendants.
+Snakemake benchmark file: optimizer steps, tokens trained (the trainer's `num_tokens`: prompt and completion tokens
+through forward and backward), tokens generated (GRPO/RLOO rollouts: mean completion length times the completions
+per step; RFT's samples, all before its first step), FLOPs estimated as 6·N per trained token plus 2·N per generated
+token (N = the model's distinct parameters; reference-model passes are not counted), wall seconds and peak resident
+memory as Snakemake measured the job, peak GPU memory as the job's PyTorch allocator reserved it, and GPU-hours (the
+stage's GPUs times its wall time; none on a CPU). A point inside a stage (a learning-curve step) gets its stage's
+tokens up to that step and a share of its wall time pro-rated by steps. A stage's point adds everything its
+ancestors cost. Confidence targets are sampled once per row by their own job: their generated tokens and wall time
+are charged to the first stage of a chain that trains on them (at the stage's step 0), not again to its descendants.
 """
 from __future__ import annotations
 
@@ -54,7 +54,9 @@ def stage_cost(run: str, history: list[dict[str, Any]], benchmarks: Path, gpus: 
     per_step = runtime.get("samples_per_step") or 0
     length = method.log_key("completion_length") if method else None
     unknown = method is not None and not any(length in e for e in history if "loss" in e)
-    trained, generated, by_step = 0.0, 0.0, {0: (0.0, 0.0)}
+    # RFT samples before its first step: those tokens are the stage's from step 0 (its own, not a parent's)
+    sampled = float((runtime.get("rft") or {}).get("generated_tokens") or 0.0)
+    trained, generated, by_step = 0.0, sampled, {0: (0.0, sampled)}
     for entry in history:
         if "step" in entry and "loss" in entry:
             trained = float(entry.get("num_tokens", trained))

@@ -89,7 +89,7 @@ def plot_template_scatter(rows: list[dict[str, Any]], path: Path) -> bool:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5.2))
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
-    markers = dict(zip(STAGE_ORDER, "osD^"))
+    markers = dict(zip(STAGE_ORDER, "osD^v"))
     for p in both:
         chat, raw = p[True], p[False]
         ax.scatter(chat["accuracy_strict"], raw["accuracy_strict"], marker=markers[chat["stage"]],
@@ -98,7 +98,8 @@ def plot_template_scatter(rows: list[dict[str, Any]], path: Path) -> bool:
                     fontsize=5, alpha=0.7)
     ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel="strict accuracy, eval with chat template",
            ylabel="strict accuracy, eval without chat template")
-    ax.set_title("marker: stage (o base, s prep, D full, ^ grpo); colour: trained with (blue) / without template",
+    ax.set_title("marker: stage (o base, s prep, D full, ^ grpo, v rft); colour: trained with (blue) / without "
+                 "template",
                  fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -95,6 +95,15 @@ class SFTStageConfig(TrainingStageConfig):
         default_factory=dict, description="Any trl.SFTConfig / TrainingArguments field, passed through")
 
 
+class RFTStageConfig(SFTStageConfig):
+    """Rejection-sampling fine-tuning (Yuan et al., arXiv 2308.01825): SFT on the parent's own correct samples."""
+    samples: int = Field(4, ge=1, le=64, description="Completions sampled per training question from the parent (k)")
+    keep: int = Field(4, ge=1, description="Most correct, distinct completions kept per question (m)")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature")
+    max_new_tokens: int = Field(192, ge=8, description="Longest sampled completion in tokens")
+    batch_size: int = Field(32, ge=1, description="Completions generated together")
+
+
 class GRPOStageConfig(TrainingStageConfig):
     num_generations: int = Field(8, ge=2, description="Completions per prompt (the group)")
     max_completion_length: int = Field(192, ge=8, description="Longest sampled completion in tokens")
@@ -133,6 +142,15 @@ class SFTJob(SFTStageConfig, TrainingJob):
 
     def trainer_fixed(self) -> dict[str, Any]:
         """TRL config fields this job's own keys set (so they are refused under training_args)."""
+        return {"max_length": self.max_length, "completion_only_loss": self.completion_only_loss}
+
+
+class RFTJob(RFTStageConfig, GenerationConfig, TrainingJob):
+    """The RFT stage's job: it samples through the one generation engine (generation.engine), then trains as SFT."""
+    stage: Literal["rft"] = "rft"
+    completion_only_loss: bool = Field(True, description="Mask the prompt out of the loss")
+
+    def trainer_fixed(self) -> dict[str, Any]:
         return {"max_length": self.max_length, "completion_only_loss": self.completion_only_loss}
 
 

@@ -1,4 +1,4 @@
-"""What SFT and GRPO share: loading, trainer arguments, checkpoints, LoRA, saving.
+"""What every training stage shares (SFT, RL, RFT): loading, trainer arguments, checkpoints, LoRA, saving.
 
 Checkpoints live in a stage-local folder beside (never inside) the model output, so
 Snakemake's cleanup of an incomplete `directory()` output never deletes them. The
@@ -232,8 +232,9 @@ def run_stage(settings: type[TrainingJob], build_trainer, description: str, argv
     if is_main_process():  # under accelerate launch every rank runs this; one of them tidies the folder
         reset_stale_checkpoints(folder, job)
     extra = {"confidence_targets": args.confidence_targets} if args.confidence_targets else {}
-    trainer, tokenizer = build_trainer(job, args.parent, args.data, folder, **extra)
-    runtime = runtime_record(trainer, job, args.threads)
+    # a job may also return what it did before training, for the log's runtime entry (RFT: what it sampled)
+    trainer, tokenizer, *before = build_trainer(job, args.parent, args.data, folder, **extra)
+    runtime = {**runtime_record(trainer, job, args.threads), **(before[0] if before else {})}
     if args.confidence_targets:
         runtime["confidence_targets"] = targets_cost(Path(args.confidence_targets))
     trainer.accelerator.wait_for_everyone()
