@@ -2,6 +2,7 @@
 from prep SFT, keeps the correct ones (distinct, at most m per question), trains on them with the SFT trainer,
 and shares the stage machinery: a chain-named folder, resume, the report's label and compute axis."""
 import json
+import shutil
 
 import pytest
 
@@ -33,7 +34,8 @@ def test_an_rft_row_trains_prep_sfts_model_on_its_own_correct_distinct_samples_o
                                                                                                   capfd):
     cfg = validate_config({"experiments": {"x": {"stages": ["prep_sft", "rft"]}}, "stages": {"rft": RFT}})
     job = cfg.stage_job("x", "rft")
-    prep = tiny_dag.root / "results" / tiny_dag.run("tagged", "prep_sft") / "model"
+    prep = tmp_path / "prep"  # a copy: the test retrains it below (the DAG's is shared)
+    shutil.copytree(tiny_dag.root / "results" / tiny_dag.run("tagged", "prep_sft") / "model", prep)
     questions = tiny_dag.root / "results/data/grpo.jsonl"
     trainer, tokenizer, record = train_rft.build_trainer(job, str(prep), str(questions), tmp_path / "ckpt")
     # recounted by hand from the journaled samples: sample j of question i is line i * 8 + j
@@ -63,6 +65,10 @@ def test_an_rft_row_trains_prep_sfts_model_on_its_own_correct_distinct_samples_o
     capfd.readouterr()
     train_rft.build_trainer(job, str(prep), str(questions), tmp_path / "ckpt")
     assert f"{8 * len(rows)} generations already done" in capfd.readouterr().err
+    # a retrained parent (its weights' files changed) samples afresh: its samples are not the old model's
+    (prep / "model.safetensors").write_bytes((prep / "model.safetensors").read_bytes())
+    train_rft.build_trainer(job, str(prep), str(questions), tmp_path / "ckpt")
+    assert "generations already done" not in capfd.readouterr().err
 
 
 def test_rft_is_a_stage_a_row_opts_into_chain_named_after_prep_sft_and_labelled_rft():

@@ -31,6 +31,12 @@ def check_model_dir(path: str | Path) -> Path:
     return path
 
 
+def weights_stamp(path: str | Path) -> list[tuple[str, int, int]]:
+    """A model folder's files (name, size, mtime), standing for its weights in a journal's stamp: samples of a
+    retrained model never resume the journal of the one before it."""
+    return sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in Path(path).iterdir())
+
+
 def load_model_and_tokenizer(path: str | Path, dtype: str = "float32", padding_side: str = "right"):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -24,7 +24,7 @@ from ..grading.formats import FORMATS
 from ..grading.metrics import calibration, summarize
 from ..grading.protocols import GRADED_BY, PROTOCOLS
 from ..grading.protocols import version as lm_eval_version
-from ..model_io import check_model_dir
+from ..model_io import check_model_dir, weights_stamp
 from ..prompts import render_prompt
 from ..rows import write_jsonl
 from ..runtime import MIXED_PRECISION, autocast, load_for_generation, seed_everything
@@ -166,10 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     scorer = reward_model_scorer(job.reward_model) if job.samples and job.reward_model else None
     start = time.time()
     out = Path(args.out)
-    # The model folder's files (name, size, mtime) stand for its weights: a retrained model never resumes
-    # the journal of the one before it.
-    model_files = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in Path(args.model).iterdir())
-    stamp = {"job": job.stamp(), "model": model_files, "rows": [r["id"] for r in rows]}
+    stamp = {"job": job.stamp(), "model": weights_stamp(args.model), "rows": [r["id"] for r in rows]}
     journals = [Journal(out, name, stamp) for name in ("predictions", "samples")]
     prompts = prompts_for(rows, job.prompt, tokenizer, fewshot)
     with autocast(precision):

@@ -5,8 +5,8 @@ with TRL's SFTTrainer, save. TRL has no trainer for it: it is sampling, grading 
     python -m gsm_pipeline.jobs.train_rft --config JOB_JSON --parent MODEL --data QUESTIONS.jsonl \
         --out MODEL_OUT --checkpoints CKPT_DIR --log-history LOG.json
 
-The samples are journaled in the checkpoint folder (stamped with the job), so a job killed while sampling or
-training resumes without sampling again.
+The samples are journaled in the checkpoint folder (stamped with the job, the parent's weights and the questions),
+so a job killed while sampling or training resumes without sampling again, and a retrained parent samples afresh.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from ..errors import DataError, run_main
 from ..generation.decoding import generate
 from ..generation.journal import Journal
 from ..grading.answers import final_number, grader
-from ..model_io import load_model_and_tokenizer
+from ..model_io import load_model_and_tokenizer, weights_stamp
 from ..prompts import render_prompt, stop_strings
 from ..rows import load_rows
 from ..runtime import autocast, job_precision
@@ -63,8 +63,8 @@ def build_trainer(job: RFTJob, parent: str, data: str, checkpoints: Path):
     prompts = [render_prompt(r["question"], job.prompt, tokenizer) for r in rows]
     # one process samples with a journal; under a multi-process launch each rank samples alike, unjournaled
     single = int(os.environ.get("WORLD_SIZE", "1")) == 1
-    journal = Journal(checkpoints, "rft_samples", {"job": job.stamp(), "rows": [r["id"] for r in rows]}) \
-        if single else None
+    stamp = {"job": job.stamp(), "parent": weights_stamp(parent), "rows": [r["id"] for r in rows]}
+    journal = Journal(checkpoints, "rft_samples", stamp) if single else None
     outputs = sample(model, tokenizer, prompts, job, journal)
     grade = grader(job.prompt.task)
     graded = [[{**out, "correct": grade(out["completion"], final_number(row["answer"]),
