@@ -38,12 +38,11 @@ def movement(base: dict[str, tuple[int, int]], stage: dict[str, tuple[int, int]]
     return out
 
 
-def distinct_answers(samples: list[dict[str, Any]]) -> float:
-    """Mean over questions of the distinct strictly extracted answers (no answer counts as one)."""
-    answers: dict[str, set] = {}
-    for s in samples:
-        answers.setdefault(s["id"], set()).add(s["extracted_strict"])
-    return sum(map(len, answers.values())) / len(answers) if answers else 0.0
+def distinct_answers(sampling: dict[str, Any]) -> float:
+    """Mean over questions of the distinct strictly extracted answers (no answer counts as one), from the counts
+    the evaluation recorded (generation/sampling.sample_metrics' unique_answers)."""
+    counts = sampling["unique_answers"].values()
+    return sum(counts) / len(counts) if counts else 0.0
 
 
 def crossings(stage: dict[str, dict[str, Any]], base: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -84,14 +83,15 @@ def coverage(rows: list[dict[str, Any]], evals: dict[tuple, dict[str, Any]]) -> 
         seen.add(row_key(r))
         mine, theirs = ev["sampling"]["pass_at_k"], b["sampling"]["pass_at_k"]
         k = str(max(int(k) for k in mine.keys() & theirs.keys()))
+        crossed = crossings(mine, theirs)
         moved = movement(solve_counts(b["samples"]), solve_counts(ev["samples"]))
         out.append({"experiment": r["experiment"], "stage": r["stage"], "testset": r["testset"], "prompt": r["prompt"],
                     "run": r["run"], "base_run": b["run"], "questions": sum(moved.values()),
                     "pass@1": mine["1"]["estimate"], "base pass@1": theirs["1"]["estimate"],
                     "pass@k": mine[k]["estimate"], "base pass@k": theirs[k]["estimate"], "k": int(k),
-                    "crossings": crossings(mine, theirs), "crossing": _said(crossings(mine, theirs), mine, theirs),
-                    **moved, "distinct answers": distinct_answers(ev["samples"]),
-                    "base distinct answers": distinct_answers(b["samples"])})
+                    "crossings": crossed, "crossing": _said(crossed, mine, theirs),
+                    **moved, "distinct answers": distinct_answers(ev["sampling"]),
+                    "base distinct answers": distinct_answers(b["sampling"])})
     return out
 
 
