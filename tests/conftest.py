@@ -122,6 +122,14 @@ class Dag:
         shutil.copytree(REPO / "envs", root / "envs")
         self.write_config(config)
 
+    def copy(self, root: Path) -> Dag:
+        """A copy of this folder with its results, Snakemake's records and every file's time: the same run, in
+        another place (results/ holds no absolute path)."""
+        shutil.copytree(self.root, root, symlinks=True)
+        clone = Dag.__new__(Dag)
+        clone.root = root
+        return clone
+
     def write_config(self, config: dict, name: str = "tiny.yaml") -> Path:
         path = self.root / name
         path.write_text(yaml.safe_dump(config))

@@ -18,14 +18,16 @@ def sft_rows(tmp_path):
     return write_jsonl(tmp_path / "rows.jsonl", rows)
 
 
-def run_sft(tmp_path, tiny_model, learning_rate=1e-2, **experiment):
+def run_sft(tmp_path, tiny_model, learning_rate=1e-2, folder="", **experiment):
+    """The real SFT entry point, 2 steps with a checkpoint after each, in `tmp_path / folder`."""
     cfg = validate_config({"experiments": {"x": experiment}, "stages": {"prep_sft": {
         "max_length": 256, "training_args": {"max_steps": 2, "per_device_train_batch_size": 4,
                                              "learning_rate": learning_rate, "save_steps": 1}}}})
-    out = tmp_path / "model"
+    run = tmp_path / folder
+    out = run / "model"
     train_sft.main(["--config", cfg.sft_job("x", "prep_sft").as_json(), "--parent", str(tiny_model),
-                    "--data", str(sft_rows(tmp_path)), "--out", str(out), "--checkpoints", str(tmp_path / "ckpt"),
-                    "--log-history", str(tmp_path / "log.json")])
+                    "--data", str(sft_rows(tmp_path)), "--out", str(out), "--checkpoints", str(run / "ckpt"),
+                    "--log-history", str(run / "log.json")])
     return out
 
 
@@ -77,45 +79,108 @@ def fake_checkpoint(folder, step, complete=True):
     return ckpt
 
 
-def prepare_checkpoints(folder, job):
-    """What run_stage does before training: drop another config's checkpoints, then pick the newest complete one."""
-    reset_stale_checkpoints(folder, job)
+def stamp_of(job, **changes):
+    """A run's stamp as run_stage builds it, with some parts changed."""
+    return {"job": job.stamp(), "inputs": {"parent": [["model.safetensors", 10, 1]], "data": "abc"}, "code": "c0de",
+            "resolved": {"device": "cpu", "autocast": None, "processes": 1, "engine": "loop"}, **changes}
+
+
+def prepare_checkpoints(folder, stamp):
+    """What run_stage does before training: drop another run's checkpoints, then pick the newest complete one."""
+    reset_stale_checkpoints(folder, stamp)
     return newest_checkpoint(folder)
 
 
-def test_resume_takes_the_newest_complete_checkpoint_of_the_same_config(tmp_path):
+def test_resume_takes_the_newest_complete_checkpoint_of_the_same_run(tmp_path):
     folder, job = tmp_path / "ckpt", GRPOJob(seed=0, prompt={}, rewards=["format"])
-    assert prepare_checkpoints(folder, job) is None
+    assert prepare_checkpoints(folder, stamp_of(job)) is None
     fake_checkpoint(folder, 4)
     fake_checkpoint(folder, 12)
     fake_checkpoint(folder, 16, complete=False)  # killed before the state was written
     corrupt = fake_checkpoint(folder, 20)
     weights = corrupt / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-7])  # killed while writing the weights
-    assert prepare_checkpoints(folder, job) == str(folder / "checkpoint-12")
-    assert prepare_checkpoints(folder, job.model_copy(update={"seed": 1})) is None  # another config: start afresh
+    assert prepare_checkpoints(folder, stamp_of(job)) == str(folder / "checkpoint-12")
+    assert prepare_checkpoints(folder, stamp_of(job.model_copy(update={"seed": 1}))) is None  # another config
     assert not (folder / "checkpoint-12").exists() and (folder / STAMP).is_file()
 
 
-def test_a_rerun_with_other_settings_starts_from_step_0_and_says_why(tmp_path, tiny_model, capsys):
+@pytest.mark.parametrize("part, changed", [
+    ("inputs", {"parent": [["model.safetensors", 10, 2]], "data": "abc"}),  # the parent was retrained
+    ("inputs", {"parent": [["model.safetensors", 10, 1]], "data": "abd"}),  # the training rows changed
+    ("code", "c0dd"),  # a module the job runs was edited
+    ("resolved", {"device": "cpu", "autocast": "bf16", "processes": 1, "engine": "loop"}),  # another kind of node
+    ("resolved", {"device": "cpu", "autocast": None, "processes": 2, "engine": "loop"}),  # launched wider
+])
+def test_an_interrupted_run_is_resumed_only_by_the_same_run(tmp_path, capsys, part, changed):
+    folder, job = tmp_path / "ckpt", SFTJob(stage="prep_sft", seed=0, prompt={})
+    prepare_checkpoints(folder, stamp_of(job))
+    fake_checkpoint(folder, 4)
+    assert prepare_checkpoints(folder, stamp_of(job)) == str(folder / "checkpoint-4")  # the same run resumes
+    capsys.readouterr()
+    assert prepare_checkpoints(folder, stamp_of(job, **{part: changed})) is None
+    assert f"checkpoints in {folder} were made by another run ({part} differ); starting from step 0" in (
+        capsys.readouterr().out)
+    assert not (folder / "checkpoint-4").exists()
+
+
+def test_the_stamp_changes_with_the_parent_the_rows_and_the_code_the_job_runs(tmp_path, tiny_model, monkeypatch):
     import shutil
 
-    run_sft(tmp_path, tiny_model)
-    first = json.loads((tmp_path / "log.json").read_text())
-    shutil.rmtree(tmp_path / "model")  # as Snakemake does before it reruns a job
-    capsys.readouterr()
-    run_sft(tmp_path, tiny_model)  # same settings: resumes from the last checkpoint, trains no step again
-    assert f"resuming from {tmp_path / 'ckpt' / 'checkpoint-2'} (step 2)" in capsys.readouterr().out
+    from gsm_pipeline import sources
+    from gsm_pipeline.training.stage import run_stamp
 
-    shutil.rmtree(tmp_path / "model")
-    run_sft(tmp_path, tiny_model, learning_rate=1e-3)
-    out = capsys.readouterr().out
-    assert f"checkpoints in {tmp_path / 'ckpt'} belong to another config; starting from step 0" in out
-    assert "resuming from" not in out
-    second = json.loads((tmp_path / "log.json").read_text())
-    steps = [h["step"] for h in second if "loss" in h]
-    assert steps == [1, 2]  # both steps trained again, under the new learning rate
-    assert [h["learning_rate"] for h in second if "loss" in h] != [h["learning_rate"] for h in first if "loss" in h]
+    job = SFTJob(stage="prep_sft", seed=0, prompt={})
+    parent, data = shutil.copytree(tiny_model, tmp_path / "parent"), sft_rows(tmp_path)
+    first = run_stamp(job, {"parent": str(parent), "data": str(data)})
+    assert run_stamp(job, {"parent": str(parent), "data": str(data)}) == first  # the same run, the same stamp
+    perturbed_copy(tiny_model, tmp_path / "retrained")
+    shutil.copy(tmp_path / "retrained" / "model.safetensors", parent / "model.safetensors")
+    retrained = run_stamp(job, {"parent": str(parent), "data": str(data)})
+    assert retrained["inputs"]["parent"] != first["inputs"]["parent"]
+    data.write_text(data.read_text().replace("What is", "What's"))
+    assert run_stamp(job, {"parent": str(parent), "data": str(data)})["inputs"]["data"] != first["inputs"]["data"]
+
+    package = shutil.copytree(sources.PACKAGE_DIR, tmp_path / "gsm_pipeline")  # edit a copy of the code
+    monkeypatch.setattr(sources, "PACKAGE_DIR", package)
+    sources._local_imports.cache_clear()
+    before = sources.code_stamp("jobs.train_sft")
+    assert sources.code_stamp("jobs.train_grpo") != before
+    prompts = package / "prompts.py"  # a module the SFT job imports
+    prompts.write_text(prompts.read_text() + "\n# edited\n")
+    assert sources.code_stamp("jobs.train_sft") != before
+    sources._local_imports.cache_clear()
+
+
+def perturbed_copy(model, out):
+    """The same model folder with every weight nudged: a retrained parent."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(model, out)
+    weights = load_file(str(out / "model.safetensors"))
+    save_file({k: v + 1e-3 for k, v in weights.items()}, str(out / "model.safetensors"), metadata={"format": "pt"})
+    return out
+
+
+def test_a_finished_stage_keeps_no_checkpoint_and_its_rerun_equals_a_clean_run(tmp_path, tiny_model, capsys):
+    """A stage that reruns with unchanged settings (its parent retrained, its data or code changed, --forcerun)
+    trains from step 0: the weights equal a clean run's with the same inputs, never the finished run's."""
+    import shutil
+
+    first = run_sft(tmp_path, tiny_model)
+    assert not (tmp_path / "ckpt").exists()  # checkpoints only ever resume an unfinished run
+    before = (first / "model.safetensors").read_bytes()
+    parent = perturbed_copy(tiny_model, tmp_path / "retrained")
+    shutil.rmtree(first)  # as Snakemake does before it reruns a job
+    capsys.readouterr()
+    rerun = run_sft(tmp_path, parent)
+    assert "resuming from" not in capsys.readouterr().out
+    clean = run_sft(tmp_path, parent, folder="clean")
+    assert (rerun / "model.safetensors").read_bytes() == (clean / "model.safetensors").read_bytes() != before
+    history = json.loads((tmp_path / "log.json").read_text())
+    assert [h["step"] for h in history if "loss" in h] == [1, 2]  # both steps trained again
 
 
 def test_a_non_finite_loss_stops_training_naming_the_step_and_keeps_the_good_checkpoint(

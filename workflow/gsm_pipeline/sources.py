@@ -7,6 +7,7 @@ and nothing upstream.
 from __future__ import annotations
 
 import ast
+import hashlib
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -52,10 +53,7 @@ def _local_imports(module: str) -> frozenset[str]:
     return frozenset(m for m in found if _file(m) is not None)
 
 
-def module_sources(*modules: str) -> list[str]:
-    """Paths of the given modules (dotted, relative to the package) and their transitive in-package imports,
-    relative to the working directory (the checkout Snakemake runs in): moving the checkout with its results/
-    changes no job's inputs."""
+def _module_files(modules: tuple[str, ...]) -> list[Path]:
     seen: set[str] = set()
     todo = list(modules)
     while todo:
@@ -65,4 +63,20 @@ def module_sources(*modules: str) -> list[str]:
             todo.extend(_local_imports(module))
             parts = module.split(".")  # importing a.b runs a/__init__.py first
             todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))
-    return sorted(os.path.relpath(_file(m)) for m in seen)
+    return sorted(_file(m) for m in seen)
+
+
+def module_sources(*modules: str) -> list[str]:
+    """Paths of the given modules (dotted, relative to the package) and their transitive in-package imports,
+    relative to the working directory (the checkout Snakemake runs in): moving the checkout with its results/
+    changes no job's inputs."""
+    return [os.path.relpath(path) for path in _module_files(modules)]
+
+
+def code_stamp(*modules: str) -> str:
+    """A hash of the same files' contents (named relative to the package): what a job stamps its resumable state
+    with, so that state made by other code is never resumed."""
+    digest = hashlib.sha256()
+    for path in _module_files(modules):
+        digest.update(f"{path.relative_to(PACKAGE_DIR)}\0".encode() + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]

@@ -1,12 +1,15 @@
 """What every training stage shares (SFT, RL, RFT): loading, trainer arguments, checkpoints, LoRA, saving.
 
-Checkpoints live in a stage-local folder beside (never inside) the model output, so
-Snakemake's cleanup of an incomplete `directory()` output never deletes them. The
-folder is stamped with the job's config hash: a changed config starts afresh
-instead of resuming someone else's run.
+Checkpoints live in a stage-local folder beside (never inside) the model output, so Snakemake's cleanup of an
+incomplete `directory()` output never deletes them. They exist only to finish an interrupted run: the folder is
+stamped with everything that determines the weights (the job's settings, the parent's weights, the training rows,
+the job's code, the resolved device, autocast, rollout engine and process count), so a run resumes only what the
+same run started; and once the final model is saved the folder is removed. A rerun of a finished stage (its
+parent, data or code changed, or `--forcerun`) therefore trains from step 0, as a clean run would.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -15,10 +18,12 @@ from typing import Any
 
 from ..errors import ConfigError, TrainingError
 from ..hashing import config_hash
-from ..model_io import save_atomically
+from ..model_io import save_atomically, weights_stamp
 from ..runtime import announce, describe, job_precision, on_gpu, peak_gpu_memory_gb, seed_everything, trainer_numerics
+from ..settings.generation import resolve_engine
 from ..settings.training import TrainingJob
-from ..stages import STAGES
+from ..sources import code_stamp
+from ..stages import JOBS, STAGES
 from .arguments import lora_kwargs, rollout_engine, trainer_kwargs
 from .curve import keep_steps_callback
 from .fields import check_training_args, table_from
@@ -43,11 +48,23 @@ def trainer_arguments(config_cls, job: TrainingJob, output_dir: Path):
         raise ConfigError(f"stages.{job.stage}.training_args: {exc}") from None
 
 
+def training_dtype(job: TrainingJob) -> str:
+    """The dtype a stage holds its trained weights in: float32 master weights whatever `model.dtype` (the dtype
+    models are stored, evaluated and saved in), since an optimizer step on bf16 weights rounds away every update
+    below half a bf16 step (a weight near 0.02 moves only in steps of 1.2e-4; at a learning rate of 1e-6 about 98%
+    of updates vanish). Autocast still computes in bf16. Except where the weights are not what the optimizer
+    updates in place: DeepSpeed ZeRO keeps fp32 masters of its own, and PEFT keeps LoRA adapters in fp32 over a
+    frozen base."""
+    if job.dtype == "float32" or job.launcher in ("zero2", "zero3") or job.finetune == "lora":
+        return job.dtype
+    return "float32"
+
+
 def runtime_record(trainer, job: TrainingJob, threads: int | None) -> dict[str, Any]:
     """How the trainer actually runs (read back from its arguments), printed first and kept in the log history."""
     args = trainer.args
     weights = str(trainer.accelerator.unwrap_model(trainer.model).dtype).removeprefix("torch.")
-    info = describe(job.dtype, job_precision(job), threads, weights=weights,
+    info = describe(job.dtype, job_precision(job), threads, weights=weights, saved_as=job.dtype,
                     gradient_checkpointing=args.gradient_checkpointing, use_liger_kernel=args.use_liger_kernel,
                     torch_compile=args.torch_compile, tf32=bool(args.tf32),
                     trainer_bf16=args.bf16, trainer_fp16=args.fp16, processes=trainer.accelerator.num_processes,
@@ -116,17 +133,66 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def reset_stale_checkpoints(folder: Path, job: TrainingJob) -> None:
-    """Checkpoints made under another config are deleted; the folder is stamped with this job's hash."""
-    stamp = {"hash": config_hash(job.stamp()), "job": job.stamp()}
+def input_stamp(path: str | Path) -> Any:
+    """A model folder by its files (name, size, mtime: a retrained parent differs), a rows file by its content."""
+    path = Path(path)
+    return weights_stamp(path) if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def resolved(job: TrainingJob) -> dict[str, Any]:
+    """How this machine runs the job, where the config leaves it open (`auto`) or the launch decides it."""
+    precision, gpu = job_precision(job), on_gpu()
+    out = {"device": "cuda" if gpu else "cpu", "autocast": precision.autocast,
+           "processes": int(os.environ.get("WORLD_SIZE", "1"))}
+    if STAGES[job.stage].kind == "rl":
+        out["engine"] = rollout_engine(job, gpu=gpu, autocast=precision.autocast is not None)[0]
+    elif hasattr(job, "engine"):  # a stage that samples before it trains (RFT)
+        out["engine"] = resolve_engine(job.engine, out["device"])[0]
+    return out
+
+
+def run_stamp(job: TrainingJob, inputs: dict[str, str | None]) -> dict[str, Any]:
+    """Everything that determines a stage's weights: the checkpoint folder is resumed only under the same stamp."""
+    from ..tasks import TASKS
+
+    module = f"jobs.{JOBS[STAGES[job.stage].kind]}"
+    return {"job": job.stamp(), "inputs": {k: input_stamp(v) for k, v in inputs.items() if v},
+            "code": code_stamp(module, TASKS[job.prompt.task].removeprefix("gsm_pipeline.")), "resolved": resolved(job)}
+
+
+def reset_stale_checkpoints(folder: Path, stamp: dict[str, Any]) -> None:
+    """Checkpoints made by another run (any part of the stamp differs) are deleted, saying which part differs; the
+    folder is then stamped with this run."""
     if folder.exists():
         old = folder / STAMP
-        old_hash = json.loads(old.read_text()).get("hash") if old.is_file() else None
-        if old_hash != stamp["hash"]:
-            print(f"checkpoints in {folder} belong to another config; starting from step 0")
+        try:
+            before = json.loads(old.read_text()).get("stamp", {}) if old.is_file() else {}
+        except ValueError:  # a stamp cut short by a kill
+            before = {}
+        changed = [part for part in stamp if before.get(part) != stamp[part]]
+        if changed:
+            if any(folder.glob("checkpoint-*")):
+                print(f"checkpoints in {folder} were made by another run ({', '.join(changed)} differ); "
+                      "starting from step 0")
             shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / STAMP).write_text(json.dumps(stamp, indent=2))
+    (folder / STAMP).write_text(json.dumps({"hash": config_hash(stamp), "stamp": stamp}, indent=2))
+
+
+def retire_checkpoints(folder: Path) -> None:
+    """After the final model is saved, its checkpoints (and any sample journal beside them) go: they could only
+    ever resume this finished run, and a rerun must train afresh. Learning-curve models are linked out of them
+    and stay."""
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def clear_curve_models(stage_dir: Path, after: int) -> None:
+    """Learning-curve models past the step training starts from were kept by an earlier run: removed, so that each
+    is kept again from this run (evaluations beside them are Snakemake's to rerun)."""
+    for model in stage_dir.glob("step-*/model"):
+        step = model.parent.name.removeprefix("step-")
+        if step.isdigit() and int(step) > after:
+            shutil.rmtree(model)
 
 
 def newest_checkpoint(folder: Path) -> str | None:
@@ -224,14 +290,16 @@ def run_stage(settings: type[TrainingJob], build_trainer, description: str, argv
     parser.add_argument("--checkpoints", required=True, help="stage-local checkpoint folder")
     parser.add_argument("--log-history", required=True, help="trainer log history (JSON)")
     parser.add_argument("--confidence-targets", help="per-row confidence targets (JSONL; SFT with confidence on)")
+    parser.add_argument("--sft-rows", help="prep SFT's rows, trained on beside the samples (RFT with_sft_rows)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     args = parser.parse_args(argv)
     job = settings.parse(args.config)
     seed_everything(job.seed, args.threads)
     folder = Path(args.checkpoints)
+    inputs = {"confidence_targets": args.confidence_targets, "sft_rows": args.sft_rows}  # what some kinds also read
     if is_main_process():  # under accelerate launch every rank runs this; one of them tidies the folder
-        reset_stale_checkpoints(folder, job)
-    extra = {"confidence_targets": args.confidence_targets} if args.confidence_targets else {}
+        reset_stale_checkpoints(folder, run_stamp(job, {"parent": args.parent, "data": args.data, **inputs}))
+    extra = {name: path for name, path in inputs.items() if path}
     # a job may also return what it did before training, for the log's runtime entry (RFT: what it sampled)
     trainer, tokenizer, *before = build_trainer(job, args.parent, args.data, folder, **extra)
     runtime = {**runtime_record(trainer, job, args.threads), **(before[0] if before else {})}
@@ -239,6 +307,8 @@ def run_stage(settings: type[TrainingJob], build_trainer, description: str, argv
         runtime["confidence_targets"] = targets_cost(Path(args.confidence_targets))
     trainer.accelerator.wait_for_everyone()
     resume = newest_checkpoint(folder)
+    if trainer.is_world_process_zero():
+        clear_curve_models(Path(args.out).parent, int(resume.rsplit("-", 1)[1]) if resume else 0)
     trainer.add_callback(finite_loss_guard())
     if steps := job.curve_steps():
         trainer.add_callback(keep_steps_callback(steps, Path(args.out).parent, folder, job.stage))
@@ -248,3 +318,5 @@ def run_stage(settings: type[TrainingJob], build_trainer, description: str, argv
         write_log_history(trainer, args.log_history, runtime)
     save_final(trainer, tokenizer, args.out, job.dtype)
     leave_process_group(trainer)
+    if is_main_process():
+        retire_checkpoints(folder)
