@@ -91,6 +91,24 @@ def test_auto_picks_bf16_only_where_the_cpu_executes_it_in_hardware_and_torch_ma
     assert evidence["capability"] == capability and evidence["avx512_bf16"] is avx512_bf16
 
 
+@pytest.mark.parametrize("variable", ["ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"])  # the older name counts too
+def test_a_onednn_limit_below_bf16_keeps_auto_off_bf16_on_a_bf16_cpu(variable, monkeypatch):
+    import platform
+
+    import torch
+
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        monkeypatch.delenv(name, raising=False)
+    assert runtime.cpu_native_bf16() is True
+    monkeypatch.setenv(variable, "AVX512_CORE_VNNI")
+    assert runtime.cpu_bf16() == (False, "oneDNN limited to AVX512_CORE_VNNI")
+
+
 def test_bf16_asked_for_on_a_cpu_without_it_is_honoured_with_a_one_line_warning(capsys):
     runtime._WARNED.clear()
     chosen = resolve_precision("bf16", gpu=False, native_bf16=False)
@@ -228,3 +246,38 @@ def test_a_training_job_states_how_it_ran_first_in_its_log_and_its_history(tmp_p
     assert (head["autocast"], head["weights"], head["gradient_checkpointing"], head["torch_threads"]) == (
         "none", "float32", False, 2)
     assert head["trainer_bf16"] is False and head["precision_reason"] == "asked for no"
+
+
+def trained_share(tmp_path, parent, rows, name: str, **numerics) -> tuple[float, dict]:
+    """Build the real SFT trainer for 3 steps at the RL presets' learning rate (1e-6), train, and return the
+    share of its trained weights that moved, with the weights' dtype the trainer held."""
+    job = SFTJob(stage="prep_sft", seed=0, prompt={}, max_length=128, **numerics,
+                 training_args={"max_steps": 3, "per_device_train_batch_size": 4, "learning_rate": 1e-6,
+                                "save_strategy": "no"})
+    trainer, _ = train_sft.build_trainer(job, str(parent), str(rows), tmp_path / name)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    dtypes = {str(p.dtype) for p in trainer.model.parameters()}
+    trainer.train()
+    moved = sum(int((p.detach() != before[n]).sum()) for n, p in trainer.model.named_parameters())
+    return moved / sum(p.numel() for p in before.values()), {"dtypes": dtypes}
+
+
+def test_bf16_models_train_through_fp32_master_weights_so_small_updates_do_not_round_away(tmp_path, tiny_model):
+    """A model stored in bfloat16 (the GPU presets' model.dtype) trained under bf16 autocast at a learning rate of
+    1e-6 moves as many of its weights as the same stage in fp32: the trainer holds fp32 masters. Trained on the
+    bf16 weights themselves, about 2% would move (a step near 0.02 is 1.2e-4 in bf16)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    parent = tmp_path / "bf16_parent"
+    AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.bfloat16).save_pretrained(parent)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(parent)
+    rows = [{"id": str(i), "question": f"What is {i} + 1?", "reasoning": f"{i} + 1 = {i + 1}", "answer": str(i + 1)}
+            for i in range(8)]
+    data = write_jsonl(tmp_path / "rows.jsonl", rows)
+    bf16, held = trained_share(tmp_path, parent, data, "bf16", dtype="bfloat16", mixed_precision="bf16")
+    fp32, _ = trained_share(tmp_path, parent, data, "fp32", dtype="float32", mixed_precision="no")
+    assert held["dtypes"] == {"torch.float32"}
+    assert fp32 > 0.5  # Adam moves every weight a gradient reaches
+    assert bf16 >= 0.95 * fp32, f"bf16-stored model: {bf16:.1%} of weights moved against {fp32:.1%} in fp32"
+

@@ -18,7 +18,7 @@ from ..rows import load_rows
 from ..settings.prompt import PromptSpec
 from ..settings.training import GRPOJob
 from ..training.methods import RL_METHODS, load
-from ..training.stage import lora_config, run_stage, trainer_arguments
+from ..training.stage import lora_config, run_stage, trainer_arguments, training_dtype
 
 
 def grpo_dataset(rows: list[dict[str, Any]], prompt: PromptSpec, tokenizer, where: str):
@@ -39,7 +39,7 @@ def trainer_classes(rl: str):
 
 def build_trainer(job: GRPOJob, parent: str, data: str, checkpoints: Path):
     config_cls, trainer_cls = trainer_classes(job.rl)
-    model, tokenizer = load_model_and_tokenizer(parent, job.dtype, padding_side="left")
+    model, tokenizer = load_model_and_tokenizer(parent, training_dtype(job), padding_side="left")
     dataset = grpo_dataset(load_rows(data), job.prompt, tokenizer, data)
     args = trainer_arguments(config_cls, job, checkpoints)
     grade = grader(job.prompt.task)

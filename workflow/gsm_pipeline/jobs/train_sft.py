@@ -14,7 +14,7 @@ from ..prompts import render_prompt, render_target
 from ..rows import load_rows
 from ..settings.prompt import PromptSpec
 from ..settings.training import SFTJob
-from ..training.stage import lora_config, run_stage, trainer_arguments
+from ..training.stage import lora_config, run_stage, trainer_arguments, training_dtype
 
 
 def load_confidence_targets(path: str | None, prompt: PromptSpec) -> dict[str, float]:
@@ -53,7 +53,7 @@ def build_trainer(job: SFTJob, parent: str, data: str, checkpoints: Path,
                   confidence_targets: str | None = None):
     from trl import SFTConfig, SFTTrainer
 
-    model, tokenizer = load_model_and_tokenizer(parent, job.dtype)
+    model, tokenizer = load_model_and_tokenizer(parent, training_dtype(job))
     targets = load_confidence_targets(confidence_targets, job.prompt)
     dataset = sft_dataset(load_rows(data), job.prompt, tokenizer, data, targets, job.train_data)
     args = trainer_arguments(SFTConfig, job, checkpoints)

@@ -30,7 +30,7 @@ PIPELINE_DEFAULTS = {"report_to": "none", "logging_steps": 1, "logging_nan_inf_f
 # What the dry-run reads back from a built config (TRL's __post_init__ resolves the generation batch).
 FACTS = ("per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs", "max_steps",
          "save_strategy", "save_steps", "packing", "num_generations", "generation_batch_size",
-         "steps_per_generation", "num_iterations")
+         "steps_per_generation", "num_iterations", "dataloader_drop_last")
 
 
 def config_name(job) -> str:
@@ -66,8 +66,8 @@ def rollout_engine(job, *, gpu: bool, autocast: bool) -> tuple[str, str]:
 
 CONTINUOUS_UNDER_AUTOCAST = (
     "generation.engine: continuous cannot roll out the RL stage under mixed precision (TRL 1.16's continuous "
-    "batching fails under accelerate's autocast wrapper): set model.mixed_precision: \"no\" (bfloat16 weights "
-    "still train in bf16) or generation.engine: auto")
+    "batching fails under accelerate's autocast wrapper): set model.mixed_precision: \"no\" (the stage then trains "
+    "and rolls out in fp32, and saves model.dtype) or generation.engine: auto")
 
 
 def rollout_kwargs(job, *, gpu: bool, autocast: bool) -> dict[str, Any]:
