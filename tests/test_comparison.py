@@ -4,25 +4,57 @@ import pytest
 from gsm_pipeline.reporting.comparison import method, summary
 
 
-def row(experiment, accuracy, variant_of=None, stage="grpo"):
+def row(experiment, accuracy, variant_of=None, stage="grpo", run=None, **swept):
     return {"experiment": experiment, "stage": stage, "testset": "t", "prompt": "tagged-chat", "n": 10,
-            "accuracy_strict": accuracy, "accuracy_flexible": accuracy, "answer_rate": 1.0, "variant_of": variant_of}
+            "accuracy_strict": accuracy, "accuracy_flexible": accuracy, "answer_rate": 1.0, "variant_of": variant_of,
+            "run": run or f"{stage}-{experiment}", **{f"swept:{k}": v for k, v in swept.items()}}
 
 
-def test_a_sweeps_rows_are_summarised_by_mean_and_spread_and_the_best_row_is_named():
-    rows = [row("plain", 0.5), row("s-seed0", 0.2, "s"), row("s-seed1", 0.4, "s"), row("s-seed2", 0.6, "s")]
+def test_over_seeds_a_sweep_gets_mean_sample_sd_and_a_t_interval_and_the_best_row_is_named():
+    rows = [row("plain", 0.5), *(row(f"s-seed{i}", a, "s", seed=i) for i, a in enumerate((0.2, 0.4, 0.6)))]
     out = summary(rows, {"config_hash": "abc", "seed": 0})
     [sweep] = out["sweeps"]
-    assert sweep["variant_of"] == "s" and sweep["rows"] == 3
+    assert (sweep["variant_of"], sweep["over"], sweep["runs"]) == ("s", "seed", 3)
     assert sweep["mean_accuracy_strict"] == pytest.approx(0.4) and sweep["min"] == 0.2 and sweep["max"] == 0.6
-    assert sweep["sd_accuracy_strict"] == pytest.approx((0.08 / 3) ** 0.5)
-    # over seeds: mean +- t(0.975, 2 dof) * sample sd / sqrt(3), t = 4.303 by the table, kept within [0, 1]
+    assert sweep["sd_accuracy_strict"] == pytest.approx(0.2)  # the sample SD, the one inside the interval
+    # mean +- t(0.975, 2 dof) * sample sd / sqrt(3), t = 4.3027 by the table, kept within [0, 1]
     assert (sweep["ci95_low"], sweep["ci95_high"]) == pytest.approx((0.0, 0.4 + 4.3027 * 0.2 / 3 ** 0.5), abs=1e-4)
-    inside = summary([row(f"s-seed{i}", a, "s") for i, a in enumerate((0.4, 0.5, 0.6))], {})["sweeps"][0]
+    inside = summary([row(f"s-seed{i}", a, "s", seed=i) for i, a in enumerate((0.4, 0.5, 0.6))], {})["sweeps"][0]
     assert (inside["ci95_low"], inside["ci95_high"]) == pytest.approx((0.5 - 0.24842, 0.5 + 0.24842), abs=1e-4)
-    alone = summary([row("s-seed0", 0.3, "s")], {})["sweeps"][0]
-    assert (alone["ci95_low"], alone["ci95_high"]) == (None, None)
+    alone = summary([row("s-seed0", 0.3, "s", seed=0)], {})["sweeps"][0]
+    assert (alone["ci95_low"], alone["ci95_high"], alone["summary"]) == (None, None, "one row")
     assert out["best_by_testset_and_stage"]["t/grpo"]["experiment"] == "s-seed2"
+
+
+def test_a_model_every_row_shares_is_one_run_without_spread():
+    """The base (or a prep SFT no swept key reaches) appears under every row of the sweep: counted once, it
+    has no spread, not a zero-width interval that reads as certainty."""
+    rows = [row(f"s-seed{i}", 0.3, "s", stage="base", run="base", seed=i) for i in range(3)]
+    rows += [row(f"s-seed{i}", a, "s", seed=i) for i, a in enumerate((0.2, 0.4, 0.6))]
+    base, grpo = summary(rows, {})["sweeps"]
+    assert (base["stage"], base["runs"], base["summary"]) == ("base", 1, "one model, shared by every row")
+    assert (base["ci95_low"], base["ci95_high"], base["sd_accuracy_strict"]) == (None, None, None)
+    assert grpo["runs"] == 3 and grpo["ci95_low"] is not None
+
+
+def test_a_sweep_over_a_setting_is_a_range_not_an_interval():
+    lr = "overrides.full_sft.training_args.learning_rate"
+    rows = [row("s-lr1", 0.35, "s", **{lr: 1e-5}), row("s-lr2", 0.6, "s", **{lr: 1e-4})]
+    [sweep] = summary(rows, {})["sweeps"]
+    assert (sweep["over"], sweep["runs"], sweep["min"], sweep["max"]) == (lr, 2, 0.35, 0.6)
+    assert sweep["summary"].startswith("range over different settings")
+    assert (sweep["mean_accuracy_strict"], sweep["ci95_low"], sweep["ci95_high"]) == (None, None, None)
+
+
+def test_a_seed_by_setting_sweep_has_an_interval_over_seeds_for_each_setting():
+    lr = "overrides.full_sft.training_args.learning_rate"
+    rows = [row(f"s-seed{i}-lr{v}", a + (0.3 if v == 1e-4 else 0), "s", seed=i, **{lr: v})
+            for v in (1e-5, 1e-4) for i, a in enumerate((0.1, 0.2, 0.3))]
+    low, high = summary(rows, {})["sweeps"]
+    assert (low["over"], low["holding"], low["runs"]) == ("seed", f"{lr}=1e-05", 3)
+    assert (high["over"], high["holding"], high["runs"]) == ("seed", f"{lr}=0.0001", 3)
+    assert low["mean_accuracy_strict"] == pytest.approx(0.2) and high["mean_accuracy_strict"] == pytest.approx(0.5)
+    assert high["ci95_high"] - 0.3 == pytest.approx(low["ci95_high"])  # the same spread, shifted: nothing pooled
 
 
 @pytest.mark.parametrize("stage, chat, answer_only, expected", [

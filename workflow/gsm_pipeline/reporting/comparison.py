@@ -205,32 +205,64 @@ def findings(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def over_rows(values: list[float]) -> dict[str, float | None]:
-    """The 95% Student-t interval of the mean over a sweep's rows (e.g. seeds: the run-to-run spread a single
-    row's Wilson interval over problems leaves out), kept within [0, 1]; none from one row."""
-    if len(values) < 2:
-        return {"ci95_low": None, "ci95_high": None}
+REPLICATE = "seed"  # a swept key with this leaf repeats the same experiment; any other swept key changes it
+
+
+def is_replicate(key: str) -> bool:
+    return key.rsplit(".", 1)[-1] == REPLICATE
+
+
+def over_replicates(values: list[float]) -> dict[str, float | None]:
+    """Mean, sample SD and the 95% Student-t interval of the mean over replicate runs (the run-to-run spread a
+    single run's Wilson interval over problems leaves out), kept within [0, 1]; none from one run."""
     from scipy.stats import t
 
-    half = t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / len(values) ** 0.5
     mean = statistics.fmean(values)
-    return {"ci95_low": max(0.0, mean - half), "ci95_high": min(1.0, mean + half)}
+    if len(values) < 2:
+        return {"mean_accuracy_strict": mean, "sd_accuracy_strict": None, "ci95_low": None, "ci95_high": None}
+    sd = statistics.stdev(values)
+    low, high = t.interval(0.95, len(values) - 1, loc=mean, scale=sd / len(values) ** 0.5) if sd else (mean, mean)
+    return {"mean_accuracy_strict": mean, "sd_accuracy_strict": sd, "ci95_low": max(0.0, float(low)),
+            "ci95_high": min(1.0, float(high))}
 
 
-SWEEP_COLUMNS = ["variant_of", "stage", "prompt", "testset", "rows", "mean_accuracy_strict", "ci95_low",
-                 "ci95_high", "sd_accuracy_strict", "min", "max"]
+SWEEP_COLUMNS = ["variant_of", "stage", "prompt", "testset", "over", "holding", "runs", "summary",
+                 "mean_accuracy_strict", "ci95_low", "ci95_high", "sd_accuracy_strict", "min", "max"]
 
 
 def sweeps(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per sweep (the rows one row expanded into, e.g. its seeds), stage, prompt and test set: strict accuracy's
-    mean, its interval over the rows, spread and range."""
-    groups: dict[tuple, list[float]] = {}
+    """Per sweep (the rows one row expanded into), stage, prompt and test set, each model counted once (a base or
+    parent shared by every row is one run, not N). Over replicate keys (seeds) the rows are repeats of one
+    experiment: mean, sample SD and a 95% t interval, for each combination of the other swept values. Over any
+    other key (a learning rate) they are different experiments: only their range, labelled so."""
+    groups: dict[tuple, dict[str, float]] = {}
+    members: dict[tuple, int] = {}
     for r in rows:
-        if r["variant_of"]:
-            groups.setdefault((r["variant_of"], r["stage"], r["prompt"], r["testset"]), []).append(r["accuracy_strict"])
-    return [{"variant_of": g[0], "stage": g[1], "prompt": g[2], "testset": g[3], "rows": len(v),
-             "mean_accuracy_strict": statistics.fmean(v), **over_rows(v), "sd_accuracy_strict": statistics.pstdev(v),
-             "min": min(v), "max": max(v)} for g, v in groups.items()]
+        if not r["variant_of"]:
+            continue
+        swept = {k.removeprefix("swept:"): v for k, v in r.items() if k.startswith("swept:")}
+        replicate = any(is_replicate(k) for k in swept)
+        over = ", ".join(k for k in swept if is_replicate(k) == replicate)
+        holding = ", ".join(f"{k}={v}" for k, v in swept.items() if replicate and not is_replicate(k))
+        key = (r["variant_of"], r["stage"], r["prompt"], r["testset"], over, holding, replicate)
+        groups.setdefault(key, {})[r["run"]] = r["accuracy_strict"]
+        members[key] = members.get(key, 0) + 1
+    out = []
+    for key, by_run in groups.items():
+        variant_of, stage, prompt, testset, over, holding, replicate = key
+        values = list(by_run.values())
+        if len(values) == 1:
+            summary = "one model, shared by every row" if members[key] > 1 else "one row"
+        elif replicate:
+            summary = "mean and 95% t interval over replicates"
+        else:
+            summary = "range over different settings (not replicates: no interval)"
+        stats = over_replicates(values) if replicate else {
+            "mean_accuracy_strict": None, "sd_accuracy_strict": None, "ci95_low": None, "ci95_high": None}
+        out.append({"variant_of": variant_of, "stage": stage, "prompt": prompt, "testset": testset, "over": over,
+                    "holding": holding, "runs": len(values), "summary": summary, **stats, "min": min(values),
+                    "max": max(values)})
+    return out
 
 
 def summary(rows: list[dict[str, Any]], provenance: dict[str, Any]) -> dict[str, Any]:
