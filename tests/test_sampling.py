@@ -2,6 +2,7 @@
 each from the first n samples; hand-built groups make the expected numbers obvious."""
 import json
 import math
+import statistics
 import subprocess
 
 import pytest
@@ -18,6 +19,20 @@ def test_vote_ignores_unparseable_answers_and_breaks_ties_by_first_appearance():
     assert vote([None, 3.0, 5.0, 5.0]) == 5.0
     assert vote([3.0, 5.0]) == 3.0
     assert vote([None, None]) is None
+
+
+@pytest.mark.parametrize("gold", ["1/3", "12345678901234567.5", "0.1", "-2/7"])
+def test_a_unanimous_correct_vote_is_correct_for_any_exact_gold(gold):
+    """The vote counts exact values as the grader does: no answer is lost to a float that cannot hold it."""
+    from gsm_pipeline.grading.answers import grade
+    from gsm_pipeline.grading.numerals import exact_number
+
+    truth = exact_number(gold)
+    graded = [{**grade(f"<SOLUTION>{gold}</SOLUTION>", truth, "tagged"), "score": -i} for i in range(4)]
+    assert all(g["correct_strict"] for g in graded)
+    assert question_outcomes(graded, truth, 4) == {"pass": True, "maj": True, "best": True}
+    assert sample_metrics({"q": graded}, {"q": truth})["unique_answers"] == {"q": 1}
+    assert json.loads(json.dumps(graded))[0]["extracted_strict"] == graded[0]["extracted_strict"]  # a JSON record
 
 
 def test_outcomes_use_only_the_first_n_samples():
@@ -69,6 +84,10 @@ def test_pass_at_k_over_questions_has_a_reproducible_bootstrap_interval_and_stop
         assert point["ci95"][0] < point["estimate"] < point["ci95"][1] and point["questions"] == 4
     many = [(8, (7 * i) % 9) for i in range(60)]  # enough questions that an unseeded bootstrap would move
     assert pass_at_k_curve(many, [1, 2]) == pass_at_k_curve(many, [1, 2])
+    # a 95% interval: about mean +- 1.96 standard errors over 60 questions (a 50% one is a third as wide)
+    low, high = pass_at_k_curve(many, [1])["1"]["ci95"]
+    values = [c / 8 for _, c in many]
+    assert high - low == pytest.approx(2 * 1.96 * statistics.stdev(values) / len(values) ** 0.5, rel=0.15)
     assert pass_at_k_curve([(2, 2), (2, 2)], [1])["1"] == {"estimate": 1.0, "ci95": [1.0, 1.0], "questions": 2}
 
 

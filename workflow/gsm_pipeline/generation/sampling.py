@@ -4,18 +4,21 @@ log-probability, or an external reward model)."""
 from __future__ import annotations
 
 from collections import Counter
+from fractions import Fraction
 from typing import Any, Callable
 
 from ..errors import ModelError
 from ..grading.answers import is_correct
 from ..grading.metrics import pass_at_k_curve
+from ..grading.numerals import exact
 
 Scorer = Callable[[list[str], list[str]], list[float]]
 
 
-def vote(answers: list[float | None]) -> float | None:
-    """Majority answer among parseable ones; a tie goes to the answer that appeared first."""
-    present = [a for a in answers if a is not None]
+def vote(answers: list[float | str | None]) -> Fraction | None:
+    """Majority answer among parseable ones, counted by exact value (records hold 1/3 as '1/3' and 0.5 as 0.5); a
+    tie goes to the answer that appeared first."""
+    present = [value for value in map(exact, answers) if value is not None]
     if not present:
         return None
     counts = Counter(present)
@@ -45,7 +48,8 @@ def sample_metrics(groups: dict[str, list[dict[str, Any]]], golds: dict[str, flo
         if n == available:
             out["lost_by_vote"] = sorted(q for q, o in outcomes.items() if o["pass"] and not o["maj"])
             out["lost_by_scorer"] = sorted(q for q, o in outcomes.items() if o["pass"] and not o["best"])
-    out["unique_answers"] = {qid: len({s["extracted_strict"] for s in samples}) for qid, samples in groups.items()}
+    out["unique_answers"] = {qid: len({exact(s["extracted_strict"]) for s in samples})
+                             for qid, samples in groups.items()}
     # every sample counts (not only the first k): lower variance than pass@n above, the same expectation
     out["pass_at_k"] = pass_at_k_curve([(len(s), sum(bool(x["correct_strict"]) for x in s)) for s in groups.values()],
                                        [2 ** i for i in range(available.bit_length())])

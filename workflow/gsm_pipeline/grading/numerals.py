@@ -4,7 +4,7 @@ without calculator annotations. Data preparation and grading both read them; not
 
 Values are exact rationals (`Fraction`): GSM8K answers are exact numbers, and a float cannot tell 12345678901234567
 from 12345678901234568, nor does a relative tolerance tell 1450001 from 1450000. Records hold them as JSON numbers
-(`as_json`: an int when whole, so any integer stays exact).
+(`as_json`: an int when whole, a float where it prints exactly, else the exact text).
 """
 from __future__ import annotations
 
@@ -52,11 +52,15 @@ def exact(value: Fraction | int | float | str | None) -> Fraction | None:
     return exact_number(value)
 
 
-def as_json(value: Fraction | None) -> int | float | None:
-    """A value for a JSON record: an int when whole (exact at any size), else the nearest float."""
+def as_json(value: Fraction | None) -> int | float | str | None:
+    """A value for a JSON record, exactly: an int when whole (at any size), a float where the decimal it prints as
+    is the value (1.5, 0.1), else the canonical text ('1/3', '12345678901234567.5'), which `exact` reads back."""
     if value is None:
         return None
-    return value.numerator if value.denominator == 1 else float(value)
+    if value.denominator == 1:
+        return value.numerator
+    nearest = float(value)
+    return nearest if exact(nearest) == value else format_number(value)
 
 
 def format_number(value: Fraction | int | float | str) -> str:
