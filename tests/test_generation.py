@@ -130,32 +130,62 @@ def test_best_of_n_ranks_samples_by_the_reward_models_own_scores(tiny_model, tin
     assert metrics["scorer"] == str(tmp_path / "rm")
 
 
-def test_kl_to_the_base_is_the_exact_next_token_kl_on_the_completion_tokens_only(loaded, rows, tiny_model):
-    """KL(prep SFT || base) at every completion position, summed per completion: recomputed here one row at a
-    time with torch's kl_div, from the completion's first token (predicted at the prompt's last position) to its
-    last; padding in a batch changes nothing, and a model is at KL 0 from itself."""
+def reference_kl(model, base, prompt_ids, completion_ids):
+    """KL(model || base) summed over the completion's positions, one row alone, by torch's kl_div."""
     import torch
     import torch.nn.functional as F
 
+    ids = torch.tensor([prompt_ids + completion_ids])
+    with torch.no_grad():
+        mine = F.log_softmax(model(ids).logits[0, len(prompt_ids) - 1:-1], -1)
+        theirs = F.log_softmax(base(ids).logits[0, len(prompt_ids) - 1:-1], -1)
+    return F.kl_div(theirs, mine, log_target=True, reduction="sum").item(), len(completion_ids)
+
+
+def test_kl_to_the_base_is_the_exact_next_token_kl_on_the_generated_tokens(loaded, rows, tiny_model):
+    """KL(prep SFT || base) at every position of the tokens the model generated (its EOS included), summed per
+    completion: recomputed one row at a time with torch's kl_div; padding in a batch changes nothing, and a model
+    is at KL 0 from itself."""
     from gsm_pipeline.generation.divergence import completion_kl
 
     model, tokenizer = loaded
     base, _ = load_model_and_tokenizer(tiny_model)
     prompts = [render_prompt(r["question"], SPEC, tokenizer) for r in rows[:5]]
-    completions = [g["completion"] for g in generate(model, tokenizer, prompts, max_new_tokens=12, batch_size=5)]
-    expected = []
-    for prompt, completion in zip(prompts, completions):
-        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        c = tokenizer(completion, add_special_tokens=False)["input_ids"]
-        ids = torch.tensor([p + c])
-        with torch.no_grad():
-            mine = F.log_softmax(model(ids).logits[0, len(p) - 1:-1], -1)
-            theirs = F.log_softmax(base(ids).logits[0, len(p) - 1:-1], -1)
-        expected.append((F.kl_div(theirs, mine, log_target=True, reduction="sum").item(), len(c)))
+    generated = [g["token_ids"] for g in generate(model, tokenizer, prompts, max_new_tokens=40, batch_size=5,
+                                                  token_ids=True)]
+    assert any(ids[-1] == tokenizer.eos_token_id for ids in generated)  # an emitted EOS is among the scored tokens
+    expected = [reference_kl(model, base, tokenizer(p, add_special_tokens=False)["input_ids"], c)
+                for p, c in zip(prompts, generated)]
     assert all(n > 0 for _, n in expected) and sum(k for k, _ in expected) > 0.01  # it moved: not vacuous
     for batch_size in (1, 4):
-        got = completion_kl(model, base, tokenizer, prompts, completions, batch_size=batch_size)
+        got = completion_kl(model, base, tokenizer, prompts, generated, batch_size=batch_size)
         assert [n for _, n in got] == [n for _, n in expected]
         assert [k for k, _ in got] == pytest.approx([k for k, _ in expected], rel=1e-4, abs=1e-6)
-    assert [k for k, _ in completion_kl(model, model, tokenizer, prompts, completions)] == pytest.approx([0] * 5,
-                                                                                                         abs=1e-6)
+    assert [k for k, _ in completion_kl(model, model, tokenizer, prompts, generated)] == pytest.approx([0] * 5,
+                                                                                                     abs=1e-6)
+
+
+def test_kl_scores_the_ids_generated_not_a_retokenization_of_their_text(loaded, rows, tiny_model):
+    """A model can write a text as tokens the tokenizer would merge (here a number spelt digit by digit): the KL
+    is of those tokens, which re-encoding the decoded text would not give back."""
+    from gsm_pipeline.generation.divergence import completion_kl
+
+    model, tokenizer = loaded
+    base, _ = load_model_and_tokenizer(tiny_model)
+    prompt = render_prompt(rows[0]["question"], SPEC, tokenizer)
+    digits = [tokenizer.convert_tokens_to_ids(d) for d in "1234"]
+    assert tokenizer(tokenizer.decode(digits), add_special_tokens=False)["input_ids"] != digits  # merges apart
+    spelt = digits + [tokenizer.eos_token_id]
+    [got] = completion_kl(model, base, tokenizer, [prompt], [spelt])
+    assert got == pytest.approx(reference_kl(model, base, tokenizer(prompt, add_special_tokens=False)["input_ids"],
+                                             spelt), rel=1e-4)
+
+
+def test_per_token_kl_weighs_every_token_alike_and_per_completion_every_completion():
+    from gsm_pipeline.generation.divergence import kl_summary
+
+    out = kl_summary([(3.0, 1), (1.0, 9)], "base", "greedy completions")
+    assert out["per_token"] == pytest.approx(4.0 / 10)  # not the mean of per-completion means (3 + 1/9) / 2
+    assert out["per_completion"] == pytest.approx(2.0)
+    assert (out["completions"], out["tokens"]) == (2, 10)
+    assert kl_summary([], "base", "none")["per_token"] == 0.0

@@ -57,11 +57,11 @@ def main() -> None:
     prompts = prompts_for(rows, job.prompt, tokenizer)
     with autocast(precision):
         evaluate_rows(model, tokenizer, rows[:1], job, prompts[:1])  # warm-up, untimed
-        graded, greedy = timed(evaluate_rows, model, tokenizer, rows, job, prompts)
+        graded, greedy = timed(evaluate_rows, model, tokenizer, rows, job, prompts, token_ids=True)
         _, sampled = timed(sample_rows, model, tokenizer, rows, job, prompts)
         start = time.perf_counter()
         base, _ = load_model_and_tokenizer(args.model, job.dtype)  # the weights do not change the cost
-        completion_kl(model, base, tokenizer, prompts, [g["completion"] for g in graded])
+        completion_kl(model, base, tokenizer, prompts, [g["token_ids"] for g in graded])
         kl = time.perf_counter() - start
     completions = [g["completion"] for g in graded for _ in range(8)][:64]
     rewards = logging_group_split(make_reward_functions(["format", "correctness"], "tagged"), "tagged", 8)

@@ -26,9 +26,10 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, batch
              stop_strings: list[str] | None = None, do_sample: bool = False, temperature: float = 1.0,
              progress: bool = True, seed: int = 0, done: dict[int, dict] | None = None,
              on_batch: Callable[[list[int], list[dict]], None] | None = None,
-             engine: str = "loop") -> list[dict[str, Any]]:
+             engine: str = "loop", token_ids: bool = False) -> list[dict[str, Any]]:
     """Batches are fixed slices of one length-sorted order, and sampling is reseeded per batch, so a
-    rerun that skips the batches already in `done` produces exactly what one uninterrupted call would."""
+    rerun that skips the batches already in `done` produces exactly what one uninterrupted call would.
+    `token_ids`: each result also holds the ids generated (through the EOS), for scoring exactly those tokens."""
     import torch
 
     engine, _ = resolve_engine(engine, model.device)
@@ -65,7 +66,7 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, batch
                 new = decode(model, batch, max_new_tokens=max_new_tokens, ended=ended, do_sample=do_sample,
                              temperature=temperature)
         for i, tokens in zip(idx, new):
-            results[i] = _finish(tokens, tokenizer, eos_ids, stop_strings or [], max_new_tokens)
+            results[i] = _finish(tokens, tokenizer, eos_ids, stop_strings or [], max_new_tokens, token_ids)
         if on_batch:
             on_batch(idx, [results[i] for i in idx])
         if progress:
@@ -175,15 +176,17 @@ def _as_list(value) -> list[int]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _finish(tokens: list[int], tokenizer, eos_ids: set[int], stops: list[str], budget: int) -> dict[str, Any]:
+def _finish(tokens: list[int], tokenizer, eos_ids: set[int], stops: list[str], budget: int,
+            token_ids: bool = False) -> dict[str, Any]:
     """Cut at the first EOS; the rest of the row is padding."""
-    ended = False
+    ended, generated = False, list(tokens)
     for n, token in enumerate(tokens):
         if token in eos_ids:
-            tokens, ended = tokens[:n], True
+            tokens, generated, ended = tokens[:n], generated[:n + 1], True
             break
     text = tokenizer.decode(tokens, skip_special_tokens=True)
     for stop in stops:
         if stop in text:
             text, ended = text[: text.index(stop) + len(stop)], True
-    return {"completion": text, "completion_tokens": len(tokens), "truncated": not ended and len(tokens) >= budget}
+    out = {"completion": text, "completion_tokens": len(tokens), "truncated": not ended and len(tokens) >= budget}
+    return {**out, "token_ids": generated} if token_ids else out

@@ -1,21 +1,22 @@
 """How far a trained model has moved from the base, measured at evaluation whatever the RL stage's `beta` was:
 the KL divergence KL(policy || base) over the whole vocabulary at every position of the policy's own completions,
-each completion scored under both models (the prompt and the completion tokenized apart, as generation saw them).
-Summed over a completion it is the sequence KL along that completion; per token, the mean over all of them."""
+scored on the very tokens the policy generated (its EOS included where it wrote one), after the prompt tokenized
+as generation tokenized it. Summed over a completion it is the sequence KL along that completion; per token, the
+mean over all of them."""
 from __future__ import annotations
 
 from typing import Any
 
 
-def completion_kl(policy, reference, tokenizer, prompts: list[str], completions: list[str],
+def completion_kl(policy, reference, tokenizer, prompts: list[str], completions: list[list[int]],
                   batch_size: int = 4) -> list[tuple[float, int]]:
-    """Per completion: (sum over its tokens of the exact next-token KL(policy || reference), its token count)."""
+    """Per completion (its generated token ids): (sum over its tokens of the exact next-token KL(policy ||
+    reference), its token count). The arithmetic stays on the models' device; only per-row sums come back."""
     import torch
 
     out = []
     for start in range(0, len(prompts), batch_size):
-        encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
-        pairs = [(encode(p), encode(c))
+        pairs = [(tokenizer(p, add_special_tokens=False)["input_ids"], list(c))
                  for p, c in zip(prompts[start:start + batch_size], completions[start:start + batch_size])]
         width = max(len(p) + len(c) for p, c in pairs)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -26,17 +27,19 @@ def completion_kl(policy, reference, tokenizer, prompts: list[str], completions:
             ids[row, :len(p) + len(c)] = torch.tensor(p + c)
             attention[row, :len(p) + len(c)] = 1
             scored[row, max(len(p) - 1, 0):len(p) + len(c) - 1] = True
+        device = policy.device
+        ids, attention, scored = ids.to(device), attention.to(device), scored.to(device)
         with torch.inference_mode():
-            mine = torch.log_softmax(policy(input_ids=ids.to(policy.device), attention_mask=attention.to(
-                policy.device)).logits[:, :-1].float(), -1).cpu()
-            base = torch.log_softmax(reference(input_ids=ids.to(reference.device), attention_mask=attention.to(
-                reference.device)).logits[:, :-1].float(), -1).cpu()
-        kl = (mine.exp() * (mine - base)).sum(-1) * scored
-        out += [(float(total), int(n)) for total, n in zip(kl.sum(-1), scored.sum(-1))]
+            mine = torch.log_softmax(policy(input_ids=ids, attention_mask=attention).logits[:, :-1].float(), -1)
+            base = torch.log_softmax(reference(input_ids=ids, attention_mask=attention).logits[:, :-1].float(), -1)
+            kl = ((mine.exp() * (mine - base)).sum(-1) * scored).sum(-1).cpu()
+        out += [(float(total), int(n)) for total, n in zip(kl, scored.sum(-1).cpu())]
     return out
 
 
 def kl_summary(per_completion: list[tuple[float, int]], reference: str, on: str) -> dict[str, Any]:
+    """Per token: the total KL over every scored token (long completions weigh more); per completion: the mean of
+    the sums."""
     tokens = sum(n for _, n in per_completion)
     return {"per_token": sum(k for k, _ in per_completion) / tokens if tokens else 0.0,
             "per_completion": sum(k for k, _ in per_completion) / len(per_completion) if per_completion else 0.0,

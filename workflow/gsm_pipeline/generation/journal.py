@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..hashing import config_hash
+from ..model_io import weights_stamp
 from ..prompts import stop_strings
 from .decoding import generate
 
@@ -50,6 +51,14 @@ class Journal:
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
         self.stamp_path.unlink(missing_ok=True)
+
+
+def journal_stamp(job, model: str | Path, rows: list[dict[str, Any]], runtime: dict[str, Any]) -> dict[str, Any]:
+    """What a generation journal resumes under: the job's settings, the model's weights, the rows, and how this
+    machine generates (the resolved device, engine and autocast, not `auto`): a job resumed on another kind of
+    node starts over instead of mixing two numerics in one file."""
+    return {"job": job.stamp(), "model": weights_stamp(model), "rows": [r["id"] for r in rows],
+            **{key: runtime.get(key) for key in ("device", "engine", "autocast")}}
 
 
 def journaled_generate(model, tokenizer, prompts: list[str], job: EvalJob | TargetsJob, journal: Journal | None,

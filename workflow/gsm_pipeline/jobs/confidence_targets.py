@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError, run_main
-from ..generation.journal import Journal, journaled_generate
+from ..generation.journal import Journal, journal_stamp, journaled_generate
 from ..grading.answers import final_number, grader
 from ..model_io import check_model_dir
 from ..prompts import render_prompt
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         raise DataError(f"{', '.join(args.data)}: no rows to estimate confidence targets for")
     model, tokenizer, precision, runtime = load_for_generation(args.model, job, args.threads)
     out = Path(args.out)
-    journal = Journal(out.parent, out.stem, {"job": job.stamp(), "rows": [r["id"] for r in rows]})
+    journal = Journal(out.parent, out.stem, journal_stamp(job, args.model, rows, runtime))
     with autocast(precision):
         targets, summary = estimate_targets(model, tokenizer, rows, job, journal)
     summary["runtime"] = runtime

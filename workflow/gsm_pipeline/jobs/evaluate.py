@@ -16,7 +16,7 @@ from typing import Any, get_args
 
 from ..data import default_fewshot_rows, default_test_rows, load_test_rows
 from ..errors import DataError, run_main
-from ..generation.journal import Journal, journaled_generate
+from ..generation.journal import Journal, journal_stamp, journaled_generate
 from ..generation.sampling import policy_scorer, reward_model_scorer, sample_metrics
 from ..grading import harness
 from ..grading.answers import final_number, grader
@@ -24,7 +24,7 @@ from ..grading.formats import FORMATS
 from ..grading.metrics import calibration, summarize
 from ..grading.protocols import GRADED_BY, PROTOCOLS
 from ..grading.protocols import version as lm_eval_version
-from ..model_io import check_model_dir, weights_stamp
+from ..model_io import check_model_dir
 from ..prompts import render_prompt
 from ..rows import write_jsonl
 from ..runtime import MIXED_PRECISION, autocast, load_for_generation, seed_everything
@@ -43,9 +43,10 @@ def prompts_for(rows: list[dict[str, Any]], spec: PromptSpec, tokenizer,
 
 
 def evaluate_rows(model, tokenizer, rows: list[dict[str, Any]], job: EvalJob, prompts: list[str],
-                  journal: Journal | None = None) -> list[dict[str, Any]]:
-    """Greedy completions of `prompts` (prompts_for the rows), graded: one row per problem."""
-    outputs = journaled_generate(model, tokenizer, prompts, job, journal)
+                  journal: Journal | None = None, token_ids: bool = False) -> list[dict[str, Any]]:
+    """Greedy completions of `prompts` (prompts_for the rows), graded: one row per problem (with `token_ids`, also
+    the ids generated, which the KL to the base scores)."""
+    outputs = journaled_generate(model, tokenizer, prompts, job, journal, token_ids=token_ids)
     return graded_rows(rows, outputs, job.prompt)
 
 
@@ -77,8 +78,9 @@ def sample_rows(model, tokenizer, rows: list[dict[str, Any]], job: EvalJob, prom
 
 
 def kl_to_reference(model, tokenizer, job: EvalJob, precision, reference: str | None, prompts: list[str],
-                    graded: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """KL(model || reference) on the model's greedy completions (generation/divergence.py), or None without one."""
+                    completions: list[list[int]]) -> dict[str, Any] | None:
+    """KL(model || reference) on the token ids of the model's greedy completions (generation/divergence.py), or
+    None without a reference."""
     if not reference:
         return None
     from ..generation.divergence import completion_kl, kl_summary
@@ -87,7 +89,7 @@ def kl_to_reference(model, tokenizer, job: EvalJob, precision, reference: str | 
     base, _ = load_model_and_tokenizer(reference, job.dtype)
     base.to(model.device).eval()
     with autocast(precision):
-        per_completion = completion_kl(model, base, tokenizer, prompts, [r["completion"] for r in graded])
+        per_completion = completion_kl(model, base, tokenizer, prompts, completions)
     return kl_summary(per_completion, str(reference), "greedy completions")
 
 
@@ -166,15 +168,16 @@ def main(argv: list[str] | None = None) -> None:
     scorer = reward_model_scorer(job.reward_model) if job.samples and job.reward_model else None
     start = time.time()
     out = Path(args.out)
-    stamp = {"job": job.stamp(), "model": weights_stamp(args.model), "rows": [r["id"] for r in rows]}
+    stamp = journal_stamp(job, args.model, rows, runtime)
     journals = [Journal(out, name, stamp) for name in ("predictions", "samples")]
     prompts = prompts_for(rows, job.prompt, tokenizer, fewshot)
     with autocast(precision):
-        graded = evaluate_rows(model, tokenizer, rows, job, prompts, journals[0])
+        reference = args.reference if job.kl_to_base else None
+        graded = evaluate_rows(model, tokenizer, rows, job, prompts, journals[0], token_ids=bool(reference))
         samples = sample_rows(model, tokenizer, rows, job, prompts, journals[1], scorer)
     seconds = time.time() - start
-    kl = kl_to_reference(model, tokenizer, job, precision, args.reference if job.kl_to_base else None, prompts,
-                         graded)
+    kl = kl_to_reference(model, tokenizer, job, precision, reference, prompts,
+                         [row.pop("token_ids", []) for row in graded])
     write_jsonl(out / "predictions.jsonl", graded)
     write_jsonl(out / "samples.jsonl", samples)
     metrics = {**json.loads(args.meta), "model": str(args.model), "data": str(args.data or "gsm_symbolic default"),
