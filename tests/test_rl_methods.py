@@ -35,10 +35,11 @@ def test_an_rloo_row_trains_with_trls_rloo_trainer_and_the_rows_rewards(tmp_path
     assert math.isfinite(step["loss"])
     assert {"rewards/format_reward/mean", "rewards/correctness_reward/mean"} <= set(step)
     # the training-dynamics keys the report plots, under the registry's names: TRL's own, and the zero-variance
-    # split our rewards log through TRL's log_metric (a part of TRL's frac_reward_zero_std, never more)
+    # share of flat groups and its split, which our rewards log through TRL's log_metric (the split never more)
     logs = methods.RL_METHODS["rloo"].logs
-    assert {logs[q] for q in ("entropy", "clip_ratio", "zero_std_all_correct", "zero_std_all_wrong")} <= set(step)
-    assert step[logs["zero_std_all_correct"]] + step[logs["zero_std_all_wrong"]] <= step["frac_reward_zero_std"]
+    assert {logs[q] for q in ("entropy", "clip_ratio", "reward_std_zero", "zero_std_all_correct",
+                              "zero_std_all_wrong")} <= set(step)
+    assert step[logs["zero_std_all_correct"]] + step[logs["zero_std_all_wrong"]] <= step[logs["reward_std_zero"]]
 
 
 @pytest.mark.parametrize("loss_type, scale_rewards", [("grpo", "group"), ("dr_grpo", "none"), ("dapo", "batch")])

@@ -18,9 +18,10 @@ GROUP_ARGS = {"num_generations": "num_generations", "max_completion_length": "ma
 # group-sampling trainers read. TRL cannot call our loop: `loop` rolls out with TRL's own `model.generate`.
 GROUP_ROLLOUTS = {"loop": {"use_transformers_continuous_batching": False},
                   "continuous": {"use_transformers_continuous_batching": True}}
-# What the report reads from a method's log history -> the key TRL's group-sampling trainers log it under (the
-# zero-variance split is logged by our rewards through TRL's log_metric: grading/rewards.logging_group_split).
-GROUP_LOGS = {"reward": "reward", "reward_std_zero": "frac_reward_zero_std", "completion_length":
+# What the report reads from a method's log history -> the key TRL's group-sampling trainers log it under. The
+# share of flat groups and its split are logged by our rewards through TRL's log_metric, under one definition of
+# flat (grading/rewards.group_split); TRL's own frac_reward_zero_std stays in the history, not on the page.
+GROUP_LOGS = {"reward": "reward", "reward_std_zero": "groups/zero_std", "completion_length":
               "completions/mean_length", "kl": "kl", "reward_parts": "rewards/", "entropy": "entropy",
               "clip_ratio": "clip_ratio/region_mean", "zero_std_all_correct": "groups/zero_std_all_correct",
               "zero_std_all_wrong": "groups/zero_std_all_wrong"}
