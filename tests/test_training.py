@@ -141,6 +141,14 @@ def test_the_stamp_changes_with_the_parent_the_rows_and_the_code_the_job_runs(tm
     data.write_text(data.read_text().replace("What is", "What's"))
     assert run_stamp(job, {"parent": str(parent), "data": str(data)})["inputs"]["data"] != first["inputs"]["data"]
 
+    folder = tmp_path / "ckpt"  # the same run, restarted after a kill, resumes its checkpoint
+    reset_stale_checkpoints(folder, retrained)
+    fake_checkpoint(folder, 3)
+    assert prepare_checkpoints(folder, run_stamp(job, {"parent": str(parent), "data": str(data)})) is None  # rows
+    reset_stale_checkpoints(folder, retrained)
+    fake_checkpoint(folder, 3)
+    assert prepare_checkpoints(folder, retrained) == str(folder / "checkpoint-3")
+
     package = shutil.copytree(sources.PACKAGE_DIR, tmp_path / "gsm_pipeline")  # edit a copy of the code
     monkeypatch.setattr(sources, "PACKAGE_DIR", package)
     sources._local_imports.cache_clear()

@@ -163,6 +163,7 @@ def run_stamp(job: TrainingJob, inputs: dict[str, str | None]) -> dict[str, Any]
 def reset_stale_checkpoints(folder: Path, stamp: dict[str, Any]) -> None:
     """Checkpoints made by another run (any part of the stamp differs) are deleted, saying which part differs; the
     folder is then stamped with this run."""
+    stamp = json.loads(json.dumps(stamp))  # as the file will hold it (tuples become lists)
     if folder.exists():
         old = folder / STAMP
         try:
