@@ -18,16 +18,32 @@ RFT = {"samples": 8, "keep": 2, "max_new_tokens": 40, "batch_size": 32,
        "training_args": {"max_steps": 1, "per_device_train_batch_size": 2}}
 
 
-def test_kept_samples_are_the_correct_ones_distinct_up_to_whitespace_at_most_m_per_question():
-    def s(text, correct):
-        return {"completion": text, "correct": correct}
+def test_kept_samples_are_correct_finished_and_distinct_reasoning_at_most_m_per_question():
+    def s(text, correct, truncated=False):
+        return {"completion": text, "correct": correct, "truncated": truncated}
 
     graded = [[s("a 1", True), s("a  1", True), s("b 1", False), s("c 1", True), s("d 1", True)],
               [s("x", False), s("y", False)],
-              [s("z\n2", True)]]
+              [s("z\n2", True)],
+              [s("Half of 48 is 48 / 2 = 24. So 24", True), s("48/2=24, the answer: 24", True),  # same equation
+               s("2 * 12 = 24 in all", True), s("3 * 8 = 24 then cut", True, truncated=True)]]  # ran out of tokens
     # question 1: "a  1" repeats "a 1"; "b 1" is wrong; m = 2 stops before "d 1"
-    assert train_rft.kept(graded, 2) == [["a 1", "c 1"], [], ["z\n2"]]
-    assert train_rft.kept(graded, 5) == [["a 1", "c 1", "d 1"], [], ["z\n2"]]
+    assert train_rft.kept(graded, 2) == [["a 1", "c 1"], [], ["z\n2"], [graded[3][0]["completion"],
+                                                                         graded[3][2]["completion"]]]
+    assert train_rft.kept(graded, 5)[0] == ["a 1", "c 1", "d 1"]
+    assert len(train_rft.kept(graded, 5)[3]) == 2  # one equation written twice, one sample truncated
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("48 / 2 = 24 and 24 + 6 = 30", ("48/2=24", "24+6=30")),
+    ("<<48/2=24>>24 clips", ("48/2=24",)),
+    ("1,200 * 3 = 3,600.", ("1200*3=3600",)),
+    ("(3 + 4) * 2 = 14", ("(3+4)*2=14",)),
+    ("x = 5 and the total = 7", ()),  # no arithmetic: not an equation
+    ("", ()),
+])
+def test_equations_are_each_equals_sign_with_its_arithmetic_and_its_number(text, expected):
+    assert train_rft.equations(text) == expected
 
 
 def test_an_rft_row_trains_prep_sfts_model_on_its_own_correct_distinct_samples_of_the_rl_questions(tiny_dag, tmp_path,
@@ -69,6 +85,21 @@ def test_an_rft_row_trains_prep_sfts_model_on_its_own_correct_distinct_samples_o
     (prep / "model.safetensors").write_bytes((prep / "model.safetensors").read_bytes())
     train_rft.build_trainer(job, str(prep), str(questions), tmp_path / "ckpt")
     assert "generations already done" not in capfd.readouterr().err
+
+
+def test_with_sft_rows_rft_trains_on_prep_sfts_rows_beside_its_kept_samples(tiny_dag, tmp_path):
+    cfg = validate_config({"experiments": {"x": {"stages": ["prep_sft", "rft"]}},
+                           "stages": {"rft": {**RFT, "with_sft_rows": True}}})
+    job = cfg.stage_job("x", "rft")
+    prep = tiny_dag.root / "results" / tiny_dag.run("tagged", "prep_sft") / "model"
+    data = tiny_dag.root / "results/data"
+    trainer, _, record = train_rft.build_trainer(job, str(prep), str(data / "grpo.jsonl"), tmp_path / "ckpt",
+                                                 sft_rows=str(data / "prep_sft.jsonl"))
+    sft_rows = len((data / "prep_sft.jsonl").read_text().splitlines())
+    assert record["rft"]["sft_rows"] == sft_rows
+    assert len(trainer.train_dataset) == sft_rows + record["rft"]["kept"]
+    off = validate_config({"experiments": {"x": {"stages": ["prep_sft", "rft"]}}, "stages": {"rft": RFT}})
+    assert "with_sft_rows" not in off.stage_job("x", "rft").stamp()  # off: the chains from before it stay
 
 
 def test_rft_is_a_stage_a_row_opts_into_chain_named_after_prep_sft_and_labelled_rft():

@@ -104,3 +104,24 @@ def test_deepspeed_stages_save_a_plain_model_folder_that_trained(tmp_path, tiny_
     # and it trained under DeepSpeed at that stage, as its runtime record says (not plain DDP under that name)
     ran = json.loads((tmp_path / launcher / "log.json").read_text())[0]["runtime"]
     assert (ran["distributed"], ran["zero_stage"], ran["processes"]) == ("DEEPSPEED", int(launcher[-1]), 2)
+
+
+def test_rft_on_two_processes_samples_each_share_once_and_both_train_on_every_kept_sample(tmp_path, tiny_dag):
+    """Each process samples its share of the questions; all of them train on the same kept samples (ranks that
+    kept different numbers would train different numbers of steps and hang at the first collective)."""
+    cfg = validate_config({"experiments": {"x": {"stages": ["prep_sft", "rft"]}}, "stages": {"rft": {
+        "samples": 16, "keep": 2, "max_new_tokens": 40, "batch_size": 32, "launcher": "ddp", "processes": 2,
+        "training_args": {"num_train_epochs": 1, "per_device_train_batch_size": 1, "save_steps": 100,
+                          "gradient_accumulation_steps": 1}}}})
+    prep = tiny_dag.root / "results" / tiny_dag.run("tagged", "prep_sft") / "model"
+    questions = tiny_dag.root / "results/data/grpo.jsonl"
+    out = tmp_path / "rft"
+    accelerate("ddp", 2, "-m", "gsm_pipeline.jobs.train_rft", "--config", cfg.stage_job("x", "rft").as_json(),
+               "--parent", str(prep), "--data", str(questions), "--out", str(out / "model"),
+               "--checkpoints", str(out / "checkpoints"), "--log-history", str(out / "log.json"), "--threads", "1")
+    history = json.loads((out / "log.json").read_text())
+    ran = history[0]["runtime"]
+    assert ran["processes"] == 2 and ran["rft"]["sampled"] == 16 * len(questions.read_text().splitlines())
+    kept = ran["rft"]["kept"]
+    assert kept > 0
+    assert max(h["step"] for h in history if "loss" in h) == math.ceil(kept / 2)  # every kept sample, split in two

@@ -102,13 +102,15 @@ def confidence_model():
 
 def training_inputs(stage):
     """Inputs of a training stage: its parent model, its data split, its job's code and, for the SFT of a confidence
-    row, the measured confidence targets."""
+    row, the measured confidence targets; for an RFT stage with_sft_rows, prep SFT's rows."""
     def inputs(wildcards):
         plan = planned(stage, wildcards)
         files = {"parent": plan.parent_model, "data": f"results/data/{STAGES[stage].data}.jsonl",
                  "code": code(JOBS[STAGES[stage].kind])}
         if plan.targets:
             files["targets"] = plan.targets
+        if getattr(plan.job, "with_sft_rows", False):
+            files["sft_rows"] = f"results/data/{STAGES['prep_sft'].data}.jsonl"
         return files
     inputs.__name__ = f"{stage}_inputs"
     return inputs
@@ -152,7 +154,9 @@ def gpus(stage):
 
 
 def targets_flag(wildcards, input):
-    return f"--confidence-targets {shlex.quote(input.targets)}" if "targets" in input.keys() else ""
+    """The inputs only some stages read, as their jobs' flags: confidence targets, prep SFT's rows."""
+    flags = {"targets": "--confidence-targets", "sft_rows": "--sft-rows"}
+    return " ".join(f"{flag} {shlex.quote(input[name])}" for name, flag in flags.items() if name in input.keys())
 
 
 def eval_outputs(name="metrics.json"):

@@ -9,6 +9,7 @@ rule rft:
     params:
         job=training_job("rft"),
         checkpoints=checkpoints_dir,
+        targets=targets_flag,
         launch=launch("rft"),
     threads: workflow.cores
     resources:
@@ -22,4 +23,4 @@ rule rft:
     shell:
         "{params.launch} -m gsm_pipeline.jobs.train_rft --config {params.job} --parent {input.parent:q} --data {input.data:q} "
         "--out {output.model:q} --checkpoints {params.checkpoints:q} --log-history {output.log_history:q} "
-        "--threads {threads} > {log:q} 2>&1"
+        "{params.targets} --threads {threads} > {log:q} 2>&1"

@@ -102,6 +102,9 @@ class RFTStageConfig(SFTStageConfig):
     temperature: float = Field(1.0, gt=0, description="Sampling temperature")
     max_new_tokens: int = Field(192, ge=8, description="Longest sampled completion in tokens")
     batch_size: int = Field(32, ge=1, description="Completions generated together")
+    with_sft_rows: bool = Field(False, description="Also train on prep SFT's rows, as Yuan et al. train on the SFT "
+                                                   "data with the samples (here the model starts from prep SFT, "
+                                                   "which has trained on them once already)")
 
 
 class GRPOStageConfig(TrainingStageConfig):
@@ -149,6 +152,13 @@ class RFTJob(RFTStageConfig, GenerationConfig, TrainingJob):
     """The RFT stage's job: it samples through the one generation engine (generation.engine), then trains as SFT."""
     stage: Literal["rft"] = "rft"
     completion_only_loss: bool = Field(True, description="Mask the prompt out of the loss")
+
+    def stamp(self) -> dict[str, Any]:
+        """Without with_sft_rows when off, so RFT chains from before the option keep their names."""
+        out = super().stamp()
+        if not out.get("with_sft_rows"):
+            out.pop("with_sft_rows", None)
+        return out
 
     def trainer_fixed(self) -> dict[str, Any]:
         return {"max_length": self.max_length, "completion_only_loss": self.completion_only_loss}
