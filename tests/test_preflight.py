@@ -69,11 +69,26 @@ def test_checkpoint_steps_that_never_come_are_refused_naming_where_they_are_set(
                                                                       "training_args": {"save_strategy": "no"}}}})))
 
 
-def test_an_rl_stage_needs_prompts_for_one_generation_batch():
-    message = refused({"data": {"grpo_size": 1}, "stages": {"grpo": {"training_args": {
-        "per_device_train_batch_size": 16, "gradient_accumulation_steps": 1}}}})
+def test_an_rl_stage_needs_prompts_for_one_generation_batch_and_no_more():
+    grpo = {"grpo": {"num_generations": 8, "training_args": {"per_device_train_batch_size": 16,
+                                                             "gradient_accumulation_steps": 1}}}
+    message = refused({"data": {"grpo_size": 1}, "stages": grpo})
     assert message.startswith("data.grpo_size: 1 prompts are fewer than one generation batch needs (max_steps 6; "
                               "1 prompts / 2 per generation")
+    # a generation batch of 16 completions is 2 prompts of 8: two prompts are enough
+    preflight(validate_config(default_merged({"data": {"grpo_size": 2}, "stages": grpo})))
+
+
+def test_an_rft_curve_step_past_what_its_kept_samples_could_train_is_refused_before_sampling():
+    """RFT's rows are the samples it keeps, known after sampling; but it keeps at most `keep` per question, so a
+    step past that bound can never come: refused at the dry-run, not after minutes of sampling."""
+    row = {"experiments": {"r": {"stages": ["prep_sft", "rft"]}}}
+    message = refused(row, {"stages": {"rft": {"eval_checkpoints": [40]}}})
+    assert message.startswith("stages.rft.eval_checkpoints: step 40 is not before the stage's last step (at most "
+                              "32 optimizer steps: 64 questions x at most 4 kept samples = 256 rows")
+    assert refused(row, {"stages": {"rft": {"training_args": {"save_steps": 33}}}}).startswith(
+        "stages.rft.training_args.save_steps: 33 is past the stage's last step (at most 32 optimizer steps")
+    preflight(validate_config(default_merged(row, {"stages": {"rft": {"eval_checkpoints": [31]}}})))
 
 
 @pytest.mark.parametrize("section, key, value", [
@@ -118,7 +133,9 @@ def test_stage_lengths_are_what_the_trainers_count(tmp_path, tiny_model):
                        "max_steps": -1}, {"num_generations": 2}),
              ("grpo", {"per_device_train_batch_size": 6, "gradient_accumulation_steps": 1, "num_iterations": 2,
                        "num_train_epochs": 1, "max_steps": -1}, {"num_generations": 3, "rl": "rloo"}),
-             ("full_sft", {"per_device_train_batch_size": 2, "max_steps": 7}, {})]
+             ("full_sft", {"per_device_train_batch_size": 2, "max_steps": 7}, {}),
+             ("prep_sft", {"per_device_train_batch_size": 4, "gradient_accumulation_steps": 2,  # the short batch
+                           "num_train_epochs": 3, "dataloader_drop_last": True}, {})]  # dropped: 1 step per epoch
     for stage, args, extra in cases:
         rl = extra.pop("rl", "grpo")
         cfg = validate_config({"data": {"prep_sft_size": 11, "full_sft_size": 11, "grpo_size": 11},
@@ -137,8 +154,8 @@ def test_stage_lengths_are_what_the_trainers_count(tmp_path, tiny_model):
 def test_gpu_presets_plan_stages_whose_curve_and_save_steps_fit_through_the_workflows_own_merge(preset):
     overlay = load_config_file(preset)
     planned = preflight(validate_config(default_merged(overlay)))
-    # every stage's length is counted, but RFT's: its rows are the samples it keeps, known once it has sampled
-    assert all((p.length is None) == (STAGES[p.stage].kind == "rft") for p in planned)
+    # every stage's length is counted; RFT's as a bound: its rows are the samples it keeps, at most keep a question
+    assert all(p.length is not None and p.length.bound == (STAGES[p.stage].kind == "rft") for p in planned)
     # a preset states every setting its stages' length and memory depend on, rather than inheriting the CPU default's
     for stage, section in overlay["stages"].items():
         stated = {*section, *section["training_args"]}

@@ -9,7 +9,7 @@ each key on its own; this checks what only the whole job, built, can tell.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .config import PipelineConfig
@@ -56,9 +56,15 @@ def planned_stages(cfg: PipelineConfig) -> list[PlannedStage]:
         job = cfg.stage_job(name, stage)
         facts = planned_config(job, lambda key, n=name, s=stage: key_path(cfg, n, s, key))
         rows = getattr(cfg.data, f"{STAGES[stage].data}_size")
-        # RFT trains on the samples it keeps, known only once it has sampled: its length is the job's to count
-        counted = facts and STAGES[stage].kind != "rft"
-        length = stage_length(facts, rows, job.process_count(), rl=is_rl(stage)) if counted else None
+        # RFT trains on the samples it keeps, known once it has sampled: at most `keep` (and `samples`) per question
+        rft = STAGES[stage].kind == "rft"
+        trained = rows * min(job.samples, job.keep) + (cfg.data.prep_sft_size if job.with_sft_rows else 0) \
+            if rft else rows
+        length = stage_length(facts, trained, job.process_count(), rl=is_rl(stage), bound=rft) if facts else None
+        if rft and length:
+            extra = f" + {cfg.data.prep_sft_size} prep SFT rows" if job.with_sft_rows else ""
+            length = replace(length, how=f"{rows} questions x at most {min(job.samples, job.keep)} kept samples"
+                                         f"{extra} = {length.how}")
         targets = (f"results/confidence_targets/{prompt_key(job.prompt)}.jsonl"
                    if job.prompt.confidence and STAGES[stage].kind == "sft" else None)
         parent = model_dir(cfg, name, cfg.experiment(name).parent_of(stage))
@@ -80,14 +86,12 @@ def check_lengths(cfg: PipelineConfig, planned: list[PlannedStage]) -> None:
                         for key in ("eval_checkpoints", "training_args.save_steps"))
         if late:
             raise ConfigError(f"{curve}: step {late[0]} is not before the stage's last step "
-                              f"({p.length.steps} optimizer steps: {p.length.how}), which the stage's own "
-                              "evaluation covers")
+                              f"({p.length.words()}), which the stage's own evaluation covers")
         save = p.job.training_args.get("save_steps")
         if p.facts["save_strategy"] == "steps" and isinstance(save, int) and save > p.length.steps:
-            raise ConfigError(f"{saves}: {save} is past the stage's last step "
-                              f"({p.length.steps} optimizer steps: {p.length.how}), so it would never checkpoint "
-                              f"and a crash would restart it from step 0; use at most {p.length.steps}, or "
-                              "save_strategy: 'no'")
+            raise ConfigError(f"{saves}: {save} is past the stage's last step ({p.length.words()}), so it would "
+                              f"never checkpoint and a crash would restart it from step 0; use at most "
+                              f"{p.length.steps}, or save_strategy: 'no'")
 
 
 def preflight(cfg: PipelineConfig) -> list[PlannedStage]:
@@ -107,8 +111,7 @@ def describe(planned: list[PlannedStage]) -> list[str]:
         if f:
             settings.update({k: f[k] for k in ("per_device_train_batch_size", "gradient_accumulation_steps")})
         shown = ", ".join(f"{k}={v}" for k, v in settings.items())
-        unknown = ("its rows are the correct samples it keeps" if STAGES[p.stage].kind == "rft" else
-                   "packed rows, or TRL not installed here")
-        steps = f"{p.length.steps} steps ({p.length.how})" if p.length else f"steps unknown before the job ({unknown})"
+        steps = (f"{'at most ' if p.length.bound else ''}{p.length.steps} steps ({p.length.how})" if p.length
+                 else "steps unknown before the job (packed rows, or TRL not installed here)")
         lines.append(f"{p.run} ({p.experiment} {p.stage}): {steps}; {shown}")
     return lines
