@@ -100,6 +100,26 @@ def test_each_test_row_gets_five_worked_examples_drawn_as_lm_eval_draws_them():
     assert len(set(contexts)) == 3
 
 
+def test_prepared_rows_are_put_to_the_model_as_lm_eval_puts_its_own_files(tmp_path):
+    """The rows data preparation writes (answer '8', the worked solution apart) give the very prompts lm-eval
+    builds when it loads the source files itself: the worked examples keep their working out and calculator
+    annotations, and nothing of this project's mapping of rows to documents is on lm-eval's side."""
+    from conftest import write_jsonl
+    from gsm_pipeline.data import load_test_rows
+
+    raw = [{"question": r["question"], "answer": r["answer"].replace(" = ", " = <<calc>>")}
+           for r in arithmetic_rows(40, seed=1)]
+    train, test = write_jsonl(tmp_path / "train.jsonl", raw[:30]), write_jsonl(tmp_path / "test.jsonl", raw[30:])
+    pool, rows = load_test_rows(train), load_test_rows(test)
+    assert all(r["answer"] != r["solution"] for r in pool)  # prepared: the final number apart from the working
+    ours = harness.contexts("lm-eval-gsm8k", rows, pool)
+    task = harness.task_from_files("lm-eval-gsm8k", str(test), str(train))
+    task.build_all_requests(limit=None, rank=0, world_size=1)
+    theirs = {inst.doc_id: inst.args[0] for inst in task.instances}
+    assert ours == [theirs[i] for i in range(len(rows))]
+    assert "<<calc>>" in ours[0] and ours[0].count("####") == 5
+
+
 def test_an_experiment_evaluates_under_a_protocol_and_a_prompt_setting_cannot_change_it():
     cfg = validate_config({"experiments": {"x": {"answer_format": "gsm8k", "eval_protocols": ["lm-eval-gsm8k"]}}})
     assert "lm-eval-gsm8k" in cfg.prompts() and cfg.prompts()["lm-eval-gsm8k"].protocol == "lm-eval-gsm8k"

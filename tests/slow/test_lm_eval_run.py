@@ -1,6 +1,6 @@
-"""lm-evaluation-harness run by itself (its Hugging Face backend, offline) on the tiny DAG's models equals this
-project's evaluation under lm-eval's gsm8k protocol: the same prompts, the same greedy responses, the same verdicts
-and scores (fp32, the same token budget)."""
+"""lm-evaluation-harness run by itself (its Hugging Face backend, offline, loading the source files itself) on the
+tiny DAG's models equals this project's evaluation under lm-eval's gsm8k protocol: the same prompts, the same greedy
+responses, the same verdicts and scores (fp32, the same token budget)."""
 import json
 import subprocess
 
@@ -10,16 +10,19 @@ import yaml
 pytestmark = pytest.mark.slow
 
 
-def lm_eval_run(dag, model, out, *extra: str) -> dict:
-    data = dag.root / "results/data"
-    done = subprocess.run(["gsm-pipeline", "lm-eval", "--model", str(model), "--data", str(data / "test/test.jsonl"),
-                           "--fewshot", str(data / "fewshot.jsonl"), "--max-new-tokens", "40", "--out", str(out),
+def lm_eval_run(data, model, out, *extra: str) -> dict:
+    """The command on the DAG's source files (GSM8K-format), which lm-eval loads itself."""
+    done = subprocess.run(["gsm-pipeline", "lm-eval", "--model", str(model), "--data", str(data / "test.jsonl"),
+                           "--fewshot", str(data / "train.jsonl"), "--max-new-tokens", "40", "--out", str(out),
                            *extra], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads((out / "lm_eval.json").read_text())
+    record = json.loads((out / "lm_eval.json").read_text())
+    assert record["documents"] == "loaded by lm-eval from the files"
+    return record
 
 
-def test_the_dags_base_evaluation_under_the_protocol_is_lm_evals_own_on_the_same_model(tiny_dag, tmp_path):
+def test_the_dags_base_evaluation_under_the_protocol_is_lm_evals_own_on_the_same_model(tiny_dag, tiny_data,
+                                                                                        tmp_path):
     overlay = yaml.safe_load((tiny_dag.root / "tiny.yaml").read_text())
     overlay.setdefault("experiments", {}).setdefault("tagged", {})["eval_protocols"] = ["lm-eval-gsm8k"]
     tiny_dag.write_config(overlay, name="protocol.yaml")
@@ -28,7 +31,7 @@ def test_the_dags_base_evaluation_under_the_protocol_is_lm_evals_own_on_the_same
     ours = [json.loads(line) for line in (tiny_dag.root / target).read_text().splitlines()]
     metrics = json.loads((tiny_dag.root / target).with_name("metrics.json").read_text())
 
-    record = lm_eval_run(tiny_dag, tiny_dag.root / "resources/model", tmp_path / "base", "--batch-size", "8")
+    record = lm_eval_run(tiny_data, tiny_dag.root / "resources/model", tmp_path / "base", "--batch-size", "8")
     assert record["documents_differing"] == 0, record["differences"]
     assert record["limit"] == len(ours) == metrics["n"]
     theirs = [json.loads(line) for line in (tmp_path / "base/predictions.jsonl").read_text().splitlines()]
@@ -37,9 +40,10 @@ def test_the_dags_base_evaluation_under_the_protocol_is_lm_evals_own_on_the_same
                                  "flexible-extract": metrics["accuracy_lmeval_flexible"]}
 
 
-def test_on_a_trained_model_that_writes_numbers_both_runs_agree_document_by_document(tiny_dag, tmp_path):
+def test_on_a_trained_model_that_writes_numbers_both_runs_agree_document_by_document(tiny_dag, tiny_data,
+                                                                                     tmp_path):
     model = tiny_dag.root / "results" / tiny_dag.run("tagged", "prep_sft") / "model"
-    record = lm_eval_run(tiny_dag, model, tmp_path / "prep", "--limit", "6")
+    record = lm_eval_run(tiny_data, model, tmp_path / "prep", "--limit", "6")
     assert record["documents_differing"] == 0, record["differences"]
     assert record["limit"] == 6 and record["lm_eval"] == record["ours"]
     completions = [json.loads(line)["completion"] for line in (tmp_path / "prep/predictions.jsonl").open()]

@@ -48,6 +48,27 @@ def build_task(protocol: str, rows: list[dict[str, Any]], fewshot_rows: list[dic
     return task
 
 
+def task_from_files(protocol: str, test_file: str, fewshot_file: str):
+    """lm-eval's task as lm-eval itself loads it, over GSM8K-format JSONL files (question, answer '... #### N'): its
+    own YAML loader, its dataset loading and its document fields, so nothing of this project's row mapping
+    (`document`) is in it. The independent side of `gsm-pipeline lm-eval`."""
+    from importlib import resources
+
+    from lm_eval.api.task import ConfigurableTask
+    from lm_eval.defaults import DEFAULT_OTHER_SEED
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    from .protocols import PROTOCOLS
+
+    config = load_yaml(resources.files("lm_eval") / "tasks" / PROTOCOLS[protocol].task_file)
+    files = {config["test_split"]: str(test_file), config["fewshot_split"]: str(fewshot_file)}
+    with _quiet():
+        task = ConfigurableTask(config={**config, "dataset_path": "json", "dataset_name": None,
+                                        "dataset_kwargs": {"data_files": files}})
+    task.set_fewshot_seed(DEFAULT_OTHER_SEED)
+    return task
+
+
 def shots(protocol: str) -> int:
     return task_config(protocol).get("num_fewshot") or 0
 

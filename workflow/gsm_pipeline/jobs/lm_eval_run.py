@@ -1,12 +1,15 @@
 """An independent run: lm-evaluation-harness itself (its Hugging Face backend, offline, on a local model folder) on a
-protocol's task over our test rows, beside this project's own evaluation of the same model under the same protocol.
+protocol's task, beside this project's own evaluation of the same model under the same protocol.
 
-    gsm-pipeline lm-eval --model results/base/model --data results/data/test/gsm8k.jsonl \\
-        --fewshot results/data/fewshot.jsonl --limit 50 --out results/lm_eval/base
+    gsm-pipeline lm-eval --model resources/model --data gsm8k/test.jsonl --fewshot gsm8k/train.jsonl \
+        --limit 50 --out results/lm_eval/base
 
-Both runs see the same documents (the first `limit` test rows) and worked examples, decode greedily with the same
-token budget and dtype; lm_eval.json records both scores per grader, and every document where the prompts, the
-responses or the verdicts differ; predictions.jsonl holds our graded rows.
+Given GSM8K-format files (question, answer '... #### N'), lm-eval loads them itself while this project reads them
+through its own data preparation, so the prompts check this project's mapping of rows to lm-eval's documents too;
+given prepared rows (results/data/...), both sides share that mapping. Both runs see the same documents (the first
+`limit` test rows) and worked examples, decode greedily with the same token budget and dtype; lm_eval.json records
+both scores per grader, and every document where the prompts, the responses or the verdicts differ;
+predictions.jsonl holds our graded rows.
 """
 from __future__ import annotations
 
@@ -29,14 +32,15 @@ from ..tasks import DEFAULT_TASK
 from .evaluate import evaluate_rows, prompts_for
 
 
-def run_lm_eval(model_dir: str, task, job: EvalJob, device: str) -> list[dict[str, Any]]:
-    """lm-eval's own run, per document in order: its context, its response, and each filter's verdict (in FILTERS'
-    order). Greedy as the task says, with our token budget in place of lm-eval's default of 256."""
+def run_lm_eval(model_dir: str, task, job: EvalJob, device: str, limit: int) -> list[dict[str, Any]]:
+    """lm-eval's own run on its first `limit` documents, per document in order: its context, its response, and each
+    filter's verdict (in FILTERS' order). Greedy as the task says, with our token budget in place of lm-eval's
+    default of 256."""
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
 
     lm = HFLM(pretrained=model_dir, dtype=job.dtype, device=device, batch_size=job.batch_size)
-    out = simple_evaluate(model=lm, tasks=[task], log_samples=True, bootstrap_iters=0,
+    out = simple_evaluate(model=lm, tasks=[task], log_samples=True, bootstrap_iters=0, limit=limit,
                           gen_kwargs={"max_gen_toks": job.max_new_tokens})
     docs: dict[int, dict[str, Any]] = {}
     for sample in out["samples"][task.config.task]:  # one per document and filter
@@ -44,6 +48,13 @@ def run_lm_eval(model_dir: str, task, job: EvalJob, device: str) -> list[dict[st
                                                  "response": sample["resps"][0][0], "verdicts": {}})
         doc["verdicts"][sample["filter"]] = bool(sample["exact_match"])
     return [{**docs[i], "verdicts": [docs[i]["verdicts"][name] for name in FILTERS]} for i in sorted(docs)]
+
+
+def is_raw(path: str) -> bool:
+    """A GSM8K-format file (question, answer '... #### N'), not rows this project prepared (which carry ids)."""
+    from ..rows import read_jsonl
+
+    return not any("id" in row for _, row in read_jsonl(path))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -77,7 +88,11 @@ def main(argv: list[str] | None = None) -> None:
     with autocast(precision):
         ours = evaluate_rows(model, tokenizer, rows, job, prompts)
     del model
-    theirs = run_lm_eval(args.model, harness.build_task(args.protocol, rows, fewshot), job, runtime["device"])
+    # GSM8K-format files: lm-eval loads them itself, so its documents check our mapping of rows to documents
+    independent = is_raw(args.data) and is_raw(args.fewshot)
+    task = (harness.task_from_files(args.protocol, args.data, args.fewshot) if independent
+            else harness.build_task(args.protocol, rows, fewshot))
+    theirs = run_lm_eval(args.model, task, job, runtime["device"], len(rows))
     until = stop_strings(args.protocol)
     differences = []
     for i, (row, mine, prompt, their) in enumerate(zip(rows, ours, prompts, theirs)):
@@ -92,6 +107,9 @@ def main(argv: list[str] | None = None) -> None:
     theirs_summary = {name: sum(t["verdicts"][k] for t in theirs) / len(theirs) for k, name in enumerate(FILTERS)}
     mine_summary = summarize(ours)
     record = {"protocol": args.protocol, "lm_eval_version": version(), "model": args.model, "data": args.data,
+              "documents": ("loaded by lm-eval from the files" if independent else
+                            "this project's prepared rows, mapped by this project (give GSM8K-format files for a "
+                            "check of that mapping)"),
               "limit": len(rows), "max_new_tokens": job.max_new_tokens, "dtype": job.dtype, "runtime": runtime,
               "lm_eval": theirs_summary,
               "ours": {name: mine_summary[f"accuracy_{ours}"] for name, ours in FILTERS.items()},
