@@ -118,6 +118,15 @@ class ExperimentConfig(Strict):
             raise ValueError("needs at least one reward")
         return v
 
+    @field_validator("stages", "rewards", "eval_chat_template", "eval_answer_format", "eval_protocols")
+    @classmethod
+    def _once_each(cls, v: list[Any]) -> list[Any]:
+        """A value twice would run a stage twice into one folder, or weigh a reward double, without a word."""
+        twice = next((x for i, x in enumerate(v) if x in v[:i]), None)
+        if twice is not None:
+            raise ValueError(f"{twice} is listed twice")
+        return v
+
     @field_validator("chat_template_kwargs")
     @classmethod
     def _own_arguments(cls, v: dict[str, Any]) -> dict[str, Any]:
@@ -210,6 +219,13 @@ class PipelineConfig(Strict):
         from .tasks import get_task
 
         for name, exp in self.experiments.items():
+            for stage in exp.overrides:  # an override of a stage the row never runs changes nothing, silently
+                if stage not in exp.stages:
+                    swept = [k for k in exp.swept if k.startswith(f"overrides.{stage}.")]
+                    where = (f"experiments.{exp.variant_of}.sweep: {swept[0]}" if swept else
+                             f"experiments.{exp.variant_of or name}.overrides.{stage}")
+                    raise ValueError(f"{where}: the row does not run {stage} (its stages: "
+                                     f"{', '.join(exp.stages) or 'none'})")
             if exp.train_data == "socratic" and not get_task(self.data.source).SOCRATIC:
                 raise ValueError(f"experiments.{name}.train_data: socratic answers need a task that has them "
                                  f"(data.source gsm8k), not {self.data.source!r}")
@@ -224,7 +240,39 @@ class PipelineConfig(Strict):
                 except ValidationError as exc:
                     msg = exc.errors()[0]["msg"].removeprefix("Value error, ")
                     raise ValueError(f"experiments.{name} ({stage}): {msg}") from None
+            if RL_STAGE in exp.stages:
+                self._reward_weights_fit(name, exp)
+        self._sweeps_change_something()
         return self
+
+    def _reward_weights_fit(self, name: str, exp: ExperimentConfig) -> None:
+        """TRL refuses weights that do not match the rewards only when it builds the RL trainer, after SFT."""
+        weights = self.stage_config(name, RL_STAGE)["training_args"].get("reward_weights")
+        if isinstance(weights, list) and len(weights) != len(exp.rewards):
+            own = "reward_weights" in exp.overrides.get(RL_STAGE, {}).get("training_args", {})
+            where = f"experiments.{name}.overrides" if own else "stages"
+            raise ValueError(f"{where}.{RL_STAGE}.training_args.reward_weights: {len(weights)} weight"
+                             f"{'' if len(weights) == 1 else 's'} for the {len(exp.rewards)} rewards of "
+                             f"experiments.{name} ({', '.join(exp.rewards)})")
+
+    def _sweeps_change_something(self) -> None:
+        """Two rows of one sweep that would train and evaluate exactly alike (a swept key no stage of the row reads,
+        e.g. lora.r under finetune: full) are one experiment under two names."""
+        import json
+
+        seen: dict[str, str] = {}
+        for name, exp in self.experiments.items():
+            if not exp.variant_of:
+                continue
+            plan = json.dumps([exp.variant_of, [self.stage_job(name, st).stamp() for st in exp.stages],
+                               [s.model_dump() for s in exp.eval_specs(self.data.source)]], sort_keys=True,
+                              default=str)
+            if plan in seen:
+                other = self.experiments[seen[plan]]
+                keys = [k for k in exp.swept if exp.swept[k] != other.swept.get(k)]
+                raise ValueError(f"experiments.{exp.variant_of}.sweep: {', '.join(keys)} changes nothing rows "
+                                 f"{seen[plan]} and {name} run")
+            seen[plan] = name
 
     @staticmethod
     def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

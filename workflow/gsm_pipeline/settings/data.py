@@ -34,6 +34,11 @@ class DataConfig(Strict):
     def _files_for_jsonl(self) -> "DataConfig":
         if self.source == "jsonl" and not (self.train_file and self.test_file):
             raise ValueError("source 'jsonl' needs data.train_file and data.test_file")
+        # a file only another task reads would be ignored without a word, and the run train on other data
+        for key, reader in (("train_file", "jsonl"), ("test_file", "jsonl"), ("gsm8k_path", "gsm8k")):
+            if getattr(self, key) is not None and self.source != reader:
+                raise ValueError(f"key 'data.{key}': read only by data.source {reader} (the source is "
+                                 f"{self.source})")
         for name in self.extra_test_files:
             if not is_name(name) or name in self.source_test_sets():
                 raise ValueError(f"extra_test_files: {name!r} must match {NAME_PATTERN} and not repeat a built-in set")

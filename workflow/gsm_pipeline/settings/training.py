@@ -106,6 +106,15 @@ class RFTStageConfig(SFTStageConfig):
                                                    "data with the samples (here the model starts from prep SFT, "
                                                    "which has trained on them once already)")
 
+    @model_validator(mode="after")
+    def _keep_and_length_fit(self) -> "RFTStageConfig":
+        if self.keep > self.samples:
+            raise ValueError(f"keep: {self.keep} is more than samples ({self.samples}) can give")
+        if self.max_new_tokens >= self.max_length:
+            raise ValueError(f"max_new_tokens: {self.max_new_tokens} does not fit in max_length ({self.max_length}) "
+                             "with its prompt: kept samples would lose their answers to truncation")
+        return self
+
 
 class GRPOStageConfig(TrainingStageConfig):
     num_generations: int = Field(8, ge=2, description="Completions per prompt (the group)")

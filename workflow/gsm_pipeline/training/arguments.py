@@ -113,18 +113,24 @@ def planned_config(job, locate: Locate) -> dict[str, Any] | None:
             raise ConfigError(f"{locate('lora')}: peft.LoraConfig refuses it: {error}")
     verdict = _verdict(name, kwargs, processes)
     if verdict["error"]:
-        raise ConfigError(_refusal(job, name, processes, verdict["error"], locate))
+        raise ConfigError(_refusal(job, name, processes, verdict, locate))
     return verdict["facts"]
 
 
-def _refusal(job, name: str, processes: int, message: str, locate: Locate) -> str:
-    """Name the settings TRL's message mentions (a generation batch it derived: the batch settings behind it)."""
+def _refusal(job, name: str, processes: int, verdict: dict[str, Any], locate: Locate) -> str:
+    """Name the settings the message mentions (a generation batch TRL derived: the batch settings behind it; a
+    generation setting: the key, or the generation_kwargs it is in)."""
+    message = verdict["error"]
     words = set(re.findall(r"[a-z_]+", message))
     if "generation_batch_size" in words and "generation_batch_size" not in job.training_args:
         words |= {"per_device_train_batch_size", "gradient_accumulation_steps", "steps_per_generation"}
+    if words & set(job.training_args.get("generation_kwargs") or {}):
+        words.add("generation_kwargs")
     keys = [locate(f"training_args.{k}") for k in job.training_args if k in words]
     keys += [locate(k) for k in job.trainer_fixed() if k in words]
     named = ", ".join(keys) or locate("training_args")
+    if verdict.get("by") == "generation":
+        return f"{named}: transformers refuses the RL stage's generation settings: {message}"
     plural = "process" if processes == 1 else "processes"
     return f"{named}: {name} refuses this stage's settings with {processes} {plural}: {message}"
 
@@ -160,7 +166,38 @@ def _build(target: str, kwargs: dict[str, Any], processes: int) -> dict[str, Any
             warnings.simplefilter("ignore")  # deprecation notes belong to the job's log, not the dry-run
             built = cls(**({"output_dir": "checkpoints"} if hasattr(cls, "world_size") else {}), **kwargs)
     except (TypeError, ValueError) as exc:
-        text = str(exc).strip()
-        return {"error": text.splitlines()[0] if text else type(exc).__name__, "facts": None}
+        return {"error": _first_line(exc), "facts": None}
+    if hasattr(built, "num_generations"):  # an RL config: its rollouts' generation settings too
+        error = rollout_generation_error(built)
+        if error:
+            return {"error": error, "facts": None, "by": "generation"}
     facts = {k: getattr(built, k, None) for k in FACTS}
     return {"error": None, "facts": {k: v.value if isinstance(v, enum.Enum) else v for k, v in facts.items()}}
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def rollout_generation_error(built) -> str | None:
+    """What transformers says of the rollouts' generation settings, built as TRL's group-sampling trainers build
+    them (their own sampling fields, then generation_kwargs over them) and run for one token on a throwaway
+    one-layer model: a value transformers refuses (top_k: -1) is named now, not at the first rollout."""
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    own = {k: getattr(built, k) for k in ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
+           if getattr(built, k, None) is not None}
+    kwargs = {**own, **(getattr(built, "generation_kwargs", None) or {}), "do_sample": True, "max_new_tokens": 1}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            config = GenerationConfig(**kwargs, pad_token_id=0, eos_token_id=1)
+            model = LlamaForCausalLM(LlamaConfig(vocab_size=16, hidden_size=8, intermediate_size=16,
+                                                 num_hidden_layers=1, num_attention_heads=1, num_key_value_heads=1))
+            model.generate(torch.tensor([[2, 3]]), attention_mask=torch.ones(1, 2, dtype=torch.long),
+                           generation_config=config)
+    except (TypeError, ValueError) as exc:
+        return _first_line(exc)
+    return None

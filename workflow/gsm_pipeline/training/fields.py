@@ -54,6 +54,8 @@ RANGES: dict[str, tuple[typing.Callable[[float], bool], str]] = {
     "adam_beta2": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "adam_epsilon": (lambda v: v > 0, "> 0"),
     "save_steps": (lambda v: v > 0, "> 0"),
+    "steps_per_generation": (lambda v: v >= 1, ">= 1"),
+    "generation_batch_size": (lambda v: v >= 1, ">= 1"),
     "logging_steps": (lambda v: v > 0, "> 0"),
     "save_total_limit": (lambda v: v >= 1, ">= 1"),
     "num_iterations": (lambda v: v >= 1, ">= 1"),
@@ -176,9 +178,10 @@ def check_training_args(where: str, stage: str, args: dict[str, Any],
     if table is None:
         tables = installed_tables()
         table = tables.get(config) if tables else None
-    reserved = dict(RESERVED_ARGS)
+    reserved, choices, generation = dict(RESERVED_ARGS), {}, {}
     if STAGES[stage].kind == "rl":
         method = RL_METHODS[rl]
+        choices, generation = method.choices, method.generation
         reserved.update({arg: f"stages.{{stage}}.{key}" for key, arg in method.stage_args.items()})
         reserved.update({arg: f"nothing: the RL method {rl} sets it" for arg in method.fixed})
         # the rollouts follow the one engine setting; TRL's deprecated name for paged generation goes the same way
@@ -203,3 +206,10 @@ def check_training_args(where: str, stage: str, args: dict[str, Any],
             ok, bound = RANGES[key]
             if not ok(value):
                 raise ConfigError(f"key '{path}': must be {bound} (got {value!r})")
+        if key in choices and value not in choices[key]:
+            raise ConfigError(f"key '{path}': expected one of {', '.join(map(str, choices[key]))} (got {value!r})")
+        if key == "generation_kwargs" and isinstance(value, dict):
+            taken = next((k for k in value if k in generation), None)
+            if taken:
+                raise ConfigError(f"key '{path}.{taken}' is set by the pipeline: use "
+                                  f"{generation[taken].format(stage=stage)}")

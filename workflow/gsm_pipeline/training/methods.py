@@ -18,6 +18,18 @@ GROUP_ARGS = {"num_generations": "num_generations", "max_completion_length": "ma
 # group-sampling trainers read. TRL cannot call our loop: `loop` rolls out with TRL's own `model.generate`.
 GROUP_ROLLOUTS = {"loop": {"use_transformers_continuous_batching": False},
                   "continuous": {"use_transformers_continuous_batching": True}}
+# The rollout's generation settings TRL's group-sampling trainers take from their own fields, which their
+# `generation_kwargs` would silently override: generation_kwargs key -> where the pipeline sets it.
+GROUP_GENERATION = {"max_new_tokens": "stages.{stage}.max_completion_length",
+                    "temperature": "stages.{stage}.temperature",
+                    **{k: f"stages.{{stage}}.training_args.{k}" for k in ("top_p", "top_k", "min_p",
+                                                                        "repetition_penalty", "cache_implementation")},
+                    "do_sample": "nothing: RL rollouts always sample", "num_return_sequences":
+                    "stages.{stage}.num_generations"}
+# Values TRL's config takes as any string and its trainer refuses only at the first loss (GRPOTrainer's loss
+# formulations, as the installed TRL computes them: tests/test_refusals.py reads them from its source).
+GRPO_CHOICES = {"loss_type": ("grpo", "bnpo", "dr_grpo", "dapo", "luspo", "cispo", "sapo", "vespo"),
+                "scale_rewards": ("group", "batch", "none", True, False)}
 # What the report reads from a method's log history -> the key TRL's group-sampling trainers log it under. The
 # share of flat groups and its split are logged by our rewards through TRL's log_metric, under one definition of
 # flat (grading/rewards.group_split); TRL's own frac_reward_zero_std stays in the history, not on the page.
@@ -37,6 +49,8 @@ class RLMethod:
     fixed: dict[str, object] = field(default_factory=dict)  # config arguments the method always sets
     logs: dict[str, str] = field(default_factory=lambda: dict(GROUP_LOGS))  # report quantity -> logged key
     rollouts: dict[str, dict[str, object]] = field(default_factory=lambda: dict(GROUP_ROLLOUTS))  # engine -> args
+    generation: dict[str, str] = field(default_factory=lambda: dict(GROUP_GENERATION))  # set elsewhere, not there
+    choices: dict[str, tuple] = field(default_factory=dict)  # config argument -> the values its trainer computes
 
     def config_name(self) -> str:
         return self.config.rsplit(".", 1)[1]
@@ -54,7 +68,7 @@ class RLMethod:
 
 
 RL_METHODS: dict[str, RLMethod] = {method.name: method for method in (
-    RLMethod("grpo", "GRPO", "trl.GRPOConfig", "trl.GRPOTrainer"),
+    RLMethod("grpo", "GRPO", "trl.GRPOConfig", "trl.GRPOTrainer", choices=GRPO_CHOICES),
     RLMethod("rloo", "RLOO", "trl.RLOOConfig", "trl.RLOOTrainer"),
 )}  # TRL 1.16 has no PPOTrainer, in trl or trl.experimental
 SFT_CONFIG = "trl.SFTConfig"
