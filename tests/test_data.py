@@ -87,7 +87,7 @@ def test_answer_without_final_number_is_skipped_by_line_and_counted_or_an_error(
     assert capsys.readouterr().err.splitlines() == [
         f"warning: {tmp_path / 'train.jsonl'}:4: row skipped, its answer has no final number "
         "(data.missing_answer: skip)"]
-    with pytest.raises(DataError, match=r"train.jsonl:4: answer has no final number"):
+    with pytest.raises(DataError, match=r"train.jsonl:4: answer 'no number here' has no final number"):
         build_splits(jsonl_config(tmp_path, rows, missing_answer="error"))
 
 

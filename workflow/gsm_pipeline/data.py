@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .errors import DataError
-from .grading.numerals import MAX_NUMBER_CHARS, exact_number, format_number, split_gsm8k_answer
+from .grading.numerals import MAX_NUMBER_CHARS, exact, exact_number, format_number, split_gsm8k_answer
 from .rows import read_jsonl
 from .settings.data import DataConfig
 from .stages import SPLITS
@@ -38,9 +38,13 @@ def normalise_gsm8k_rows(rows: Iterable[tuple[Any, dict]], where: str, prefix: s
     """GSM8K-style {question, answer: '... #### N'} rows -> normalised rows."""
     out = []
     for key, row in rows:
+        answer = row.get("answer")
+        if isinstance(answer, (int, float)) and not isinstance(answer, bool):  # a JSON number: the final answer
+            row = {**row, "answer": format_number(answer) if exact(answer) is not None else str(answer)}
         for field in ("question", "answer"):
             if not isinstance(row.get(field), str) or not row[field].strip():
-                raise DataError(f"{where}:{key}: row has no '{field}'")
+                raise DataError(f"{where}:{key}: row has no '{field}'" + (
+                    f" text (got {row[field]!r})" if row.get(field) is not None else ""))
         reasoning, final = split_gsm8k_answer(row["answer"]) if "####" in row["answer"] else ("", row["answer"])
         value = exact_number(final)
         if value is None and _NUMERAL.fullmatch(final.strip().replace(",", "")):
@@ -51,7 +55,8 @@ def normalise_gsm8k_rows(rows: Iterable[tuple[Any, dict]], where: str, prefix: s
                             "remove the row")
         if value is None:
             if missing_answer == "error":
-                raise DataError(f"{where}:{key}: answer has no final number")
+                shown = final.strip() if len(final.strip()) <= 24 else final.strip()[:24] + "..."
+                raise DataError(f"{where}:{key}: answer {shown!r} has no final number")
             skipped[where] = skipped.get(where, 0) + 1
             print(f"warning: {where}:{key}: row skipped, its answer has no final number "
                   "(data.missing_answer: skip)", file=sys.stderr)

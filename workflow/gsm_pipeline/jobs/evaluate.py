@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from ..data import default_fewshot_rows, default_test_rows, load_test_rows
-from ..errors import DataError, run_main
+from ..errors import ConfigError, DataError, run_main
 from ..generation.journal import Journal, journal_stamp, journaled_generate
 from ..generation.sampling import policy_scorer, reward_model_scorer, sample_metrics
 from ..grading import harness
@@ -108,56 +108,97 @@ def write_calibration_csv(path: Path, bins: list[dict[str, Any]]) -> None:
         writer.writerows(bins)
 
 
+EVAL_FLAGS = {"max_new_tokens": "--max-new-tokens", "batch_size": "--batch-size", "samples": "--samples",
+              "sample_temperature": "--temperature", "reward_model": "--reward-model",
+              "mixed_precision": "--mixed-precision", "engine": "--engine", "dtype": "--dtype", "prompt": "--protocol"}
+
+
+def at_least_one(text: str) -> int:
+    """An argparse type for counts: a number below 1 is named as the flag's, not taken as a slice."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
+def project_defaults() -> dict[str, Any]:
+    """The evaluation settings of ./config.yaml when the command runs in the project (so an ad-hoc number is asked
+    as the report's are), else the settings' own defaults; the help shows which."""
+    from ..config_files import load_config_file
+
+    own = {name: field.default for name, field in EvalJob.model_fields.items() if name != "prompt"}
+    try:
+        raw = load_config_file("config.yaml") if Path("config.yaml").is_file() else {}
+    except (OSError, ValueError):  # a broken config.yaml is the DAG's to report, not this command's
+        raw = {}
+    from_config = {**(raw.get("evaluation") or {}), **(raw.get("generation") or {}),
+                   **{k: v for k, v in (raw.get("model") or {}).items() if k in ("dtype", "mixed_precision")}}
+    return {**own, **{k: v for k, v in from_config.items() if k in own}, "_from": "config.yaml" if raw else None}
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Evaluate a model folder on a GSM-style test set.")
+    default = project_defaults()
+    source = " (config.yaml's)" if default["_from"] else ""
+    parser = argparse.ArgumentParser(description="Evaluate a model folder on a GSM-style test set.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--model", required=True, help="model folder (safetensors + tokenizer)")
     parser.add_argument("--data", help="test rows (JSONL); default: 32 generated gsm_symbolic problems")
+    parser.add_argument("--limit", type=at_least_one, help="the first N test rows only")
     parser.add_argument("--config", help="job settings as JSON (the DAG passes this)")
     parser.add_argument("--protocol", choices=list(PROTOCOLS),
                         help="lm-evaluation-harness's prompt and stops instead of ours (grading/protocols.py)")
     parser.add_argument("--fewshot", help="the train split a protocol draws its worked examples from (JSONL; the "
                                           "DAG passes results/data/fewshot.jsonl); default: with the default test "
                                           "rows, their own")
-    parser.add_argument("--answer-format", default="tagged", choices=list(FORMATS))
+    parser.add_argument("--answer-format", choices=list(FORMATS), help="the format asked for (default: tagged)")
     parser.add_argument("--raw", action="store_true", help="do not apply the chat template")
     parser.add_argument("--confidence", action="store_true", help="ask for a stated confidence after the answer")
-    default = {name: field.default for name, field in EvalJob.model_fields.items()}  # the config's defaults
-    parser.add_argument("--max-new-tokens", type=int, default=default["max_new_tokens"])
-    parser.add_argument("--batch-size", type=int, default=default["batch_size"])
+    parser.add_argument("--max-new-tokens", type=int, default=default["max_new_tokens"],
+                        help=f"generation budget per problem{source}")
+    parser.add_argument("--batch-size", type=int, default=default["batch_size"],
+                        help=f"problems generated together{source}")
     parser.add_argument("--samples", type=int, default=default["samples"],
-                        help="sampled completions per problem (maj@n, best-of-n)")
+                        help=f"sampled completions per problem (maj@n, best-of-n){source}")
     parser.add_argument("--temperature", type=float, default=default["sample_temperature"],
-                        help="temperature of the samples")
+                        help=f"temperature of the samples{source}")
     parser.add_argument("--reward-model", help="reward model folder ranking samples for best-of-n")
     parser.add_argument("--meta", default="{}", help="labels stored in metrics.json (JSON)")
     parser.add_argument("--out", default="results/adhoc_eval", help="output folder")
+    parser.add_argument("--dtype", default=default["dtype"], choices=get_args(EvalJob.model_fields["dtype"].annotation),
+                        help=f"weights dtype{source}")
     parser.add_argument("--mixed-precision", default=default["mixed_precision"], choices=MIXED_PRECISION,
-                        help="autocast for generation (auto: bf16 where the GPU or CPU has it natively)")
+                        help=f"autocast for generation (auto: bf16 where the GPU or CPU has it natively){source}")
     parser.add_argument("--engine", default=default["engine"],
                         choices=get_args(EvalJob.model_fields["engine"].annotation),
-                        help="generation engine (generation.engine in the config)")
-    parser.add_argument("--threads", type=int, default=None)
+                        help=f"generation engine (generation.engine in the config){source}")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
     parser.add_argument("--reference", help="the base model folder: also measure KL(model || base) on the greedy "
                                             "completions (the DAG passes it for every trained model)")
     args = parser.parse_args(argv)
+    changed = [flag for flag, given in (("--answer-format", args.answer_format), ("--raw", args.raw),
+                                        ("--confidence", args.confidence)) if given]
+    if args.protocol and changed:
+        raise ConfigError(f"--protocol {args.protocol} sets the whole prompt: {', '.join(changed)} cannot change it")
     prompt = PromptSpec.protocol_spec(DEFAULT_TASK, args.protocol) if args.protocol else {
-        "answer_format": args.answer_format, "chat_template": not args.raw, "confidence": args.confidence}
-    job = EvalJob.parse(args.config) if args.config else EvalJob(
-        prompt=prompt,
-        mixed_precision=args.mixed_precision, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-        samples=args.samples, sample_temperature=args.temperature, reward_model=args.reward_model, engine=args.engine)
+        "answer_format": args.answer_format or "tagged", "chat_template": not args.raw, "confidence": args.confidence}
+    job = EvalJob.parse(args.config) if args.config else EvalJob.from_flags(
+        EVAL_FLAGS, prompt=prompt, dtype=args.dtype, mixed_precision=args.mixed_precision,
+        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, samples=args.samples,
+        sample_temperature=args.temperature, reward_model=args.reward_model, engine=args.engine)
     seed_everything(job.seed, args.threads)
     check_model_dir(args.model)  # fail before any work
     if args.reference:
         check_model_dir(args.reference)
     if job.reward_model:
         check_model_dir(job.reward_model)
-    rows = load_test_rows(args.data) if args.data else default_test_rows()
+    rows = (load_test_rows(args.data) if args.data else default_test_rows())[: args.limit]
     if not rows:
         raise DataError(f"{args.data}: no test rows")
     protocol, fewshot = job.prompt.protocol, None
     if protocol and args.fewshot:
         fewshot = load_test_rows(args.fewshot)
+        if not fewshot:
+            raise DataError(f"{args.fewshot}: no rows to draw worked examples from")
     elif protocol and not args.data:
         fewshot = default_fewshot_rows()
     if protocol and harness.shots(protocol) and not fewshot:

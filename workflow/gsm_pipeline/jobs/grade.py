@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> None:
     src, out = Path(args.input), Path(args.output)
     if out.exists() and src.exists() and out.resolve() == src.resolve():
         raise DataError(f"{out}: -o names the input file; grading would overwrite it (give another output)")
+    above = next((folder for folder in out.parents if folder.exists()), None)
+    if above is not None and not above.is_dir():
+        raise DataError(f"-o {out}: {above} is a file, not a folder")
     warnings: list[str] = []
     graded, problems = grade_file(src, args.answer_format, warnings)
     for problem in problems:
@@ -54,6 +57,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"warning: {warning}", file=sys.stderr)
     if not graded and not problems:
         raise DataError(f"{src}: no rows to grade (n=0)")
+    if not graded:  # every line malformed: an error, not accuracies of nothing
+        raise DataError(f"{src}: no valid line to grade ({len(problems)} malformed)")
     write_jsonl(out, graded)
     n = len(graded)
     shown = "  ".join(f"{kind.replace('lmeval_', 'lm-eval ')} {rate([r[f'correct_{kind}'] for r in graded]):.3f}"

@@ -29,7 +29,7 @@ from ..runtime import autocast, load_for_generation, seed_everything
 from ..settings.evaluation import EvalJob
 from ..settings.prompt import PromptSpec
 from ..tasks import DEFAULT_TASK
-from .evaluate import evaluate_rows, prompts_for
+from .evaluate import EVAL_FLAGS, at_least_one, evaluate_rows, prompts_for
 
 
 def run_lm_eval(model_dir: str, task, job: EvalJob, device: str, limit: int) -> list[dict[str, Any]]:
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", required=True, help="test rows (JSONL: prepared rows or GSM8K question/answer)")
     parser.add_argument("--fewshot", required=True, help="the train split worked examples are drawn from (JSONL)")
     parser.add_argument("--protocol", default="lm-eval-gsm8k", choices=list(PROTOCOLS))
-    parser.add_argument("--limit", type=int, default=None, help="the first N test rows (lm-eval's --limit)")
+    parser.add_argument("--limit", type=at_least_one, default=None, help="the first N test rows (lm-eval's --limit)")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="both runs' budget (lm-eval's max_gen_toks "
                                                                         "default is 256)")
     parser.add_argument("--batch-size", type=int, default=1, help="both runs' batch size (lm-eval's default 1)")
@@ -75,13 +75,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="output folder (lm_eval.json, predictions.jsonl)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
+    job = EvalJob.from_flags(EVAL_FLAGS, prompt=PromptSpec.protocol_spec(DEFAULT_TASK, args.protocol),
+                             max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, dtype=args.dtype,
+                             mixed_precision="no", engine=args.engine)
     check_model_dir(args.model)
     rows = load_test_rows(args.data)[: args.limit]
     fewshot = load_test_rows(args.fewshot)
     if not rows:
         raise DataError(f"{args.data}: no test rows")
-    job = EvalJob(prompt=PromptSpec.protocol_spec(DEFAULT_TASK, args.protocol), max_new_tokens=args.max_new_tokens,
-                  batch_size=args.batch_size, dtype=args.dtype, mixed_precision="no", engine=args.engine)
+    if harness.shots(args.protocol) and not fewshot:
+        raise DataError(f"{args.fewshot}: no rows to draw worked examples from")
     seed_everything(job.seed, args.threads)
     model, tokenizer, precision, runtime = load_for_generation(args.model, job, args.threads)
     prompts = prompts_for(rows, job.prompt, tokenizer, fewshot)

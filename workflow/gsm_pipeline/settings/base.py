@@ -49,12 +49,35 @@ class JobSettings(Strict):
             where = ".".join(str(p) for p in err["loc"]) or "<top level>"
             raise ConfigError(f"--config: {cls.__name__} key '{where}': {err['msg']}") from None
 
+    @classmethod
+    def from_flags(cls, flags: dict[str, str], **values: Any) -> "JobSettings":
+        """Settings a command builds from its flags (`flags`: field -> flag); a value the settings refuse is one
+        line naming its flag, as the config names its key."""
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = str(err["loc"][0]) if err["loc"] else ""
+            raise ConfigError(f"{flags.get(field, field)}: {plain(err)} (got {err.get('input')!r})") from None
+
     def as_json(self) -> str:
         return json.dumps(self.model_dump(), sort_keys=True)
 
     def stamp(self) -> dict[str, Any]:
         """The settings as a plain dict: what checkpoints and journals are stamped with."""
         return self.model_dump()
+
+
+BOUNDS = {"greater_than_equal": ("ge", "at least"), "less_than_equal": ("le", "at most"), "greater_than": ("gt", ">"),
+          "less_than": ("lt", "<")}
+
+
+def plain(err: dict[str, Any]) -> str:
+    """A validation error's message as a command line says it ('must be at least 1')."""
+    if err["type"] in BOUNDS:
+        bound, words = BOUNDS[err["type"]]
+        return f"must be {words} {err['ctx'][bound]}"
+    return err["msg"].removeprefix("Value error, ")
 
 
 class Numerics(Strict):
