@@ -4,8 +4,9 @@ import pytest
 
 from conftest import REPO, Dag
 from gsm_pipeline.config import validate_config
+from gsm_pipeline.config_files import load_config_file, merge
 from gsm_pipeline.errors import ConfigError
-from gsm_pipeline.layout import check_target, evaluations, stage_run
+from gsm_pipeline.layout import check_target, evaluations, runs, stage_run
 
 BINARY = {"answer_format": "tagged", "rewards": ["binary"]}
 
@@ -240,3 +241,13 @@ def test_the_report_job_is_typed_so_a_layout_missing_a_field_is_refused_naming_i
     with pytest.raises(ConfigError, match=r"^--config: ReportJob key 'experiments.1.evaluations.0.parent_run': "
                                           r"Field required$"):
         ReportJob.parse(json.dumps(written))
+
+
+@pytest.mark.parametrize("bookkeeping", [{"report_to": "wandb"}, {"logging_steps": 5}, {"save_steps": 2},
+                                         {"run_name": "mine", "save_total_limit": 5}])
+def test_settings_that_do_not_change_weights_do_not_change_any_chain(bookkeeping):
+    base = runs(validate_config(load_config_file(REPO / "config.yaml")))
+    overlay = {"stages": {stage: {"training_args": bookkeeping} for stage in ("prep_sft", "full_sft", "grpo")}}
+    assert runs(validate_config(merge(load_config_file(REPO / "config.yaml"), overlay))) == base
+    weights = {"stages": {"full_sft": {"training_args": {"learning_rate": 1.0e-5}}}}
+    assert runs(validate_config(merge(load_config_file(REPO / "config.yaml"), weights))) != base

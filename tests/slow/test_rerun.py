@@ -112,3 +112,16 @@ def test_an_incremental_rerun_after_a_change_equals_a_clean_run(finished, tmp_pa
     expected = build(clean)
     assert [part for part in expected if after[part] != expected[part]] == []
     assert after["full_sft"] != before["full_sft"]  # the change reached the model: the comparison means something
+
+
+def test_turning_on_logging_or_changing_the_save_cadence_plans_no_job(finished, tmp_path):
+    """Settings that change how a run is logged, saved or named, not its weights, keep every folder and plan
+    nothing in a finished run: turning on TensorBoard or W&B does not train again."""
+    first, _ = finished
+    again = first.copy(tmp_path / "again")
+    config = yaml.safe_load((again.root / "tiny.yaml").read_text())
+    for stage in ("prep_sft", "full_sft"):
+        config["stages"][stage]["training_args"].update(report_to="tensorboard", logging_steps=5, save_steps=2,
+                                                        run_name="mine")
+    (again.root / "tiny.yaml").write_text(yaml.safe_dump(config))
+    assert "Nothing to be done" in again.snakemake("-n", f"{target(again)[2]}/metrics.json").stdout

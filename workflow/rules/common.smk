@@ -117,8 +117,11 @@ def training_inputs(stage):
 
 
 def training_job(stage):
-    """The stage's typed job, as the one JSON argument its entry point parses."""
-    def job(wildcards):
+    """The stage's typed job, as the one JSON argument its entry point parses. Derived from the output (Snakemake
+    then does not track it as a params change): the folder's chain already names every setting that changes the
+    weights, so a change of one plans the stage under a new folder, while a bookkeeping setting the chain leaves
+    out (report_to, logging or save cadence, hub and run names) plans nothing."""
+    def job(wildcards, output):
         return as_arg(planned(stage, wildcards).job)
     job.__name__ = f"{stage}_job"
     return job

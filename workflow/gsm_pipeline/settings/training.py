@@ -125,6 +125,17 @@ class GRPOStageConfig(TrainingStageConfig):
         default_factory=dict, description="Any trl.GRPOConfig / TrainingArguments field, passed through")
 
 
+# training_args that change how a run is logged, saved, named or published, never its weights: left out of the
+# chain (turning on W&B or logging more often trains nothing again) and of the checkpoint stamp (a run killed
+# under one save cadence resumes under another). tests/slow/test_rerun.py holds that they plan no job.
+BOOKKEEPING_ARGS = frozenset({
+    "report_to", "run_name", "project", "trackio_space_id", "logging_dir", "logging_strategy", "logging_steps",
+    "logging_first_step", "log_level", "log_level_replica", "log_on_each_node", "disable_tqdm", "save_strategy",
+    "save_steps", "save_total_limit", "save_only_model", "save_on_each_node", "push_to_hub", "hub_model_id",
+    "hub_strategy", "hub_token", "hub_private_repo", "hub_always_push", "hub_revision", "log_completions",
+    "num_completions_to_print", "wandb_log_unique_prompts", "log_unique_prompts"})
+
+
 class TrainingJob(Numerics, JobSettings):
     """What both trainers read besides their stage section."""
     seed: int = Field(ge=0, le=SEED_MAX, description="Training seed")
@@ -133,10 +144,13 @@ class TrainingJob(Numerics, JobSettings):
     lora: LoraConfig | None = Field(None, description="LoRA settings when finetune is lora")
 
     def stamp(self) -> dict[str, Any]:
-        """Without eval_checkpoints when curves are off, so configs from before curves keep their chains."""
+        """What determines the weights: the settings without the bookkeeping training_args, and without
+        eval_checkpoints when curves are off (configs from before curves keep their chains)."""
         out = self.model_dump()
         if not out.get("eval_checkpoints"):
             out.pop("eval_checkpoints", None)
+        if "training_args" in out:
+            out["training_args"] = {k: v for k, v in out["training_args"].items() if k not in BOOKKEEPING_ARGS}
         return out
 
     @model_validator(mode="after")
