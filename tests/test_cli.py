@@ -1,6 +1,7 @@
 """The `gsm-pipeline` command outside the DAG: evaluate any model folder, re-grade generations."""
 import json
 import subprocess
+import sys
 
 import pytest
 
@@ -35,7 +36,8 @@ def test_grade_regrades_and_names_malformed_lines(tmp_path):
         "{broken",
         json.dumps({"completion": "it is 5", "answer": "6"}),
     ]) + "\n")
-    done = run("grade", str(src), "-o", str(tmp_path / "out.jsonl"))
+    assert "strict 0.500  flexible 0.500  n=2" in run("grade", str(src), "-o", str(tmp_path / "out.jsonl")).stdout
+    done = run("grade", str(src), "-o", str(tmp_path / "out.jsonl"), "--lm-eval")
     assert "gen.jsonl:2: not valid JSON" in done.stderr
     # lm-eval's gsm8k graders beside ours: the tagged answer has no '#### ', so its strict-match finds none
     assert "strict 0.500  flexible 0.500  lm-eval strict 0.000  lm-eval flexible 0.500  n=2" in done.stdout
@@ -119,3 +121,29 @@ def test_grade_output_that_is_a_folder_is_named(tmp_path):
     src.write_text(json.dumps({"completion": "1", "answer": "1"}) + "\n")
     done = run("grade", str(src), "-o", str(tmp_path))
     assert done.returncode == 1 and done.stderr.strip() == f"error: {tmp_path}: is a folder; give a file name to write"
+
+
+def test_grade_imports_neither_lm_eval_nor_datasets_unless_asked(tmp_path):
+    """Grading a file is a second's work: lm-eval (an optional extra) and datasets load only for --lm-eval."""
+    src = tmp_path / "gen.jsonl"
+    src.write_text(json.dumps({"completion": "<SOLUTION>7</SOLUTION>", "answer": "7"}) + "\n")
+    code = ("import sys; from gsm_pipeline.jobs import grade; grade.main([sys.argv[1], '-o', sys.argv[2]]); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'lm_eval', 'datasets', 'torch'}))")
+    done = subprocess.run([sys.executable, "-c", code, str(src), str(tmp_path / "out.jsonl")], capture_output=True,
+                          text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[-1] == "[]"
+
+
+def test_without_lm_eval_an_evaluation_carries_our_graders_and_says_lm_evals_are_absent(tiny_model, tiny_data,
+                                                                                         tmp_path, monkeypatch):
+    from gsm_pipeline.grading import protocols
+    from gsm_pipeline.jobs import evaluate
+
+    monkeypatch.setattr(protocols, "version", lambda: None)  # as on an install without the lm-eval extra
+    evaluate.main(["--model", str(tiny_model), "--data", str(tiny_data / "test.jsonl"), "--limit", "2",
+                   "--max-new-tokens", "4", "--out", str(tmp_path / "eval")])
+    row = json.loads((tmp_path / "eval/predictions.jsonl").read_text().splitlines()[0])
+    assert "correct_strict" in row and "correct_lmeval_strict" not in row
+    metrics = json.loads((tmp_path / "eval/metrics.json").read_text())
+    assert metrics["lm_eval"] is None and "accuracy_lmeval_strict" not in metrics and metrics["n"] == 2

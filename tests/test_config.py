@@ -61,7 +61,8 @@ def test_config_yaml_spells_out_every_key_of_the_config_model():
 def test_the_rules_conda_env_lists_every_runtime_dependency_pyproject_declares():
     import tomllib
 
-    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = project["dependencies"] + project["optional-dependencies"]["lm-eval"]
     env = yaml.safe_load((REPO / "envs/pipeline.yaml").read_text())["dependencies"]
     pip = next(item["pip"] for item in env if isinstance(item, dict))
     runtime = [spec.split("#")[0].strip() for spec in declared if not spec.startswith("snakemake")]

@@ -24,8 +24,17 @@ GRADED_BY = "lm-eval-gsm8k"  # whose graders a prediction carries when it was as
 FILTERS = {"strict-match": "lmeval_strict", "flexible-extract": "lmeval_flexible"}  # lm-eval's name -> ours
 
 
-def version() -> str:
-    return metadata.version("lm_eval")
+def version() -> str | None:
+    """lm-eval's installed version, None without it (it is the optional extra `lm-eval`)."""
+    try:
+        return metadata.version("lm_eval")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def graders_on(asked: bool | str) -> bool:
+    """Whether an evaluation also grades lm-eval's way: `auto` where lm-eval is installed."""
+    return version() is not None if asked == "auto" else bool(asked)
 
 
 @lru_cache(maxsize=None)
@@ -37,7 +46,8 @@ def task_config(protocol: str) -> dict[str, Any]:
         path = resources.files("lm_eval") / "tasks" / PROTOCOLS[protocol].task_file
         return yaml.safe_load(path.read_text())
     except ModuleNotFoundError:
-        raise ValueError(f"{protocol}: lm-eval is not installed (pip install lm-eval)") from None
+        raise ValueError(f"{protocol}: lm-eval is not installed (pip install 'gsm-pipeline[lm-eval]', or "
+                         "pip install lm-eval)") from None
     except FileNotFoundError:
         raise ValueError(f"{protocol}: lm-eval {version()} has no lm_eval/tasks/{PROTOCOLS[protocol].task_file}") \
             from None

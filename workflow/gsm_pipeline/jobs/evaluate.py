@@ -22,7 +22,7 @@ from ..grading import harness
 from ..grading.answers import final_number, grader
 from ..grading.formats import FORMATS
 from ..grading.metrics import calibration, summarize
-from ..grading.protocols import GRADED_BY, PROTOCOLS
+from ..grading.protocols import GRADED_BY, PROTOCOLS, graders_on
 from ..grading.protocols import version as lm_eval_version
 from ..model_io import check_model_dir
 from ..prompts import render_prompt
@@ -47,15 +47,17 @@ def evaluate_rows(model, tokenizer, rows: list[dict[str, Any]], job: EvalJob, pr
     """Greedy completions of `prompts` (prompts_for the rows), graded: one row per problem (with `token_ids`, also
     the ids generated, which the KL to the base scores)."""
     outputs = journaled_generate(model, tokenizer, prompts, job, journal, token_ids=token_ids)
-    return graded_rows(rows, outputs, job.prompt)
+    return graded_rows(rows, outputs, job.prompt, lm_eval=graders_on(job.lm_eval_graders))
 
 
 def graded_rows(rows: list[dict[str, Any]], outputs: list[dict[str, Any]], spec: PromptSpec,
-                extras: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """Each completion graded twice: by this project's graders, and by lm-eval's filters and metric (those of the
-    spec's protocol, else of its gsm8k task) as a second opinion set beside published numbers."""
+                extras: list[dict[str, Any]] | None = None, lm_eval: bool = True) -> list[dict[str, Any]]:
+    """Each completion graded by this project's graders and, with `lm_eval` (always under a protocol), by lm-eval's
+    filters and metric (those of the spec's protocol, else of its gsm8k task): a second opinion set beside
+    published numbers."""
     ours = grader(spec.task)
-    theirs = harness.grade([out["completion"] for out in outputs], rows, spec.protocol or GRADED_BY)
+    theirs = (harness.grade([out["completion"] for out in outputs], rows, spec.protocol or GRADED_BY)
+              if lm_eval or spec.protocol else [{}] * len(outputs))
     return [{"id": row["id"], "question": row["question"], "gold": row["answer"], "template": row.get("template"),
              **extra, **out, **ours(out["completion"], final_number(row["answer"]), spec.answer_format), **lm_eval}
             for row, out, extra, lm_eval in zip(rows, outputs, extras or [{}] * len(rows), theirs)]
@@ -74,7 +76,8 @@ def sample_rows(model, tokenizer, rows: list[dict[str, Any]], job: EvalJob, prom
     scorer = scorer or policy_scorer(model, tokenizer)
     scores = scorer(repeated, [out["completion"] for out in flat])
     return graded_rows([rows[i // n] for i in range(len(flat))], flat, job.prompt,
-                       [{"sample": i % n, "score": score} for i, score in enumerate(scores)])
+                       [{"sample": i % n, "score": score} for i, score in enumerate(scores)],
+                       lm_eval=graders_on(job.lm_eval_graders))
 
 
 def kl_to_reference(model, tokenizer, job: EvalJob, precision, reference: str | None, prompts: list[str],
@@ -224,7 +227,8 @@ def main(argv: list[str] | None = None) -> None:
     metrics = {**json.loads(args.meta), "model": str(args.model), "data": str(args.data or "gsm_symbolic default"),
                "prompt": job.prompt.model_dump(), "max_new_tokens": job.max_new_tokens, "decoding": "greedy",
                "seed": job.seed, "generation_seconds": round(seconds, 1), "runtime": runtime,
-               "lm_eval": {"graders_of": job.prompt.protocol or GRADED_BY, "version": lm_eval_version()},
+               "lm_eval": ({"graders_of": job.prompt.protocol or GRADED_BY, "version": lm_eval_version()}
+                           if graders_on(job.lm_eval_graders) or job.prompt.protocol else None),
                **summarize(graded)}
     stated = calibration(graded)
     write_calibration_csv(out / "calibration.csv", stated.pop("bins"))

@@ -148,7 +148,8 @@ def page_context(evals: list[dict[str, Any]], rows: list[dict[str, Any]], train:
     and the KL-at-evaluation figures were drawn)."""
     return {"compute": compute, "answer": answer(rows), "findings": findings(rows), "provenance": provenance,
             "comparison": {"columns": COMPARISON_COLUMNS, "rows": unique_rows(rows)},
-            "lm_eval": {"columns": LM_EVAL_COLUMNS, "rows": unique_rows(rows)},
+            "lm_eval": {"columns": LM_EVAL_COLUMNS, "rows": unique_rows(rows),
+                        "graded": any(r.get("accuracy_lmeval_strict") is not None for r in rows)},
             "sweeps": {"columns": SWEEP_COLUMNS, "rows": sweeps(rows)},
             "metric_links": _links(evals, out_dir), "crossed": crossed,
             "calibration": _calibration(rows, evals, out_dir), "sampling": _sampling(rows, sampling),

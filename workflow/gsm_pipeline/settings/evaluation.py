@@ -20,6 +20,9 @@ class EvalSettings(Strict):
     reward_model: str | None = Field(
         None, description="Folder of a sequence-classification reward model ranking samples for best-of-n "
                           "(default: the policy's mean token log-probability)")
+    lm_eval_graders: bool | Literal["auto"] = Field(
+        "auto", description="Also grade every completion with lm-evaluation-harness's gsm8k filters and metric (its "
+                            "columns beside ours): auto where lm-eval (the lm-eval extra) is installed")
     kl_to_base: bool = Field(True, description="Also measure each trained model's KL(model || base) on its greedy "
                                                "completions (both models score every completion: about one more "
                                                "greedy evaluation's time on a CPU)")
@@ -27,6 +30,15 @@ class EvalSettings(Strict):
 
 class EvalConfig(EvalSettings):
     """The evaluation section: a reward model folder that is not one fails at validation, before any job."""
+
+    @field_validator("lm_eval_graders")
+    @classmethod
+    def _installed(cls, v: bool | str) -> bool | str:
+        from ..grading.protocols import version
+
+        if v is True and version() is None:
+            raise ValueError("true needs lm-eval: pip install 'gsm-pipeline[lm-eval]' (or auto: where installed)")
+        return v
 
     @field_validator("reward_model")
     @classmethod
