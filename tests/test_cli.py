@@ -20,6 +20,7 @@ def test_evaluate_any_model_folder(tiny_model, tiny_data, tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "eval/predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 8 and {"completion", "extracted_strict", "correct_flexible"} <= set(rows[0])
     assert metrics["n"] == 8 and metrics["accuracy_strict"] == sum(r["correct_strict"] for r in rows) / 8
+    assert "generating" in done.stderr and "8/8" in done.stderr  # progress in completions, as it generates
 
 
 def test_evaluate_names_a_folder_without_weights(tmp_path):
@@ -50,10 +51,21 @@ def test_grade_regrades_and_names_malformed_lines(tmp_path):
 
 
 @pytest.mark.parametrize("args", [["--help"], []])
-def test_help_lists_every_command(args):
+def test_help_lists_the_users_commands_first_and_the_workflows_steps_apart(args):
     out = run(*args).stdout
-    for command in ("evaluate", "grade", "train-sft", "train-grpo", "report", "validate"):
-        assert command in out
+    users, workflow = out.split("the workflow's own steps")
+    for command in ("evaluate", "grade", "lm-eval", "validate", "fetch-model"):
+        assert f"  {command} " in users
+    for command in ("prepare-data", "train-sft", "train-grpo", "report"):
+        assert f"  {command} " in workflow
+
+
+def test_version_defaults_in_help_did_you_mean_and_validate_without_arguments(tmp_path):
+    assert run("--version").stdout.startswith("gsm-pipeline ")
+    assert "(default: tagged)" in " ".join(run("grade", "--help").stdout.split())
+    assert "did you mean 'evaluate'?" in run("evalute").stderr
+    done = run("validate")  # in the project: config.yaml
+    assert done.returncode == 0 and done.stdout.startswith("config.yaml: ok")
 
 
 def test_fetch_model_says_how_to_work_offline_when_a_hub_id_cannot_be_reached(tmp_path):

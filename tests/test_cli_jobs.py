@@ -82,7 +82,8 @@ def test_validate_command_checks_a_config_and_writes_the_schema_the_repository_c
     bad.write_text("stages:\n  grpo:\n    temprature: 0.7\n")
     done = gsm_pipeline("validate", str(bad), cwd=REPO)
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines()[-1].endswith("unknown key 'stages.grpo.temprature'")
+    assert done.stderr.strip().splitlines()[-1].endswith(
+        "unknown key 'stages.grpo.temprature'; did you mean 'temperature'?")
 
 
 def test_a_curve_step_past_the_end_of_an_epoch_trained_stage_stops_the_job_before_training(tiny_dag, tmp_path):

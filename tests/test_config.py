@@ -71,7 +71,10 @@ def test_the_rules_conda_env_lists_every_runtime_dependency_pyproject_declares()
 
 
 @pytest.mark.parametrize("patch, message", [
-    ({"stages": {"grpo": {"temprature": 0.7}}}, "unknown key 'stages.grpo.temprature'"),
+    ({"stages": {"grpo": {"temprature": 0.7}}}, "unknown key 'stages.grpo.temprature'; did you mean 'temperature'?"),
+    ({"experiments": {"a": {"answer_fromat": "gsm8k"}}},
+     "unknown key 'experiments.a.answer_fromat'; did you mean 'answer_format'?"),
+    ({"evaluaton": {}}, "unknown key 'evaluaton'; did you mean 'evaluation'?"),
     ({"data": {"test_size": 0}}, "key 'data.test_size': Input should be greater than or equal to 1 (got 0)"),
     ({"data": {"source": "mnist"}}, "key 'data.source'"),
     ({"experiments": {"a": {"finetune": "qlora"}}}, "key 'experiments.a.finetune'"),
@@ -136,7 +139,7 @@ def test_json_schema_file_is_generated_from_the_model():
 
 def test_snakemake_dry_run_refuses_a_bad_key_before_any_job(tmp_path):
     errors = dry_run_refusal(tmp_path, yaml.safe_dump({"stages": {"grpo": {"temprature": 0.7}}}), "temprature")
-    assert errors == ["config error: unknown key 'stages.grpo.temprature'"]
+    assert errors == ["config error: unknown key 'stages.grpo.temprature'; did you mean 'temperature'?"]
 
 
 def test_jobs_receive_only_the_settings_they_read():

@@ -5,27 +5,43 @@ pays for torch and the rules' code dependencies stay exact.
 """
 from __future__ import annotations
 
+import difflib
 import importlib
 import sys
 
 from .errors import run_main
 
+# The commands a user runs, then the workflow's own (each rule calls one with a --config only the Snakefile writes).
 COMMANDS = {
-    "prepare-data": ("gsm_pipeline.jobs.prepare_data", "write the SFT, GRPO and test sets"),
-    "fetch-model": ("gsm_pipeline.jobs.fetch_model", "fetch and convert the base model"),
-    "train-sft": ("gsm_pipeline.jobs.train_sft", "supervised fine-tuning (TRL SFTTrainer)"),
-    "train-grpo": ("gsm_pipeline.jobs.train_grpo", "the RL stage (TRL GRPOTrainer, or RLOOTrainer)"),
     "evaluate": ("gsm_pipeline.jobs.evaluate", "evaluate any model folder"),
     "grade": ("gsm_pipeline.jobs.grade", "re-grade generations without a model"),
     "lm-eval": ("gsm_pipeline.jobs.lm_eval_run", "run lm-evaluation-harness beside our evaluation of a model"),
+    "validate": ("gsm_pipeline.validate", "check config files (default: config.yaml); write the JSON schema"),
+    "fetch-model": ("gsm_pipeline.jobs.fetch_model", "fetch and convert a base model into a safetensors folder"),
+}
+WORKFLOW = {
+    "prepare-data": ("gsm_pipeline.jobs.prepare_data", "write the SFT, RL and test sets"),
+    "train-sft": ("gsm_pipeline.jobs.train_sft", "supervised fine-tuning (TRL SFTTrainer)"),
+    "train-grpo": ("gsm_pipeline.jobs.train_grpo", "the RL stage (TRL GRPOTrainer, or RLOOTrainer)"),
     "report": ("gsm_pipeline.jobs.report", "build the HTML report and comparison.csv"),
-    "validate": ("gsm_pipeline.validate", "validate a config file; write the JSON schema"),
 }
 
 
+def version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("gsm-pipeline")
+    except metadata.PackageNotFoundError:  # run from a checkout without installing it
+        return "unknown (not installed)"
+
+
 def usage() -> str:
-    lines = ["usage: gsm-pipeline COMMAND [ARGS...]", "", "commands:"]
+    lines = ["usage: gsm-pipeline COMMAND [ARGS...]   (gsm-pipeline COMMAND --help for its options)", "",
+             "commands:"]
     lines += [f"  {name:<13} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "the workflow's own steps (Snakemake runs them; see docs/contributing.md):"]
+    lines += [f"  {name:<13} {help_}" for name, (_, help_) in WORKFLOW.items()]
     return "\n".join(lines)
 
 
@@ -34,10 +50,16 @@ def main(argv: list[str] | None = None) -> None:
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
         return
-    if argv[0] not in COMMANDS:
-        print(f"error: unknown command {argv[0]!r}\n{usage()}", file=sys.stderr)
+    if argv[0] == "--version":
+        print(f"gsm-pipeline {version()}")
+        return
+    known = {**COMMANDS, **WORKFLOW}
+    if argv[0] not in known:
+        close = difflib.get_close_matches(argv[0], known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        print(f"error: unknown command {argv[0]!r}{hint}\n{usage()}", file=sys.stderr)
         sys.exit(2)
-    module = importlib.import_module(COMMANDS[argv[0]][0])
+    module = importlib.import_module(known[argv[0]][0])
     sys.argv[0] = f"gsm-pipeline {argv[0]}"
     run_main(lambda: module.main(argv[1:]))
 

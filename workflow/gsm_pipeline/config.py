@@ -8,6 +8,7 @@ uses has changed. Only Snakemake imports this module; no job does.
 """
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -393,6 +394,27 @@ class PipelineConfig(Strict):
         return {prompt_key(s): s for s in specs}
 
 
+def sibling_keys(loc: tuple) -> list[str]:
+    """The keys allowed beside the last part of `loc` (for "did you mean"), walking the config model."""
+    import typing
+
+    model: Any = PipelineConfig
+    keyed = False  # the next part is a mapping's key (an experiment's name), not a field
+    for part in loc[:-1]:
+        if keyed:
+            keyed = False
+            continue
+        fields = getattr(model, "model_fields", {})
+        if part not in fields:
+            return []
+        model = fields[part].annotation
+        while typing.get_origin(model) in (typing.Union, type(int | None)):
+            model = next(a for a in typing.get_args(model) if a is not type(None))
+        if typing.get_origin(model) is dict:
+            model, keyed = typing.get_args(model)[1], True
+    return list(getattr(model, "model_fields", {}))
+
+
 def _location(err: dict[str, Any]) -> str:
     return ".".join(str(p) for p in err["loc"]) or "<top level>"
 
@@ -410,7 +432,8 @@ def validate_config(raw: dict[str, Any]) -> PipelineConfig:
         if not err["loc"]:  # a whole-config check: its message names the keys itself
             raise ConfigError(err["msg"].removeprefix("Value error, ")) from None
         if err["type"] == "extra_forbidden":
-            raise ConfigError(f"unknown key '{where}'") from None
+            close = difflib.get_close_matches(str(err["loc"][-1]), sibling_keys(err["loc"]), n=1)
+            raise ConfigError(f"unknown key '{where}'" + (f"; did you mean '{close[0]}'?" if close else "")) from None
         value, msg = err.get("input"), err["msg"].removeprefix("Value error, ")
         shown = "" if isinstance(value, dict) or str(value) in msg else f" (got {value!r})"
         raise ConfigError(f"key '{where}': {msg}{shown}") from None

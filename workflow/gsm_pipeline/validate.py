@@ -17,10 +17,14 @@ def schema_json() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Validate pipeline config files.")
-    parser.add_argument("configs", nargs="*", help="YAML files, merged left to right as --configfile does")
+    parser = argparse.ArgumentParser(description="Validate pipeline config files.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("configs", nargs="*", help="YAML files, merged left to right as --configfile does "
+                                                   "(none: config.yaml)")
     parser.add_argument("--schema", help="write the JSON schema of the config here")
     args = parser.parse_args(argv)
+    if not args.configs and not args.schema:
+        args.configs = ["config.yaml"]
     merged: dict = {}
     for path in args.configs:
         merged = merge(merged, load_config_file(path))  # names the file itself

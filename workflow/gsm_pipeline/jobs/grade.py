@@ -41,7 +41,8 @@ def grade_file(src: Path, answer_format: str, warnings: list[str] | None = None,
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Re-grade completions without a model.")
+    parser = argparse.ArgumentParser(description="Re-grade completions without a model.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("input", help="JSONL with completion and answer per line")
     parser.add_argument("-o", "--output", required=True, help="graded JSONL")
     parser.add_argument("--answer-format", default="tagged", choices=list(FORMATS),

@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> None:
     from lm_eval.models.utils import postprocess_generated_text
 
     parser = argparse.ArgumentParser(description="Run lm-evaluation-harness on a model folder beside this project's "
-                                                 "evaluation under the same protocol.")
+                                                 "evaluation under the same protocol.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--model", required=True, help="model folder (safetensors + tokenizer)")
     parser.add_argument("--data", required=True, help="test rows (JSONL: prepared rows or GSM8K question/answer)")
     parser.add_argument("--fewshot", required=True, help="the train split worked examples are drawn from (JSONL)")

@@ -16,7 +16,8 @@ from ..settings.data import DataJob
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Prepare the SFT, GRPO and test sets as JSONL.")
+    parser = argparse.ArgumentParser(description="Prepare the SFT, GRPO and test sets as JSONL.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--config", required=True, help="data section as JSON")
     parser.add_argument("--out", required=True, help="output folder (results/data)")
     args = parser.parse_args(argv)

@@ -124,7 +124,8 @@ def write_report(metrics_files: list[str], log_files: list[str], experiments: di
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Build results/report from evaluation outputs.")
+    parser = argparse.ArgumentParser(description="Build results/report from evaluation outputs.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--metrics", nargs="+", required=True, help="metrics.json files")
     parser.add_argument("--logs", nargs="*", default=[], help="trainer log_history.json files")
     parser.add_argument("--config", required=True, help="the report job: experiments' layout, provenance (JSON)")

@@ -283,7 +283,8 @@ def run_stage(settings: type[TrainingJob], build_trainer, description: str, argv
     """The shared body of every training entry point: parse the typed job, resume, train, save."""
     import argparse
 
-    parser = argparse.ArgumentParser(description=description)
+    parser = argparse.ArgumentParser(description=description,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--config", required=True, help="the job's settings as JSON")
     parser.add_argument("--parent", required=True, help="model folder to start from")
     parser.add_argument("--data", required=True, help="training rows (JSONL with question and answer)")
