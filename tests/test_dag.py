@@ -520,3 +520,17 @@ def test_the_confidence_targets_sampling_is_charged_once_to_the_chain_that_train
                for name in (prep, "confidence_targets/tagged-chat-conf")}
     assert float(costs[prep]["wall_s"]) == seconds[prep]  # the stage's own job, as Snakemake measured it
     assert float(points["prep_sft"]["wall_s"]) == pytest.approx(sum(seconds.values()))  # plus the targets job's
+
+
+def test_snakemakes_own_report_holds_our_table_page_and_figure_and_needs_no_cores(tiny_dag, tmp_path):
+    import os
+    import subprocess
+    import zipfile
+
+    env = {**os.environ, "PYTHONPATH": str(tiny_dag.root / "workflow")}
+    done = subprocess.run(["snakemake", "--report", str(tmp_path / "report.zip"), "--configfile", "config.yaml",
+                           "tiny.yaml"], cwd=tiny_dag.root, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    names = zipfile.ZipFile(tmp_path / "report.zip").namelist()
+    for ours in ("comparison.csv", "index.html", "accuracy.png"):
+        assert any(name.endswith(ours) for name in names), ours

@@ -47,6 +47,15 @@ BASE_MODEL = layout.BASE_MODEL
 CONDA_ENV = "../../envs/pipeline.yaml"  # relative to workflow/rules/; used with --sdm conda
 
 
+def all_cores(wildcards):
+    """A heavy job takes every core Snakemake was given; without --cores (snakemake --report, which runs no job)
+    one, where Snakemake would stop and ask for them."""
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return 1
+
+
 def one_of(values):
     return "|".join(re.escape(v) for v in values)
 

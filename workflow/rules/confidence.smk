@@ -9,7 +9,7 @@ rule confidence_targets:
         summary="results/confidence_targets/{prompt}.summary.json",
     params:
         job=targets_job,
-    threads: workflow.cores
+    threads: all_cores
     resources:
         gpu=CFG.evaluation.gpus,
     conda:

@@ -14,7 +14,7 @@ rule evaluate:
         out=output_folder,
         model=eval_model,
         reference=reference_flag,
-    threads: workflow.cores
+    threads: all_cores
     resources:
         gpu=CFG.evaluation.gpus,
     conda:

@@ -10,7 +10,7 @@ rule grpo:
         job=training_job("grpo"),
         checkpoints=checkpoints_dir,
         launch=launch("grpo"),
-    threads: workflow.cores
+    threads: all_cores
     resources:
         gpu=gpus("grpo"),
     conda:

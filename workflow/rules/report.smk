@@ -8,8 +8,13 @@ rule report:
         logs=training_logs(),
         code=[*code("report", task=False), REPORT_TEMPLATE],
     output:
-        csv="results/report/comparison.csv",
-        html="results/report/index.html",
+        # what `snakemake --report` shows beside Snakemake's own provenance
+        csv=report("results/report/comparison.csv", category="Results", labels={"table": "comparison"},
+                   caption="../report/comparison.rst"),
+        html=report("results/report/index.html", category="Results", labels={"page": "the report"},
+                    caption="../report/index.rst"),
+        accuracy=report("results/report/accuracy.png", category="Results", labels={"figure": "accuracy by stage"},
+                        caption="../report/accuracy.rst"),
         per_example="results/report/per_example.csv",
         summary="results/report/summary.json",
     params:

@@ -11,7 +11,7 @@ rule rft:
         checkpoints=checkpoints_dir,
         targets=targets_flag,
         launch=launch("rft"),
-    threads: workflow.cores
+    threads: all_cores
     resources:
         gpu=gpus("rft"),
     conda:

@@ -10,7 +10,7 @@ rule prep_sft:
         checkpoints=checkpoints_dir,
         targets=targets_flag,
         launch=launch("prep_sft"),
-    threads: workflow.cores
+    threads: all_cores
     resources:
         gpu=gpus("prep_sft"),
     conda:
