@@ -104,7 +104,7 @@ def main() -> None:
     parser.add_argument("--cpus", nargs="+", default=list(CPU_LIMITS), choices=list(CPU_LIMITS))
     parser.add_argument("--variants", nargs="+", default=["pipeline", "trl_defaults"],
                         choices=["pipeline", "pipeline_gc", "trl_defaults"])
-    parser.add_argument("--out", default="bench_precision.json")
+    parser.add_argument("--out", default="results/bench/bench_precision.json")
     parser.add_argument("--worker", nargs=2, metavar=("STAGE", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -124,6 +124,7 @@ def main() -> None:
                     raise SystemExit(f"{cpu} {stage} {variant} failed:\n{out.stderr[-3000:]}")
                 results.append({"cpu": cpu, **json.loads(out.stdout.strip().splitlines()[-1])})
                 print(json.dumps(results[-1]), flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"cpu": cpu_name(), "results": results}, indent=2))
     print(f"\nCPU: {cpu_name()}, {os.cpu_count()} cores\n")
     print("| CPU kind (capability; auto's bf16 and why) | job | pipeline (s) | TRL defaults (s) | TRL / pipeline "

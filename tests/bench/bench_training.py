@@ -185,7 +185,7 @@ def main() -> None:
     parser.add_argument("--tokenizer", help="tokenizer folder (SmolLM2's, e.g. resources/model)")
     parser.add_argument("--arch", nargs="+", default=["smollm2-135m", "qwen2.5-0.5b"], choices=list(ARCHS))
     parser.add_argument("--updates", type=int, default=10, help="timed optimizer updates per variant")
-    parser.add_argument("--out", default="bench_training.json")
+    parser.add_argument("--out", default="results/bench/bench_training.json")
     parser.add_argument("--smoke", action="store_true", help="tiny model, 1 update, CPU: checks the script runs")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_training_"))
@@ -211,6 +211,7 @@ def main() -> None:
     def record(result: dict) -> None:  # after every variant: a run stopped at the GPU proof's allowance keeps it
         results.append(result)
         print(json.dumps(result), flush=True)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({"device": device, "liger": LIGER, "vllm": VLLM, "results": results},
                                              indent=2))
 
