@@ -27,6 +27,7 @@ localrules:
     prepare_data,
     fetch_model,
     report,
+    example_report,
 
 
 rule all:

@@ -431,7 +431,7 @@ def html_table(section: str) -> list[dict[str, str]]:
     """The rows of the first table in `section`, as {header: cell text}."""
     from html import unescape
 
-    table = section.split("<table>")[1].split("</table>")[0]
+    table = section.split("<table>")[1].split("</table>")[0].replace("<wbr>", "")  # where a header may fold
     rows = [[unescape(cell.split(">", 1)[1]) for cell in row.replace("</th>", "</td>").split("</td>")[:-1]]
             for row in table.split("<tr>")[1:]]
     return [dict(zip(rows[0], row)) for row in rows[1:]]
@@ -534,3 +534,18 @@ def test_snakemakes_own_report_holds_our_table_page_and_figure_and_needs_no_core
     names = zipfile.ZipFile(tmp_path / "report.zip").namelist()
     for ours in ("comparison.csv", "index.html", "accuracy.png"):
         assert any(name.endswith(ours) for name in names), ours
+
+
+def test_the_report_names_each_trained_model_by_its_rows_and_stage(tiny_dag):
+    """The cost table and the RL legends say `tagged GRPO`, the config's names; the chain folder stays beside it
+    only where a path is needed."""
+    from gsm_pipeline.layout import report_job
+    from gsm_pipeline.reporting.comparison import run_names
+
+    costs = pd.read_csv(tiny_dag.root / "results/report/cost.csv")
+    named = dict(zip(costs["run"], costs["trained"]))
+    assert named[tiny_dag.run("tagged", "grpo")] == "tagged GRPO"
+    assert named[tiny_dag.run("tagged_conf", "prep_sft")].endswith("prep SFT")
+    assert all(not name.split()[0].startswith(("prep_sft-", "grpo-", "full_sft-")) for name in named.values())
+    layouts = {e.name: e for e in report_job(tiny_dag.config()).experiments}
+    assert run_names(layouts) == named

@@ -28,3 +28,21 @@ rule report:
     shell:
         "python -m gsm_pipeline.jobs.report --metrics {input.metrics:q} --logs {input.logs:q} --config {params.job} "
         "--out results/report > {log:q} 2>&1"
+
+
+rule example_report:
+    """The example report README links (docs/example-report/): this config's report page with its figures and
+    tables, copied out of results/ so that it is part of the repository."""
+    input:
+        rules.report.output,
+    output:
+        directory("docs/example-report"),
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/example_report.log",
+    benchmark:
+        "results/benchmarks/example_report.tsv"
+    shell:
+        "mkdir -p {output:q} && cp results/report/index.html results/report/*.png results/report/*.csv "
+        "results/report/*.json {output:q}/ > {log:q} 2>&1"
