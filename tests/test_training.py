@@ -9,7 +9,8 @@ from gsm_pipeline.config import validate_config
 from gsm_pipeline.errors import ConfigError
 from gsm_pipeline.jobs import train_sft
 from gsm_pipeline.settings.training import GRPOJob, SFTJob
-from gsm_pipeline.training.stage import STAMP, newest_checkpoint, reset_stale_checkpoints, trainer_arguments
+from gsm_pipeline.training.checkpoints import STAMP, newest_checkpoint, reset_stale_checkpoints
+from gsm_pipeline.training.stage import trainer_arguments
 
 
 def sft_rows(tmp_path):
@@ -128,7 +129,7 @@ def test_the_stamp_changes_with_the_parent_the_rows_and_the_code_the_job_runs(tm
     import shutil
 
     from gsm_pipeline import sources
-    from gsm_pipeline.training.stage import run_stamp
+    from gsm_pipeline.training.checkpoints import run_stamp
 
     job = SFTJob(stage="prep_sft", seed=0, prompt={})
     parent, data = shutil.copytree(tiny_model, tmp_path / "parent"), sft_rows(tmp_path)

@@ -18,6 +18,7 @@ COMMANDS = {
     "lm-eval": ("gsm_pipeline.jobs.lm_eval_run", "run lm-evaluation-harness beside our evaluation of a model"),
     "validate": ("gsm_pipeline.validate", "check config files (default: config.yaml); write the JSON schema"),
     "fetch-model": ("gsm_pipeline.jobs.fetch_model", "fetch and convert a base model into a safetensors folder"),
+    "push": ("gsm_pipeline.jobs.push", "publish a trained model, its card and evaluations, to the Hugging Face Hub"),
 }
 WORKFLOW = {
     "prepare-data": ("gsm_pipeline.jobs.prepare_data", "write the SFT, RL and test sets"),

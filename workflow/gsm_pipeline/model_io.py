@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from .errors import ModelError
@@ -49,14 +50,18 @@ def load_model_and_tokenizer(path: str | Path, dtype: str = "float32", padding_s
     return model, tokenizer
 
 
-def save_atomically(model, tokenizer, out_dir: str | Path, state_dict: dict | None = None) -> None:
-    """Write into a sibling folder, then rename: no half-written model is ever left at out_dir."""
+def save_atomically(model, tokenizer, out_dir: str | Path, state_dict: dict | None = None,
+                    card: Callable[[Path], None] | None = None) -> None:
+    """Write into a sibling folder (with its model card, `card` writing it), then rename: no half-written model is
+    ever left at out_dir."""
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
         tokenizer.save_pretrained(tmp)
+        if card is not None:
+            card(tmp)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise ModelError(f"{out_dir}: saving failed ({exc.strerror or exc}); nothing was written there") from None

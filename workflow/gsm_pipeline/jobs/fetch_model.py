@@ -15,6 +15,7 @@ import zipfile
 from pathlib import Path
 
 from ..errors import ModelError, run_main
+from ..model_card import write_base_card
 from ..model_io import WHEEL_SOURCE as WHEEL
 from ..model_io import check_model_source, save_atomically
 
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     model, tokenizer = load_source(args.source, getattr(torch, args.dtype), Path(args.downloads))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    save_atomically(model, tokenizer, args.out)
+    save_atomically(model, tokenizer, args.out, card=lambda folder: write_base_card(folder, args.source))
     print(f"saved {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters to {args.out}")
 
 

@@ -29,7 +29,8 @@ from ..rows import load_rows
 from ..runtime import autocast, job_precision
 from ..settings.generation import resolve_engine
 from ..settings.training import RFTJob
-from ..training.stage import lora_config, resolved, run_stage, trainer_arguments, training_dtype
+from ..training.checkpoints import resolved
+from ..training.stage import lora_config, run_stage, trainer_arguments, training_dtype
 from .train_sft import sft_dataset
 
 ARITHMETIC = set("0123456789().,+-*/×÷ ")
