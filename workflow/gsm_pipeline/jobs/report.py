@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import run_main
-from ..reporting.comparison import History, comparison_rows, read_history, run_methods, summary, training_rows
+from ..reporting.comparison import (
+    History,
+    comparison_rows,
+    read_history,
+    run_methods,
+    run_names,
+    summary,
+    training_rows,
+)
 from ..reporting.compute import cost_table, curve_points, stage_cost
 from ..reporting.coverage import COVERAGE_COLUMNS, coverage, plot_pass_at_k
 from ..reporting.dynamics import plot_dynamics, plot_kl_at_evaluation
@@ -90,7 +98,8 @@ def write_report(metrics_files: list[str], log_files: list[str], experiments: di
     evals = load_evaluations(metrics_files)
     histories = [read_history(p) for p in log_files]
     points, run_costs = compute_axis(evals, histories, experiments, benchmarks)
-    costs = cost_table(run_costs, {st.run: st.stage for e in experiments.values() for st in e.stages})
+    names = run_names(experiments)
+    costs = cost_table(run_costs, {st.run: st.stage for e in experiments.values() for st in e.stages}, names)
     pd.DataFrame(points).to_csv(out_dir / "curve.csv", index=False)
     pd.DataFrame(costs).to_csv(out_dir / "cost.csv", index=False)
     curves = plot_compute_curves(points, out_dir / "curve_compute.png", out_dir / "curve_steps.png")
@@ -103,8 +112,9 @@ def write_report(metrics_files: list[str], log_files: list[str], experiments: di
     plot_accuracy(rows, out_dir / "accuracy.png")
     crossed = plot_template_scatter(rows, out_dir / "template_scatter.png")
     if histories:
-        plot_training_curves(histories, run_methods(experiments), out_dir / "training_curves.png")
-    dynamics = {"training": plot_dynamics(histories, run_methods(experiments), run_costs, out_dir / "dynamics.png"),
+        plot_training_curves(histories, run_methods(experiments), out_dir / "training_curves.png", names)
+    dynamics = {"training": plot_dynamics(histories, run_methods(experiments), run_costs, out_dir / "dynamics.png",
+                                          names),
                 "kl": plot_kl_at_evaluation(points, out_dir / "kl_at_evaluation.png")}
     sampling = {eval_key(e): e["sampling"] for e in evals if "sampling" in e}
     solved = None

@@ -127,6 +127,20 @@ def run_methods(experiments: dict[str, ExperimentLayout]) -> dict[str, RLMethod]
             for st in e.stages if is_rl(st.stage)}
 
 
+def run_names(experiments: dict[str, ExperimentLayout]) -> dict[str, str]:
+    """Each trained folder as the config names it: the rows that train it and the stage's label ("tagged,
+    tagged_conf prep SFT"; "tagged GRPO"), for legends and tables; the folder itself only where a path is needed."""
+    rows: dict[str, list[str]] = {}
+    stages: dict[str, str] = {}
+    for name, layout in experiments.items():
+        for st in layout.stages:
+            rows.setdefault(st.run, []).append(name)
+            stages[st.run] = st.stage
+    methods = run_methods(experiments)
+    return {run: f"{', '.join(names)} {stage_label(stages[run], {methods[run]} if run in methods else set())}"
+            for run, names in rows.items()}
+
+
 def stage_label(stage: str, methods: list[RLMethod] | set[RLMethod]) -> str:
     """How the report names a stage: the table's label, the RL stage by the methods that trained it here."""
     if stage == "base":

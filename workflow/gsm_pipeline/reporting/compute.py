@@ -136,15 +136,17 @@ def curve_points(experiment: ExperimentLayout, costs: dict[str, dict[str, Any]],
     return points
 
 
-def cost_table(costs: dict[str, dict[str, Any]], stages: dict[str, str]) -> list[dict[str, Any]]:
-    """One row per trained stage: the cost table of the report."""
+def cost_table(costs: dict[str, dict[str, Any]], stages: dict[str, str], names: dict[str, str] | None = None
+               ) -> list[dict[str, Any]]:
+    """One row per trained stage, named as the config names it (rows and stage), its folder beside: the cost
+    table of the report."""
     keys = ("run", "steps", "wall_s", "gpus", "gpu_hours", "trained_tokens", "generated_tokens", "flops",
             "peak_rss_gb", "peak_gpu_memory_gb", "parameters")
     def shown(cost: dict[str, Any], key: str) -> Any:  # an RL stage whose method logs no completion lengths
         unknown = cost[key] is None and key in ("generated_tokens", "flops") and cost["method"]
         return f"not logged by {cost['method']}" if unknown else cost[key]
 
-    return [{"stage": stages.get(run, ""), **{k: shown(cost, k) for k in keys},
+    return [{"trained": (names or {}).get(run, run), "stage": stages.get(run, ""), **{k: shown(cost, k) for k in keys},
              "confidence_targets": cost["targets"]["name"] if cost["targets"] else "",
              "target_tokens": cost["targets"]["generated_tokens"] if cost["targets"] else 0.0}
             for run, cost in costs.items()]

@@ -28,7 +28,7 @@ def series(history: list[dict[str, Any]], method: RLMethod, quantity: str) -> li
 
 
 def plot_dynamics(histories: list[History], methods: dict[str, RLMethod], costs: dict[str, dict[str, Any]],
-                  path: Path) -> bool:
+                  path: Path, names: dict[str, str] | None = None) -> bool:
     """A row of panels against steps and one against the stage's FLOPs; a colour per RL stage. False (and no
     file) when no stage was trained by an RL method."""
     runs = [(run, h) for run, h in histories if run in methods]
@@ -46,7 +46,7 @@ def plot_dynamics(histories: list[History], methods: dict[str, RLMethod], costs:
                 if not points:
                     continue
                 steps, values = zip(*points)
-                name = f"{run} {label}".strip()
+                name = f"{(names or {}).get(run, run)} {label}".strip()
                 axes[0][col].plot(steps, values, ls=style, color=f"C{i % 10}", marker=marker, ms=4, label=name)
                 flops = [at_step(cost, s)["flops"] for s in steps] if cost else []
                 if flops and None not in flops:

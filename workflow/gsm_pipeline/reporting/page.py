@@ -162,8 +162,8 @@ def page_context(evals: list[dict[str, Any]], rows: list[dict[str, Any]], train:
 
 POINT_COLUMNS = ["experiment", "stage", "stage_step", "testset", "n", "optimizer_steps", "flops", "wall_s",
                  "accuracy_strict", "ci95_low", "ci95_high", "ci95_width", "answer_rate", "kl_to_base"]
-COST_COLUMNS = ["run", "stage", "steps", "wall_s", "gpus", "gpu_hours", "trained_tokens", "generated_tokens", "flops",
-                "peak_rss_gb", "peak_gpu_memory_gb", "target_tokens", "parameters"]
+COST_COLUMNS = ["trained", "run", "stage", "steps", "wall_s", "gpus", "gpu_hours", "trained_tokens", "generated_tokens",
+                "flops", "peak_rss_gb", "peak_gpu_memory_gb", "target_tokens", "parameters"]
 
 
 def compute_context(points: list[dict[str, Any]], costs: list[dict[str, Any]],
@@ -182,8 +182,11 @@ def cell(value: Any) -> str:
 
 def render_page(context: dict[str, Any]) -> str:
     import jinja2
+    import markupsafe
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["cell"] = cell
+    # a long column name may break after an underscore, so a wide table folds its header instead of the page
+    env.filters["breakable"] = lambda name: markupsafe.Markup(str(markupsafe.escape(name)).replace("_", "_<wbr>"))
     return env.get_template("report.html.j2").render(**context)

@@ -125,7 +125,7 @@ def panel_keys(quantity: str, method: RLMethod | None, history: list[dict[str, A
 
 
 def plot_training_curves(histories: list[tuple[str, list[dict[str, Any]]]], methods: dict[str, RLMethod],
-                         path: Path) -> None:
+                         path: Path, names: dict[str, str] | None = None) -> None:
     """Loss, RL reward (total and per function), KL and completion length against step, a line per run, each
     read under the key its RL method logs it by."""
     plt = _pyplot()
@@ -136,7 +136,8 @@ def plot_training_curves(histories: list[tuple[str, list[dict[str, Any]]]], meth
             for key in panel_keys(quantity, methods.get(run), history):
                 points = [(h["step"], h[key]) for h in history if key in h and "step" in h]
                 if points:
-                    label = run if key in main else f"{run} {key.split('/')[1]}"
+                    name = (names or {}).get(run, run)
+                    label = name if key in main else f"{name} {key.split('/')[1]}"
                     ax.plot(*zip(*points), marker=".", ms=3, lw=1, label=label,
                             ls="-" if quantity in ("loss", "reward") and key in main else "--")
         ax.set_title(title, fontsize=9)
