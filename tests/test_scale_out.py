@@ -68,3 +68,20 @@ def test_the_workflow_lints_clean(dag):
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Congratulations" in done.stdout + done.stderr
+
+
+def test_on_slurm_each_job_goes_to_the_partition_its_gpu_count_needs(dag):
+    """Jobs without GPUs (the CPU default's trainings and evaluations) go to the CPU partition, and a stage given
+    GPUs to the GPU partition: nothing waits in a GPU queue for no GPU."""
+    import re
+
+    dag.write_config({"stages": {"grpo": {"launcher": "ddp", "gpus": 2}}}, "gpu_grpo.yaml")
+    out = dag.snakemake("-n", "--profile", "workflow/profiles/slurm", "--slurm-no-account",
+                        configfile="gpu_grpo.yaml").stdout
+    jobs = re.findall(r"rule (\w+):.*?resources: ([^\n]*)", out, flags=re.S)
+    planned = {(rule, re.search(r"slurm_partition=(\w+)", res)[1], int((re.search(r"\bgpu=(\d+)", res) or [0, 0])[1]))
+               for rule, res in jobs}
+    assert ("grpo", "gpu", 2) in planned
+    assert {(rule, part) for rule, part, gpus in planned if gpus == 0 and rule != "grpo"} >= {
+        ("prep_sft", "cpu"), ("full_sft", "cpu"), ("evaluate", "cpu")}
+    assert all(part == ("gpu" if gpus else "cpu") for _, part, gpus in planned)

@@ -165,6 +165,18 @@ def gpus(stage):
     return count
 
 
+# The Slurm partitions a job goes to by its GPU count (jobs without GPUs are never queued for a GPU); where a
+# cluster names them otherwise, export GSM_SLURM_CPU_PARTITION / GSM_SLURM_GPU_PARTITION before snakemake.
+SLURM_PARTITIONS = (os.environ.get("GSM_SLURM_CPU_PARTITION", "cpu"), os.environ.get("GSM_SLURM_GPU_PARTITION", "gpu"))
+
+
+def partition(count):
+    """The Slurm partition of a job asking for `count` GPUs (a number, or a function of the wildcards)."""
+    def choose(wildcards):
+        return SLURM_PARTITIONS[bool(count(wildcards) if callable(count) else count)]
+    return choose
+
+
 def targets_flag(wildcards, input):
     """The inputs only some stages read, as their jobs' flags: confidence targets, prep SFT's rows."""
     flags = {"targets": "--confidence-targets", "sft_rows": "--sft-rows"}

@@ -12,6 +12,7 @@ rule confidence_targets:
     threads: all_cores
     resources:
         gpu=CFG.evaluation.gpus,
+        slurm_partition=partition(CFG.evaluation.gpus),
     conda:
         CONDA_ENV
     log:

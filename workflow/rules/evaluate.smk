@@ -17,6 +17,7 @@ rule evaluate:
     threads: all_cores
     resources:
         gpu=CFG.evaluation.gpus,
+        slurm_partition=partition(CFG.evaluation.gpus),
     conda:
         CONDA_ENV
     log:

@@ -13,6 +13,7 @@ rule grpo:
     threads: all_cores
     resources:
         gpu=gpus("grpo"),
+        slurm_partition=partition(gpus("grpo")),
     conda:
         CONDA_ENV
     log:

@@ -14,6 +14,7 @@ rule rft:
     threads: all_cores
     resources:
         gpu=gpus("rft"),
+        slurm_partition=partition(gpus("rft")),
     conda:
         CONDA_ENV
     log:

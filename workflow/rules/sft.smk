@@ -13,6 +13,7 @@ rule prep_sft:
     threads: all_cores
     resources:
         gpu=gpus("prep_sft"),
+        slurm_partition=partition(gpus("prep_sft")),
     conda:
         CONDA_ENV
     log:
@@ -38,6 +39,7 @@ use rule prep_sft as full_sft with:
         launch=launch("full_sft"),
     resources:
         gpu=gpus("full_sft"),
+        slurm_partition=partition(gpus("full_sft")),
     log:
         "results/logs/full_sft-{chain}.log",
     benchmark:
