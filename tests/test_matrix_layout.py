@@ -210,7 +210,8 @@ def test_a_jobs_code_inputs_are_the_modules_it_runs_as_checkout_relative_paths(m
         assert all(p.startswith("workflow/gsm_pipeline/") for p in paths)  # relative: the checkout may move
         return {p.removeprefix("workflow/gsm_pipeline/") for p in paths}
 
-    assert names("jobs.fetch_model") == {"jobs/__init__.py", "jobs/fetch_model.py", "errors.py", "model_io.py"}
+    assert names("jobs.fetch_model") == {"jobs/__init__.py", "jobs/fetch_model.py", "errors.py", "model_io.py",
+                                         "model_card.py"}
     for entry in ("jobs.train_sft", "jobs.prepare_data"):  # grading, rewards, the matrix, config or report: not SFT
         assert not names(entry) & {"grading/answers.py", "grading/readers.py", "grading/rewards.py", "matrix.py",
                                    "config.py", "layout.py", "jobs/report.py", "reporting/comparison.py"}

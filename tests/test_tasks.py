@@ -30,7 +30,7 @@ def load(cfg, skipped, socratic=False):
 
 
 def test_the_built_in_tasks_are_registered_and_complete():
-    assert list(TASKS) == ["gsm_symbolic", "gsm8k", "jsonl"]
+    assert list(TASKS) == ["gsm_symbolic", "gsm8k", "jsonl", "reasoning_gym"]
     for name in TASKS:
         task, grade = get_task(name), grader(name)
         graded = grade("<start_working_out>6*7<end_working_out><SOLUTION>42</SOLUTION>", 42.0, "tagged")
@@ -42,7 +42,7 @@ def test_the_built_in_tasks_are_registered_and_complete():
 
 def test_an_unregistered_task_is_a_one_line_config_error():
     with pytest.raises(ConfigError,
-                       match=r"key 'data.source': unknown task 'toy'; registered: gsm_symbolic, gsm8k, jsonl$"):
+                       match=r"key 'data.source': unknown task 'toy'; registered: gsm_symbolic, gsm8k, jsonl, reasoning_gym$"):
         validate_config({"data": {"source": "toy"}})
 
 
@@ -69,3 +69,48 @@ def test_a_new_task_is_one_file_and_one_registry_line(tmp_path):
     assert "prepare_data" not in dag.planned_jobs()
     (tasks / "toy.py").write_text(TOY_TASK + "\n# an edit\n")
     assert dag.planned_jobs()["prepare_data"] == 1
+
+
+RG = {"source": "reasoning_gym", "prep_sft_size": 40, "full_sft_size": 40, "grpo_size": 20, "test_size": 30}
+
+
+def test_any_reasoning_gym_dataset_with_numbers_is_a_task_with_a_harder_test_set():
+    """Training and rg_id come from the dataset's generator as configured; rg_harder from the same dataset at a
+    difficulty never trained on, none of its problems in training; answers are exact numbers."""
+    from gsm_pipeline.data import build_splits
+    from gsm_pipeline.grading.numerals import exact_number
+
+    cfg = validate_config({"data": {**RG, "reasoning_gym": {"dataset": "chain_sum", "config": {
+        "min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 1}, "harder": {
+        "min_terms": 4, "max_terms": 5, "min_digits": 1, "max_digits": 1}}}})
+    assert cfg.data.test_sets() == ["rg_id", "rg_harder"]
+    splits, _ = build_splits(cfg.data)
+    assert {k: len(v) for k, v in splits.items() if k != "fewshot"} == {"prep_sft": 40, "full_sft": 40, "grpo": 20,
+                                                                        "rg_id": 30, "rg_harder": 30}
+    trained = {r["question"] for name in ("prep_sft", "full_sft", "grpo") for r in splits[name]}
+    assert len(trained) == 100 and not trained & {r["question"] for r in splits["rg_id"]}
+    terms = lambda q: q.count("+") + q.count("-") + 1  # noqa: E731
+    assert {terms(r["question"]) for r in splits["rg_id"]} <= {2, 3}
+    assert {terms(r["question"]) for r in splits["rg_harder"]} <= {4, 5}
+    assert all(exact_number(r["answer"]) is not None for rows in splits.values() for r in rows)
+    assert build_splits(cfg.data)[0] == splits  # seeded: the same problems every time
+
+
+@pytest.mark.parametrize("setting, message", [
+    ({"dataset": "chain_summ"}, "reasoning_gym.dataset: reasoning-gym has no 'chain_summ'; did you mean 'chain_sum'?"),
+    ({"config": {"min_termz": 2}}, "reasoning_gym.config: chain_sum refuses {'min_termz': 2}"),
+    ({"harder": {"max_digits": 0}}, "reasoning_gym.harder: chain_sum refuses"),
+])
+def test_a_reasoning_gym_setting_its_generator_refuses_is_named_at_validation(setting, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")):
+        validate_config({"data": {**RG, "reasoning_gym": setting}})
+
+
+def test_a_reasoning_gym_dataset_whose_answers_are_not_numbers_is_named():
+    from gsm_pipeline.data import build_splits
+    from gsm_pipeline.errors import DataError
+
+    cfg = validate_config({"data": {**RG, "reasoning_gym": {"dataset": "number_sorting", "config": {},
+                                                              "harder": {}}}})
+    with pytest.raises(DataError, match="number_sorting's answers are not numbers"):
+        build_splits(cfg.data)

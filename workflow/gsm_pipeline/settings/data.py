@@ -1,12 +1,45 @@
 """What prepare_data reads: the data section, and the job built from it."""
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
 from ..tasks import TASKS
 from .base import NAME_PATTERN, SEED_MAX, JobSettings, Strict, is_name, registered
+
+
+class ReasoningGymConfig(Strict):
+    """Any reasoning-gym dataset with numeric answers as the task (data.source: reasoning_gym), generated offline."""
+    dataset: str = Field("chain_sum", description="A reasoning-gym dataset name (reasoning_gym.factory.DATASETS)")
+    config: dict[str, Any] = Field(
+        default_factory=lambda: {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2,
+                                 "allow_negation": False},
+        description="Its generator's settings (its difficulty knobs): what training and the rg_id test set draw from")
+    harder: dict[str, Any] = Field(
+        default_factory=lambda: {"min_terms": 2, "max_terms": 2, "min_digits": 3, "max_digits": 3,
+                                 "allow_negation": False},
+        description="Settings of the rg_harder test set (a difficulty never trained on); {} for no such set")
+
+    def check(self) -> None:
+        """The dataset exists and takes these settings: refused at validation, not when prepare_data generates
+        (reasoning-gym is imported only for a config whose source is reasoning_gym)."""
+        from reasoning_gym.factory import DATASETS
+
+        if self.dataset not in DATASETS:
+            import difflib
+
+            close = difflib.get_close_matches(self.dataset, DATASETS, n=1)
+            raise ValueError(f"dataset: reasoning-gym has no {self.dataset!r}" +
+                             (f"; did you mean {close[0]!r}?" if close else ""))
+        config_cls = DATASETS[self.dataset][1]
+        for key, settings in (("config", self.config), ("harder", self.harder)):
+            if key == "harder" and not settings:
+                continue
+            try:
+                config_cls(**settings, seed=0, size=1).validate()
+            except (TypeError, ValueError, AssertionError) as exc:
+                raise ValueError(f"{key}: {self.dataset} refuses {settings}: {exc}") from None
 
 
 class DataConfig(Strict):
@@ -26,6 +59,8 @@ class DataConfig(Strict):
         0.2, gt=0, lt=1, description="gsm_symbolic: share of templates kept out of training, tested apart")
     missing_answer: Literal["skip", "error"] = Field(
         "skip", description="A row whose answer has no final number: skip and count it, or fail")
+    reasoning_gym: ReasoningGymConfig = Field(
+        default_factory=ReasoningGymConfig, description="The reasoning-gym dataset when source is reasoning_gym")
     extra_test_files: dict[str, str] = Field(
         default_factory=dict, description="More test sets, name -> JSONL of question/answer rows "
                                           "(e.g. a local GSM8K test.jsonl as an out-of-distribution set)")
@@ -34,6 +69,11 @@ class DataConfig(Strict):
     def _files_for_jsonl(self) -> "DataConfig":
         if self.source == "jsonl" and not (self.train_file and self.test_file):
             raise ValueError("source 'jsonl' needs data.train_file and data.test_file")
+        if self.source == "reasoning_gym":
+            try:
+                self.reasoning_gym.check()
+            except ValueError as exc:
+                raise ValueError(f"reasoning_gym.{exc}") from None
         # a file only another task reads would be ignored without a word, and the run train on other data
         for key, reader in (("train_file", "jsonl"), ("test_file", "jsonl"), ("gsm8k_path", "gsm8k")):
             if getattr(self, key) is not None and self.source != reader:

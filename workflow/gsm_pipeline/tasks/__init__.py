@@ -15,6 +15,7 @@ TASKS = {
     "gsm_symbolic": "gsm_pipeline.tasks.gsm_symbolic",
     "gsm8k": "gsm_pipeline.tasks.gsm8k",
     "jsonl": "gsm_pipeline.tasks.jsonl",
+    "reasoning_gym": "gsm_pipeline.tasks.reasoning_gym",
 }
 DEFAULT_TASK = "gsm_symbolic"
 REQUIRED = ("test_sets", "load")
