@@ -544,8 +544,12 @@ def test_the_report_names_each_trained_model_by_its_rows_and_stage(tiny_dag):
 
     costs = pd.read_csv(tiny_dag.root / "results/report/cost.csv")
     named = dict(zip(costs["run"], costs["trained"]))
-    assert named[tiny_dag.run("tagged", "grpo")] == "tagged GRPO"
+    # the RL stage says what it optimised, as its own record states it (TRL 1.16's GRPO default loss is dapo)
+    assert named[tiny_dag.run("tagged", "grpo")] == "tagged GRPO (loss dapo, scale_rewards group, beta 0)"
     assert named[tiny_dag.run("tagged_conf", "prep_sft")].endswith("prep SFT")
     assert all(not name.split()[0].startswith(("prep_sft-", "grpo-", "full_sft-")) for name in named.values())
     layouts = {e.name: e for e in report_job(tiny_dag.config()).experiments}
-    assert run_names(layouts) == named
+    histories = [(p.parent.name, json.loads(p.read_text())) for p in tiny_dag.root.glob("results/*/log_history.json")]
+    assert run_names(layouts, histories) == named
+    training = {r["run"]: r for r in json.loads((tiny_dag.root / "results/report/training.json").read_text())}
+    assert training[tiny_dag.run("tagged", "grpo")]["objective"] == "loss dapo, scale_rewards group, beta 0"

@@ -70,7 +70,8 @@ def kl_columns(ev: dict[str, Any]) -> dict[str, float | None]:
     return {"kl_to_base_per_token": kl.get("per_token"), "kl_to_base_per_completion": kl.get("per_completion")}
 
 
-def comparison_rows(evals: list[dict[str, Any]], experiments: dict[str, ExperimentLayout]) -> list[dict[str, Any]]:
+def comparison_rows(evals: list[dict[str, Any]], experiments: dict[str, ExperimentLayout],
+                    names: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """A shared evaluation (base, or a stage trained identically by an earlier row) repeats under each
     experiment that uses it; p-values compare with the base model and the parent stage asked the same way."""
     by_key = {(e["run"], e["prompt_key"], e["testset"]): e for e in evals}
@@ -89,6 +90,7 @@ def comparison_rows(evals: list[dict[str, Any]], experiments: dict[str, Experime
                     "experiment": name, "stage": item.stage, "testset": testset, "prompt": item.prompt,
                     "prompt_without_template": item.prompt_without_template,
                     "method": method(item.stage, variant),
+                    "trained": (names or {}).get(item.run, "base model" if item.stage == "base" else item.run),
                     "eval_chat_template": asked["chat_template"], "eval_answer_format": asked["answer_format"],
                     "eval_matches_training": item.prompt == layout.prompt_key,
                     **{col: (",".join(variant[k]) if isinstance(variant.get(k), list) else variant.get(k))
@@ -127,9 +129,17 @@ def run_methods(experiments: dict[str, ExperimentLayout]) -> dict[str, RLMethod]
             for st in e.stages if is_rl(st.stage)}
 
 
-def run_names(experiments: dict[str, ExperimentLayout]) -> dict[str, str]:
+def objective(history: list[dict[str, Any]]) -> str:
+    """The RL objective an RL stage's runtime record states ("loss dapo, scale_rewards group, beta 0"), or ""."""
+    found = next((h["runtime"].get("objective") for h in history[:1] if "runtime" in h), None) or {}
+    return ", ".join(f"{'loss' if key == 'loss_type' else key} {value:g}" if isinstance(value, float) else
+                     f"{'loss' if key == 'loss_type' else key} {value}" for key, value in found.items())
+
+
+def run_names(experiments: dict[str, ExperimentLayout], histories: list[History] | None = None) -> dict[str, str]:
     """Each trained folder as the config names it: the rows that train it and the stage's label ("tagged,
-    tagged_conf prep SFT"; "tagged GRPO"), for legends and tables; the folder itself only where a path is needed."""
+    tagged_conf prep SFT"; "tagged GRPO (loss dapo, scale_rewards group, beta 0)", what the RL stage optimised
+    as its record states), for legends and tables; the folder itself only where a path is needed."""
     rows: dict[str, list[str]] = {}
     stages: dict[str, str] = {}
     for name, layout in experiments.items():
@@ -137,7 +147,9 @@ def run_names(experiments: dict[str, ExperimentLayout]) -> dict[str, str]:
             rows.setdefault(st.run, []).append(name)
             stages[st.run] = st.stage
     methods = run_methods(experiments)
+    objectives = {run: objective(history) for run, history in histories or []}
     return {run: f"{', '.join(names)} {stage_label(stages[run], {methods[run]} if run in methods else set())}"
+                 + (f" ({objectives[run]})" if objectives.get(run) else "")
             for run, names in rows.items()}
 
 
@@ -169,6 +181,7 @@ def training_rows(histories: list[History], methods: dict[str, RLMethod]) -> lis
         if method is not None:
             rewards, zero_std = logged(history, method, "reward"), logged(history, method, "reward_std_zero")
             row["method"] = method.label
+            row["objective"] = objective(history)
             if isinstance(rewards, str):
                 row.update({"first_reward": rewards, "last_reward": rewards, "mean_reward": rewards})
             else:

@@ -25,15 +25,15 @@ from .comparison import (
 )
 
 TEMPLATES = Path(__file__).parent / "templates"
-COMPARISON_COLUMNS = ["experiment", "stage", "method", "testset", "prompt", "n", "accuracy_strict", "ci95_low",
-                      "ci95_high", "accuracy_flexible", "answer_rate", "thinking_rate", "truncation_rate",
+COMPARISON_COLUMNS = ["experiment", "stage", "trained", "method", "testset", "prompt", "n", "accuracy_strict",
+                      "ci95_low", "ci95_high", "accuracy_flexible", "answer_rate", "thinking_rate", "truncation_rate",
                       "p_strict_vs_base", "p_answer_rate_vs_base", "p_strict_vs_parent"]
 # lm-eval's graders beside ours: the second opinion a published number is set beside (grading/harness.py)
 LM_EVAL_COLUMNS = ["experiment", "stage", "run", "testset", "prompt", "n", "accuracy_strict", "accuracy_lmeval_strict",
                    "lmeval_strict_ci95_low", "lmeval_strict_ci95_high", "lmeval_strict_differs_from_ours",
                    "accuracy_flexible", "accuracy_lmeval_flexible", "lmeval_flexible_ci95_low",
                    "lmeval_flexible_ci95_high", "lmeval_flexible_differs_from_ours"]
-TRAINING_COLUMNS = ["run", "method", "steps", "first_loss", "last_loss", "first_reward", "last_reward",
+TRAINING_COLUMNS = ["run", "method", "objective", "steps", "first_loss", "last_loss", "first_reward", "last_reward",
                     "mean_reward", "share_groups_with_reward_variance", "zero_variance_all_correct",
                     "zero_variance_all_wrong", "first_entropy", "last_entropy"]
 HEADLINE_EXPERIMENTS = 6  # more rows than this stop being one screen; the table below has them all

@@ -65,14 +65,18 @@ def runtime_record(trainer, job: TrainingJob, threads: int | None) -> dict[str, 
     return info
 
 
-def rollout_record(job: TrainingJob, args) -> dict[str, str]:
-    """How an RL stage's rollouts ran, read back from the TRL config the trainer holds."""
+def rollout_record(job: TrainingJob, args) -> dict[str, Any]:
+    """How an RL stage's rollouts ran and which objective it optimised (TRL 1.16's GRPOTrainer defaults to the
+    `dapo` loss), read back from the TRL config the trainer holds."""
     if STAGES[job.stage].kind != "rl":
         return {}
+    objective = {"objective": {key: getattr(args, key) for key in ("loss_type", "scale_rewards", "beta")
+                               if hasattr(args, key)}}
     if getattr(args, "use_vllm", False):
-        return {"engine": "vllm", "engine_why": "training_args.use_vllm (not tested by this project)"}
+        return {"engine": "vllm", "engine_why": "training_args.use_vllm (not tested by this project)", **objective}
     _, why = rollout_engine(job, gpu=on_gpu(), autocast=args.bf16 or args.fp16)
-    return {"engine": "continuous" if args.use_transformers_continuous_batching else "loop", "engine_why": why}
+    return {"engine": "continuous" if args.use_transformers_continuous_batching else "loop", "engine_why": why,
+            **objective}
 
 
 def parameter_count(model) -> int:
