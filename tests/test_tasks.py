@@ -41,8 +41,8 @@ def test_the_built_in_tasks_are_registered_and_complete():
 
 
 def test_an_unregistered_task_is_a_one_line_config_error():
-    with pytest.raises(ConfigError,
-                       match=r"key 'data.source': unknown task 'toy'; registered: gsm_symbolic, gsm8k, jsonl, reasoning_gym$"):
+    registered = "gsm_symbolic, gsm8k, jsonl, reasoning_gym"
+    with pytest.raises(ConfigError, match=rf"key 'data.source': unknown task 'toy'; registered: {registered}$"):
         validate_config({"data": {"source": "toy"}})
 
 
