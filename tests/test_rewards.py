@@ -117,7 +117,7 @@ def test_the_split_is_logged_after_the_last_reward_of_each_call():
     assert fns[1](**kwargs) == [1.0, 1.0, 0.0, 0.0]
     # totals: p (2, 2) flat and right; q (0.5, 1) not flat
     assert logged == [("groups/zero_std", 0.5), ("groups/zero_std_all_correct", 0.5),
-                      ("groups/zero_std_all_wrong", 0.0)]
+                      ("groups/zero_std_all_wrong", 0.0), ("completions/correct_strict", 0.5)]
 
 
 def test_under_ddp_a_group_split_between_processes_is_whole_again():
@@ -137,4 +137,4 @@ def test_under_ddp_a_group_split_between_processes_is_whole_again():
     fns[0](completions=completions[:2], answer=["7", "7"], prompts=["p", "p"],
            log_metric=lambda k, v: logged.append((k, v)))
     assert logged == [("groups/zero_std", 1.0), ("groups/zero_std_all_correct", 1.0),
-                      ("groups/zero_std_all_wrong", 0.0)]
+                      ("groups/zero_std_all_wrong", 0.0), ("completions/correct_strict", 1.0)]

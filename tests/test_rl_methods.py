@@ -38,7 +38,7 @@ def test_an_rloo_row_trains_with_trls_rloo_trainer_and_the_rows_rewards(tmp_path
     # share of flat groups and its split, which our rewards log through TRL's log_metric (the split never more)
     logs = methods.RL_METHODS["rloo"].logs
     assert {logs[q] for q in ("entropy", "clip_ratio", "reward_std_zero", "zero_std_all_correct",
-                              "zero_std_all_wrong")} <= set(step)
+                              "zero_std_all_wrong", "correct_strict")} <= set(step)
     assert step[logs["zero_std_all_correct"]] + step[logs["zero_std_all_wrong"]] <= step[logs["reward_std_zero"]]
 
 

@@ -82,6 +82,7 @@ def make_reward_functions(names: list[str], answer_format: str, grader: Grader =
     return [table[name] for name in names]
 
 
+CORRECT_KEY = "completions/correct_strict"
 ZERO_STD_KEYS = ("groups/zero_std", "groups/zero_std_all_correct", "groups/zero_std_all_wrong")
 FLAT = 1e-6  # a group is flat when its totals lie within this: float noise of a weighted sum (6e-8 seen), far
 # below any reward step (0.5); TRL's frac_reward_zero_std counts only std <= 1e-8, and calls such groups signal
@@ -116,9 +117,10 @@ def gather_processes(values: list[Any]) -> list[Any]:
 def logging_group_split(functions: list[Reward], answer_format: str, size: int, weights: list[float] | None = None,
                         grader: Grader = grade, gather: Callable[[list], list] = gather_processes) -> list[Reward]:
     """The same reward functions; after the last of them, each call also logs `group_split` of the weighted total
-    reward through TRL's `log_metric` (averaged per logging step), over the whole generation batch gathered from
-    every process (every process calls its rewards alike). Correctness is the task's strict grading, whichever
-    rewards the stage trains on (the split means the same under `random`)."""
+    reward and the share of strictly correct completions through TRL's `log_metric` (averaged per logging step),
+    over the whole generation batch gathered from every process (every process calls its rewards alike).
+    Correctness is the task's strict grading, whichever rewards the stage trains on (the split means the same under
+    `random`)."""
     weights = weights or [1.0] * len(functions)
     outputs: dict[int, list[float]] = {}
 
@@ -135,6 +137,9 @@ def logging_group_split(functions: list[Reward], answer_format: str, size: int, 
                 split = group_split([r[0] for r in every], [r[1] for r in every], [r[2] for r in every], size)
                 for key, value in (split or {}).items():
                     log(key, value)
+                # how often the policy's samples are right, whatever the reward says (the random row's, a negated
+                # reward's): the training-time twin of the evaluation's strict accuracy
+                log(CORRECT_KEY, sum(r[1] for r in every) / len(every))
             return outputs[i]
         return reward
 

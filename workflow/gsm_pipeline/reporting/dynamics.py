@@ -1,5 +1,6 @@
 """What happened during RL: the training-dynamics panel. Per RL stage, from its log history under the keys its
-method logs them by (training/methods.py): policy entropy (its early collapse tracks accuracy, arXiv 2505.22617),
+method logs them by (training/methods.py): the share of sampled completions that are right (logged by our
+rewards, so a random-reward row shows it too), policy entropy (its early collapse tracks accuracy, arXiv 2505.22617),
 completion length, the share of prompt groups whose reward has no variance split into all-right and all-wrong
 (the groups GRPO learns nothing from, 2504.11343; the split is logged by our rewards, the total by TRL) and the
 clip ratio; against the stage's optimizer steps and against the FLOPs it spent (reporting/compute.py's count)."""
@@ -13,7 +14,8 @@ from .comparison import History
 from .compute import at_step
 
 # (panel title, [(report quantity, line style, marker, label)]); the split's markers show where it lies on the total
-PANELS = [("policy entropy (nats per token)", [("entropy", "-", ".", "")]),
+PANELS = [("samples strictly right (whatever the reward)", [("correct_strict", "-", ".", "")]),
+          ("policy entropy (nats per token)", [("entropy", "-", ".", "")]),
           ("mean completion length (tokens)", [("completion_length", "-", ".", "")]),
           ("groups with zero reward variance", [("reward_std_zero", "-", ".", "all"),
                                                 ("zero_std_all_correct", "--", "^", "all right"),

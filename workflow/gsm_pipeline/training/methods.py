@@ -36,7 +36,7 @@ GRPO_CHOICES = {"loss_type": ("grpo", "bnpo", "dr_grpo", "dapo", "luspo", "cispo
 GROUP_LOGS = {"reward": "reward", "reward_std_zero": "groups/zero_std", "completion_length":
               "completions/mean_length", "kl": "kl", "reward_parts": "rewards/", "entropy": "entropy",
               "clip_ratio": "clip_ratio/region_mean", "zero_std_all_correct": "groups/zero_std_all_correct",
-              "zero_std_all_wrong": "groups/zero_std_all_wrong"}
+              "zero_std_all_wrong": "groups/zero_std_all_wrong", "correct_strict": "completions/correct_strict"}
 
 
 @dataclass(frozen=True, eq=False)  # compared and hashed as the one registry entry it is
