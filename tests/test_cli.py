@@ -159,3 +159,25 @@ def test_without_lm_eval_an_evaluation_carries_our_graders_and_says_lm_evals_are
     assert "correct_strict" in row and "correct_lmeval_strict" not in row
     metrics = json.loads((tmp_path / "eval/metrics.json").read_text())
     assert metrics["lm_eval"] is None and "accuracy_lmeval_strict" not in metrics and metrics["n"] == 2
+
+
+def test_an_adhoc_evaluation_in_the_project_asks_the_configured_tasks_problems(tiny_model, tmp_path, monkeypatch):
+    """In the project, `evaluate` asks as config.yaml's first row asks (its task, answer format, template and
+    instruction) and, without --data, the first test set of that task; elsewhere, generated gsm_symbolic problems
+    in the settings' own prompt."""
+    from gsm_pipeline.jobs import evaluate
+
+    for folder, task, question, asked in (
+            (tmp_path / "project", "reasoning_gym", "Calculate ", ("gsm8k", False, False)),
+            (tmp_path / "elsewhere", "gsm_symbolic", "", ("tagged", True, True))):
+        folder.mkdir()
+        if task == "reasoning_gym":
+            (folder / "config.yaml").write_text((REPO / "config.yaml").read_text())
+        monkeypatch.chdir(folder)
+        evaluate.main(["--model", str(tiny_model), "--limit", "2", "--max-new-tokens", "2", "--out", "eval"])
+        metrics = json.loads((folder / "eval/metrics.json").read_text())
+        assert (metrics["data"], metrics["prompt"]["task"], metrics["n"]) == (f"{task} default", task, 2)
+        prompt = {"chat_template": True, "instruction": True, **metrics["prompt"]}  # the record omits defaults
+        assert (prompt["answer_format"], prompt["chat_template"], prompt["instruction"]) == asked
+        first = json.loads((folder / "eval/predictions.jsonl").read_text().splitlines()[0])
+        assert first["question"].startswith(question)

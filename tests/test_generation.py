@@ -116,8 +116,9 @@ def test_best_of_n_ranks_samples_by_the_reward_models_own_scores(tiny_model, tin
     rm.config.pad_token_id = rm_tokenizer.pad_token_id or rm_tokenizer.eos_token_id
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     questions = {r["id"]: r["question"] for r in load_test_rows(tiny_data / "test.jsonl")}
+    asked = json.loads((tmp_path / "out" / "metrics.json").read_text())["prompt"]  # as the run asked (config.yaml's)
     for sample in samples[:4]:
-        text = render_prompt(questions[sample["id"]], SPEC, tokenizer) + sample["completion"]
+        text = render_prompt(questions[sample["id"]], asked, tokenizer) + sample["completion"]
         with torch.inference_mode():
             expected = rm(**rm_tokenizer(text, return_tensors="pt")).logits[0, 0].item()
         assert sample["score"] == pytest.approx(expected, abs=1e-4)

@@ -105,17 +105,23 @@ def build_splits(cfg: DataConfig, socratic: bool = False) -> tuple[dict[str, lis
     return splits, skipped
 
 
-@lru_cache(maxsize=1)
-def _default_splits() -> dict[str, list[dict[str, Any]]]:
-    return build_splits(DataConfig())[0]
+@lru_cache(maxsize=2)
+def _splits_of(data_json: str) -> dict[str, list[dict[str, Any]]]:
+    return build_splits(DataConfig.model_validate_json(data_json))[0]
 
 
-def default_test_rows() -> list[dict[str, Any]]:
-    """Without --data: the default config's in-distribution gsm_symbolic test set."""
-    return _default_splits()["symbolic_id"]
+def _default_splits(data: DataConfig) -> dict[str, list[dict[str, Any]]]:
+    return _splits_of(data.model_dump_json())
 
 
-def default_fewshot_rows() -> list[dict[str, Any]]:
-    """Without --data: the default config's train split, which a protocol draws worked examples from."""
-    return _default_splits()["fewshot"]
+def default_test_rows(data: DataConfig | None = None) -> list[dict[str, Any]]:
+    """Without --data: the first test set of the task `data` configures (by default the settings' own: the
+    in-distribution gsm_symbolic test set)."""
+    data = data or DataConfig()
+    return _default_splits(data)[data.test_sets()[0]]
+
+
+def default_fewshot_rows(data: DataConfig | None = None) -> list[dict[str, Any]]:
+    """Without --data: that task's train split, which a protocol draws worked examples from."""
+    return _default_splits(data or DataConfig())["fewshot"]
 

@@ -28,9 +28,9 @@ from ..model_io import check_model_dir
 from ..prompts import render_prompt
 from ..rows import write_jsonl
 from ..runtime import MIXED_PRECISION, autocast, load_for_generation, seed_everything
+from ..settings.data import DataConfig
 from ..settings.evaluation import EvalJob
 from ..settings.prompt import PromptSpec
-from ..tasks import DEFAULT_TASK
 
 
 def prompts_for(rows: list[dict[str, Any]], spec: PromptSpec, tokenizer,
@@ -125,8 +125,9 @@ def at_least_one(text: str) -> int:
 
 
 def project_defaults() -> dict[str, Any]:
-    """The evaluation settings of ./config.yaml when the command runs in the project (so an ad-hoc number is asked
-    as the report's are), else the settings' own defaults; the help shows which."""
+    """The evaluation settings, the task and the first row's prompt of ./config.yaml when the command runs in the
+    project (so an ad-hoc number is asked as the report's are), else the settings' own defaults; the help shows
+    which."""
     from ..config_files import load_config_file
 
     own = {name: field.default for name, field in EvalJob.model_fields.items() if name != "prompt"}
@@ -136,7 +137,19 @@ def project_defaults() -> dict[str, Any]:
         raw = {}
     from_config = {**(raw.get("evaluation") or {}), **(raw.get("generation") or {}),
                    **{k: v for k, v in (raw.get("model") or {}).items() if k in ("dtype", "mixed_precision")}}
-    return {**own, **{k: v for k, v in from_config.items() if k in own}, "_from": "config.yaml" if raw else None}
+    try:
+        data = DataConfig.model_validate(raw.get("data") or {})
+        row = next(iter((raw.get("experiments") or {}).values()), None) or {}
+        # a row's prompt keys are PromptSpec's, with the same defaults (tests/test_prompts_and_masking.py); read
+        # here rather than through config.py, which every evaluation would then count as its code
+        asked = {key: row[key] for key in PromptSpec.model_fields if key in row and key not in ("task", "protocol")}
+        if not asked.get("chat_template", True):
+            asked.pop("chat_template_kwargs", None)
+        prompt = PromptSpec(task=data.source, **asked)
+    except ValueError:  # as above: the DAG names what is wrong with it
+        data, prompt = DataConfig(), PromptSpec()
+    return {**own, **{k: v for k, v in from_config.items() if k in own}, "_from": "config.yaml" if raw else None,
+            "_data": data, "_prompt": prompt}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -145,7 +158,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Evaluate a model folder on a GSM-style test set.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--model", required=True, help="model folder (safetensors + tokenizer)")
-    parser.add_argument("--data", help="test rows (JSONL); default: 32 generated gsm_symbolic problems")
+    parser.add_argument("--data", help="test rows (JSONL); default: the first test set of config.yaml's task in the "
+                                       "project, else 32 generated gsm_symbolic problems")
     parser.add_argument("--limit", type=at_least_one, help="the first N test rows only")
     parser.add_argument("--config", help="job settings as JSON (the DAG passes this)")
     parser.add_argument("--protocol", choices=list(PROTOCOLS),
@@ -153,7 +167,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fewshot", help="the train split a protocol draws its worked examples from (JSONL; the "
                                           "DAG passes results/data/fewshot.jsonl); default: with the default test "
                                           "rows, their own")
-    parser.add_argument("--answer-format", choices=list(FORMATS), help="the format asked for (default: tagged)")
+    parser.add_argument("--answer-format", choices=list(FORMATS),
+                        help=f"the format asked for (default: {default['_prompt'].answer_format}{source})")
     parser.add_argument("--raw", action="store_true", help="do not apply the chat template")
     parser.add_argument("--confidence", action="store_true", help="ask for a stated confidence after the answer")
     parser.add_argument("--max-new-tokens", type=int, default=default["max_new_tokens"],
@@ -182,8 +197,11 @@ def main(argv: list[str] | None = None) -> None:
                                         ("--confidence", args.confidence)) if given]
     if args.protocol and changed:
         raise ConfigError(f"--protocol {args.protocol} sets the whole prompt: {', '.join(changed)} cannot change it")
-    prompt = PromptSpec.protocol_spec(DEFAULT_TASK, args.protocol) if args.protocol else {
-        "answer_format": args.answer_format or "tagged", "chat_template": not args.raw, "confidence": args.confidence}
+    own, task = default["_prompt"], default["_data"].source
+    prompt = PromptSpec.protocol_spec(task, args.protocol) if args.protocol else own.but(
+        answer_format=args.answer_format or own.answer_format, chat_template=own.chat_template and not args.raw,
+        chat_template_kwargs=own.chat_template_kwargs if own.chat_template and not args.raw else {},
+        confidence=args.confidence or own.confidence).model_dump()
     job = EvalJob.parse(args.config) if args.config else EvalJob.from_flags(
         EVAL_FLAGS, prompt=prompt, dtype=args.dtype, mixed_precision=args.mixed_precision,
         max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, samples=args.samples,
@@ -194,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
         check_model_dir(args.reference)
     if job.reward_model:
         check_model_dir(job.reward_model)
-    rows = (load_test_rows(args.data) if args.data else default_test_rows())[: args.limit]
+    rows = (load_test_rows(args.data) if args.data else default_test_rows(default["_data"]))[: args.limit]
     if not rows:
         raise DataError(f"{args.data}: no test rows")
     protocol, fewshot = job.prompt.protocol, None
@@ -203,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
         if not fewshot:
             raise DataError(f"{args.fewshot}: no rows to draw worked examples from")
     elif protocol and not args.data:
-        fewshot = default_fewshot_rows()
+        fewshot = default_fewshot_rows(default["_data"])
     if protocol and harness.shots(protocol) and not fewshot:
         raise DataError(f"{protocol} draws {harness.shots(protocol)} worked examples from a "
                         "train split: give it as --fewshot TRAIN.jsonl")
@@ -224,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
                          [row.pop("token_ids", []) for row in graded])
     write_jsonl(out / "predictions.jsonl", graded)
     write_jsonl(out / "samples.jsonl", samples)
-    metrics = {**json.loads(args.meta), "model": str(args.model), "data": str(args.data or "gsm_symbolic default"),
+    metrics = {**json.loads(args.meta), "model": str(args.model), "data": str(args.data or f"{task} default"),
                "prompt": job.prompt.model_dump(), "max_new_tokens": job.max_new_tokens, "decoding": "greedy",
                "seed": job.seed, "generation_seconds": round(seconds, 1), "runtime": runtime,
                "lm_eval": ({"graders_of": job.prompt.protocol or GRADED_BY, "version": lm_eval_version()}
