@@ -14,6 +14,9 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+# The GSM-style CPU pair (tagged, tagged_conf on gsm_symbolic): the base of the tiny DAG and most plan tests, whose
+# rows and stages it names; config.yaml's arithmetic default is tested where a test says so.
+GSM_PRESET = REPO / "workflow" / "presets" / "gsm-symbolic-cpu.yaml"
 sys.path.insert(0, str(REPO / "workflow"))
 sys.path.insert(0, str(REPO / "tests"))
 
@@ -58,13 +61,21 @@ def warm_config_checks(*files: Path) -> None:
         pass
 
 
+def gsm_config() -> dict:
+    """config.yaml overlaid by the GSM-style preset, merged as the workflow merges them."""
+    from gsm_pipeline.config_files import load_config_file, merge
+
+    return merge(load_config_file(REPO / "config.yaml"), load_config_file(GSM_PRESET))
+
+
 def dry_run_refusal(tmp_path: Path, overlay: str, needle: str) -> list[str]:
-    """`snakemake -n` of this checkout with `overlay` (YAML text) over config.yaml must fail: the output lines
+    """`snakemake -n` of this checkout with `overlay` (YAML text) over the GSM-style pair must fail: the output lines
     that mention `needle`."""
     bad = tmp_path / "bad.yaml"
     bad.write_text(overlay)
-    warm_config_checks(REPO / "config.yaml", bad)
-    done = subprocess.run(["snakemake", "-n", "--configfile", str(bad)], cwd=REPO, capture_output=True, text=True)
+    warm_config_checks(REPO / "config.yaml", GSM_PRESET, bad)
+    done = subprocess.run(["snakemake", "-n", "--configfile", str(GSM_PRESET), str(bad)], cwd=REPO,
+                          capture_output=True, text=True)
     assert done.returncode != 0
     return [line for line in (done.stdout + done.stderr).splitlines() if needle in line]
 
@@ -113,11 +124,12 @@ def tiny_config(model: Path, data_dir: Path, chat_matrix: bool = False) -> dict:
 class Dag:
     """A working directory holding a copy of the workflow, a config overlay and results/."""
 
-    def __init__(self, root: Path, config: dict):
+    def __init__(self, root: Path, config: dict, base: Path = GSM_PRESET):
+        """`base` becomes the folder's config.yaml: the GSM-style pair unless a test runs the real default."""
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / "Snakefile", root / "Snakefile")
-        shutil.copy(REPO / "config.yaml", root / "config.yaml")
+        shutil.copy(base, root / "config.yaml")
         shutil.copytree(REPO / "workflow", root / "workflow", ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copytree(REPO / "envs", root / "envs")
         self.write_config(config)

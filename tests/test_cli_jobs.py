@@ -74,8 +74,8 @@ def test_validate_command_checks_a_config_and_writes_the_schema_the_repository_c
     assert done.returncode == 0 and done.stdout.splitlines()[0] == "config.yaml: ok (2 experiments)"
     table = done.stdout.split("each stage as it will train")[0]  # then each stage's settings (test_preflight.py)
     folders = [line.strip() for line in table.splitlines()[2:]]  # where each stage lives, for targets
-    assert [f.split(":")[0] for f in folders] == [f"{e} {s}" for e in ("tagged", "tagged_conf")
-                                                  for s in ("prep_sft", "full_sft", "grpo")]
+    assert [f.split(":")[0] for f in folders] == ["arith prep_sft", "arith full_sft", "arith grpo",
+                                                  "arith_random prep_sft", "arith_random grpo"]
     assert all(re.fullmatch(r"\S+ (\w+): results/\1-[0-9a-f]{8}/model", f) for f in folders)
     assert (tmp_path / "schema.json").read_text() == (REPO / "workflow/schemas/config.schema.json").read_text()
     bad = tmp_path / "bad.yaml"

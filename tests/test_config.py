@@ -22,7 +22,15 @@ def default_config() -> dict:
 def test_default_config_is_valid_and_spells_out_every_default_section():
     cfg = validate_config(default_config())
     assert set(default_config()) == set(PipelineConfig.model_fields)
-    assert cfg.data.test_sets() == ["symbolic_id", "symbolic_heldout"]
+    assert cfg.data.test_sets() == ["rg_id", "rg_harder"]
+
+
+def test_a_preset_removes_a_row_it_would_inherit_by_naming_it_without_settings():
+    """The GSM presets drop the default's arithmetic rows and keep only their own."""
+    cfg = validate_config(merge(default_config(), {"experiments": {"arith": None, "mine": {"stages": []}}}))
+    assert list(cfg.experiments) == ["arith_random", "mine"]
+    gsm = validate_config(merge(default_config(), load_config_file(REPO / "workflow/presets/gsm-symbolic-cpu.yaml")))
+    assert list(gsm.experiments) == ["tagged", "tagged_conf"] and gsm.data.source == "gsm_symbolic"
 
 
 @pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.name)
@@ -212,7 +220,7 @@ def test_overlays_and_command_line_values_still_merge_over_the_default_config(tm
         return json.loads(command.split("--config '", 1)[1].split("' --")[0])
 
     data = settings("prepare_data")
-    assert data["test_size"] == 5 and data["prep_sft_size"] == 64  # merged key by key
+    assert data["test_size"] == 5 and data["prep_sft_size"] == 320  # merged key by key
     assert settings("train_sft")["seed"] == 7
 
 

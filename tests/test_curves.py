@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import gsm_config
 from gsm_pipeline.config import validate_config
-from gsm_pipeline.config_files import load_config_file, merge
+from gsm_pipeline.config_files import merge
 from gsm_pipeline.errors import ConfigError
 from gsm_pipeline.layout import runs
 from gsm_pipeline.training.curve import keep
 
 
 def check(config: dict) -> None:
-    validate_config(merge(load_config_file("config.yaml"), config))
+    validate_config(merge(gsm_config(), config))
 
 
 @pytest.mark.parametrize("stage, setting, message", [
@@ -33,9 +34,9 @@ def test_curves_need_full_weights():
 
 
 def test_curves_are_part_of_a_stage_chain_and_off_is_the_chain_of_a_config_without_them():
-    off = runs(validate_config(load_config_file("config.yaml")))
-    zero = runs(validate_config(merge(load_config_file("config.yaml"), {"stages": {"grpo": {"eval_checkpoints": 0}}})))
-    on = runs(validate_config(merge(load_config_file("config.yaml"), {"stages": {"grpo": {"eval_checkpoints": 5}}})))
+    off = runs(validate_config(gsm_config()))
+    zero = runs(validate_config(merge(gsm_config(), {"stages": {"grpo": {"eval_checkpoints": 0}}})))
+    on = runs(validate_config(merge(gsm_config(), {"stages": {"grpo": {"eval_checkpoints": 5}}})))
     assert zero == off
     assert on[("tagged", "grpo")] != off[("tagged", "grpo")] and on[("tagged", "prep_sft")] == off[("tagged",
                                                                                                     "prep_sft")]

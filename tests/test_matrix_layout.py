@@ -45,10 +45,11 @@ def test_a_stage_folder_depends_on_its_training_chain_only_never_on_the_other_ro
 
 @pytest.fixture(scope="module")
 def default_dag(tmp_path_factory):
+    """The GSM-style pair (workflow/presets/gsm-symbolic-cpu.yaml), the base the presets below overlay."""
     return Dag(tmp_path_factory.mktemp("default"), {})
 
 
-def test_the_default_config_plans_the_plain_and_confidence_pair(default_dag):
+def test_the_gsm_preset_plans_the_plain_and_confidence_pair(default_dag):
     # shared: data, model; once: the confidence targets; per experiment: 3 trainings;
     # evaluations: 2 base prompts + 6 trained stages, on 2 test sets
     assert default_dag.planned_jobs() == {
@@ -125,11 +126,25 @@ def test_gpu_presets_dry_run_the_whole_pair(default_dag, preset, evaluations, co
         "all": 1}
 
 
-def test_the_cpu_curves_overlay_adds_one_point_per_trained_stage(default_dag):
-    # the default's 16 evaluations, plus one point in each of 6 trained stages on each of 2 test sets
-    assert default_dag.planned_jobs("workflow/presets/cpu-curves.yaml") == {
-        "prepare_data": 1, "fetch_model": 1, "confidence_targets": 1, "prep_sft": 2, "full_sft": 2, "grpo": 2,
-        "evaluate": 16 + 6 * 2, "report": 1, "all": 1}
+@pytest.fixture(scope="module")
+def arith_dag(tmp_path_factory):
+    return Dag(tmp_path_factory.mktemp("arith"), {}, base=REPO / "config.yaml")
+
+
+def test_the_default_config_plans_sft_grpo_and_a_random_reward_control(arith_dag):
+    # one prep SFT shared by both rows; full SFT and GRPO for arith, GRPO for the control;
+    # evaluations: the base + 4 trained stages, on 2 test sets (rg_id, rg_harder)
+    assert arith_dag.planned_jobs() == {
+        "prepare_data": 1, "fetch_model": 1, "prep_sft": 1, "full_sft": 1, "grpo": 2, "evaluate": 10, "report": 1,
+        "all": 1}
+    assert arith_dag.run("arith", "prep_sft") == arith_dag.run("arith_random", "prep_sft")
+
+
+def test_the_cpu_curves_overlay_adds_one_point_per_trained_stage(arith_dag):
+    # the default's 10 evaluations, plus one point in each of 4 trained stages on each of 2 test sets
+    assert arith_dag.planned_jobs("workflow/presets/cpu-curves.yaml") == {
+        "prepare_data": 1, "fetch_model": 1, "prep_sft": 1, "full_sft": 1, "grpo": 2, "evaluate": 10 + 4 * 2,
+        "report": 1, "all": 1}
 
 
 def test_the_cpu_analyses_overlay_samples_and_measures_kl_in_the_same_jobs(default_dag):

@@ -11,9 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import REPO, write_jsonl
+from conftest import REPO, gsm_config, write_jsonl
 from gsm_pipeline import runtime
 from gsm_pipeline.config import validate_config
 from gsm_pipeline.config_files import load_config_file, merge
@@ -28,7 +27,8 @@ PRESETS = sorted((REPO / "workflow/presets").glob("*-gsm8k.yaml"))
 
 
 def default_config():
-    return validate_config(yaml.safe_load((REPO / "config.yaml").read_text()))
+    """The GSM-style pair: its stages checkpoint gradients (the 6 GiB budget of 384-token rows)."""
+    return validate_config(gsm_config())
 
 
 def test_auto_chooses_bf16_only_on_a_cpu_that_runs_it_natively():
@@ -161,7 +161,7 @@ def test_trainers_built_from_the_default_config_follow_it_not_trl(tmp_path, tiny
     for trainer in (sft, grpo):
         args = trainer.args
         assert (args.bf16, args.fp16) == (native, False)  # TRL would say bf16=True on every CPU
-        assert args.gradient_checkpointing  # config.yaml turns it on for every stage (the 6 GiB budget)
+        assert args.gradient_checkpointing  # the GSM preset turns it on for every stage (the 6 GiB budget)
         assert not args.use_liger_kernel and not args.torch_compile
         assert args.use_cpu and not args.tf32
         assert trainer.model.dtype.__repr__() == "torch.float32"  # model.dtype: float32

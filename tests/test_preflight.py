@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO, arithmetic_rows, dry_run_refusal, write_jsonl
+from conftest import REPO, arithmetic_rows, dry_run_refusal, gsm_config, write_jsonl
 from gsm_pipeline.config import validate_config
 from gsm_pipeline.config_files import load_config_file, merge
 from gsm_pipeline.errors import ConfigError
@@ -17,7 +17,8 @@ GPU_PRESETS = sorted((REPO / "workflow/presets").glob("*-gsm8k.yaml"))
 
 
 def default_merged(*overlays: dict) -> dict:
-    raw = load_config_file(REPO / "config.yaml")
+    """The GSM-style pair (the rows these checks name) under `overlays`."""
+    raw = gsm_config()
     for overlay in overlays:
         raw = merge(raw, overlay)
     return raw

@@ -8,9 +8,9 @@ import subprocess
 
 import pytest
 
-from conftest import REPO, arithmetic_rows, write_jsonl
+from conftest import REPO, arithmetic_rows, gsm_config, write_jsonl
 from gsm_pipeline.config import validate_config
-from gsm_pipeline.config_files import load_config_file, merge
+from gsm_pipeline.config_files import merge
 from gsm_pipeline.errors import ConfigError
 from gsm_pipeline.preflight import preflight
 
@@ -18,8 +18,9 @@ RFT_ROW = {"experiments": {"r": {"stages": ["prep_sft", "rft"]}}}
 
 
 def refusal(*overlays: dict) -> str:
-    """The one line the dry-run refuses the default config with these overlays in."""
-    raw = load_config_file(REPO / "config.yaml")
+    """The one line the dry-run refuses the GSM-style pair (the rows and stages these mistakes name) with these
+    overlays in."""
+    raw = gsm_config()
     for overlay in overlays:
         raw = merge(raw, overlay)
     with pytest.raises(ConfigError) as caught:

@@ -181,6 +181,12 @@ class PipelineConfig(Strict):
         default_factory=lambda: {"tagged": ExperimentConfig()}, description="The experiment matrix, one row a name")
     _runs: dict | None = PrivateAttr(default=None)  # layout.runs() caches its table here
 
+    @field_validator("experiments", mode="before")
+    @classmethod
+    def _drop_removed(cls, v):
+        """A preset removes a row it would inherit from config.yaml by naming it with no settings (`row: null`)."""
+        return {name: row for name, row in v.items() if row is not None} if isinstance(v, dict) else v
+
     @field_validator("experiments")
     @classmethod
     def _names(cls, v: dict[str, ExperimentConfig]) -> dict[str, ExperimentConfig]:
