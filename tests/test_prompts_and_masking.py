@@ -65,3 +65,16 @@ def test_a_prompt_spec_stamps_only_what_differs_from_its_defaults_so_old_chains_
     assert raw.model_dump() == {**written, "chat_template": False, "shots": 2, "instruction": False}
     row = validate_config({"experiments": {"x": {"chat_template_kwargs": {"enable_thinking": False}}}})
     assert row.prompt_spec("x").model_dump() == {**written, "chat_template_kwargs": {"enable_thinking": False}}
+
+
+def test_a_raw_prompt_carries_no_template_variables_so_raw_rows_share_their_base_evaluation():
+    from gsm_pipeline.settings.prompt import PromptSpec
+
+    cfg = validate_config({"experiments": {
+        "qwen3": {"chat_template_kwargs": {"enable_thinking": False}, "eval_chat_template": [True, False]},
+        "plain": {"chat_template": False}}})
+    chat, raw = cfg.experiment("qwen3").eval_specs(cfg.data.source)
+    assert chat.chat_template_kwargs == {"enable_thinking": False} and raw.chat_template_kwargs == {}
+    assert raw == cfg.prompt_spec("plain").but(answer_format=raw.answer_format)
+    assert PromptSpec(chat_template=False, chat_template_kwargs={"enable_thinking": False}) == \
+        PromptSpec(chat_template=False)

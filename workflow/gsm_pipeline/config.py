@@ -151,15 +151,14 @@ class ExperimentConfig(Strict):
         """The prompt this row trains with (and, by default, is evaluated with)."""
         return PromptSpec(task=task, answer_format=self.answer_format, chat_template=self.chat_template,
                           confidence=self.confidence, shots=self.shots, instruction=self.instruction,
-                          chat_template_kwargs=self.chat_template_kwargs if self.chat_template else {})
+                          chat_template_kwargs=self.chat_template_kwargs)
 
     def eval_specs(self, task: str) -> list[PromptSpec]:
         """Every prompt this row's stages are evaluated with: the training prompt crossed with the
         eval_answer_format and eval_chat_template lists (a mismatch on purpose shows in the report), then each
         lm-eval protocol's."""
         own = self.prompt_spec(task)
-        return [own.but(answer_format=fmt, chat_template=chat,
-                        chat_template_kwargs=own.chat_template_kwargs if chat else {})
+        return [own.but(answer_format=fmt, chat_template=chat)
                 for fmt in self.eval_answer_format or [self.answer_format]
                 for chat in self.eval_chat_template or [self.chat_template]] + \
             [PromptSpec.protocol_spec(task, protocol) for protocol in self.eval_protocols]

@@ -145,8 +145,6 @@ def project_defaults(read: bool = True) -> dict[str, Any]:
         # a row's prompt keys are PromptSpec's, with the same defaults (tests/test_prompts_and_masking.py); read
         # here rather than through config.py, which every evaluation would then count as its code
         asked = {key: row[key] for key in PromptSpec.model_fields if key in row and key not in ("task", "protocol")}
-        if not asked.get("chat_template", True):
-            asked.pop("chat_template_kwargs", None)
         prompt = PromptSpec(task=data.source, **asked)
     except (ValueError, TypeError, AttributeError):  # as above: the DAG names what is wrong with it
         data, prompt = DataConfig(), PromptSpec()
@@ -203,7 +201,6 @@ def main(argv: list[str] | None = None) -> None:
     own, task = default["_prompt"], default["_data"].source
     prompt = PromptSpec.protocol_spec(task, args.protocol) if args.protocol else own.but(
         answer_format=args.answer_format or own.answer_format, chat_template=own.chat_template and not args.raw,
-        chat_template_kwargs=own.chat_template_kwargs if own.chat_template and not args.raw else {},
         confidence=args.confidence or own.confidence).model_dump()
     job = EvalJob.parse(args.config) if args.config else EvalJob.from_flags(
         EVAL_FLAGS, prompt=prompt, dtype=args.dtype, mixed_precision=args.mixed_precision,

@@ -27,6 +27,15 @@ class PromptSpec(Strict, frozen=True):
         None, description="An lm-evaluation-harness task (grading/harness.py) whose prompts, worked examples and "
                           "stop sequences replace all of the above but the task and answer format; evaluation only")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _variables_need_the_template(cls, data: Any) -> Any:
+        """The template's own variables mean nothing without the template: a raw prompt carries none (so a row's
+        kwargs never split the base evaluation of its raw prompts)."""
+        if isinstance(data, dict) and data.get("chat_template") is False and data.get("chat_template_kwargs"):
+            return {**data, "chat_template_kwargs": {}}
+        return data
+
     @model_validator(mode="after")
     def _protocol_alone(self) -> PromptSpec:
         """A protocol is lm-eval's prompt as it is: a setting that would change it is a mistake, said at once."""
