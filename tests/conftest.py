@@ -1,4 +1,5 @@
-"""Shared fixtures: one tiny model, and one run of the real DAG on it, per test session."""
+"""Shared fixtures: one tiny model, its prep SFT trained in-process, and (slow suite) one run of the real DAG on it,
+per test session."""
 from __future__ import annotations
 
 import csv
@@ -235,6 +236,24 @@ def tiny_data(tmp_path_factory) -> Path:
     write_jsonl(folder / "train.jsonl", arithmetic_rows(120, seed=1))
     write_jsonl(folder / "test.jsonl", arithmetic_rows(8, seed=2))
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_prep(tmp_path_factory, tiny_model, tiny_data) -> Path:
+    """The tiny DAG's first jobs, run in this process without Snakemake: its data splits (data/*.jsonl) and its
+    format-trained prep SFT model (model/), for fast tests that need a model whose completions differ by question
+    (the random one repeats one token)."""
+    from gsm_pipeline.config import validate_config
+    from gsm_pipeline.config_files import load_config_file, merge
+    from gsm_pipeline.jobs import prepare_data, train_sft
+
+    root = tmp_path_factory.mktemp("prep")
+    cfg = validate_config(merge(load_config_file(GSM_PRESET), tiny_config(tiny_model, tiny_data)))
+    prepare_data.main(["--config", cfg.data_job().as_json(), "--out", str(root / "data")])
+    train_sft.main(["--config", cfg.stage_job("tagged", "prep_sft").as_json(), "--parent", str(tiny_model),
+                    "--data", str(root / "data/prep_sft.jsonl"), "--out", str(root / "model"),
+                    "--checkpoints", str(root / "checkpoints"), "--log-history", str(root / "log_history.json")])
+    return root
 
 
 @pytest.fixture(scope="session")

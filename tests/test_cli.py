@@ -1,6 +1,7 @@
 """The `gsm-pipeline` command outside the DAG: evaluate any model folder, re-grade generations."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -143,7 +144,7 @@ def test_grade_imports_neither_lm_eval_nor_datasets_unless_asked(tmp_path):
     code = ("import sys; from gsm_pipeline.jobs import grade; grade.main([sys.argv[1], '-o', sys.argv[2]]); "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'lm_eval', 'datasets', 'torch'}))")
     done = subprocess.run([sys.executable, "-c", code, str(src), str(tmp_path / "out.jsonl")], capture_output=True,
-                          text=True, cwd=REPO)
+                          text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.splitlines()[-1] == "[]"
 
@@ -185,14 +186,33 @@ def test_an_adhoc_evaluation_in_the_project_asks_the_configured_tasks_problems(t
 
 
 @pytest.mark.parametrize("flags, reads", [(["--config", "{}"], False), ([], True)])
-def test_a_dag_evaluation_neither_reads_the_project_config_nor_imports_its_task(flags, reads):
+def test_a_dag_evaluation_neither_reads_the_project_config_nor_imports_its_task(flags, reads, tmp_path):
     """The DAG passes each evaluation its settings (--config): reading config.yaml's task would import
-    reasoning-gym in every evaluation job. An ad-hoc evaluation reads it."""
+    reasoning-gym in every evaluation job (on a machine that has not checked that config before). An ad-hoc
+    evaluation reads it."""
     code = ("import sys; from gsm_pipeline.jobs import evaluate; "
             f"d = evaluate.project_defaults(read=not {flags!r}); "
             "print(d['_from'], d['_data'].source, 'reasoning_gym' in sys.modules)")
-    env = {**os.environ, "PYTHONPATH": str(REPO / "workflow")}  # this checkout's package, installed or not
+    # this checkout's package, installed or not; an empty cache of checked configs
+    env = {**os.environ, "PYTHONPATH": str(REPO / "workflow"), "XDG_CACHE_HOME": str(tmp_path)}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     expected = "config.yaml reasoning_gym True" if reads else "None gsm_symbolic False"
     assert done.stdout.split("\n")[-2] == expected
+
+
+def test_validate_command_checks_a_config_and_writes_the_schema_the_repository_carries(tmp_path):
+    done = run("validate", "config.yaml", "--schema", str(tmp_path / "schema.json"))
+    assert done.returncode == 0 and done.stdout.splitlines()[0] == "config.yaml: ok (2 experiments)"
+    table = done.stdout.split("each stage as it will train")[0]  # then each stage's settings (test_preflight.py)
+    folders = [line.strip() for line in table.splitlines()[2:]]  # where each stage lives, for targets
+    assert [f.split(":")[0] for f in folders] == ["arith prep_sft", "arith full_sft", "arith grpo",
+                                                  "arith_random prep_sft", "arith_random grpo"]
+    assert all(re.fullmatch(r"\S+ (\w+): results/\1-[0-9a-f]{8}/model", f) for f in folders)
+    assert (tmp_path / "schema.json").read_text() == (REPO / "workflow/schemas/config.schema.json").read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stages:\n  grpo:\n    temprature: 0.7\n")
+    done = run("validate", str(bad))
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].endswith(
+        "unknown key 'stages.grpo.temprature'; did you mean 'temperature'?")

@@ -17,10 +17,9 @@ JOB = EvalJob(prompt=SPEC, max_new_tokens=12)
 
 
 @pytest.fixture(scope="module")
-def loaded(tiny_dag):
+def loaded(tiny_prep):
     # the format-trained tiny model: its completions differ by question (the random one repeats one token)
-    prep = tiny_dag.root / "results" / tiny_dag.run("tagged", "prep_sft") / "model"
-    return load_model_and_tokenizer(prep, padding_side="left")
+    return load_model_and_tokenizer(tiny_prep / "model", padding_side="left")
 
 
 @pytest.fixture(scope="module")

@@ -46,13 +46,13 @@ def test_equations_are_each_equals_sign_with_its_arithmetic_and_its_number(text,
     assert train_rft.equations(text) == expected
 
 
-def test_an_rft_row_trains_prep_sfts_model_on_its_own_correct_distinct_samples_of_the_rl_questions(tiny_dag, tmp_path,
+def test_an_rft_row_trains_prep_sfts_model_on_its_own_correct_distinct_samples_of_the_rl_questions(tiny_prep, tmp_path,
                                                                                                   capfd):
     cfg = validate_config({"experiments": {"x": {"stages": ["prep_sft", "rft"]}}, "stages": {"rft": RFT}})
     job = cfg.stage_job("x", "rft")
     prep = tmp_path / "prep"  # a copy: the test retrains it below (the DAG's is shared)
-    shutil.copytree(tiny_dag.root / "results" / tiny_dag.run("tagged", "prep_sft") / "model", prep)
-    questions = tiny_dag.root / "results/data/grpo.jsonl"
+    shutil.copytree(tiny_prep / "model", prep)
+    questions = tiny_prep / "data/grpo.jsonl"
     trainer, tokenizer, record = train_rft.build_trainer(job, str(prep), str(questions), tmp_path / "ckpt")
     # recounted by hand from the journaled samples: sample j of question i is line i * 8 + j
     rows = [json.loads(line) for line in questions.read_text().splitlines()]
@@ -87,12 +87,11 @@ def test_an_rft_row_trains_prep_sfts_model_on_its_own_correct_distinct_samples_o
     assert "generations already done" not in capfd.readouterr().err
 
 
-def test_with_sft_rows_rft_trains_on_prep_sfts_rows_beside_its_kept_samples(tiny_dag, tmp_path):
+def test_with_sft_rows_rft_trains_on_prep_sfts_rows_beside_its_kept_samples(tiny_prep, tmp_path):
     cfg = validate_config({"experiments": {"x": {"stages": ["prep_sft", "rft"]}},
                            "stages": {"rft": {**RFT, "with_sft_rows": True}}})
     job = cfg.stage_job("x", "rft")
-    prep = tiny_dag.root / "results" / tiny_dag.run("tagged", "prep_sft") / "model"
-    data = tiny_dag.root / "results/data"
+    prep, data = tiny_prep / "model", tiny_prep / "data"
     trainer, _, record = train_rft.build_trainer(job, str(prep), str(data / "grpo.jsonl"), tmp_path / "ckpt",
                                                  sft_rows=str(data / "prep_sft.jsonl"))
     sft_rows = len((data / "prep_sft.jsonl").read_text().splitlines())

@@ -11,7 +11,7 @@ from conftest import benchmark_row
 from gsm_pipeline.grading.metrics import mcnemar_exact, wilson_interval
 from gsm_pipeline.settings.training import SFTJob
 
-pytestmark = pytest.mark.dag
+pytestmark = [pytest.mark.slow, pytest.mark.dag]
 
 PARENTS = {"prep_sft": "base", "full_sft": "prep_sft", "grpo": "prep_sft"}
 
