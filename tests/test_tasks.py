@@ -101,9 +101,13 @@ def test_any_reasoning_gym_dataset_with_numbers_is_a_task_with_a_harder_test_set
     ({"config": {"min_termz": 2}}, "reasoning_gym.config: chain_sum refuses {'min_termz': 2}"),
     ({"harder": {"max_digits": 0}}, "reasoning_gym.harder: chain_sum refuses"),
 ])
-def test_a_reasoning_gym_setting_its_generator_refuses_is_named_at_validation(setting, message):
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")):
-        validate_config({"data": {**RG, "reasoning_gym": setting}})
+def test_a_reasoning_gym_setting_its_generator_refuses_is_named_at_validation(setting, message, tmp_path,
+                                                                             monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    for _ in range(2):  # by reasoning-gym itself, then from the verdict kept on disk for the next dry-run
+        with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")):
+            validate_config({"data": {**RG, "reasoning_gym": setting}})
+    assert len(list(tmp_path.glob("gsm_pipeline/reasoning_gym-*.json"))) == 1
 
 
 def test_a_reasoning_gym_dataset_whose_answers_are_not_numbers_is_named():

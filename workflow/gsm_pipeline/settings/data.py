@@ -1,10 +1,15 @@
 """What prepare_data reads: the data section, and the job built from it."""
 from __future__ import annotations
 
+import hashlib
+import json
+from importlib import metadata
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
+from ..disk_cache import cache_path, read_cache, write_cache
 from ..tasks import TASKS
 from .base import NAME_PATTERN, SEED_MAX, JobSettings, Strict, is_name, registered
 
@@ -22,16 +27,32 @@ class ReasoningGymConfig(Strict):
         description="Settings of the rg_harder test set (a difficulty never trained on); {} for no such set")
 
     def check(self) -> None:
-        """The dataset exists and takes these settings: refused at validation, not when prepare_data generates
-        (reasoning-gym is imported only for a config whose source is reasoning_gym)."""
+        """The dataset exists and takes these settings: refused at validation, not when prepare_data generates.
+        Importing reasoning-gym's registry costs about a second, so each verdict is kept on disk per reasoning-gym
+        version (and this module's text) for the next dry-run."""
+        key = json.dumps([self.dataset, self.config, self.harder], sort_keys=True, default=str)
+        own = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+        try:
+            version = metadata.version("reasoning-gym")
+        except metadata.PackageNotFoundError:
+            version = None
+        path = cache_path(f"reasoning_gym-{version}-{own}.json")
+        verdicts = read_cache(path)
+        if key not in verdicts:
+            verdicts[key] = self._refusal()
+            write_cache(path, verdicts)
+        if verdicts[key]:
+            raise ValueError(verdicts[key])
+
+    def _refusal(self) -> str | None:
         from reasoning_gym.factory import DATASETS
 
         if self.dataset not in DATASETS:
             import difflib
 
             close = difflib.get_close_matches(self.dataset, DATASETS, n=1)
-            raise ValueError(f"dataset: reasoning-gym has no {self.dataset!r}" +
-                             (f"; did you mean {close[0]!r}?" if close else ""))
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            return f"dataset: reasoning-gym has no {self.dataset!r}{hint}"
         config_cls = DATASETS[self.dataset][1]
         for key, settings in (("config", self.config), ("harder", self.harder)):
             if key == "harder" and not settings:
@@ -39,7 +60,8 @@ class ReasoningGymConfig(Strict):
             try:
                 config_cls(**settings, seed=0, size=1).validate()
             except (TypeError, ValueError, AssertionError) as exc:
-                raise ValueError(f"{key}: {self.dataset} refuses {settings}: {exc}") from None
+                return f"{key}: {self.dataset} refuses {settings}: {exc}"
+        return None
 
 
 class DataConfig(Strict):

@@ -18,10 +18,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..disk_cache import cache_path, read_cache, write_cache
 from ..errors import ConfigError
 from ..settings.generation import resolve_engine
 from ..stages import STAGES
-from .fields import cache_path, installed_tables, installed_versions, write_cache
+from .fields import installed_tables, installed_versions
 from .methods import RL_METHODS, config_path, load
 
 # logging_nan_inf_filter would hide a NaN loss behind the running mean; the guard needs to see it.
@@ -145,10 +146,7 @@ def _verdict(target: str, kwargs: dict[str, Any], processes: int) -> dict[str, A
     own = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
     path = cache_path(f"config_checks-{installed_versions()}-{own}.json")
     if _VERDICTS is None:
-        try:
-            _VERDICTS = json.loads(path.read_text())
-        except (OSError, ValueError):
-            _VERDICTS = {}
+        _VERDICTS = read_cache(path)
     key = hashlib.sha256(json.dumps([target, kwargs, processes], sort_keys=True, default=str).encode()).hexdigest()
     if key not in _VERDICTS:
         _VERDICTS[key] = _build(target, kwargs, processes)

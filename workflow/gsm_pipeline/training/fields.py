@@ -14,13 +14,12 @@ import functools
 import hashlib
 import json
 import math
-import os
 import types
 import typing
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
+from ..disk_cache import cache_path, write_cache
 from ..errors import ConfigError
 from ..stages import STAGES
 from .methods import RL_METHODS, SFT_CONFIG, config_path, load
@@ -106,22 +105,6 @@ def installed_versions() -> str | None:
         return f"trl-{metadata.version('trl')}-transformers-{metadata.version('transformers')}"
     except metadata.PackageNotFoundError:
         return None
-
-
-def cache_path(name: str) -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gsm_pipeline" / name
-
-
-def write_cache(path: Path, data: Any) -> None:
-    """Atomically (a concurrent dry-run reads the old file or the new one); a read-only home only costs the import
-    next time."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, path)
-    except OSError:
-        pass
 
 
 @functools.cache
