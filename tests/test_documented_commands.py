@@ -15,6 +15,8 @@ import pytest
 
 from conftest import REPO
 
+pytestmark = pytest.mark.dag  # starts Snakemake or a command in a subprocess
+
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 SETUP = ("pip", "python3 -m pip", "python3 -m venv", "python -m venv", "source", "cd", "git", "export", ".ci/", "open",
          "ls")

@@ -40,6 +40,7 @@ def test_every_formats_readers_resolve_to_functions_of_the_readers_module(fmt):
         reader(named)("")  # and reads an empty completion without raising
 
 
+@pytest.mark.dag
 def test_the_configs_answer_format_choices_are_the_registry():
     assert AnswerFormat.__args__ == tuple(FORMATS) == ("tagged", "gsm8k", "boxed")
     assert validate_config({"experiments": {"x": {"answer_format": "boxed"}}}).experiments["x"].answer_format == "boxed"

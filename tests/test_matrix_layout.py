@@ -8,6 +8,8 @@ from gsm_pipeline.config_files import load_config_file, merge
 from gsm_pipeline.errors import ConfigError
 from gsm_pipeline.layout import check_target, evaluations, runs, stage_run
 
+pytestmark = pytest.mark.dag  # starts Snakemake or a command in a subprocess
+
 BINARY = {"answer_format": "tagged", "rewards": ["binary"]}
 
 

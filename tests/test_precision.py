@@ -39,6 +39,7 @@ def test_auto_chooses_bf16_only_on_a_cpu_that_runs_it_natively():
     assert resolve_precision("no", gpu=False, native_bf16=True).autocast is None
 
 
+@pytest.mark.dag
 def test_native_bf16_is_what_torch_will_run_not_what_cpuinfo_says():
     """Limited to the AVX2 kernels, a CPU with AVX-512 BF16 in /proc/cpuinfo runs bf16 emulated: auto says fp32."""
     code = ("import sys; sys.path.insert(0, 'workflow'); import torch; from gsm_pipeline import runtime; "

@@ -165,6 +165,7 @@ def test_gpu_presets_plan_stages_whose_curve_and_save_steps_fit_through_the_work
         assert {"num_train_epochs", "max_steps"} & stated, stage
 
 
+@pytest.mark.dag
 def test_validate_prints_each_stages_effective_settings_and_length():
     done = subprocess.run(["gsm-pipeline", "validate", "config.yaml", "workflow/presets/qwen3-4b-gsm8k.yaml"],
                           cwd=REPO, capture_output=True, text=True, check=True)
@@ -176,6 +177,7 @@ def test_validate_prints_each_stages_effective_settings_and_length():
         REPO / "workflow/presets/qwen3-4b-gsm8k.yaml"))))))
 
 
+@pytest.mark.dag
 def test_snakemake_dry_run_refuses_what_trl_would_refuse_at_the_rl_stage(tmp_path):
     errors = dry_run_refusal(tmp_path, "stages:\n  grpo:\n    training_args:\n      gradient_accumulation_steps: 1\n",
                              "GRPOConfig")

@@ -138,6 +138,7 @@ def files(tmp_path, tiny_data):
     (["lm-eval", "--fewshot", "{train}", "--limit", "-35"], "--limit: must be at least 1 (got -35)"),
     (["lm-eval", "--fewshot", "{train}", "--limit", "0"], "--limit: must be at least 1 (got 0)"),
 ])
+@pytest.mark.dag
 def test_a_bad_command_line_is_refused_in_one_line_before_any_model_loads(files, tiny_model, args, expected):
     args = [a.format(**files) for a in args]
     refused_command(*args, "--model", str(tiny_model), "--data", files["test"], "--out", str(tiny_model.parent /
@@ -145,6 +146,7 @@ def test_a_bad_command_line_is_refused_in_one_line_before_any_model_loads(files,
     assert not (tiny_model.parent / "never").exists()
 
 
+@pytest.mark.dag
 def test_grade_refuses_an_output_under_a_file_and_a_file_with_no_valid_line(tmp_path):
     src = write_jsonl(tmp_path / "gen.jsonl", [{"completion": "#### 3", "answer": "3"}])
     before = src.read_bytes()

@@ -110,6 +110,7 @@ def test_a_new_rl_method_is_one_registry_entry(tmp_path, tiny_model, monkeypatch
     assert method("grpo", {"chat_template": False, "rl": "grpo"}) == "grpo raw"
 
 
+@pytest.mark.dag
 def test_grpo_rloo_and_dr_grpo_rows_share_their_sft_parents(tmp_path):
     rows = {"grpo": {}, "rloo": {"rl": "rloo"},
             "dr_grpo": {"overrides": {"grpo": {"training_args": {"loss_type": "dr_grpo", "scale_rewards": "none"}}}}}

@@ -10,6 +10,8 @@ from gsm_pipeline.config import validate_config
 from gsm_pipeline.errors import ConfigError
 from gsm_pipeline.launch import free_port
 
+pytestmark = pytest.mark.dag  # starts Snakemake or a command in a subprocess
+
 
 @pytest.fixture(scope="module")
 def dag(tmp_path_factory):

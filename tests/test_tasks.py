@@ -46,6 +46,7 @@ def test_an_unregistered_task_is_a_one_line_config_error():
         validate_config({"data": {"source": "toy"}})
 
 
+@pytest.mark.dag
 def test_a_new_task_is_one_file_and_one_registry_line(tmp_path):
     # 16 rows make 4 prep and 2 full SFT steps: checkpoints every 2 (the default's 8 would never come)
     dag = Dag(tmp_path, {"data": {"source": "toy", "prep_sft_size": 16, "full_sft_size": 16, "grpo_size": 8,

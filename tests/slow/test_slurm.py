@@ -11,8 +11,10 @@ import pytest
 from conftest import REPO, Dag, resumable_dag, resumed_from, tiny_config, wait_for
 
 pytestmark = pytest.mark.slow
-# Each rule's expected number of Slurm jobs (the rest are localrules): 6 trainings, 8 evaluations, 1 targets.
-SLURM_JOBS = {"prep_sft": 2, "full_sft": 2, "grpo": 2, "evaluate": 8, "confidence_targets": 1}
+# The pair without full SFT: each rule's expected number of Slurm jobs (the rest are localrules): 4 trainings,
+# 6 evaluations (the base model under each row's prompt, each stage under its own), 1 targets.
+PAIR = {"experiments": {row: {"stages": ["prep_sft", "grpo"]} for row in ("tagged", "tagged_conf")}}
+SLURM_JOBS = {"prep_sft": 2, "grpo": 2, "evaluate": 6, "confidence_targets": 1}
 PROFILE = ("--profile", "workflow/profiles/slurm", "--slurm-no-account", "--slurm-status-command", "squeue",
            "--slurm-keep-successful-logs", "--slurm-init-seconds-before-status-checks", "5")
 
@@ -27,7 +29,7 @@ def slurm():
 
 
 def test_the_tiny_dag_runs_to_the_report_as_slurm_jobs(slurm, tmp_path, tiny_model, tiny_data):
-    dag = Dag(tmp_path / "dag", tiny_config(tiny_model, tiny_data))
+    dag = Dag(tmp_path / "dag", {**tiny_config(tiny_model, tiny_data), **PAIR})
     done = dag.snakemake(*PROFILE)
     assert (dag.root / "results/report/index.html").is_file()
     logs = dag.root / ".snakemake/slurm_logs"
