@@ -65,3 +65,34 @@ def test_a_seed_by_setting_sweep_has_an_interval_over_seeds_for_each_setting():
 ])
 def test_the_method_column_names_the_training_choices(stage, chat, answer_only, expected):
     assert method(stage, {"chat_template": chat, "completion_only_loss": answer_only}) == expected
+
+
+def test_forgetting_sets_each_stages_gain_beside_what_it_lost_on_the_battery_both_against_its_parent():
+    """One row per trained model under its own prompt (a stage two rows share counts once): its gain on the trained
+    set over its parent, its loss on each battery set (parent minus model), their mean, and its KL(base || model)."""
+    from gsm_pipeline.reporting.forgetting import forgetting_columns, forgetting_rows
+
+    def ev(run, stage, parent, testset, accuracy, kl=None, experiment="a", matches=True):
+        return {"experiment": experiment, "stage": stage, "run": run, "parent": parent, "testset": testset,
+                "prompt": "raw", "trained": run, "method": stage, "eval_matches_training": matches,
+                "accuracy_strict": accuracy, "p_strict_vs_parent": 0.01, "kl_from_base_per_completion": kl}
+
+    rows = [ev("base", "base", "", "id", 0.0), ev("base", "base", "", "sub", 0.0),
+            ev("prep", "prep_sft", "base", "id", 0.5, 1.0), ev("prep", "prep_sft", "base", "sub", 0.3, 1.0),
+            ev("prep", "prep_sft", "base", "mul", 0.2, 1.0), ev("base", "base", "", "mul", 0.1),
+            ev("sft", "full_sft", "prep", "id", 0.8, 3.0), ev("sft", "full_sft", "prep", "sub", 0.1, 3.0),
+            ev("sft", "full_sft", "prep", "mul", 0.1, 3.0),
+            ev("rl", "grpo", "prep", "id", 0.7, 0.5), ev("rl", "grpo", "prep", "sub", 0.3, 0.5),
+            ev("rl", "grpo", "prep", "mul", 0.25, 0.5),
+            ev("prep", "prep_sft", "base", "id", 0.5, 1.0, experiment="b"),  # shared by a second row
+            ev("rl", "grpo", "prep", "id", 0.6, 0.5, matches=False)]  # asked another way: not its own prompt
+    out = forgetting_rows(rows, "id", ["sub", "mul"])
+    table = {r["trained"]: r for r in out}
+    assert [r["trained"] for r in out] == ["prep", "sft", "rl"]
+    assert table["sft"]["gain"] == pytest.approx(0.3) and table["rl"]["gain"] == pytest.approx(0.2)
+    assert (table["sft"]["forgot:sub"], table["sft"]["forgot:mul"]) == pytest.approx((0.2, 0.1))
+    assert table["sft"]["forgetting"] == pytest.approx(0.15) and table["rl"]["forgetting"] == pytest.approx(-0.025)
+    assert table["prep"]["forgetting"] == pytest.approx((-0.3 + -0.1) / 2)  # it learnt there too: negative
+    assert (table["sft"]["kl_from_base"], table["rl"]["kl_from_base"]) == (3.0, 0.5)
+    assert set(forgetting_columns(["sub", "mul"])) >= set(table["sft"])
+    assert forgetting_rows(rows, "id", [])[0]["forgetting"] is None  # no battery: nothing to forget on

@@ -22,7 +22,7 @@ def default_config() -> dict:
 def test_default_config_is_valid_and_spells_out_every_default_section():
     cfg = validate_config(default_config())
     assert set(default_config()) == set(PipelineConfig.model_fields)
-    assert cfg.data.test_sets() == ["rg_id", "rg_harder"]
+    assert cfg.data.test_sets() == ["rg_id", "rg_harder", "rg_sub", "rg_mul"]  # the last two: the battery
 
 
 def test_a_preset_removes_a_row_it_would_inherit_by_naming_it_without_settings():

@@ -139,7 +139,7 @@ def test_extra_test_files_become_named_test_sets(tmp_path):
     assert cfg.test_sets() == ["symbolic_id", "symbolic_heldout", "gsm8k"]
     splits, _ = build_splits(cfg)
     assert len(splits["gsm8k"]) == 4 and splits["gsm8k"][0]["answer"] == "3"
-    with pytest.raises(ValueError, match="not repeat a built-in set"):
+    with pytest.raises(ValueError, match="not repeat another test set"):
         DataConfig(extra_test_files={"symbolic_id": str(extra)})
 
 

@@ -189,3 +189,35 @@ def test_per_token_kl_weighs_every_token_alike_and_per_completion_every_completi
     assert out["per_completion"] == pytest.approx(2.0)
     assert (out["completions"], out["tokens"]) == (2, 10)
     assert kl_summary([], "base", "none")["per_token"] == 0.0
+
+
+def test_the_base_evaluation_samples_once_and_a_trained_models_scores_kl_from_the_base_on_those_samples(
+        tiny_prep, tiny_data, tiny_model, tmp_path, monkeypatch):
+    """With kl_to_base the base model's evaluation writes one sample per problem at temperature 1 (token ids); a
+    trained model's evaluation reads them and reports KL(base || model) on them, the forward KL that predicts
+    forgetting: recomputed here with torch's kl_div, the base's distribution first."""
+    from gsm_pipeline.jobs import evaluate
+
+    monkeypatch.chdir(tmp_path)  # no project config.yaml: the settings' own defaults, the prompt below
+    samples = tmp_path / "base/reference_samples.jsonl"
+    common = ["--data", str(tiny_data / "test.jsonl"), "--max-new-tokens", "12", "--mixed-precision", "no",
+              "--reference-samples", str(samples)]
+    evaluate.main(["--model", str(tiny_model), *common, "--out", str(tmp_path / "base")])
+    drawn = [json.loads(line) for line in samples.read_text().splitlines()]
+    assert len(drawn) == 8 and all(d["token_ids"] for d in drawn)
+    evaluate.main(["--model", str(tiny_prep / "model"), "--reference", str(tiny_model), *common,
+                   "--out", str(tmp_path / "prep")])
+    metrics = json.loads((tmp_path / "prep/metrics.json").read_text())
+    model, tokenizer = load_model_and_tokenizer(tiny_prep / "model")
+    base, _ = load_model_and_tokenizer(tiny_model)
+    rows = [json.loads(line) for line in (tmp_path / "prep/predictions.jsonl").read_text().splitlines()]
+    by_id = {d["id"]: d["token_ids"] for d in drawn}
+    spec = evaluate.project_defaults(read=False)["_prompt"]
+    expected = [reference_kl(base, model, tokenizer(render_prompt(r["question"], spec, tokenizer),
+                                                    add_special_tokens=False)["input_ids"], by_id[r["id"]])
+                for r in rows]
+    forward = metrics["kl_from_base"]
+    assert forward["completions"] == 8 and forward["tokens"] == sum(n for _, n in expected)
+    assert forward["per_completion"] == pytest.approx(sum(k for k, _ in expected) / 8, rel=1e-4)
+    assert forward["per_completion"] > 0.01 and metrics["kl_to_base"]["per_completion"] > 0.01
+    assert forward["per_completion"] != pytest.approx(metrics["kl_to_base"]["per_completion"], rel=1e-3)

@@ -135,17 +135,17 @@ def arith_dag(tmp_path_factory):
 
 def test_the_default_config_plans_sft_grpo_and_a_random_reward_control(arith_dag):
     # one prep SFT shared by both rows; full SFT and GRPO for arith, GRPO for the control;
-    # evaluations: the base + 4 trained stages, on 2 test sets (rg_id, rg_harder)
+    # evaluations: the base + 4 trained stages, on 4 test sets (rg_id, rg_harder, and the battery's rg_sub, rg_mul)
     assert arith_dag.planned_jobs() == {
-        "prepare_data": 1, "fetch_model": 1, "prep_sft": 1, "full_sft": 1, "grpo": 2, "evaluate": 10, "report": 1,
+        "prepare_data": 1, "fetch_model": 1, "prep_sft": 1, "full_sft": 1, "grpo": 2, "evaluate": 20, "report": 1,
         "all": 1}
     assert arith_dag.run("arith", "prep_sft") == arith_dag.run("arith_random", "prep_sft")
 
 
 def test_the_cpu_curves_overlay_adds_one_point_per_trained_stage(arith_dag):
-    # the default's 10 evaluations, plus one point in each of 4 trained stages on each of 2 test sets
+    # the default's 20 evaluations, plus one point in each of 4 trained stages on each of 4 test sets
     assert arith_dag.planned_jobs("workflow/presets/cpu-curves.yaml") == {
-        "prepare_data": 1, "fetch_model": 1, "prep_sft": 1, "full_sft": 1, "grpo": 2, "evaluate": 10 + 4 * 2,
+        "prepare_data": 1, "fetch_model": 1, "prep_sft": 1, "full_sft": 1, "grpo": 2, "evaluate": 20 + 4 * 4,
         "report": 1, "all": 1}
 
 
@@ -157,7 +157,8 @@ def test_the_cpu_analyses_overlay_samples_and_measures_kl_in_the_same_jobs(defau
     trained = f"results/{default_dag.run('tagged', 'grpo', preset)}/eval/tagged-chat/symbolic_id/metrics.json"
     for configfile, flag in ((preset, "--reference resources/model"), ("tiny.yaml", "")):
         [command] = [line for line in default_dag.snakemake("-n", "-p", "-f", trained, configfile=configfile)
-                     .stdout.splitlines() if "gsm_pipeline.jobs.evaluate" in line]
+                     .stdout.splitlines() if "gsm_pipeline.jobs.evaluate" in line and trained.rsplit("/", 1)[0]
+                     in line]
         assert ("--reference" in command) == bool(flag) and flag in command  # the default measures none
 
 

@@ -97,6 +97,36 @@ def test_any_reasoning_gym_dataset_with_numbers_is_a_task_with_a_harder_test_set
     assert build_splits(cfg.data)[0] == splits  # seeded: the same problems every time
 
 
+SUBTRACTION = {"dataset": "basic_arithmetic", "config": {"min_terms": 2, "max_terms": 2, "min_digits": 1,
+                                                           "max_digits": 2, "operators": ["-"]}}
+
+
+def test_a_battery_task_is_a_test_set_of_a_task_no_stage_trains_on():
+    """data.battery: each entry a reasoning-gym dataset, generated offline as a test set named by its key, beside
+    the task's own sets; its problems are its own (numbers as answers, ids of its own)."""
+    from gsm_pipeline.data import build_splits
+    from gsm_pipeline.grading.numerals import exact_number
+
+    cfg = validate_config({"data": {**RG, "battery": {"rg_sub": SUBTRACTION}}})
+    assert cfg.data.test_sets() == ["rg_id", "rg_harder", "rg_sub"]
+    splits, _ = build_splits(cfg.data)
+    rows = splits["rg_sub"]
+    assert len(rows) == 30 and all(" - " in r["question"] and exact_number(r["answer"]) is not None for r in rows)
+    assert sorted(r["id"] for r in rows) == sorted(f"rg_sub-{i}" for i in range(30))
+    assert not {r["question"] for r in rows} & {r["question"] for r in splits["prep_sft"] + splits["rg_id"]}
+
+
+@pytest.mark.parametrize("battery, message", [
+    ({"rg_sub": {**SUBTRACTION, "dataset": "basic_arithmetik"}},
+     "battery.rg_sub.dataset: reasoning-gym has no 'basic_arithmetik'; did you mean 'basic_arithmetic'?"),
+    ({"rg_sub": {**SUBTRACTION, "config": {"min_digitz": 1}}}, "battery.rg_sub.config: basic_arithmetic refuses"),
+    ({"rg_id": SUBTRACTION}, "battery: 'rg_id' must match .* and not repeat another test set"),
+])
+def test_a_battery_task_reasoning_gym_refuses_is_named_at_validation(battery, message):
+    with pytest.raises(ConfigError, match=message.replace("?", r"\?")):
+        validate_config({"data": {**RG, "battery": battery}})
+
+
 @pytest.mark.parametrize("setting, message", [
     ({"dataset": "chain_summ"}, "reasoning_gym.dataset: reasoning-gym has no 'chain_summ'; did you mean 'chain_sum'?"),
     ({"config": {"min_termz": 2}}, "reasoning_gym.config: chain_sum refuses {'min_termz': 2}"),

@@ -27,5 +27,7 @@ def test_same_seed_same_bytes_and_no_network_needed(tmp_path, tiny_model, tiny_d
     runs = ["base", *(second.run("tagged", stage) for stage in ("prep_sft", "full_sft", "grpo"))]
     second.snakemake(*(f"{eval_dir(run, prompt, 'test')}/metrics.json" for run in runs), prefix=("unshare", "-n"))
     again, first = evaluation_files(second), evaluation_files(tiny_dag)
-    assert len(again) == 4 * 2  # predictions and samples of the base model and the row's three stages
+    # predictions and samples of the base model and the row's three stages, and the base's own samples that the
+    # stages' KL(base || model) is scored on
+    assert len(again) == 4 * 2 + 1
     assert [name for name in again if again[name] != first[name]] == []

@@ -102,6 +102,12 @@ def build_splits(cfg: DataConfig, socratic: bool = False) -> tuple[dict[str, lis
         if not rows:
             raise DataError(f"{path}: no usable test rows")
         splits[name] = rows[: cfg.test_size]
+    if cfg.battery:
+        from .tasks.reasoning_gym import generate
+
+        for offset, (name, task) in enumerate(cfg.battery.items(), start=2):  # rg_harder draws with seed + 1
+            splits[name] = generate(task.dataset, task.config, cfg.seed + offset, cfg.test_size, name,
+                                    key=f"data.battery.{name}")
     return splits, skipped
 
 

@@ -153,7 +153,8 @@ def report_job(cfg: PipelineConfig) -> ReportJob:
         out.append(ExperimentLayout(name=name, evaluations=experiment_evaluations(cfg, name), stages=stages,
                                     testsets=cfg.data.test_sets(), variant=variant, swept=exp.swept,
                                     prompt_key=cfg.prompt_key(name), curve=curve_evaluations(cfg, name)))
-    return ReportJob(experiments=out, provenance={"seed": cfg.seed, "config_hash": config_hash(cfg.model_dump())})
+    return ReportJob(experiments=out, provenance={"seed": cfg.seed, "config_hash": config_hash(cfg.model_dump())},
+                     battery=list(cfg.data.battery))
 
 
 def check_target(target: str, cfg: PipelineConfig) -> None:

@@ -200,14 +200,23 @@ def eval_inputs(wildcards):
     if kept and Path(model).is_dir() and not Path(kept).is_dir():
         raise WorkflowError(f"{kept}: this learning-curve model is missing, and only its stage's training keeps it: "
                             f"train the stage again with `snakemake --cores all --forcerun {stage} {model}`")
-    # a trained model is also scored against the base (its KL at evaluation): the base is an input too
-    reference = {"reference": BASE_MODEL} if folder != "base" and CFG.evaluation.kl_to_base else {}
+    # a trained model is also scored against the base (its KL at evaluation, both ways): the base model is an
+    # input too, and the base's evaluation of this test set, which samples the base's own completions
+    base_eval = os.path.join(layout.eval_dir("base", wildcards.prompt, wildcards.testset), "metrics.json")
+    reference = {"reference": BASE_MODEL, "base_eval": base_eval} if folder != "base" and CFG.evaluation.kl_to_base \
+        else {}
     return {"model": model, "data": f"results/data/test/{wildcards.testset}.jsonl",
             "fewshot": "results/data/fewshot.jsonl", "code": code("evaluate"), **reference}
 
 
 def reference_flag(wildcards, input):
-    return f"--reference {shlex.quote(input.reference)}" if "reference" in input.keys() else ""
+    """With kl_to_base: the base model's evaluation writes its own samples beside its metrics; a trained model's
+    reads them (and the base model) to score both KLs."""
+    if not CFG.evaluation.kl_to_base:
+        return ""
+    samples = os.path.join(layout.eval_dir("base", wildcards.prompt, wildcards.testset), "reference_samples.jsonl")
+    reference = f"--reference {shlex.quote(input.reference)} " if "reference" in input.keys() else ""
+    return f"{reference}--reference-samples {shlex.quote(samples)}"
 
 
 def eval_model(wildcards, input):

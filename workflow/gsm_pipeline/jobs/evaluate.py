@@ -82,19 +82,41 @@ def sample_rows(model, tokenizer, rows: list[dict[str, Any]], job: EvalJob, prom
 
 
 def kl_to_reference(model, tokenizer, job: EvalJob, precision, reference: str | None, prompts: list[str],
-                    completions: list[list[int]]) -> dict[str, Any] | None:
-    """KL(model || reference) on the token ids of the model's greedy completions (generation/divergence.py), or
-    None without a reference."""
+                    completions: list[list[int]], base_samples: list[list[int]] | None = None) -> dict[str, Any]:
+    """Against the base model (`reference`): KL(model || base) on the token ids of the model's greedy completions
+    and, given the base's own samples, the forward KL(base || model) on them, which predicts forgetting (RL's
+    Razor, arXiv 2509.04259); {} without a reference."""
     if not reference:
-        return None
+        return {}
     from ..generation.divergence import completion_kl, kl_summary
     from ..model_io import load_model_and_tokenizer
 
     base, _ = load_model_and_tokenizer(reference, job.dtype)
     base.to(model.device).eval()
     with autocast(precision):
-        per_completion = completion_kl(model, base, tokenizer, prompts, completions)
-    return kl_summary(per_completion, str(reference), "greedy completions")
+        out = {"kl_to_base": kl_summary(completion_kl(model, base, tokenizer, prompts, completions), str(reference),
+                                        "greedy completions")}
+        if base_samples is not None:
+            out["kl_from_base"] = kl_summary(completion_kl(base, model, tokenizer, prompts, base_samples),
+                                             str(reference), "the base model's samples at temperature 1")
+    return out
+
+
+def reference_samples(model, tokenizer, rows: list[dict[str, Any]], job: EvalJob, prompts: list[str],
+                      path: str, write: bool) -> list[list[int]]:
+    """The base model's own completions, one per problem sampled at temperature 1: drawn and written (token ids)
+    by the base model's evaluation, read by each trained model's, which scores KL(base || model) on them."""
+    if write:
+        outputs = journaled_generate(model, tokenizer, prompts, job, None, do_sample=True, temperature=1.0,
+                                     token_ids=True, progress=False)
+        write_jsonl(Path(path), [{"id": row["id"], "token_ids": out["token_ids"]} for row, out in zip(rows, outputs)])
+        return [out["token_ids"] for out in outputs]
+    by_id = {r["id"]: r["token_ids"] for r in map(json.loads, Path(path).read_text().splitlines())}
+    missing = [row["id"] for row in rows if row["id"] not in by_id]
+    if missing:
+        raise DataError(f"{path}: no base sample for problem {missing[0]!r} (the base model's evaluation of this "
+                        "test set writes them: evaluate it again)")
+    return [by_id[row["id"]] for row in rows]
 
 
 def sampling_summary(rows: list[dict[str, Any]], samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -193,6 +215,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
     parser.add_argument("--reference", help="the base model folder: also measure KL(model || base) on the greedy "
                                             "completions (the DAG passes it for every trained model)")
+    parser.add_argument("--reference-samples", help="the base model's own samples (JSONL of token ids): with "
+                        "--reference, also measure KL(base || model) on them; without, where the base model's "
+                        "evaluation writes them")
     args = parser.parse_args(argv)
     changed = [flag for flag, given in (("--answer-format", args.answer_format), ("--raw", args.raw),
                                         ("--confidence", args.confidence)) if given]
@@ -237,9 +262,11 @@ def main(argv: list[str] | None = None) -> None:
         reference = args.reference if job.kl_to_base else None
         graded = evaluate_rows(model, tokenizer, rows, job, prompts, journals[0], token_ids=bool(reference))
         samples = sample_rows(model, tokenizer, rows, job, prompts, journals[1], scorer)
+        base_samples = reference_samples(model, tokenizer, rows, job, prompts, args.reference_samples,
+                                         write=not args.reference) if args.reference_samples else None
     seconds = time.time() - start
     kl = kl_to_reference(model, tokenizer, job, precision, reference, prompts,
-                         [row.pop("token_ids", []) for row in graded])
+                         [row.pop("token_ids", []) for row in graded], base_samples if reference else None)
     write_jsonl(out / "predictions.jsonl", graded)
     write_jsonl(out / "samples.jsonl", samples)
     metrics = {**json.loads(args.meta), "model": str(args.model), "data": str(args.data or f"{task} default"),
@@ -251,8 +278,7 @@ def main(argv: list[str] | None = None) -> None:
     stated = calibration(graded)
     write_calibration_csv(out / "calibration.csv", stated.pop("bins"))
     metrics["calibration"] = stated
-    if kl:
-        metrics["kl_to_base"] = kl
+    metrics.update(kl)
     if samples:
         metrics["sampling"] = {"samples": job.samples, "temperature": job.sample_temperature,
                                "scorer": job.reward_model or "policy mean token log-probability",

@@ -23,6 +23,7 @@ from ..reporting.comparison import (
 from ..reporting.compute import cost_table, curve_points, stage_cost
 from ..reporting.coverage import COVERAGE_COLUMNS, coverage, plot_pass_at_k
 from ..reporting.dynamics import plot_dynamics, plot_kl_at_evaluation
+from ..reporting.forgetting import forgetting_columns, forgetting_rows, plot_forgetting
 from ..reporting.page import compute_context, eval_key, page_context, render_page
 from ..reporting.plots import (
     plot_accuracy,
@@ -91,7 +92,8 @@ def compute_axis(evals: list[dict[str, Any]], histories: list[History], experime
 
 
 def write_report(metrics_files: list[str], log_files: list[str], experiments: dict[str, ExperimentLayout],
-                 out_dir: Path, provenance: dict[str, Any], benchmarks: Path = Path("results/benchmarks")) -> None:
+                 out_dir: Path, provenance: dict[str, Any], benchmarks: Path = Path("results/benchmarks"),
+                 battery: list[str] | None = None) -> None:
     import pandas as pd
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -116,6 +118,11 @@ def write_report(metrics_files: list[str], log_files: list[str], experiments: di
     dynamics = {"training": plot_dynamics(histories, run_methods(experiments), run_costs, out_dir / "dynamics.png",
                                           names),
                 "kl": plot_kl_at_evaluation(points, out_dir / "kl_at_evaluation.png")}
+    trained_set = next(iter(experiments.values())).testsets[0] if experiments else None  # the in-distribution set
+    forgot = forgetting_rows(rows, trained_set, battery or [])
+    pd.DataFrame(forgot, columns=forgetting_columns(battery or [])).to_csv(out_dir / "forgetting.csv", index=False)
+    forgetting = {"columns": forgetting_columns(battery or []), "rows": forgot, "battery": battery,
+                  "trained_set": trained_set} if plot_forgetting(forgot, out_dir / "forgetting.png") else None
     sampling = {eval_key(e): e["sampling"] for e in evals if "sampling" in e}
     solved = None
     if sampling:
@@ -129,7 +136,7 @@ def write_report(metrics_files: list[str], log_files: list[str], experiments: di
     if any(r["confidence"] for r in rows):
         plot_reliability(rows, {eval_key(e): e["calibration_bins"] for e in evals}, out_dir / "calibration.png")
     context = page_context(evals, rows, train, histories, sampling, crossed, out_dir, provenance,
-                           compute_context(points, costs, curves), solved, dynamics)
+                           compute_context(points, costs, curves), solved, dynamics, forgetting)
     (out_dir / "index.html").write_text(render_page(context), encoding="utf-8")
 
 
@@ -145,7 +152,8 @@ def main(argv: list[str] | None = None) -> None:
     job = ReportJob.parse(args.config)
     provenance = {"seed": None, "config_hash": None, **job.provenance, "versions": library_versions()}
     experiments = {row.name: row for row in job.experiments}  # declaration order
-    write_report(args.metrics, args.logs, experiments, Path(args.out), provenance, Path(args.benchmarks))
+    write_report(args.metrics, args.logs, experiments, Path(args.out), provenance, Path(args.benchmarks),
+                 job.battery)
     print(f"wrote {args.out}/index.html")
 
 

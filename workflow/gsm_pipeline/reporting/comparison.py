@@ -64,10 +64,13 @@ def method(stage: str, variant: dict[str, Any]) -> str:
 
 
 def kl_columns(ev: dict[str, Any]) -> dict[str, float | None]:
-    """KL(model || base) measured at evaluation (generation/divergence.py): 0 for the base itself, None where
-    the evaluation did not measure it."""
-    kl = {"per_token": 0.0, "per_completion": 0.0} if ev["run"] == "base" else ev.get("kl_to_base") or {}
-    return {"kl_to_base_per_token": kl.get("per_token"), "kl_to_base_per_completion": kl.get("per_completion")}
+    """KL between the model and the base measured at evaluation (generation/divergence.py), both ways: 0 for the
+    base itself, None where the evaluation did not measure it."""
+    out = {}
+    for key in ("kl_to_base", "kl_from_base"):  # KL(model || base) on its greedy completions; KL(base || model)
+        kl = {"per_token": 0.0, "per_completion": 0.0} if ev["run"] == "base" else ev.get(key) or {}
+        out |= {f"{key}_per_token": kl.get("per_token"), f"{key}_per_completion": kl.get("per_completion")}
+    return out
 
 
 def comparison_rows(evals: list[dict[str, Any]], experiments: dict[str, ExperimentLayout],

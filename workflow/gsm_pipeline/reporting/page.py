@@ -142,10 +142,11 @@ def _examples(evals: list[dict[str, Any]], rows: list[dict[str, Any]], per_set: 
 def page_context(evals: list[dict[str, Any]], rows: list[dict[str, Any]], train: list[dict[str, Any]],
                  histories: list[History], sampling: dict[tuple, dict], crossed: bool,
                  out_dir: Path, provenance: dict[str, Any], compute: dict[str, Any],
-                 coverage: dict[str, Any] | None = None, dynamics: dict[str, bool] | None = None) -> dict[str, Any]:
+                 coverage: dict[str, Any] | None = None, dynamics: dict[str, bool] | None = None,
+                 forgetting: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything the page shows, as data (`compute`: the headline section, from `compute_context`; `coverage`:
     the pass@k table, from reporting/coverage.py, None without sampling; `dynamics`: which of the RL dynamics
-    and the KL-at-evaluation figures were drawn)."""
+    and the KL-at-evaluation figures were drawn; `forgetting`: the forgetting table, None without a battery)."""
     return {"compute": compute, "answer": answer(rows), "findings": findings(rows), "provenance": provenance,
             "comparison": {"columns": COMPARISON_COLUMNS, "rows": unique_rows(rows)},
             "lm_eval": {"columns": LM_EVAL_COLUMNS, "rows": unique_rows(rows),
@@ -153,7 +154,7 @@ def page_context(evals: list[dict[str, Any]], rows: list[dict[str, Any]], train:
             "sweeps": {"columns": SWEEP_COLUMNS, "rows": sweeps(rows)},
             "metric_links": _links(evals, out_dir), "crossed": crossed,
             "calibration": _calibration(rows, evals, out_dir), "sampling": _sampling(rows, sampling),
-            "coverage": coverage, "dynamics": dynamics or {"training": False, "kl": False},
+            "coverage": coverage, "dynamics": dynamics or {"training": False, "kl": False}, "forgetting": forgetting,
             "trained": bool(histories), "training": {"columns": TRAINING_COLUMNS, "rows": train},
             "examples": _examples(evals, rows),
             "runtime": {"columns": RUNTIME_COLUMNS, "rows": runtime_rows(evals, histories)},

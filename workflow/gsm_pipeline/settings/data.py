@@ -7,11 +7,48 @@ from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..disk_cache import cache_path, read_cache, write_cache
 from ..tasks import TASKS
 from .base import NAME_PATTERN, SEED_MAX, JobSettings, Strict, is_name, registered
+
+
+def check_generator(dataset: str, settings: dict[str, dict[str, Any]]) -> None:
+    """reasoning-gym has `dataset` and its generator takes each of `settings` (named by their config key): refused
+    at validation, not when prepare_data generates. Importing reasoning-gym's registry costs about a second, so
+    each verdict is kept on disk per reasoning-gym version (and this module's text) for the next dry-run."""
+    key = json.dumps([dataset, settings], sort_keys=True, default=str)
+    own = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+    try:
+        version = metadata.version("reasoning-gym")
+    except metadata.PackageNotFoundError:
+        version = None
+    path = cache_path(f"reasoning_gym-{version}-{own}.json")
+    verdicts = read_cache(path)
+    if key not in verdicts:
+        verdicts[key] = _refusal(dataset, settings)
+        write_cache(path, verdicts)
+    if verdicts[key]:
+        raise ValueError(verdicts[key])
+
+
+def _refusal(dataset: str, settings: dict[str, dict[str, Any]]) -> str | None:
+    from reasoning_gym.factory import DATASETS
+
+    if dataset not in DATASETS:
+        import difflib
+
+        close = difflib.get_close_matches(dataset, DATASETS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"dataset: reasoning-gym has no {dataset!r}{hint}"
+    config_cls = DATASETS[dataset][1]
+    for key, values in settings.items():
+        try:
+            config_cls(**values, seed=0, size=1).validate()
+        except (TypeError, ValueError, AssertionError) as exc:
+            return f"{key}: {dataset} refuses {values}: {exc}"
+    return None
 
 
 class ReasoningGymConfig(Strict):
@@ -27,41 +64,13 @@ class ReasoningGymConfig(Strict):
         description="Settings of the rg_harder test set (a difficulty never trained on); {} for no such set")
 
     def check(self) -> None:
-        """The dataset exists and takes these settings: refused at validation, not when prepare_data generates.
-        Importing reasoning-gym's registry costs about a second, so each verdict is kept on disk per reasoning-gym
-        version (and this module's text) for the next dry-run."""
-        key = json.dumps([self.dataset, self.config, self.harder], sort_keys=True, default=str)
-        own = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
-        try:
-            version = metadata.version("reasoning-gym")
-        except metadata.PackageNotFoundError:
-            version = None
-        path = cache_path(f"reasoning_gym-{version}-{own}.json")
-        verdicts = read_cache(path)
-        if key not in verdicts:
-            verdicts[key] = self._refusal()
-            write_cache(path, verdicts)
-        if verdicts[key]:
-            raise ValueError(verdicts[key])
+        check_generator(self.dataset, {"config": self.config, **({"harder": self.harder} if self.harder else {})})
 
-    def _refusal(self) -> str | None:
-        from reasoning_gym.factory import DATASETS
 
-        if self.dataset not in DATASETS:
-            import difflib
-
-            close = difflib.get_close_matches(self.dataset, DATASETS, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            return f"dataset: reasoning-gym has no {self.dataset!r}{hint}"
-        config_cls = DATASETS[self.dataset][1]
-        for key, settings in (("config", self.config), ("harder", self.harder)):
-            if key == "harder" and not settings:
-                continue
-            try:
-                config_cls(**settings, seed=0, size=1).validate()
-            except (TypeError, ValueError, AssertionError) as exc:
-                return f"{key}: {self.dataset} refuses {settings}: {exc}"
-        return None
+class BatteryTask(Strict):
+    """A task no stage trains on, tested to see what training costs elsewhere (forgetting)."""
+    dataset: str = Field(description="A reasoning-gym dataset name whose answers are numbers")
+    config: dict[str, Any] = Field(default_factory=dict, description="Its generator's settings")
 
 
 class DataConfig(Strict):
@@ -86,6 +95,16 @@ class DataConfig(Strict):
     extra_test_files: dict[str, str] = Field(
         default_factory=dict, description="More test sets, name -> JSONL of question/answer rows "
                                           "(e.g. a local GSM8K test.jsonl as an out-of-distribution set)")
+    battery: dict[str, BatteryTask] = Field(
+        default_factory=dict, description="Tasks never trained on, name -> reasoning-gym dataset and settings: each "
+                                          "is a test set, and a stage's change on them beside its gain on the "
+                                          "trained task is its forgetting (any data.source; offline); null for "
+                                          "none (an overlay's {} would merge into the default's)")
+
+    @field_validator("battery", mode="before")
+    @classmethod
+    def _no_battery(cls, value: Any) -> Any:
+        return {} if value is None else value
 
     @model_validator(mode="after")
     def _files_for_jsonl(self) -> "DataConfig":
@@ -101,9 +120,16 @@ class DataConfig(Strict):
             if getattr(self, key) is not None and self.source != reader:
                 raise ValueError(f"key 'data.{key}': read only by data.source {reader} (the source is "
                                  f"{self.source})")
-        for name in self.extra_test_files:
-            if not is_name(name) or name in self.source_test_sets():
-                raise ValueError(f"extra_test_files: {name!r} must match {NAME_PATTERN} and not repeat a built-in set")
+        for key, names in (("extra_test_files", self.extra_test_files), ("battery", self.battery)):
+            for name in names:
+                if not is_name(name) or name in self.source_test_sets() or (
+                        key == "battery" and name in self.extra_test_files):
+                    raise ValueError(f"{key}: {name!r} must match {NAME_PATTERN} and not repeat another test set")
+        for name, task in self.battery.items():
+            try:
+                check_generator(task.dataset, {"config": task.config})
+            except ValueError as exc:
+                raise ValueError(f"battery.{name}.{exc}") from None
         return self
 
     def source_test_sets(self) -> list[str]:
@@ -119,7 +145,7 @@ class DataConfig(Strict):
 
     def test_sets(self) -> list[str]:
         """Names of every test set (the {testset} wildcard values)."""
-        return self.source_test_sets() + sorted(self.extra_test_files)
+        return self.source_test_sets() + list(self.battery) + sorted(self.extra_test_files)
 
 
 class DataJob(DataConfig, JobSettings):

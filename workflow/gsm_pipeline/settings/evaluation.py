@@ -24,8 +24,9 @@ class EvalSettings(Strict):
         "auto", description="Also grade every completion with lm-evaluation-harness's gsm8k filters and metric (its "
                             "columns beside ours): auto where lm-eval (the lm-eval extra) is installed")
     kl_to_base: bool = Field(True, description="Also measure each trained model's KL(model || base) on its greedy "
-                                               "completions (both models score every completion: about one more "
-                                               "greedy evaluation's time on a CPU)")
+                                               "completions and KL(base || model) on the base model's own samples "
+                                               "(one per problem, drawn once by the base's evaluation), which "
+                                               "predicts forgetting: about one more greedy evaluation's time")
 
 
 class EvalConfig(EvalSettings):

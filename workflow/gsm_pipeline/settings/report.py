@@ -49,3 +49,5 @@ class ExperimentLayout(Strict):
 class ReportJob(JobSettings):
     experiments: list[ExperimentLayout] = Field(description="The matrix's rows in declaration order")
     provenance: dict[str, Any] = Field(description="Seed and config hash of the run")
+    battery: list[str] = Field(default_factory=list, description="Test sets of tasks no stage trains on "
+                                                                 "(data.battery): the forgetting section's")

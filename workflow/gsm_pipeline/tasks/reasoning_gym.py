@@ -26,7 +26,7 @@ def test_sets(cfg) -> list[str]:
 
 
 def generate(name: str, settings: dict[str, Any], seed: int, need: int, where: str,
-             taken: set[str] | None = None) -> list[dict[str, Any]]:
+             taken: set[str] | None = None, key: str = "data.reasoning_gym") -> list[dict[str, Any]]:
     """`need` distinct problems (none of `taken`), rows with exact numeric answers; a generator whose space is too
     small, or whose answers are not numbers, is named."""
     import reasoning_gym
@@ -39,7 +39,7 @@ def generate(name: str, settings: dict[str, Any], seed: int, need: int, where: s
         seen.add(example["question"])
         value = exact_number(str(example["answer"]))
         if value is None:
-            raise DataError(f"data.reasoning_gym: {name}'s answers are not numbers (e.g. {example['answer']!r}); "
+            raise DataError(f"{key}: {name}'s answers are not numbers (e.g. {example['answer']!r}); "
                             "this task grades numbers")
         index = len(rows)
         rows.append({"id": f"{where}-{index}", "question": example["question"], "reasoning": "",
@@ -47,7 +47,7 @@ def generate(name: str, settings: dict[str, Any], seed: int, need: int, where: s
                      "source": name})
         if len(rows) == need:
             return rows
-    raise DataError(f"data.reasoning_gym: {name} with {settings} gave {len(rows)} distinct problems of the {need} "
+    raise DataError(f"{key}: {name} with {settings} gave {len(rows)} distinct problems of the {need} "
                     "the data sizes need (a wider setting, or smaller data.*_size)")
 
 
