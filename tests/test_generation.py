@@ -157,12 +157,20 @@ def test_kl_to_the_base_is_the_exact_next_token_kl_on_the_generated_tokens(loade
     expected = [reference_kl(model, base, tokenizer(p, add_special_tokens=False)["input_ids"], c)
                 for p, c in zip(prompts, generated)]
     assert all(n > 0 for _, n in expected) and sum(k for k, _ in expected) > 0.01  # it moved: not vacuous
-    for batch_size in (1, 4):
+    for batch_size in (1, 4, None):  # None: as many rows as fit the default budget
         got = completion_kl(model, base, tokenizer, prompts, generated, batch_size=batch_size)
         assert [n for _, n in got] == [n for _, n in expected]
         assert [k for k, _ in got] == pytest.approx([k for k, _ in expected], rel=1e-4, abs=1e-6)
     assert [k for k, _ in completion_kl(model, model, tokenizer, prompts, generated)] == pytest.approx([0] * 5,
                                                                                                      abs=1e-6)
+
+
+def test_kl_batches_hold_as_many_rows_as_keep_a_full_vocabulary_tensor_within_the_budget():
+    from gsm_pipeline.generation.divergence import batches
+
+    # rows x longest x vocab <= 100: [10, 10] (2 x 10 x 5), then 30 alone (1 x 30 x 5 > 100 is still one row)
+    assert batches([10, 10, 30, 4, 4], vocab=5, budget=100) == [range(0, 2), range(2, 3), range(3, 5)]
+    assert batches([], vocab=5, budget=100) == []
 
 
 def test_kl_scores_the_ids_generated_not_a_retokenization_of_their_text(loaded, rows, tiny_model):

@@ -410,16 +410,38 @@ def test_the_report_shows_the_matrix_plots_and_states_each_sections_question(tin
     for image in ("accuracy.png", "template_scatter.png", "training_curves.png", "calibration.png", "sampling.png",
                   "pass_at_k.png", "dynamics.png", "kl_at_evaluation.png"):
         assert f'<img src="{image}"' in page and (report / image).stat().st_size > 10_000, image
-    # every section is headed by the question it answers; this matrix has something for each of them
+    # every section is headed by the question it answers; this matrix has something for each of them but
+    # forgetting (no battery: the next test gives it one)
     assert [section.split("</h2>")[0] for section in page.split("<h2>")[1:]] == [
         "Which method buys more accuracy for the same compute?", "What did each stage do, per test set?",
         "Did each stage change accuracy and answer format?", "How do these numbers compare with published ones?",
         "Does the chat template matter at evaluation time?",
         "Did calibration training cost accuracy, and is the stated confidence informative?", "Does sampling help?",
         "Does training expand what the model can solve, or sharpen what it already could?",
-        "How did training go?", "What happened during RL?", "What do the completions look like?",
+        "How did training go?", "What happened during RL?", "What did training cost elsewhere?",
+        "What do the completions look like?",
         "How was each job run?",
         "Which code, config and libraries produced these numbers?"]
+
+
+def test_with_a_battery_the_page_sets_each_stages_gain_beside_what_it_lost(tiny_dag, tmp_path):
+    """The report job given a battery (here the tiny DAG's one test set stands in for it, so each stage's
+    forgetting is its gain negated): the figure, the table and forgetting.csv, one row per trained model."""
+    from gsm_pipeline.jobs import report
+    from gsm_pipeline.layout import report_job
+
+    results = tiny_dag.root / "results"
+    job = report_job(tiny_dag.config()).model_copy(update={"battery": ["test"]})
+    report.main(["--metrics", *map(str, sorted(results.glob("**/eval/*/*/metrics.json"))),
+                 "--logs", *map(str, sorted(results.glob("*/log_history.json"))), "--config", job.as_json(),
+                 "--out", str(tmp_path), "--benchmarks", str(results / "benchmarks")])
+    page = (tmp_path / "index.html").read_text()
+    assert '<img src="forgetting.png"' in page and (tmp_path / "forgetting.png").stat().st_size > 10_000
+    table = pd.read_csv(tmp_path / "forgetting.csv")
+    trained = {row.run for row in pd.read_csv(results / "report/comparison.csv").itertuples()
+               if row.stage != "base" and row.eval_matches_training}
+    assert len(table) == len(trained) and (table["forgetting"] == -table["gain"]).all()
+    assert table["kl_from_base"].notna().all() and (table["kl_from_base"] > 0).all()
 
 
 def report_section(dag, heading: str) -> str:

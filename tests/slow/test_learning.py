@@ -21,7 +21,8 @@ pytestmark = pytest.mark.slow
 STEPS = 30
 SAMPLES = 2
 OVERLAY = {"stages": {"grpo": {"training_args": {"max_steps": STEPS}}},
-           "evaluation": {"samples": SAMPLES, "sample_temperature": 1.0},  # GRPO's own temperature
+           # GRPO's own temperature; no KL to the base, which these tests do not read
+           "evaluation": {"samples": SAMPLES, "sample_temperature": 1.0, "kl_to_base": False},
            "experiments": {"arith": {"stages": ["prep_sft", "grpo"]}}}
 
 

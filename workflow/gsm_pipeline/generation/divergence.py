@@ -8,16 +8,33 @@ from __future__ import annotations
 from typing import Any
 
 
+def batches(lengths: list[int], vocab: int, budget: int) -> list[range]:
+    """Consecutive rows scored together: as many as keep a full-vocabulary tensor of the batch (rows x longest x
+    vocab) within `budget` elements, at least one."""
+    out, start, longest = [], 0, 0
+    for i, n in enumerate(lengths):
+        if i > start and (i - start + 1) * max(longest, n) * vocab > budget:
+            out.append(range(start, i))
+            start, longest = i, 0
+        longest = max(longest, n)
+    return out + ([range(start, len(lengths))] if lengths else [])
+
+
 def completion_kl(policy, reference, tokenizer, prompts: list[str], completions: list[list[int]],
-                  batch_size: int = 4) -> list[tuple[float, int]]:
+                  batch_size: int | None = None, budget: int = 2 ** 26) -> list[tuple[float, int]]:
     """Per completion (its generated token ids): (sum over its tokens of the exact next-token KL(policy ||
-    reference), its token count). The arithmetic stays on the models' device; only per-row sums come back."""
+    reference), its token count). The arithmetic stays on the models' device; only per-row sums come back. Rows
+    are scored `batch_size` at a time, or by default as many as keep each full-vocabulary fp32 tensor within
+    `budget` elements (256 MiB): many short answers at once, a few long solutions."""
     import torch
 
+    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    lengths = [len(p) + len(c) for p, c in zip(encoded, completions)]
+    groups = ([range(i, min(i + batch_size, len(prompts))) for i in range(0, len(prompts), batch_size)]
+              if batch_size else batches(lengths, policy.get_output_embeddings().weight.shape[0], budget))
     out = []
-    for start in range(0, len(prompts), batch_size):
-        pairs = [(tokenizer(p, add_special_tokens=False)["input_ids"], list(c))
-                 for p, c in zip(prompts[start:start + batch_size], completions[start:start + batch_size])]
+    for group in groups:
+        pairs = [(encoded[i], list(completions[i])) for i in group]
         width = max(len(p) + len(c) for p, c in pairs)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         ids = torch.full((len(pairs), width), pad, dtype=torch.long)
