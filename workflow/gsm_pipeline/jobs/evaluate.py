@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> None:
                                          write=not args.reference) if args.reference_samples else None
     seconds = time.time() - start
     kl = kl_to_reference(model, tokenizer, job, precision, reference, prompts,
-                         [row.pop("token_ids", []) for row in graded], base_samples if reference else None)
+                         [row.pop("token_ids", []) for row in graded], base_samples)
     write_jsonl(out / "predictions.jsonl", graded)
     write_jsonl(out / "samples.jsonl", samples)
     metrics = {**json.loads(args.meta), "model": str(args.model), "data": str(args.data or f"{task} default"),
