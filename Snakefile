@@ -1,4 +1,4 @@
-# GSM8K post-training pipeline: data -> model -> base eval (-> confidence targets) -> prep SFT -> full SFT / RL / RFT -> evals -> report.
+# GSM8K post-training pipeline: data -> model -> base eval (-> confidence targets) -> training stages (stages.py: prep SFT -> full SFT / RL / RFT) -> evals -> report.
 # Usage: snakemake --cores all            (build results/report/index.html for config.yaml)
 #        snakemake -n                     (dry-run: list every job and why it runs)
 #        snakemake --profile workflow/profiles/slurm   (submit to Slurm)
@@ -13,9 +13,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/model.smk"
 include: "workflow/rules/confidence.smk"
-include: "workflow/rules/sft.smk"
-include: "workflow/rules/grpo.smk"
-include: "workflow/rules/rft.smk"
+include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 

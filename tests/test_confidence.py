@@ -65,7 +65,7 @@ def sft_trainer(tmp_path, tiny_model, targets):
              "answer": r["answer"].rsplit(" ", 1)[1]} for i, r in enumerate(arithmetic_rows(6, seed=3))]
     data = write_jsonl(tmp_path / "rows.jsonl", rows)
     target_file = write_jsonl(tmp_path / "targets.jsonl", [{"id": k, "confidence": v} for k, v in targets.items()])
-    return build_trainer(cfg.sft_job("x", "prep_sft"), str(tiny_model), str(data), tmp_path / "ckpt",
+    return build_trainer(cfg.stage_job("x", "prep_sft"), str(tiny_model), str(data), tmp_path / "ckpt",
                          confidence_targets=str(target_file))
 
 

@@ -154,8 +154,8 @@ def test_snakemake_dry_run_refuses_a_bad_key_before_any_job(tmp_path):
 def test_jobs_receive_only_the_settings_they_read():
     cfg = validate_config({})
     changed = validate_config({"experiments": {"tagged": {"rewards": ["binary"]}}})
-    assert cfg.sft_job("tagged", "prep_sft") == changed.sft_job("tagged", "prep_sft")
-    assert cfg.grpo_job("tagged") != changed.grpo_job("tagged")
+    assert cfg.stage_job("tagged", "prep_sft") == changed.stage_job("tagged", "prep_sft")
+    assert cfg.stage_job("tagged", "grpo") != changed.stage_job("tagged", "grpo")
     assert cfg.eval_job(cfg.prompt_spec("tagged")) == changed.eval_job(changed.prompt_spec("tagged"))
 
 

@@ -20,7 +20,7 @@ def test_a_trained_model_card_names_its_base_chain_data_and_settings(tmp_path, t
              "answer": r["answer"].rsplit(" ", 1)[1]} for i, r in enumerate(arithmetic_rows(8, seed=4))]
     data = write_jsonl(tmp_path / "rows.jsonl", rows)
     job = validate_config({"stages": {"prep_sft": {"max_length": 256, "training_args": {
-        "max_steps": 1, "per_device_train_batch_size": 4, "report_to": "none"}}}}).sft_job("tagged", "prep_sft")
+        "max_steps": 1, "per_device_train_batch_size": 4, "report_to": "none"}}}}).stage_job("tagged", "prep_sft")
     out = tmp_path / "results/prep_sft-0123abcd/model"
     train_sft.main(["--config", job.as_json(), "--parent", str(parent), "--data", str(data), "--out", str(out),
                     "--checkpoints", str(out.parent / "checkpoints"), "--log-history", str(out.parent / "log.json")])

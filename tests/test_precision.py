@@ -139,9 +139,9 @@ def test_tf32_asked_for_is_used_only_on_ampere_and_newer(monkeypatch, capability
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: capability)
-    job = validate_config({"model": {"tf32": True}}).sft_job("tagged", "prep_sft")
+    job = validate_config({"model": {"tf32": True}}).stage_job("tagged", "prep_sft")
     assert trainer_numerics(job, resolve_precision("no", gpu=False))["tf32"] is tf32  # a V100 (7.0) has none
-    off = validate_config({}).sft_job("tagged", "prep_sft")
+    off = validate_config({}).stage_job("tagged", "prep_sft")
     assert trainer_numerics(off, resolve_precision("no", gpu=False))["tf32"] is False  # not asked for: never
 
 
@@ -157,8 +157,8 @@ def test_trainers_built_from_the_default_config_follow_it_not_trl(tmp_path, tiny
     rows = [{"id": str(i), "question": f"What is {i} + 1?", "reasoning": f"{i} + 1 = {i + 1}", "answer": str(i + 1)}
             for i in range(4)]
     data = write_jsonl(tmp_path / "rows.jsonl", rows)
-    sft, _ = train_sft.build_trainer(cfg.sft_job("tagged", "prep_sft"), str(tiny_model), str(data), tmp_path / "a")
-    grpo, _ = train_grpo.build_trainer(cfg.grpo_job("tagged"), str(tiny_model), str(data), tmp_path / "b")
+    sft, _ = train_sft.build_trainer(cfg.stage_job("tagged", "prep_sft"), str(tiny_model), str(data), tmp_path / "a")
+    grpo, _ = train_grpo.build_trainer(cfg.stage_job("tagged", "grpo"), str(tiny_model), str(data), tmp_path / "b")
     for trainer in (sft, grpo):
         args = trainer.args
         assert (args.bf16, args.fp16) == (native, False)  # TRL would say bf16=True on every CPU
@@ -166,7 +166,7 @@ def test_trainers_built_from_the_default_config_follow_it_not_trl(tmp_path, tiny
         assert not args.use_liger_kernel and not args.torch_compile
         assert args.use_cpu and not args.tf32
         assert trainer.model.dtype.__repr__() == "torch.float32"  # model.dtype: float32
-    off = validate_config({"stages": {"grpo": {"gradient_checkpointing": False}}}).grpo_job("tagged")
+    off = validate_config({"stages": {"grpo": {"gradient_checkpointing": False}}}).stage_job("tagged", "grpo")
     grpo, _ = train_grpo.build_trainer(off, str(tiny_model), str(data), tmp_path / "c")
     assert not grpo.args.gradient_checkpointing  # the config's false, where TRL's default is true
 
@@ -189,7 +189,7 @@ def test_a_config_asking_for_bf16_on_a_cpu_trains_in_bf16(tmp_path, monkeypatch)
     monkeypatch.setattr(runtime, "cpu_bf16", lambda: (False, "patched"))
     cfg = validate_config({"model": {"mixed_precision": "bf16"},
                            "stages": {"full_sft": {"gradient_checkpointing": True}}})
-    args = trainer_arguments(SFTConfig, cfg.sft_job("tagged", "full_sft"), tmp_path)
+    args = trainer_arguments(SFTConfig, cfg.stage_job("tagged", "full_sft"), tmp_path)
     assert args.bf16 and not args.fp16 and args.gradient_checkpointing
 
 
@@ -197,8 +197,8 @@ def test_a_config_asking_for_bf16_on_a_cpu_trains_in_bf16(tmp_path, monkeypatch)
 def test_gpu_presets_ask_for_bf16_in_every_job(preset):
     overlay = load_config_file(preset)
     cfg = validate_config(merge(load_config_file(REPO / "config.yaml"), overlay))  # the workflow's own merge
-    jobs = [cfg.sft_job(e, s) for e in cfg.experiments for s in ("prep_sft", "full_sft")]
-    jobs += [cfg.grpo_job(e) for e in cfg.experiments]
+    jobs = [cfg.stage_job(e, s) for e in cfg.experiments for s in ("prep_sft", "full_sft")]
+    jobs += [cfg.stage_job(e, "grpo") for e in cfg.experiments]
     jobs += [cfg.eval_job(p) for p in cfg.prompts().values()]
     jobs += [cfg.targets_job(cfg.prompt_spec(e)) for e in cfg.experiments]
     assert {j.mixed_precision for j in jobs} == {"bf16"} and {j.dtype for j in jobs} == {"bfloat16"}
@@ -237,7 +237,7 @@ def test_a_training_job_states_how_it_ran_first_in_its_log_and_its_history(tmp_p
         "max_length": 128, "training_args": {"max_steps": 1, "per_device_train_batch_size": 2, "save_steps": 5}}}})
     rows = [{"id": str(i), "question": f"What is {i} + 1?", "reasoning": f"{i} + 1 = {i + 1}", "answer": str(i + 1)}
             for i in range(2)]
-    train_sft.main(["--config", cfg.sft_job("tagged", "prep_sft").as_json(), "--parent", str(tiny_model),
+    train_sft.main(["--config", cfg.stage_job("tagged", "prep_sft").as_json(), "--parent", str(tiny_model),
                     "--data", str(write_jsonl(tmp_path / "rows.jsonl", rows)), "--out", str(tmp_path / "model"),
                     "--checkpoints", str(tmp_path / "ckpt"), "--log-history", str(tmp_path / "log.json"),
                     "--threads", "2"])

@@ -18,7 +18,7 @@ def sft_batch(tmp_path, tiny_model, **experiment):
     rows = [{"id": str(i), "question": r["question"], "reasoning": r["answer"].split("\n")[0],
              "answer": r["answer"].rsplit(" ", 1)[1]} for i, r in enumerate(arithmetic_rows(4, seed=3))]
     data = write_jsonl(tmp_path / "rows.jsonl", rows)
-    job = cfg.sft_job("x", "prep_sft")
+    job = cfg.stage_job("x", "prep_sft")
     trainer, tokenizer = build_trainer(job, str(tiny_model), str(data), tmp_path / "ckpt")
     example = trainer.train_dataset[0]
     batch = trainer.data_collator([example])

@@ -71,8 +71,8 @@ def test_an_rft_row_trains_prep_sfts_model_on_its_own_correct_distinct_samples_o
                 mine.append(text)
         expected += mine
     assert 0 < len(expected) < 8 * len(rows)  # some right, some not: the filter is not vacuous
-    assert record["rft"]["kept"] == len(trainer.train_dataset) == len(expected)
-    assert record["rft"]["sampled"] == 8 * len(rows) and record["rft"]["generated_tokens"] > 0
+    assert record["sampled"]["kept"] == len(trainer.train_dataset) == len(expected)
+    assert record["sampled"]["sampled"] == 8 * len(rows) and record["sampled"]["generated_tokens"] > 0
     trained = sorted(tokenizer.decode(ids) for ids in trainer.train_dataset["input_ids"])
     assert all(any(c in t for c in expected) for t in trained)  # every training row holds a kept completion
     trainer.train()
@@ -95,8 +95,8 @@ def test_with_sft_rows_rft_trains_on_prep_sfts_rows_beside_its_kept_samples(tiny
     trainer, _, record = train_rft.build_trainer(job, str(prep), str(data / "grpo.jsonl"), tmp_path / "ckpt",
                                                  sft_rows=str(data / "prep_sft.jsonl"))
     sft_rows = len((data / "prep_sft.jsonl").read_text().splitlines())
-    assert record["rft"]["sft_rows"] == sft_rows
-    assert len(trainer.train_dataset) == sft_rows + record["rft"]["kept"]
+    assert record["sampled"]["sft_rows"] == sft_rows
+    assert len(trainer.train_dataset) == sft_rows + record["sampled"]["kept"]
     off = validate_config({"experiments": {"x": {"stages": ["prep_sft", "rft"]}}, "stages": {"rft": RFT}})
     assert "with_sft_rows" not in off.stage_job("x", "rft").stamp()  # off: the chains from before it stay
 
@@ -115,7 +115,7 @@ def test_rft_is_a_stage_a_row_opts_into_chain_named_after_prep_sft_and_labelled_
 
 
 def test_rfts_samples_count_as_generated_tokens_from_its_first_step(tmp_path):
-    history = [{"runtime": {"parameters": 10, "samples_per_step": 2, "rft": {"generated_tokens": 100}}},
+    history = [{"runtime": {"parameters": 10, "samples_per_step": 2, "sampled": {"generated_tokens": 100}}},
                {"step": 1, "loss": 1.0, "num_tokens": 50}, {"step": 2, "loss": 0.5, "num_tokens": 80}]
     cost = stage_cost("rft-x", history, tmp_path, 0)
     assert cost["generated_tokens"] == 100 and cost["trained_tokens"] == 80

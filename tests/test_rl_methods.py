@@ -64,7 +64,7 @@ def test_a_job_built_by_hand_is_checked_against_its_own_trainers_config(tmp_path
 
     from gsm_pipeline.training.stage import trainer_arguments
 
-    job = config(x={"rl": "rloo"}).grpo_job("x")
+    job = config(x={"rl": "rloo"}).stage_job("x", "grpo")
     job = job.model_copy(update={"training_args": {**job.training_args, "loss_type": "dr_grpo"}})
     with pytest.raises(ConfigError, match=r"unknown key 'stages.grpo.training_args.loss_type' "
                                           r"\(not a trl.RLOOConfig field"):
@@ -141,7 +141,7 @@ def test_rl_rollouts_follow_the_one_generation_engine_setting():
     from gsm_pipeline.training.arguments import planned_numerics, trainer_kwargs
 
     def switch(cfg, gpu, autocast=False):
-        job = cfg.grpo_job("x")
+        job = cfg.stage_job("x", "grpo")
         return trainer_kwargs(job, {**planned_numerics(job), "use_cpu": not gpu, "bf16": autocast}, {}, gloo=False)[
             "use_transformers_continuous_batching"]
 
@@ -158,7 +158,7 @@ def test_rl_rollouts_follow_the_one_generation_engine_setting():
         engine("continuous", mixed_precision="bf16")
     with pytest.raises(ConfigError, match="generation.engine: continuous cannot roll out"):  # `auto` chose bf16
         switch(engine("continuous"), gpu=True, autocast=True)
-    assert "engine" not in auto.grpo_job("x").stamp()
+    assert "engine" not in auto.stage_job("x", "grpo").stamp()
     assert stage_run(auto, "x", "grpo") != stage_run(engine("loop"), "x", "grpo")
     assert stage_run(auto, "x", "full_sft") == stage_run(engine("loop"), "x", "full_sft")  # SFT samples nothing
     with pytest.raises(ConfigError, match=r"training_args.use_transformers_continuous_batching' is set by the "

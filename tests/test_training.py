@@ -26,7 +26,7 @@ def run_sft(tmp_path, tiny_model, learning_rate=1e-2, folder="", **experiment):
                                              "learning_rate": learning_rate, "save_steps": 1}}}})
     run = tmp_path / folder
     out = run / "model"
-    train_sft.main(["--config", cfg.sft_job("x", "prep_sft").as_json(), "--parent", str(tiny_model),
+    train_sft.main(["--config", cfg.stage_job("x", "prep_sft").as_json(), "--parent", str(tiny_model),
                     "--data", str(sft_rows(tmp_path)), "--out", str(out), "--checkpoints", str(run / "ckpt"),
                     "--log-history", str(run / "log.json")])
     return out
@@ -208,7 +208,7 @@ def test_a_non_finite_loss_stops_training_naming_the_step_and_keeps_the_good_che
     cfg = validate_config({"stages": {"prep_sft": {"max_length": 256, "training_args": {
         "max_steps": 6, "per_device_train_batch_size": 4, "learning_rate": 1e-3, "save_steps": 1}}}})
     with pytest.raises(TrainingError, match=r"loss is nan at step 3;"):
-        train_sft.main(["--config", cfg.sft_job("tagged", "prep_sft").as_json(), "--parent", str(tiny_model),
+        train_sft.main(["--config", cfg.stage_job("tagged", "prep_sft").as_json(), "--parent", str(tiny_model),
                         "--data", str(sft_rows(tmp_path)), "--out", str(tmp_path / "model"),
                         "--checkpoints", str(tmp_path / "ckpt"), "--log-history", str(tmp_path / "log.json")])
     assert sorted(p.name for p in (tmp_path / "ckpt").glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
@@ -243,7 +243,7 @@ def test_a_max_length_that_truncates_every_row_is_refused_before_training(tmp_pa
 
     cfg = validate_config({"stages": {"prep_sft": {"max_length": 16, "training_args": {"max_steps": 1}}}})
     with pytest.raises(DataError, match=r"rows.jsonl: every row is truncated at stages.prep_sft.max_length=16"):
-        train_sft.main(["--config", cfg.sft_job("tagged", "prep_sft").as_json(), "--parent", str(tiny_model),
+        train_sft.main(["--config", cfg.stage_job("tagged", "prep_sft").as_json(), "--parent", str(tiny_model),
                         "--data", str(sft_rows(tmp_path)), "--out", str(tmp_path / "model"),
                         "--checkpoints", str(tmp_path / "ckpt"), "--log-history", str(tmp_path / "log.json")])
     assert not (tmp_path / "model").exists()

@@ -36,11 +36,11 @@ def config(**rows):
 
 def sft(tmp_path, tiny_model, cfg, name, socratic=False):
     rows = str(rows_file(tmp_path, socratic))
-    return train_sft.build_trainer(cfg.sft_job(name, "prep_sft"), str(tiny_model), rows, tmp_path / "ckpt")
+    return train_sft.build_trainer(cfg.stage_job(name, "prep_sft"), str(tiny_model), rows, tmp_path / "ckpt")
 
 
 def grpo(tmp_path, tiny_model, cfg, name):
-    return train_grpo.build_trainer(cfg.grpo_job(name), str(tiny_model), str(rows_file(tmp_path)), tmp_path / "ckpt")
+    return train_grpo.build_trainer(cfg.stage_job(name, "grpo"), str(tiny_model), str(rows_file(tmp_path)), tmp_path / "ckpt")
 
 
 def completions(trainer, tokenizer):
@@ -101,7 +101,7 @@ def test_grpo_starts_from_the_sft_model_the_row_names():
     cfg = config(a={}, b={"grpo_from": "full_sft"})
     assert model_dir(cfg, "a", "prep_sft") == model_dir(cfg, "b", "prep_sft")  # shared
     assert re.fullmatch(r"results/prep_sft-[0-9a-f]{8}/model", model_dir(cfg, "a", "prep_sft"))
-    assert cfg.grpo_job("a") == cfg.grpo_job("b")  # same job, different parent: a different stage
+    assert cfg.stage_job("a", "grpo") == cfg.stage_job("b", "grpo")  # same job, different parent: a different stage
     assert model_dir(cfg, "a", "grpo") != model_dir(cfg, "b", "grpo")
 
 

@@ -24,7 +24,7 @@ def sft_job(per_device_batch: int, launcher: str, processes: int):
         "max_length": 256, "launcher": launcher, "processes": processes,
         "training_args": {"max_steps": 4, "per_device_train_batch_size": per_device_batch, "learning_rate": 1e-2,
                           "lr_scheduler_type": "constant", "save_steps": 100, "gradient_accumulation_steps": 1}}}})
-    return cfg.sft_job("tagged", "prep_sft")
+    return cfg.stage_job("tagged", "prep_sft")
 
 
 def rows_file(tmp_path: Path) -> Path:
@@ -121,7 +121,7 @@ def test_rft_on_two_processes_samples_each_share_once_and_both_train_on_every_ke
                "--checkpoints", str(out / "checkpoints"), "--log-history", str(out / "log.json"), "--threads", "1")
     history = json.loads((out / "log.json").read_text())
     ran = history[0]["runtime"]
-    assert ran["processes"] == 2 and ran["rft"]["sampled"] == 16 * len(questions.read_text().splitlines())
-    kept = ran["rft"]["kept"]
+    assert ran["processes"] == 2 and ran["sampled"]["sampled"] == 16 * len(questions.read_text().splitlines())
+    kept = ran["sampled"]["kept"]
     assert kept > 0
     assert max(h["step"] for h in history if "loss" in h) == math.ceil(kept / 2)  # every kept sample, split in two

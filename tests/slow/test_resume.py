@@ -22,12 +22,12 @@ def stage_command(tmp_path: Path, parent: Path, stage: str, name: str) -> list[s
         cfg = validate_config({"stages": {"grpo": {"num_generations": 4, "max_completion_length": 32,
                                "training_args": {"max_steps": 8, "per_device_train_batch_size": 4,
                                                  "learning_rate": 1e-3, "save_steps": 2, "save_total_limit": 3}}}})
-        job, module = cfg.grpo_job("tagged"), "gsm_pipeline.jobs.train_grpo"
+        job, module = cfg.stage_job("tagged", "grpo"), "gsm_pipeline.jobs.train_grpo"
     else:
         cfg = validate_config({"stages": {"prep_sft": {"max_length": 256, "training_args": {
             "max_steps": 24, "per_device_train_batch_size": 4, "learning_rate": 3e-3, "save_steps": 4,
             "save_total_limit": 3}}}})
-        job, module = cfg.sft_job("tagged", "prep_sft"), "gsm_pipeline.jobs.train_sft"
+        job, module = cfg.stage_job("tagged", "prep_sft"), "gsm_pipeline.jobs.train_sft"
     rows = [{"id": str(i), "question": r["question"], "reasoning": r["answer"].split("\n")[0],
              "answer": r["answer"].rsplit(" ", 1)[1]} for i, r in enumerate(arithmetic_rows(64, seed=5))]
     data = write_jsonl(tmp_path / "rows.jsonl", rows)

@@ -1,8 +1,8 @@
 """The pipeline's configuration: one pydantic model, the single source of truth.
 
 config.yaml is validated against `PipelineConfig` before any job runs. Jobs never
-receive the whole config: `sft_job`, `grpo_job`, `eval_job`, `targets_job` and
-`data_job` cut out exactly the settings a job reads, as the typed job models of
+receive the whole config: `stage_job`, `eval_job`, `targets_job` and `data_job` cut
+out exactly the settings a job reads, as the typed job models of
 `settings/`, so Snakemake's params tracking reruns a job only when something it
 uses has changed. Only Snakemake imports this module; no job does.
 """
@@ -26,18 +26,7 @@ from .settings.evaluation import ConfidenceConfig, EvalConfig, EvalJob, TargetsJ
 from .settings.generation import GenerationConfig
 from .settings.model import ModelConfig
 from .settings.prompt import PromptSpec
-from .settings.training import (
-    GRPOJob,
-    GRPOStageConfig,
-    LoraConfig,
-    RewardName,
-    RFTJob,
-    RFTStageConfig,
-    RLName,
-    SFTJob,
-    SFTStageConfig,
-    registered_method,
-)
+from .settings.training import LoraConfig, RewardName, RLName, TrainingJob, registered_method
 from .stages import DEFAULT_STAGES, RL_STAGE, STAGE_NAMES, STAGES, StageName
 from .training.fields import check_training_args
 
@@ -47,11 +36,11 @@ ProtocolName = Literal[tuple(PROTOCOLS)]
 CHAT_TEMPLATE_ARGS = {"conversation", "tokenize", "add_generation_prompt", "continue_final_message", "return_dict",
                       "return_tensors", "padding", "truncation", "max_length", "chat_template", "tokenizer_kwargs",
                       "return_assistant_tokens_mask"}
-STAGE_SECTIONS = {"sft": SFTStageConfig, "rl": GRPOStageConfig, "rft": RFTStageConfig}  # a kind's section
+ROW_RESOLVED = {"seed", "finetune", "lora"}  # row settings a job reads as `_training` resolves them
 
-# One section per stage of the stage table (stages.py), in its order.
+# One section per stage of the stage table (stages.py), in its order, of its kind's settings.
 StagesConfig = create_model("StagesConfig", __base__=Strict, **{
-    name: (STAGE_SECTIONS[st.kind], Field(default_factory=STAGE_SECTIONS[st.kind], description=st.description))
+    name: (st.entry.section_model(), Field(default_factory=st.entry.section_model(), description=st.description))
     for name, st in STAGES.items()})
 
 
@@ -349,31 +338,16 @@ class PipelineConfig(Strict):
         """Weights dtype and mixed precision, the same for every job (resolved on the machine that runs it)."""
         return self.model.model_dump(include=set(Numerics.model_fields))
 
-    def sft_job(self, name: str, stage: str) -> SFTJob:
-        exp = self.experiment(name)
-        return SFTJob.model_validate({"stage": stage, **self._training(name), "train_data": exp.train_data,
-                                      "completion_only_loss": exp.completion_only_loss,
-                                      **self.stage_config(name, stage)})
-
-    def stage_job(self, name: str, stage: str) -> SFTJob | GRPOJob | RFTJob:
-        """The typed job that trains one stage of one row."""
-        kind = STAGES[stage].kind
-        if kind == "rl":
-            return self.grpo_job(name)
-        if kind == "rft":
-            return self.rft_job(name)
-        return self.sft_job(name, stage)
-
-    def rft_job(self, name: str) -> RFTJob:
-        return RFTJob.model_validate({**self._training(name), "completion_only_loss":
-                                      self.experiment(name).completion_only_loss, **self.generation.model_dump(),
-                                      **self.stage_config(name, "rft")})
-
-    def grpo_job(self, name: str) -> GRPOJob:
-        exp = self.experiment(name)
-        return GRPOJob.model_validate({"stage": "grpo", **self._training(name), "rl": exp.rl,
-                                       "rewards": exp.rewards, **self.generation.model_dump(),
-                                       **self.stage_config(name, "grpo")})
+    def stage_job(self, name: str, stage: str) -> TrainingJob:
+        """The typed job that trains one stage of one row (its kind's job model, stages.py): the stage's section
+        with the row's overrides, what every training job reads, the row's own settings the job names (e.g. rl,
+        rewards, train_data) and, for a job that generates, the generation section."""
+        model = STAGES[stage].entry.job_model()
+        row = {key: value for key, value in self.experiment(name).model_dump().items()
+               if key in model.model_fields and key not in ROW_RESOLVED}
+        generation = self.generation.model_dump() if issubclass(model, GenerationConfig) else {}
+        return model.model_validate({"stage": stage, **self._training(name), **row, **generation,
+                                     **self.stage_config(name, stage)})
 
     def data_job(self) -> DataJob:
         """The data section, plus whether any row trains on socratic answers (the task then loads them)."""

@@ -18,10 +18,8 @@ from typing import Any, Iterable
 from .errors import DataError
 from .grading.numerals import MAX_NUMBER_CHARS, exact, exact_number, format_number, split_gsm8k_answer
 from .rows import read_jsonl
-from .settings.data import DataConfig
-from .stages import SPLITS
+from .settings.data import TRAINING_SPLITS, DataConfig
 
-TRAINING_SPLITS = SPLITS  # the stages' splits (stages.py), each sized data.<split>_size
 _NUMERAL = re.compile(r"[-+]?\$?\d*\.?\d+(?:[eE][-+]?\d+)?")
 
 

@@ -146,7 +146,7 @@ def report_job(cfg: PipelineConfig) -> ReportJob:
     for name, exp in cfg.experiments.items():
         variant = exp.model_dump(exclude={"stages", "overrides", "lora", "sweep", "swept", "eval_chat_template",
                                           "eval_answer_format", "eval_protocols", "chat_template_kwargs"})
-        variant["seed"] = cfg.sft_job(name, "prep_sft").seed if exp.stages else cfg.seed
+        variant["seed"] = cfg.stage_job(name, "prep_sft").seed if exp.stages else cfg.seed
         variant["lora_r"] = {**cfg.lora.model_dump(), **exp.lora}["r"] if exp.finetune == "lora" else None
         stages = [StageRun(stage=st, run=stage_run(cfg, name, st), gpus=cfg.stage_config(name, st)["gpus"],
                            parent_run=stage_run(cfg, name, parent_stage(cfg, name, st))) for st in exp.stages]

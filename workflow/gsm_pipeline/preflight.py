@@ -17,7 +17,7 @@ from .errors import ConfigError
 from .layout import model_dir, runs
 from .prompts import prompt_key
 from .settings.training import TrainingJob
-from .stages import STAGES, is_rl
+from .stages import STAGES
 from .training.arguments import planned_config
 from .training.steps import StageLength, stage_length
 
@@ -30,7 +30,7 @@ class PlannedStage:
     stage: str
     job: TrainingJob
     parent_model: str  # the model folder it starts from
-    targets: str | None  # the confidence targets it trains on (SFT of a confidence row)
+    reads: dict[str, str]  # the files its job reads besides parent and data, by flag (TrainingJob.reads)
     rows: int  # its data split's rows: the task carves exactly data.<stage>_size (or prepare_data stops)
     facts: dict[str, Any] | None  # what TRL resolved; None where TRL is not installed
     length: StageLength | None  # None where the config does not determine it (packing, no TRL)
@@ -47,6 +47,23 @@ def key_path(cfg: PipelineConfig, name: str, stage: str, key: str) -> str:
     return f"experiments.{name}.overrides.{stage}.{key}"
 
 
+def split_size(cfg: PipelineConfig, split: str) -> int:
+    return getattr(cfg.data, f"{split}_size")
+
+
+def input_path(cfg: PipelineConfig, name: str, job: TrainingJob, ref: str) -> str:
+    """The file a job's `reads()` entry names: its prompt's confidence targets, a data split, a stage of the row
+    (its model folder), or a model folder given as it is."""
+    kind, _, value = ref.partition(":")
+    if ref == "targets":
+        return f"results/confidence_targets/{prompt_key(job.prompt)}.jsonl"
+    if kind == "split":
+        return f"results/data/{value}.jsonl"
+    if kind == "stage":
+        return model_dir(cfg, name, value)
+    return ref
+
+
 def planned_stages(cfg: PipelineConfig) -> list[PlannedStage]:
     """Each stage folder once, its job built and checked against TRL and PEFT, and its length counted."""
     out: dict[str, PlannedStage] = {}
@@ -55,20 +72,15 @@ def planned_stages(cfg: PipelineConfig) -> list[PlannedStage]:
             continue
         job = cfg.stage_job(name, stage)
         facts = planned_config(job, lambda key, n=name, s=stage: key_path(cfg, n, s, key))
-        rows = getattr(cfg.data, f"{STAGES[stage].data}_size")
-        # RFT trains on the samples it keeps, known once it has sampled: at most `keep` (and `samples`) per question
-        rft = STAGES[stage].kind == "rft"
-        trained = rows * min(job.samples, job.keep) + (cfg.data.prep_sft_size if job.with_sft_rows else 0) \
-            if rft else rows
-        length = stage_length(facts, trained, job.process_count(), rl=is_rl(stage), bound=rft) if facts else None
-        if rft and length:
-            extra = f" + {cfg.data.prep_sft_size} prep SFT rows" if job.with_sft_rows else ""
-            length = replace(length, how=f"{rows} questions x at most {min(job.samples, job.keep)} kept samples"
-                                         f"{extra} = {length.how}")
-        targets = (f"results/confidence_targets/{prompt_key(job.prompt)}.jsonl"
-                   if job.prompt.confidence and STAGES[stage].kind == "sft" else None)
+        rows = split_size(cfg, STAGES[stage].data)
+        trained, how = job.trained_rows(rows, lambda split: split_size(cfg, split))
+        length = stage_length(job.length_facts(facts), trained, job.process_count(), rl=job.generates_in_groups(),
+                              bound=bool(how)) if facts else None
+        if how and length:
+            length = replace(length, how=f"{how} = {length.how}")
         parent = model_dir(cfg, name, cfg.experiment(name).parent_of(stage))
-        out[run] = PlannedStage(run, name, stage, job, parent, targets, rows, facts, length)
+        reads = {flag: input_path(cfg, name, job, ref) for flag, ref in job.reads().items()}
+        out[run] = PlannedStage(run, name, stage, job, parent, reads, rows, facts, length)
     return list(out.values())
 
 
@@ -78,8 +90,9 @@ def check_lengths(cfg: PipelineConfig, planned: list[PlannedStage]) -> None:
     for p in planned:
         if p.length is None:
             continue
-        if is_rl(p.stage) and p.rows < p.facts["generation_batch_size"] // p.facts["num_generations"]:
-            raise ConfigError(f"data.{p.stage}_size: {p.rows} prompts are fewer than one generation batch needs "
+        facts = p.job.length_facts(p.facts)
+        if p.job.generates_in_groups() and p.rows < facts["generation_batch_size"] // facts["num_generations"]:
+            raise ConfigError(f"data.{STAGES[p.stage].data}_size: {p.rows} prompts are fewer than one generation batch needs "
                               f"({p.length.how})")
         late = [s for s in p.job.curve_steps() if s >= p.length.steps]
         curve, saves = (key_path(cfg, p.experiment, p.stage, key)

@@ -19,7 +19,7 @@ from gsm_pipeline.errors import ConfigError
 from snakemake.exceptions import WorkflowError
 from gsm_pipeline.preflight import preflight
 from gsm_pipeline.sources import module_sources
-from gsm_pipeline.stages import JOBS, STAGES
+from gsm_pipeline.stages import STAGES
 
 DEFAULT_CONFIG = "config.yaml"
 
@@ -110,17 +110,12 @@ def confidence_model():
 
 
 def training_inputs(stage):
-    """Inputs of a training stage: its parent model, its data split, its job's code and, for the SFT of a confidence
-    row, the measured confidence targets; for an RFT stage with_sft_rows, prep SFT's rows."""
+    """Inputs of a training stage: its parent model, its data split, its job's code and what else its job reads
+    (`TrainingJob.reads`: e.g. a confidence row's targets, prep SFT's rows for RFT with_sft_rows)."""
     def inputs(wildcards):
         plan = planned(stage, wildcards)
-        files = {"parent": plan.parent_model, "data": f"results/data/{STAGES[stage].data}.jsonl",
-                 "code": code(JOBS[STAGES[stage].kind])}
-        if plan.targets:
-            files["targets"] = plan.targets
-        if getattr(plan.job, "with_sft_rows", False):
-            files["sft_rows"] = f"results/data/{STAGES['prep_sft'].data}.jsonl"
-        return files
+        return {"parent": plan.parent_model, "data": f"results/data/{STAGES[stage].data}.jsonl",
+                "code": code(STAGES[stage].entry.module), **plan.reads}
     inputs.__name__ = f"{stage}_inputs"
     return inputs
 
@@ -177,10 +172,11 @@ def partition(count):
     return choose
 
 
-def targets_flag(wildcards, input):
-    """The inputs only some stages read, as their jobs' flags: confidence targets, prep SFT's rows."""
-    flags = {"targets": "--confidence-targets", "sft_rows": "--sft-rows"}
-    return " ".join(f"{flag} {shlex.quote(input[name])}" for name, flag in flags.items() if name in input.keys())
+def reads_flags(wildcards, input):
+    """What else a stage reads (its inputs besides parent, data and code), as its job's flags: `--<name> PATH`
+    (e.g. --confidence-targets, --sft-rows)."""
+    return " ".join(f"--{name.replace('_', '-')} {shlex.quote(input[name])}" for name in input.keys()
+                    if name not in ("parent", "data", "code"))
 
 
 def eval_outputs(name="metrics.json"):

@@ -143,12 +143,12 @@ def build_trainer(job: RFTJob, parent: str, data: str, checkpoints: Path, sft_ro
     chosen = kept(graded, job.keep)
     pairs = [{"prompt": p, "completion": c} for p, mine in zip(prompts, chosen) for c in mine]
     sampled = [s for g in graded for s in g]
-    record = {"rft": {"questions": len(rows), "sampled": len(sampled), "correct": sum(s["correct"] for s in sampled),
+    record = {"sampled": {"questions": len(rows), "sampled": len(sampled), "correct": sum(s["correct"] for s in sampled),
                       "truncated": sum(bool(s.get("truncated")) for s in sampled), "kept": len(pairs),
                       "questions_kept": sum(bool(m) for m in chosen),
                       "generated_tokens": sum(s["completion_tokens"] for s in sampled)}}
     print(f"rft: kept {len(pairs)} correct, distinct completions of {len(sampled)} sampled, for "
-          f"{record['rft']['questions_kept']} of {len(rows)} questions")
+          f"{record['sampled']['questions_kept']} of {len(rows)} questions")
     if not pairs:
         raise DataError(f"{data}: no sampled completion was correct ({len(sampled)} samples of {len(rows)} "
                         f"questions from {parent}): RFT has nothing to train on (more stages.rft.samples?)")
@@ -156,7 +156,7 @@ def build_trainer(job: RFTJob, parent: str, data: str, checkpoints: Path, sft_ro
     dataset = Dataset.from_list(pairs)
     if job.with_sft_rows:
         extra = sft_dataset(load_rows(sft_rows), job.prompt, tokenizer, sft_rows)
-        record["rft"]["sft_rows"] = len(extra)
+        record["sampled"]["sft_rows"] = len(extra)
         dataset = concatenate_datasets([extra, dataset])
     args = trainer_arguments(SFTConfig, job, checkpoints)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
@@ -165,7 +165,8 @@ def build_trainer(job: RFTJob, parent: str, data: str, checkpoints: Path, sft_ro
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_stage(RFTJob, build_trainer, "Rejection-sampling fine-tuning: sample, keep the correct, SFT.", argv)
+    run_stage(RFTJob, build_trainer, "Rejection-sampling fine-tuning: sample, keep the correct, SFT.", argv,
+              reads={"sft_rows": "prep SFT's rows, trained on beside the samples (with_sft_rows)"})
 
 
 if __name__ == "__main__":

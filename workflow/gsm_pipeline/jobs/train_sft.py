@@ -66,7 +66,8 @@ def build_trainer(job: SFTJob, parent: str, data: str, checkpoints: Path,
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_stage(SFTJob, build_trainer, "Supervised fine-tuning with TRL's SFTTrainer.", argv)
+    run_stage(SFTJob, build_trainer, "Supervised fine-tuning with TRL's SFTTrainer.", argv,
+              reads={"confidence_targets": "per-row confidence targets (JSONL; SFT with confidence on)"})
 
 
 if __name__ == "__main__":

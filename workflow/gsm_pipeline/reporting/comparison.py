@@ -9,7 +9,7 @@ from typing import Any
 
 from ..grading.metrics import mcnemar_exact
 from ..settings.report import ExperimentLayout
-from ..stages import REPORT_ORDER, STAGES, is_rl
+from ..stages import REPORT_ORDER, STAGES, by_method
 from ..training.methods import RL_METHODS, RLMethod
 
 STAGE_ORDER = list(REPORT_ORDER)
@@ -56,9 +56,9 @@ def method(stage: str, variant: dict[str, Any]) -> str:
     """Training method in a few words: stage, train template and, for SFT, what the loss covered."""
     if stage == "base":
         return "base (prompting)"
-    name = variant.get("rl", "grpo") if is_rl(stage) else stage  # the RL stage is named by its method
+    name = variant.get("rl", "grpo") if by_method(stage) else stage  # the RL stage is named by its method
     text = f"{name} {'chat' if variant['chat_template'] else 'raw'}"
-    if not is_rl(stage):
+    if not by_method(stage):
         text += " answer-loss" if variant["completion_only_loss"] else " full-loss"
     return text
 
@@ -129,7 +129,7 @@ def read_history(path: str) -> History:
 def run_methods(experiments: dict[str, ExperimentLayout]) -> dict[str, RLMethod]:
     """The RL method (training/methods.py) that trained each RL stage folder, from the rows that train it."""
     return {st.run: RL_METHODS[e.variant.get("rl", "grpo")] for e in experiments.values()
-            for st in e.stages if is_rl(st.stage)}
+            for st in e.stages if by_method(st.stage)}
 
 
 def objective(history: list[dict[str, Any]]) -> str:
@@ -160,7 +160,7 @@ def stage_label(stage: str, methods: list[RLMethod] | set[RLMethod]) -> str:
     """How the report names a stage: the table's label, the RL stage by the methods that trained it here."""
     if stage == "base":
         return "base"
-    if is_rl(stage) and methods:
+    if by_method(stage) and methods:
         return "/".join(sorted({m.label for m in methods}))
     return STAGES[stage].label
 

@@ -2,8 +2,8 @@
 
 Per trained stage, from its log history (the runtime record first, then one entry per optimizer step) and its
 Snakemake benchmark file: optimizer steps, tokens trained (the trainer's `num_tokens`: prompt and completion tokens
-through forward and backward), tokens generated (GRPO/RLOO rollouts: mean completion length times the completions
-per step; RFT's samples, all before its first step), FLOPs estimated as 6·N per trained token plus 2·N per generated
+through forward and backward), tokens generated (rollouts: mean completion length times the completions per step;
+what a stage samples before its first step), FLOPs estimated as 6·N per trained token plus 2·N per generated
 token (N = the model's distinct parameters; reference-model passes are not counted), wall seconds and peak resident
 memory as Snakemake measured the job, peak GPU memory as the job's PyTorch allocator reserved it, and GPU-hours (the
 stage's GPUs times its wall time; none on a CPU). A point inside a stage (a learning-curve step) gets its stage's
@@ -54,8 +54,8 @@ def stage_cost(run: str, history: list[dict[str, Any]], benchmarks: Path, gpus: 
     per_step = runtime.get("samples_per_step") or 0
     length = method.log_key("completion_length") if method else None
     unknown = method is not None and not any(length in e for e in history if "loss" in e)
-    # RFT samples before its first step: those tokens are the stage's from step 0 (its own, not a parent's)
-    sampled = float((runtime.get("rft") or {}).get("generated_tokens") or 0.0)
+    # what a job samples before its first step (RFT) is the stage's from step 0 (its own, not a parent's)
+    sampled = float((runtime.get("sampled") or {}).get("generated_tokens") or 0.0)
     trained, generated, by_step = 0.0, sampled, {0: (0.0, sampled)}
     for entry in history:
         if "step" in entry and "loss" in entry:

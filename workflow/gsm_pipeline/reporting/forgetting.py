@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..stages import is_rl
+from ..stages import KINDS, STAGES
 
 
 def forgetting_rows(rows: list[dict[str, Any]], trained_set: str, battery: list[str]) -> list[dict[str, Any]]:
@@ -43,8 +43,8 @@ def forgetting_columns(battery: list[str]) -> list[str]:
 
 
 def plot_forgetting(table: list[dict[str, Any]], path: Path) -> bool:
-    """Gain against forgetting, and forgetting against KL(base || model), one point per trained model, SFT and RL
-    told apart; False (no figure) where no battery set was evaluated."""
+    """Gain against forgetting, and forgetting against KL(base || model), one point per trained model, coloured by
+    its stage's kind (SFT, RL, ...); False (no figure) where no battery set was evaluated."""
     points = [r for r in table if r["forgetting"] is not None]
     if not points:
         return False
@@ -54,9 +54,11 @@ def plot_forgetting(table: list[dict[str, Any]], path: Path) -> bool:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, x, label in ((axes[0], "gain", "gain on the trained task (strict accuracy vs parent)"),
                          (axes[1], "kl_from_base", "KL(base || model) per completion, on the base's samples")):
-        for rl, colour, kind in ((False, "tab:blue", "SFT"), (True, "tab:red", "RL")):
-            mine = [p for p in points if is_rl(p["stage"]) == rl and p[x] is not None]
-            ax.scatter([p[x] for p in mine], [p["forgetting"] for p in mine], color=colour, label=kind)
+        for kind, entry in KINDS.items():
+            mine = [p for p in points if STAGES[p["stage"]].kind == kind and p[x] is not None]
+            if mine:
+                ax.scatter([p[x] for p in mine], [p["forgetting"] for p in mine], color=entry.colour,
+                           label=entry.label)
             for p in mine:
                 ax.annotate(p["trained"], (p[x], p["forgetting"]), fontsize=7, xytext=(3, 3),
                             textcoords="offset points")

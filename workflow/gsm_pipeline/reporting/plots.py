@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..stages import is_rl
+from ..stages import MARKERS
 from ..training.methods import RLMethod
 from .comparison import STAGE_ORDER, row_key
 
@@ -89,18 +89,16 @@ def plot_template_scatter(rows: list[dict[str, Any]], path: Path) -> bool:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5.2))
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
-    markers = dict(zip(STAGE_ORDER, "osD^v"))
     for p in both:
         chat, raw = p[True], p[False]
-        ax.scatter(chat["accuracy_strict"], raw["accuracy_strict"], marker=markers[chat["stage"]],
+        ax.scatter(chat["accuracy_strict"], raw["accuracy_strict"], marker=MARKERS[chat["stage"]],
                    color=TEMPLATE_COLOURS[bool(chat["train_chat_template"])], alpha=0.7)
         ax.annotate(f"{chat['experiment']}/{chat['stage']}", (chat["accuracy_strict"], raw["accuracy_strict"]),
                     fontsize=5, alpha=0.7)
     ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel="strict accuracy, eval with chat template",
            ylabel="strict accuracy, eval without chat template")
-    ax.set_title("marker: stage (o base, s prep, D full, ^ grpo, v rft); colour: trained with (blue) / without "
-                 "template",
-                 fontsize=7)
+    shown = ", ".join(f"{MARKERS[s]} {s}" for s in dict.fromkeys(p[True]["stage"] for p in both))
+    ax.set_title(f"marker: stage ({shown}); colour: trained with (blue) / without template", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -261,7 +259,7 @@ def compute_figure(points: list[dict[str, Any]], x: str):
                 ax.plot(xs, [p[metric] for p in branch], color=colour, label=None if k else name, linewidth=1.2)
                 ax.fill_between(xs, [p[low] for p in branch], [p[high] for p in branch], color=colour, alpha=0.12)
                 for p in branch[1:]:
-                    ax.plot(p[x], p[metric], marker="^" if is_rl(p["stage"]) else "o", color=colour,
+                    ax.plot(p[x], p[metric], marker=MARKERS[p["stage"]], color=colour,
                             markersize=6 if p["final"] else 3.5)
         ax.set_title(f"{title} ({testset}, 95% interval)", fontsize=10)
         ax.set_xlabel(label, fontsize=8)

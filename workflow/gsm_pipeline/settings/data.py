@@ -73,6 +73,11 @@ class BatteryTask(Strict):
     config: dict[str, Any] = Field(default_factory=dict, description="Its generator's settings")
 
 
+# The training splits, carved disjoint, each sized data.<split>_size: every stage of the stage table (stages.py)
+# trains on one of them. Named here rather than read from the table, so editing a stage does not replan the data.
+TRAINING_SPLITS = ("prep_sft", "full_sft", "grpo")
+
+
 class DataConfig(Strict):
     source: Annotated[str, registered(TASKS, "task")] = Field(
         "gsm_symbolic", description="The task (gsm_pipeline/tasks): gsm_symbolic (offline generator), gsm8k (hub "

@@ -19,6 +19,12 @@ class GenerationConfig(Strict):
                             "a CPU, where continuous batching measured 2.4x slower greedy (tests/bench/README.md), "
                             "continuous batching on a GPU")
 
+# Refused by the RL job's settings (at validation) and again by its entry point (a job built by hand).
+CONTINUOUS_UNDER_AUTOCAST = (
+    "generation.engine: continuous cannot roll out the RL stage under mixed precision (TRL 1.16's continuous "
+    "batching fails under accelerate's autocast wrapper): set model.mixed_precision: \"no\" (the stage then trains "
+    "and rolls out in fp32, and saves model.dtype) or generation.engine: auto")
+
 
 def resolve_engine(engine: str, device) -> tuple[str, str]:
     """(engine, why): what `auto` means on this device, measured (tests/bench/README.md, bench_generation.py)."""

@@ -1,4 +1,5 @@
-"""What SFT and GRPO jobs read: the LoRA, launch and stage sections, and the jobs built from them."""
+"""What the training jobs read: the LoRA, launch and stage sections, and the jobs built from them (SFT, RL, RFT;
+each kind's entry in stages.py names its section and job here)."""
 from __future__ import annotations
 
 from typing import Any, Literal
@@ -7,7 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..training.methods import RL_METHODS
 from .base import SEED_MAX, JobSettings, Numerics, Strict
-from .generation import GenerationConfig
+from .generation import CONTINUOUS_UNDER_AUTOCAST, GenerationConfig
 from .prompt import PromptSpec
 
 # the reward functions grading/rewards.py builds (not imported here: SFT jobs read this module, and a reward edit
@@ -153,6 +154,27 @@ class TrainingJob(Numerics, JobSettings):
             out["training_args"] = {k: v for k, v in out["training_args"].items() if k not in BOOKKEEPING_ARGS}
         return out
 
+    def reads(self) -> dict[str, str]:
+        """Files the job reads beside its parent model and data split, by the entry point's flag (`--<name>`):
+        "targets" (the confidence targets of its prompt), "split:<split>" (a data split), "stage:<stage>" (a
+        stage of the same row) or a model folder. The workflow makes each an input of the stage's rule."""
+        return {}
+
+    def trained_rows(self, rows: int, split_size) -> tuple[int, str]:
+        """The rows an epoch trains on, at most (counted before the job runs), and how they were counted ("" where
+        it is the split's rows); `split_size(name)` is a data split's size."""
+        return rows, ""
+
+    def generates_in_groups(self) -> bool:
+        """Whether the trainer hands out whole generation batches (dropping the prompts left over) rather than rows
+        (training/steps.py counts its length either way)."""
+        return False
+
+    def length_facts(self, facts: dict[str, Any] | None) -> dict[str, Any] | None:
+        """What TRL resolved (training/arguments.py's FACTS), completed where the trainer derives a batch its
+        config does not name."""
+        return facts
+
     @model_validator(mode="after")
     def _curve_needs_full_weights(self) -> "TrainingJob":
         if self.finetune == "lora" and getattr(self, "eval_checkpoints", 0):
@@ -162,9 +184,13 @@ class TrainingJob(Numerics, JobSettings):
 
 
 class SFTJob(SFTStageConfig, TrainingJob):
-    stage: Literal["prep_sft", "full_sft"]
+    stage: str
     completion_only_loss: bool = Field(True, description="Mask the prompt out of the loss")
     train_data: Literal["main", "socratic"] = Field("main", description="Which reasoning the targets carry")
+
+    def reads(self) -> dict[str, str]:
+        """A confidence row's SFT trains on the confidence measured for each of its rows."""
+        return {"confidence_targets": "targets"} if self.prompt.confidence else {}
 
     def trainer_fixed(self) -> dict[str, Any]:
         """TRL config fields this job's own keys set (so they are refused under training_args)."""
@@ -173,8 +199,18 @@ class SFTJob(SFTStageConfig, TrainingJob):
 
 class RFTJob(RFTStageConfig, GenerationConfig, TrainingJob):
     """The RFT stage's job: it samples through the one generation engine (generation.engine), then trains as SFT."""
-    stage: Literal["rft"] = "rft"
+    stage: str = "rft"
     completion_only_loss: bool = Field(True, description="Mask the prompt out of the loss")
+
+    def reads(self) -> dict[str, str]:
+        return {"sft_rows": "split:prep_sft"} if self.with_sft_rows else {}
+
+    def trained_rows(self, rows: int, split_size) -> tuple[int, str]:
+        """What it keeps is known once it has sampled: at most `keep` (and `samples`) per question."""
+        kept = min(self.samples, self.keep)
+        extra = split_size("prep_sft") if self.with_sft_rows else 0
+        return rows * kept + extra, (f"{rows} questions x at most {kept} kept samples"
+                                     f"{f' + {extra} prep SFT rows' if extra else ''}")
 
     def stamp(self) -> dict[str, Any]:
         """Without with_sft_rows when off, so RFT chains from before the option keep their names."""
@@ -189,7 +225,7 @@ class RFTJob(RFTStageConfig, GenerationConfig, TrainingJob):
 
 class GRPOJob(GRPOStageConfig, GenerationConfig, TrainingJob):
     """The RL stage's job: its rollouts follow the one generation engine setting (generation.engine)."""
-    stage: Literal["grpo"] = "grpo"
+    stage: str = "grpo"
     rl: RLName = Field("grpo", description="The RL method (training/methods.py's registry) training the stage")
     rewards: list[RewardName] = Field(description="GRPO reward functions")
 
@@ -200,8 +236,6 @@ class GRPOJob(GRPOStageConfig, GenerationConfig, TrainingJob):
 
     @model_validator(mode="after")
     def _rollouts_need_no_autocast(self) -> "GRPOJob":
-        from ..training.arguments import CONTINUOUS_UNDER_AUTOCAST
-
         if self.engine == "continuous" and self.mixed_precision in ("bf16", "fp16"):
             raise ValueError(CONTINUOUS_UNDER_AUTOCAST)
         return self
@@ -212,6 +246,9 @@ class GRPOJob(GRPOStageConfig, GenerationConfig, TrainingJob):
         if out.get("engine") == "auto":
             out.pop("engine")
         return out
+
+    def generates_in_groups(self) -> bool:
+        return True
 
     def trainer_fixed(self) -> dict[str, Any]:
         """TRL config fields this job's own keys and its method set (so they are refused under training_args)."""

@@ -20,8 +20,8 @@ from typing import Any
 
 from ..disk_cache import cache_path, read_cache, write_cache
 from ..errors import ConfigError
-from ..settings.generation import resolve_engine
-from ..stages import STAGES
+from ..settings.generation import CONTINUOUS_UNDER_AUTOCAST, resolve_engine
+from ..stages import by_method
 from .fields import installed_tables, installed_versions
 from .methods import RL_METHODS, config_path, load
 
@@ -35,8 +35,8 @@ FACTS = ("per_device_train_batch_size", "gradient_accumulation_steps", "num_trai
 
 
 def config_name(job) -> str:
-    """The dotted path of the TRL config class a job is built from: SFTConfig, or its RL method's."""
-    return config_path(STAGES[job.stage].kind, getattr(job, "rl", "grpo"))
+    """The dotted path of the TRL config class a job is built from: its kind's, or its RL method's."""
+    return config_path(job.stage, getattr(job, "rl", "grpo"))
 
 
 def trainer_kwargs(job, numerics: dict[str, Any], fields, *, gloo: bool) -> dict[str, Any]:
@@ -65,15 +65,9 @@ def rollout_engine(job, *, gpu: bool, autocast: bool) -> tuple[str, str]:
     return engine, why if engine == "continuous" else f"{why}; RL rollouts: TRL's model.generate"
 
 
-CONTINUOUS_UNDER_AUTOCAST = (
-    "generation.engine: continuous cannot roll out the RL stage under mixed precision (TRL 1.16's continuous "
-    "batching fails under accelerate's autocast wrapper): set model.mixed_precision: \"no\" (the stage then trains "
-    "and rolls out in fp32, and saves model.dtype) or generation.engine: auto")
-
-
 def rollout_kwargs(job, *, gpu: bool, autocast: bool) -> dict[str, Any]:
     """The switch the row's TRL trainer reads for the rollout engine (none for an SFT job)."""
-    if STAGES[job.stage].kind != "rl":
+    if not by_method(job.stage):
         return {}
     engine, _ = rollout_engine(job, gpu=gpu, autocast=autocast)
     return dict(RL_METHODS[job.rl].rollouts.get(engine, {}))

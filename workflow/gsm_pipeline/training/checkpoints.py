@@ -22,7 +22,7 @@ from ..runtime import job_precision, on_gpu
 from ..settings.generation import resolve_engine
 from ..settings.training import TrainingJob
 from ..sources import code_stamp
-from ..stages import JOBS, STAGES
+from ..stages import STAGES, by_method
 from .arguments import rollout_engine
 
 STAMP = "job_config.json"
@@ -59,9 +59,9 @@ def resolved(job: TrainingJob) -> dict[str, Any]:
     precision, gpu = job_precision(job), on_gpu()
     out = {"device": "cuda" if gpu else "cpu", "autocast": precision.autocast,
            "processes": int(os.environ.get("WORLD_SIZE", "1"))}
-    if STAGES[job.stage].kind == "rl":
+    if by_method(job.stage):
         out["engine"] = rollout_engine(job, gpu=gpu, autocast=precision.autocast is not None)[0]
-    elif hasattr(job, "engine"):  # a stage that samples before it trains (RFT)
+    elif hasattr(job, "engine"):  # a stage that samples before or while it trains
         out["engine"] = resolve_engine(job.engine, out["device"])[0]
     return out
 
@@ -70,7 +70,7 @@ def run_stamp(job: TrainingJob, inputs: dict[str, str | None]) -> dict[str, Any]
     """Everything that determines a stage's weights: the checkpoint folder is resumed only under the same stamp."""
     from ..tasks import TASKS
 
-    module = f"jobs.{JOBS[STAGES[job.stage].kind]}"
+    module = f"jobs.{STAGES[job.stage].entry.module}"
     return {"job": job.stamp(), "inputs": {k: input_stamp(v) for k, v in inputs.items() if v},
             "code": code_stamp(module, TASKS[job.prompt.task].removeprefix("gsm_pipeline.")), "resolved": resolved(job)}
 

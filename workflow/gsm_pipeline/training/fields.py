@@ -21,8 +21,8 @@ from typing import Any
 
 from ..disk_cache import cache_path, write_cache
 from ..errors import ConfigError
-from ..stages import STAGES
-from .methods import RL_METHODS, SFT_CONFIG, config_path, load
+from ..stages import KINDS, STAGES, by_method
+from .methods import RL_METHODS, config_path, load
 
 # Arguments the pipeline sets itself, each with the config key that sets it ({stage} is filled in); an RL method's
 # own arguments are added from its registry entry.
@@ -114,7 +114,7 @@ def installed_tables() -> dict[str, dict[str, list[Kind]]] | None:
     versions = installed_versions()
     if versions is None:
         return None
-    paths = sorted({SFT_CONFIG, *(m.config for m in RL_METHODS.values())})
+    paths = sorted({*(k.trl_config for k in KINDS.values() if k.trl_config), *(m.config for m in RL_METHODS.values())})
     names = hashlib.sha256(" ".join(paths).encode()).hexdigest()[:12]  # a new config class must not read an older cache
     path = cache_path(f"trainer_fields-{versions}-{names}.json")
     try:
@@ -157,12 +157,15 @@ def check_training_args(where: str, stage: str, args: dict[str, Any],
     """Refuse, in one line naming `<where>.training_args.<key>`, a key TRL does not have, one the pipeline sets
     itself, a value of the wrong kind or out of range. `table` defaults to the installed TRL's table of the
     stage's config (for the RL stage, that of the row's method `rl`)."""
-    config = config_path(STAGES[stage].kind, rl)
+    config = config_path(stage, rl)
     if table is None:
         tables = installed_tables()
         table = tables.get(config) if tables else None
     reserved, choices, generation = dict(RESERVED_ARGS), {}, {}
-    if STAGES[stage].kind == "rl":
+    # a kind's own stage keys that set TRL arguments (e.g. distillation's beta) are set there, not here
+    own = getattr(STAGES[stage].entry.section_model(), "TRAINER_ARGS", {})
+    reserved.update({arg: f"stages.{{stage}}.{key}" for key, arg in own.items()})
+    if by_method(stage):
         method = RL_METHODS[rl]
         choices, generation = method.choices, method.generation
         reserved.update({arg: f"stages.{{stage}}.{key}" for key, arg in method.stage_args.items()})

@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 
+from ..stages import STAGES
+
 # The RL stage's own keys (stages.grpo.<key>) and the trainer-config arguments they set, for TRL's group-sampling
 # methods (GRPO, RLOO): the same names on both sides.
 GROUP_ARGS = {"num_generations": "num_generations", "max_completion_length": "max_completion_length",
@@ -71,7 +73,6 @@ RL_METHODS: dict[str, RLMethod] = {method.name: method for method in (
     RLMethod("grpo", "GRPO", "trl.GRPOConfig", "trl.GRPOTrainer", choices=GRPO_CHOICES),
     RLMethod("rloo", "RLOO", "trl.RLOOConfig", "trl.RLOOTrainer"),
 )}  # TRL 1.16 has no PPOTrainer, in trl or trl.experimental
-SFT_CONFIG = "trl.SFTConfig"
 
 
 def load(path: str):
@@ -80,6 +81,6 @@ def load(path: str):
     return getattr(importlib.import_module(module), name)
 
 
-def config_path(stage_kind: str, rl: str) -> str:
-    """The TRL config class a stage is built from: SFTConfig, or its row's RL method's."""
-    return RL_METHODS[rl].config if stage_kind == "rl" else SFT_CONFIG
+def config_path(stage: str, rl: str) -> str:
+    """The TRL config class a stage is built from: its kind's (stages.py), or its row's RL method's."""
+    return STAGES[stage].entry.trl_config or RL_METHODS[rl].config

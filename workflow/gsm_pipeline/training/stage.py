@@ -13,7 +13,7 @@ from ..model_card import write_training_card
 from ..model_io import save_atomically
 from ..runtime import announce, describe, job_precision, on_gpu, peak_gpu_memory_gb, seed_everything, trainer_numerics
 from ..settings.training import TrainingJob
-from ..stages import STAGES
+from ..stages import by_method
 from .arguments import lora_kwargs, rollout_engine, trainer_kwargs
 from .checkpoints import clear_curve_models, newest_checkpoint, reset_stale_checkpoints, retire_checkpoints, run_stamp
 from .curve import keep_steps_callback
@@ -68,7 +68,7 @@ def runtime_record(trainer, job: TrainingJob, threads: int | None) -> dict[str, 
 def rollout_record(job: TrainingJob, args) -> dict[str, Any]:
     """How an RL stage's rollouts ran and which objective it optimised (TRL 1.16's GRPOTrainer defaults to the
     `dapo` loss), read back from the TRL config the trainer holds."""
-    if STAGES[job.stage].kind != "rl":
+    if not by_method(job.stage):
         return {}
     objective = {"objective": {key: getattr(args, key) for key in ("loss_type", "scale_rewards", "beta")
                                if hasattr(args, key)}}
@@ -177,8 +177,11 @@ def write_log_history(trainer, path: str | Path, runtime: dict[str, Any] | None 
     Path(path).write_text(json.dumps(head + trainer.state.log_history, indent=1))
 
 
-def run_stage(settings: type[TrainingJob], build_trainer, description: str, argv: list[str] | None = None) -> None:
-    """The shared body of every training entry point: parse the typed job, resume, train, save."""
+def run_stage(settings: type[TrainingJob], build_trainer, description: str, argv: list[str] | None = None,
+              reads: dict[str, str] | None = None) -> None:
+    """The shared body of every training entry point: parse the typed job, resume, train, save. `reads`: the
+    files the job may read besides its parent and data (`TrainingJob.reads`), each a flag `--<name>` and its help;
+    those given reach `build_trainer` as keyword arguments and are part of the checkpoint stamp."""
     import argparse
 
     parser = argparse.ArgumentParser(description=description,
@@ -189,22 +192,22 @@ def run_stage(settings: type[TrainingJob], build_trainer, description: str, argv
     parser.add_argument("--out", required=True, help="where the trained model is saved")
     parser.add_argument("--checkpoints", required=True, help="stage-local checkpoint folder")
     parser.add_argument("--log-history", required=True, help="trainer log history (JSON)")
-    parser.add_argument("--confidence-targets", help="per-row confidence targets (JSONL; SFT with confidence on)")
-    parser.add_argument("--sft-rows", help="prep SFT's rows, trained on beside the samples (RFT with_sft_rows)")
+    for name, help_text in (reads or {}).items():
+        parser.add_argument(f"--{name.replace('_', '-')}", help=help_text)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     args = parser.parse_args(argv)
     job = settings.parse(args.config)
     seed_everything(job.seed, args.threads)
     folder = Path(args.checkpoints)
-    inputs = {"confidence_targets": args.confidence_targets, "sft_rows": args.sft_rows}  # what some kinds also read
+    inputs = {name: getattr(args, name) for name in reads or {}}
     if is_main_process():  # under accelerate launch every rank runs this; one of them tidies the folder
         reset_stale_checkpoints(folder, run_stamp(job, {"parent": args.parent, "data": args.data, **inputs}))
     extra = {name: path for name, path in inputs.items() if path}
     # a job may also return what it did before training, for the log's runtime entry (RFT: what it sampled)
     trainer, tokenizer, *before = build_trainer(job, args.parent, args.data, folder, **extra)
     runtime = {**runtime_record(trainer, job, args.threads), **(before[0] if before else {})}
-    if args.confidence_targets:
-        runtime["confidence_targets"] = targets_cost(Path(args.confidence_targets))
+    if extra.get("confidence_targets"):  # charged once, by reporting/compute.py, to the chain that trained on them
+        runtime["confidence_targets"] = targets_cost(Path(extra["confidence_targets"]))
     trainer.accelerator.wait_for_everyone()
     resume = newest_checkpoint(folder)
     if trainer.is_world_process_zero():
