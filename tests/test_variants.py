@@ -40,7 +40,8 @@ def sft(tmp_path, tiny_model, cfg, name, socratic=False):
 
 
 def grpo(tmp_path, tiny_model, cfg, name):
-    return train_grpo.build_trainer(cfg.stage_job(name, "grpo"), str(tiny_model), str(rows_file(tmp_path)), tmp_path / "ckpt")
+    return train_grpo.build_trainer(cfg.stage_job(name, "grpo"), str(tiny_model), str(rows_file(tmp_path)),
+                                    tmp_path / "ckpt")
 
 
 def completions(trainer, tokenizer):

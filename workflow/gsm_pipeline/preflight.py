@@ -92,8 +92,8 @@ def check_lengths(cfg: PipelineConfig, planned: list[PlannedStage]) -> None:
             continue
         facts = p.job.length_facts(p.facts)
         if p.job.generates_in_groups() and p.rows < facts["generation_batch_size"] // facts["num_generations"]:
-            raise ConfigError(f"data.{STAGES[p.stage].data}_size: {p.rows} prompts are fewer than one generation batch needs "
-                              f"({p.length.how})")
+            raise ConfigError(f"data.{STAGES[p.stage].data}_size: {p.rows} prompts are fewer than one generation "
+                              f"batch needs ({p.length.how})")
         late = [s for s in p.job.curve_steps() if s >= p.length.steps]
         curve, saves = (key_path(cfg, p.experiment, p.stage, key)
                         for key in ("eval_checkpoints", "training_args.save_steps"))

@@ -143,7 +143,8 @@ def build_trainer(job: RFTJob, parent: str, data: str, checkpoints: Path, sft_ro
     chosen = kept(graded, job.keep)
     pairs = [{"prompt": p, "completion": c} for p, mine in zip(prompts, chosen) for c in mine]
     sampled = [s for g in graded for s in g]
-    record = {"sampled": {"questions": len(rows), "sampled": len(sampled), "correct": sum(s["correct"] for s in sampled),
+    record = {"sampled": {"questions": len(rows), "sampled": len(sampled),
+                          "correct": sum(s["correct"] for s in sampled),
                       "truncated": sum(bool(s.get("truncated")) for s in sampled), "kept": len(pairs),
                       "questions_kept": sum(bool(m) for m in chosen),
                       "generated_tokens": sum(s["completion_tokens"] for s in sampled)}}
