@@ -24,6 +24,7 @@ localrules:
     evaluations,
     prepare_data,
     fetch_model,
+    fetch_teacher,
     report,
     example_report,
 

@@ -119,13 +119,13 @@ def test_chat_template_kwargs_reach_the_prompt_and_get_their_own_base_evaluation
 # controls: a prep SFT per seed (1, 2, 3; shared by the three rewards) and 3 x 3 RL stages, final points only;
 # and the rft row: one RFT stage from tagged's prep SFT.
 @pytest.mark.parametrize("preset, evaluations, controls", [
-    ("qwen2.5-0.5b-gsm8k", 8 + 2 * 8 + 3 + 9 + 1, True), ("qwen3-4b-gsm8k", 8 + 2 * 7, False),
+    ("qwen2.5-0.5b-gsm8k", 8 + 2 * 8 + 3 + 9 + 1 + 1, True), ("qwen3-4b-gsm8k", 8 + 2 * 7, False),
     ("gemma-3-1b-it-gsm8k", 8 + 2 * 8, False)])
 def test_gpu_presets_dry_run_the_whole_pair(default_dag, preset, evaluations, controls):
     assert default_dag.planned_jobs(f"workflow/presets/{preset}.yaml") == {
         "prepare_data": 1, "fetch_model": 1, "confidence_targets": 1, "prep_sft": 2 + 3 * controls, "full_sft": 2,
-        "grpo": 2 + 9 * controls, **({"rft": 1} if controls else {}), "evaluate": evaluations, "report": 1,
-        "all": 1}
+        "grpo": 2 + 9 * controls, **({"rft": 1, "distill": 1, "fetch_teacher": 1} if controls else {}),
+        "evaluate": evaluations, "report": 1, "all": 1}
 
 
 @pytest.fixture(scope="module")
@@ -182,14 +182,15 @@ def test_the_full_matrix_plans_every_variant_once(default_dag):
     #   (shared by the reward controls' seeds 1 and 2), and the controls' seed 3 (shared by all three)
     # full_sft 13: the owners of the first 11 prep stages each train one, plus lr's two learning rates
     # grpo 20: tagged, tagged_conf, grpo_chat, grpo_raw, fmt_gsm8k, fmt_boxed, lora-r8, lora-r32, grpo_from_full,
-    #   seeds-seed1, seeds-seed2, and the 3 reward controls x 3 seeds; rft 1 (from tagged's prep SFT)
+    #   seeds-seed1, seeds-seed2, and the 3 reward controls x 3 seeds; rft 1 (from tagged's prep SFT); distill 1
+    #   (from tagged's prep SFT, taught by tagged's full SFT)
     # evaluate 67: base with 8 distinct prompts; tagged's prep and full asked chat + raw (sft_chat) = 4, its grpo 1,
     #   tagged_conf 3, sft_raw_full 4, sft_raw_answer 4, grpo_chat 2, grpo_raw 2, fmt_gsm8k 6, fmt_boxed 6,
-    #   lora 3 + 3, socratic 2, grpo_from_full 1, seeds 3 + 3, lr 1 + 1, rft 1, the controls' prep seed 3 and
-    #   9 RL stages
+    #   lora 3 + 3, socratic 2, grpo_from_full 1, seeds 3 + 3, lr 1 + 1, rft 1, distill 1, the controls' prep
+    #   seed 3 and 9 RL stages
     assert default_dag.planned_jobs("workflow/presets/full-matrix.yaml") == {
         "prepare_data": 1, "fetch_model": 1, "confidence_targets": 1, "prep_sft": 12, "full_sft": 13, "grpo": 20,
-        "rft": 1, "evaluate": 68, "report": 1, "all": 1}
+        "rft": 1, "distill": 1, "evaluate": 69, "report": 1, "all": 1}
 
 
 def test_grpo_from_full_sft_is_launched_on_the_full_sft_model(default_dag):

@@ -301,12 +301,30 @@ class PipelineConfig(Strict):
 
     @model_validator(mode="after")
     def _stage_order(self) -> "PipelineConfig":
+        """Every stage a stage starts from or reads (a teacher) is run by the row, and none needs itself."""
         for name, exp in self.experiments.items():
             for stage in exp.stages:
-                parent = exp.parent_of(stage)
-                if parent != "base" and parent not in exp.stages:
-                    raise ValueError(f"experiments.{name}.stages: {stage} needs {parent}")
+                for needed, why in self.needs(name, stage):
+                    if needed not in exp.stages:
+                        raise ValueError(f"experiments.{name}.stages: {stage} needs {needed}{why}")
+            for stage in exp.stages:
+                seen, todo = set(), [n for n, _ in self.needs(name, stage)]
+                while todo:
+                    needed = todo.pop()
+                    if needed == stage:
+                        through = f" through {', '.join(sorted(seen))}" if seen else ""
+                        raise ValueError(f"experiments.{name}: {stage} would need itself{through}")
+                    if needed not in seen:
+                        seen.add(needed)
+                        todo += [n for n, _ in self.needs(name, needed)]
         return self
+
+    def needs(self, name: str, stage: str) -> list[tuple[str, str]]:
+        """The stages a stage of a row waits for: its parent, and any stage its job reads, with why."""
+        parent = self.experiment(name).parent_of(stage)
+        reads = [(ref.partition(":")[2], f" (its {flag})") for flag, ref in self.stage_job(name, stage).reads().items()
+                 if ref.startswith("stage:")]
+        return ([] if parent == "base" else [(parent, "")]) + reads
 
     # --- what each job sees -------------------------------------------------
     def experiment(self, name: str) -> ExperimentConfig:

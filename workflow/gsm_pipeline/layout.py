@@ -12,7 +12,7 @@ run is `base` or `<stage>-<chain>`: the base model is evaluated once per distinc
 from __future__ import annotations
 
 import re
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .config import PipelineConfig
@@ -24,6 +24,7 @@ from .stages import STAGE_NAMES
 from .training.curve import step_folder
 
 BASE_MODEL = "resources/model"
+TEACHERS = "resources/teachers"  # fetched teacher models, by source ("owner--name")
 # Top-level folders of results/ that are not models.
 SHARED_FOLDERS = ("data", "confidence_targets", "report", "logs", "benchmarks")
 CHAIN = "[0-9a-f]{8}"  # the {chain} wildcard
@@ -37,10 +38,14 @@ def parent_stage(cfg: PipelineConfig, name: str, stage: str) -> str:
 
 
 def stage_chain(cfg: PipelineConfig, name: str, stage: str) -> list[dict[str, Any]]:
-    """Everything that determines a stage's weights: its own job and, recursively, its parent's."""
+    """Everything that determines a stage's weights: its own job and, recursively, its parent's; and the chain of
+    any other stage of the row its job reads (a distillation's teacher), so retraining that one moves this one."""
     parent = parent_stage(cfg, name, stage)
     own = cfg.stage_job(name, stage)
-    return [*([] if parent == "base" else stage_chain(cfg, name, parent)), own.stamp()]
+    reads = {flag: config_hash(stage_chain(cfg, name, ref.partition(":")[2]))[:8]
+             for flag, ref in own.reads().items() if ref.startswith("stage:")}
+    return [*([] if parent == "base" else stage_chain(cfg, name, parent)),
+            {**own.stamp(), **({"reads": reads} if reads else {})}]
 
 
 def runs(cfg: PipelineConfig) -> dict[tuple[str, str], str]:
@@ -74,6 +79,11 @@ def run_experiment(cfg: PipelineConfig, stage: str, chain: str) -> str:
             return name
     raise ConfigError(f"results/{stage}-{chain}: no experiment trains this stage with the settings in the "
                       "config (`gsm-pipeline validate CONFIG` lists every stage's folder)")
+
+
+def teacher_dir(source: str) -> str:
+    """Where a model source other than the base (a hub id; a local folder is read where it is) is fetched."""
+    return source if Path(source).is_dir() else f"{TEACHERS}/{source.replace('/', '--')}"
 
 
 def eval_dir(run: str, prompt: str, testset: str) -> str:

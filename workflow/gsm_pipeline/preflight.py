@@ -14,7 +14,7 @@ from typing import Any
 
 from .config import PipelineConfig
 from .errors import ConfigError
-from .layout import model_dir, runs
+from .layout import model_dir, runs, teacher_dir
 from .prompts import prompt_key
 from .settings.training import TrainingJob
 from .stages import STAGES
@@ -53,7 +53,7 @@ def split_size(cfg: PipelineConfig, split: str) -> int:
 
 def input_path(cfg: PipelineConfig, name: str, job: TrainingJob, ref: str) -> str:
     """The file a job's `reads()` entry names: its prompt's confidence targets, a data split, a stage of the row
-    (its model folder), or a model folder given as it is."""
+    (its model folder), or a model source (a local folder as it is; a hub id fetched under resources/)."""
     kind, _, value = ref.partition(":")
     if ref == "targets":
         return f"results/confidence_targets/{prompt_key(job.prompt)}.jsonl"
@@ -61,6 +61,8 @@ def input_path(cfg: PipelineConfig, name: str, job: TrainingJob, ref: str) -> st
         return f"results/data/{value}.jsonl"
     if kind == "stage":
         return model_dir(cfg, name, value)
+    if kind == "model":
+        return teacher_dir(value)
     return ref
 
 

@@ -28,6 +28,7 @@ class Kind:
     colour: str  # its points' colour where plots tell kinds apart
     trl_config: str | None  # the TRL config its training_args are checked against; None: the row's RL method's
     description: str = ""
+    completion_length: str = ""  # the log key of its mean sampled completion length, where it samples as it trains
 
     def section_model(self):
         return _load(self.section)
@@ -49,6 +50,11 @@ KINDS = {
     # Yuan et al. (arXiv 2308.01825): the classic baseline between SFT and RL
     "rft": Kind("training:RFTStageConfig", "training:RFTJob", "train_rft", "RFT", "tab:green", "trl.SFTConfig",
                 "Rejection-sampling fine-tuning: SFT on the parent's own correct, distinct samples"),
+    # Agarwal et al. (arXiv 2306.13649): dense like SFT, on-policy like RL; TRL's DistillationTrainer
+    "distill": Kind("distillation:DistillStageConfig", "distillation:DistillJob", "train_distill",
+                    "on-policy distillation", "tab:purple", "trl.DistillationConfig",
+                    "On-policy distillation: the student's own samples, scored token by token by a teacher",
+                    completion_length="completions/mean_length"),
 }
 
 
@@ -79,6 +85,9 @@ STAGES = {stage.name: stage for stage in (
     # trained on the RL stage's questions, so the two are compared on the same problems
     Stage("rft", "rft", "prep_sft", "RFT", "Rejection-sampling fine-tuning, from prep SFT: SFT on the parent's own "
           "correct, distinct samples of the RL questions", "v", split="grpo", default=False),
+    Stage("distill", "distill", "prep_sft", "distillation", "On-policy distillation, from prep SFT: the student "
+          "samples the RL questions and learns its teacher's next-token distribution on its own completions", "P",
+          split="grpo", default=False),
 )}
 STAGE_NAMES = tuple(STAGES)
 DEFAULT_STAGES = [name for name, stage in STAGES.items() if stage.default]  # a row's `stages` unless it says

@@ -68,6 +68,7 @@ wildcard_constraints:
     testset=one_of(TESTSETS),
     run=one_of(dict.fromkeys(run for run, _ in EVALUATIONS)),  # base, every trained stage, its curve points
     prompt=one_of(PROMPTS),
+    teacher="[^/]+",
 
 
 def as_arg(job):

@@ -4,7 +4,8 @@ Per trained stage, from its log history (the runtime record first, then one entr
 Snakemake benchmark file: optimizer steps, tokens trained (the trainer's `num_tokens`: prompt and completion tokens
 through forward and backward), tokens generated (rollouts: mean completion length times the completions per step;
 what a stage samples before its first step), FLOPs estimated as 6·N per trained token plus 2·N per generated
-token (N = the model's distinct parameters; reference-model passes are not counted), wall seconds and peak resident
+token (N = the model's distinct parameters), plus a teacher's forward pass, 2·N_teacher per trained token, where
+a stage learns from one (reference-model passes are not counted), wall seconds and peak resident
 memory as Snakemake measured the job, peak GPU memory as the job's PyTorch allocator reserved it, and GPU-hours (the
 stage's GPUs times its wall time; none on a CPU). A point inside a stage (a learning-curve step) gets its stage's
 tokens up to that step and a share of its wall time pro-rated by steps. A stage's point adds everything its
@@ -19,6 +20,7 @@ from typing import Any
 
 from ..grading.metrics import rate_interval
 from ..settings.report import ExperimentLayout
+from ..stages import STAGES
 from ..training.methods import RLMethod
 from .comparison import kl_columns
 
@@ -51,9 +53,12 @@ def stage_cost(run: str, history: list[dict[str, Any]], benchmarks: Path, gpus: 
         targets = {"name": targets["name"], "generated_tokens": float(targets.get("generated_tokens") or 0),
                    "wall_s": sampled["seconds"] if sampled else None}
     n = runtime.get("parameters") or 0
+    teacher = (runtime.get("teacher") or {}).get("parameters") or 0
     per_step = runtime.get("samples_per_step") or 0
-    length = method.log_key("completion_length") if method else None
-    unknown = method is not None and not any(length in e for e in history if "loss" in e)
+    stage = STAGES.get(run.rsplit("-", 1)[0])
+    own_length = stage.entry.completion_length if stage else ""
+    length = method.log_key("completion_length") if method else own_length or None
+    unknown = (method is not None or bool(own_length)) and not any(length in e for e in history if "loss" in e)
     # what a job samples before its first step (RFT) is the stage's from step 0 (its own, not a parent's)
     sampled = float((runtime.get("sampled") or {}).get("generated_tokens") or 0.0)
     trained, generated, by_step = 0.0, sampled, {0: (0.0, sampled)}
@@ -69,12 +74,14 @@ def stage_cost(run: str, history: list[dict[str, Any]], benchmarks: Path, gpus: 
             "gpus": gpus, "gpu_hours": gpus * wall / 3600 if gpus and wall is not None else None,
             "peak_rss_gb": benchmark["peak_rss_gb"] if benchmark else None,
             "peak_gpu_memory_gb": runtime.get("peak_gpu_memory_gb"), "targets": targets,
-            "trained_tokens": trained, "generated_tokens": generated, "flops": flops(n, trained, generated),
-            "method": method.label if method else None}
+            "trained_tokens": trained, "generated_tokens": generated, "flops": flops(n, trained, generated, teacher),
+            "teacher_parameters": teacher, "method": method.label if method else None}
 
 
-def flops(parameters: int, trained: float, generated: float | None) -> float | None:
-    return None if generated is None else 6.0 * parameters * trained + 2.0 * parameters * generated
+def flops(parameters: int, trained: float, generated: float | None, teacher: int = 0) -> float | None:
+    if generated is None:
+        return None
+    return 6.0 * parameters * trained + 2.0 * parameters * generated + 2.0 * teacher * trained
 
 
 def at_step(cost: dict[str, Any], step: int) -> dict[str, float]:
@@ -83,7 +90,7 @@ def at_step(cost: dict[str, Any], step: int) -> dict[str, float]:
     trained, generated = cost["by_step"][logged]
     share = step / cost["steps"] if cost["steps"] else 0.0
     return {"steps": step, "trained_tokens": trained, "generated_tokens": generated,
-            "flops": flops(cost["parameters"], trained, generated),
+            "flops": flops(cost["parameters"], trained, generated, cost.get("teacher_parameters", 0)),
             "wall_s": cost["wall_s"] * share if cost["wall_s"] is not None else None}
 
 
@@ -141,7 +148,7 @@ def cost_table(costs: dict[str, dict[str, Any]], stages: dict[str, str], names: 
     """One row per trained stage, named as the config names it (rows and stage), its folder beside: the cost
     table of the report."""
     keys = ("run", "steps", "wall_s", "gpus", "gpu_hours", "trained_tokens", "generated_tokens", "flops",
-            "peak_rss_gb", "peak_gpu_memory_gb", "parameters")
+            "peak_rss_gb", "peak_gpu_memory_gb", "parameters", "teacher_parameters")
     def shown(cost: dict[str, Any], key: str) -> Any:  # an RL stage whose method logs no completion lengths
         unknown = cost[key] is None and key in ("generated_tokens", "flops") and cost["method"]
         return f"not logged by {cost['method']}" if unknown else cost[key]
