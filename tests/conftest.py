@@ -170,11 +170,15 @@ class Dag:
         return subprocess.Popen(cmd, cwd=self.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, start_new_session=True)
 
-    def _command(self, args, configfile, prefix, cores) -> tuple[list[str], dict[str, str]]:
-        # The copied workflow first; an inherited PYTHONPATH (the GPU proof's carried wheels) after it.
+    def env(self) -> dict[str, str]:
+        """The environment a command runs this folder's copy of the package in: the copied workflow first on the
+        path; an inherited PYTHONPATH (the GPU proof's carried wheels) after it."""
         path = [str(self.root / "workflow"), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "HF_HUB_OFFLINE": "1",
-               "TOKENIZERS_PARALLELISM": "false"}
+        return {**os.environ, "PYTHONPATH": os.pathsep.join(path), "HF_HUB_OFFLINE": "1",
+                "TOKENIZERS_PARALLELISM": "false"}
+
+    def _command(self, args, configfile, prefix, cores) -> tuple[list[str], dict[str, str]]:
+        env = self.env()
         warm_config_checks(self.root / "config.yaml", self.root / configfile)
         # every job one thread, two at a time: the tiny model's jobs spend their time importing, not computing
         return [*prefix, "snakemake", *args, "--cores", str(cores), "--max-threads", "1", "--configfile",

@@ -60,7 +60,7 @@ def test_help_lists_the_users_commands_first_and_the_workflows_steps_apart(args)
     users, workflow = out.split("the workflow's own steps")
     for command in ("evaluate", "grade", "lm-eval", "validate", "fetch-model"):
         assert f"  {command} " in users
-    for command in ("prepare-data", "train-sft", "train-grpo", "report"):
+    for command in ("prepare-data", "train-sft", "train-grpo", "train-rft", "train-distill", "report"):
         assert f"  {command} " in workflow
 
 

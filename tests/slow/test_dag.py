@@ -220,9 +220,9 @@ def test_every_job_wrote_a_log_and_a_benchmark(tiny_dag):
     benchmarks = list((tiny_dag.root / "results/benchmarks").rglob("*.tsv"))
     logs = list((tiny_dag.root / "results/logs").rglob("*.log"))
     # data, model, confidence targets, report; trainings: 3 + 3 (pair) + 2 raw_full + 3 raw_answer + 1 chat_binary
-    # grpo; evaluations: base with 3 prompts, tagged's 3 stages x 2 templates, tagged_conf's 3, raw_full 2 x 2,
-    # raw_answer 3 x 2, chat_binary's grpo x 2
-    assert len(benchmarks) == len(logs) == 4 + 12 + (3 + 6 + 3 + 4 + 6 + 2)
+    # grpo + 1 distill; evaluations: base with 3 prompts, tagged's 3 stages x 2 templates, tagged_conf's 3, raw_full
+    # 2 x 2, raw_answer 3 x 2, chat_binary's grpo x 2, distill 1
+    assert len(benchmarks) == len(logs) == 4 + 13 + (3 + 6 + 3 + 4 + 6 + 2 + 1)
 
 
 def test_a_finished_run_has_nothing_left_to_do(tiny_dag):
@@ -296,21 +296,23 @@ def test_changing_an_sft_setting_replans_that_stage_and_everything_downstream(ti
     changed = copy.deepcopy(config)
     changed["stages"]["full_sft"]["training_args"]["learning_rate"] = 1.0e-4
     tiny_dag.write_config(changed, "changed_sft.yaml")
-    # full SFT of tagged, tagged_conf, raw_full, raw_answer; evaluations 2 + 1 + 2 + 2
-    assert tiny_dag.planned_jobs("changed_sft.yaml") == {"full_sft": 4, "evaluate": 7, "report": 1, "all": 1}
+    # full SFT of tagged, tagged_conf, raw_full, raw_answer, and the distill row's stage (tagged's full SFT teaches
+    # it); evaluations 2 + 1 + 2 + 2 + 1
+    assert tiny_dag.planned_jobs("changed_sft.yaml") == {"full_sft": 4, "distill": 1, "evaluate": 8, "report": 1,
+                                                         "all": 1}
 
 
 # What an edit of each library module replans in the tiny matrix (README "What reruns"), counted by hand.
 # Trainings: prep 4 (tagged, tagged_conf, raw_full, raw_answer; chat_binary shares tagged's), full 4 (the same),
-# GRPO 4 (tagged, tagged_conf, raw_answer, chat_binary); evaluations 24: base with 3 prompts, tagged 3 stages x 2
-# templates, tagged_conf 3, raw_full 2 x 2, raw_answer 3 x 2, chat_binary's GRPO x 2.
-EVERYTHING_TRAINED = {"prep_sft": 4, "full_sft": 4, "grpo": 4, "evaluate": 24, "report": 1, "all": 1}
+# GRPO 4 (tagged, tagged_conf, raw_answer, chat_binary), distill 1; evaluations 25: base with 3 prompts, tagged 3
+# stages x 2 templates, tagged_conf 3, raw_full 2 x 2, raw_answer 3 x 2, chat_binary's GRPO x 2, distill 1.
+EVERYTHING_TRAINED = {"prep_sft": 4, "full_sft": 4, "grpo": 4, "distill": 1, "evaluate": 25, "report": 1, "all": 1}
 RERUNS = {
     # grading: every evaluation, GRPO's rewards, the measured confidence targets and so the SFT of tagged_conf
-    "grading/answers.py": {"confidence_targets": 1, "prep_sft": 1, "full_sft": 1, "grpo": 4, "evaluate": 24,
+    "grading/answers.py": {"confidence_targets": 1, "prep_sft": 1, "full_sft": 1, "grpo": 4, "evaluate": 25,
                            "report": 1, "all": 1},
     # how answers are parsed: the same, and not plain SFT (it reads the formats' targets, not their readers)
-    "grading/readers.py": {"confidence_targets": 1, "prep_sft": 1, "full_sft": 1, "grpo": 4, "evaluate": 24,
+    "grading/readers.py": {"confidence_targets": 1, "prep_sft": 1, "full_sft": 1, "grpo": 4, "evaluate": 25,
                            "report": 1, "all": 1},
     # GRPO and the evaluations of its 4 models (2 + 1 + 2 + 2)
     "grading/rewards.py": {"grpo": 4, "evaluate": 7, "report": 1, "all": 1},
@@ -327,15 +329,17 @@ RERUNS = {
     "tasks/jsonl.py": {"prepare_data": 1, "confidence_targets": 1, **EVERYTHING_TRAINED},
     "jobs/fetch_model.py": {"fetch_model": 1, "confidence_targets": 1, **EVERYTHING_TRAINED},
     # every evaluation computes its metrics, and the report its intervals; training and targets do not
-    "grading/metrics.py": {"evaluate": 24, "report": 1, "all": 1},
+    "grading/metrics.py": {"evaluate": 25, "report": 1, "all": 1},
     # the trainers (curve points, RL methods): every training, the targets sampled from tagged's prep model,
     # and every evaluation of a trained model (not the base's 3); the report also reads the methods' log keys
-    "training/curve.py": {"confidence_targets": 1, "prep_sft": 4, "full_sft": 4, "grpo": 4, "evaluate": 21,
-                          "report": 1, "all": 1},
-    "training/methods.py": {"confidence_targets": 1, "prep_sft": 4, "full_sft": 4, "grpo": 4, "evaluate": 21,
-                            "report": 1, "all": 1},
-    # the stage table names the data splits: everything after the model download
-    "stages.py": {"prepare_data": 1, "confidence_targets": 1, **EVERYTHING_TRAINED},
+    "training/curve.py": {"confidence_targets": 1, "prep_sft": 4, "full_sft": 4, "grpo": 4, "distill": 1,
+                          "evaluate": 22, "report": 1, "all": 1},
+    "training/methods.py": {"confidence_targets": 1, "prep_sft": 4, "full_sft": 4, "grpo": 4, "distill": 1,
+                            "evaluate": 22, "report": 1, "all": 1},
+    # the stage kinds and stages: every training (so the targets sampled from tagged's prep model), every
+    # evaluation of a trained model, the report; not the data (its splits are named in settings/data.py)
+    "stages.py": {"confidence_targets": 1, "prep_sft": 4, "full_sft": 4, "grpo": 4, "distill": 1, "evaluate": 22,
+                  "report": 1, "all": 1},
     # the dry-run's own checks run in Snakemake, in no job
     "preflight.py": {},
 }
@@ -575,3 +579,27 @@ def test_the_report_names_each_trained_model_by_its_rows_and_stage(tiny_dag):
     assert run_names(layouts, histories) == named
     training = {r["run"]: r for r in json.loads((tiny_dag.root / "results/report/training.json").read_text())}
     assert training[tiny_dag.run("tagged", "grpo")]["objective"] == "loss dapo, scale_rewards group, beta 0"
+
+
+def test_the_distilled_model_is_evaluated_and_on_the_page_and_the_compute_axis(tiny_dag):
+    """The distill row's stage trained from tagged's prep SFT, taught by tagged's full SFT (both shared), was
+    evaluated, and the report names it and charges its samples and its teacher's passes."""
+    import csv
+
+    run = tiny_dag.run("distill", "distill")
+    assert tiny_dag.run("distill", "full_sft") == tiny_dag.run("tagged", "full_sft")
+    runtime = json.loads((tiny_dag.root / f"results/{run}/log_history.json").read_text())[0]["runtime"]
+    assert runtime["teacher"]["model"] == f"results/{tiny_dag.run('tagged', 'full_sft')}/model"
+    with open(tiny_dag.root / "results/report/cost.csv") as handle:
+        cost = {c["run"]: c for c in csv.DictReader(handle)}[run]
+    trained, generated = float(cost["trained_tokens"]), float(cost["generated_tokens"])
+    n, teacher = int(cost["parameters"]), int(cost["teacher_parameters"])
+    assert generated > 0 and teacher == runtime["teacher"]["parameters"] > 0
+    assert float(cost["flops"]) == pytest.approx(6 * n * trained + 2 * n * generated + 2 * teacher * trained)
+    with open(tiny_dag.root / "results/report/curve.csv") as handle:
+        points = {p["stage"]: p for p in csv.DictReader(handle) if p["experiment"] == "distill"}
+    assert float(points["distill"]["flops"]) == pytest.approx(float(points["prep_sft"]["flops"]) + float(cost["flops"]))
+    rows = pd.read_csv(tiny_dag.root / "results/report/comparison.csv")
+    [mine] = rows[(rows.experiment == "distill") & (rows.stage == "distill")].to_dict("records")
+    assert mine["method"] == "distill chat" and mine["run"] == run
+    assert "distill distillation" in (tiny_dag.root / "results/report/index.html").read_text()

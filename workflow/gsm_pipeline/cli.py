@@ -10,6 +10,7 @@ import importlib
 import sys
 
 from .errors import run_main
+from .stages import KINDS
 
 # The commands a user runs, then the workflow's own (each rule calls one with a --config only the Snakefile writes).
 COMMANDS = {
@@ -22,8 +23,9 @@ COMMANDS = {
 }
 WORKFLOW = {
     "prepare-data": ("gsm_pipeline.jobs.prepare_data", "write the SFT, RL and test sets"),
-    "train-sft": ("gsm_pipeline.jobs.train_sft", "supervised fine-tuning (TRL SFTTrainer)"),
-    "train-grpo": ("gsm_pipeline.jobs.train_grpo", "the RL stage (TRL GRPOTrainer, or RLOOTrainer)"),
+    # each stage kind's entry point (stages.py), by its module's name
+    **{kind.module.replace("_", "-"): (f"gsm_pipeline.jobs.{kind.module}", kind.description)
+       for kind in KINDS.values()},
     "report": ("gsm_pipeline.jobs.report", "build the HTML report and comparison.csv"),
 }
 

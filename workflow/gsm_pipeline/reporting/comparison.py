@@ -53,12 +53,13 @@ def lm_eval_columns(ev: dict[str, Any]) -> dict[str, Any]:
 
 
 def method(stage: str, variant: dict[str, Any]) -> str:
-    """Training method in a few words: stage, train template and, for SFT, what the loss covered."""
+    """Training method in a few words: stage, train template and, for a stage trained on targets (SFT, RFT), what
+    the loss covered."""
     if stage == "base":
         return "base (prompting)"
     name = variant.get("rl", "grpo") if by_method(stage) else stage  # the RL stage is named by its method
     text = f"{name} {'chat' if variant['chat_template'] else 'raw'}"
-    if not by_method(stage):
+    if "completion_only_loss" in STAGES[stage].entry.job_model().model_fields:
         text += " answer-loss" if variant["completion_only_loss"] else " full-loss"
     return text
 
