@@ -20,9 +20,9 @@ DISTILL = {"max_completion_length": 24, "training_args": {"max_steps": 2, "per_d
                                                           "learning_rate": 1.0e-3, "save_steps": 1}}
 
 
-def config(row=ROW, distill=None, **more):
-    return validate_config({"experiments": {"x": row}, "stages": {"distill": {**DISTILL, **(distill or {})}},
-                            **more})
+def config(row=ROW, distill=None, stages=None):
+    return validate_config({"experiments": {"x": row},
+                            "stages": {"distill": {**DISTILL, **(distill or {})}, **(stages or {})}})
 
 
 def test_the_teacher_is_an_input_of_the_stage_and_part_of_its_chain():
