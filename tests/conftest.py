@@ -94,7 +94,7 @@ CHAT_MATRIX = {
     "raw_full": {"chat_template": False, "completion_only_loss": False, "stages": ["prep_sft", "full_sft"],
                  "eval_chat_template": [True, False]},
     "raw_answer": {"chat_template": False, "rewards": ["binary"], "eval_chat_template": [True, False]},
-    "chat_binary": {"rewards": ["binary"], "stages": ["prep_sft", "grpo"], "eval_chat_template": [True, False]},
+    "chat_binary": {"rewards": ["binary"], "stages": ["prep_sft", "rl"], "eval_chat_template": [True, False]},
     # on-policy distillation from tagged's full SFT model (both shared with tagged): one more training
     "distill": {"stages": ["prep_sft", "full_sft", "distill"]},
 }
@@ -108,14 +108,14 @@ def tiny_config(model: Path, data_dir: Path, chat_matrix: bool = False) -> dict:
         "model": {"source": str(model), "mixed_precision": "no"},
         "data": {"source": "jsonl", "train_file": str(data_dir / "train.jsonl"),
                  "test_file": str(data_dir / "test.jsonl"), "prep_sft_size": 64, "full_sft_size": 32,
-                 "grpo_size": 8, "test_size": 8},
+                 "rl_size": 8, "test_size": 8},
         "stages": {
             "prep_sft": {"max_length": 192, "training_args": {**TINY_STAGE_ARGS, "max_steps": 120}},
             "full_sft": {"max_length": 192, "training_args": {**TINY_STAGE_ARGS, "max_steps": 4, "save_steps": 4}},
             "distill": {"max_completion_length": 40,
                         "training_args": {"max_steps": 2, "per_device_train_batch_size": 4, "learning_rate": 1.0e-3,
                                           "save_steps": 1}},
-            "grpo": {"num_generations": 4, "max_completion_length": 40,
+            "rl": {"num_generations": 4, "max_completion_length": 40,
                      "training_args": {"max_steps": 3, "per_device_train_batch_size": 4, "learning_rate": 1.0e-3,
                                        "save_steps": 1}},
         },

@@ -60,7 +60,7 @@ def test_help_lists_the_users_commands_first_and_the_workflows_steps_apart(args)
     users, workflow = out.split("the workflow's own steps")
     for command in ("evaluate", "grade", "lm-eval", "validate", "fetch-model"):
         assert f"  {command} " in users
-    for command in ("prepare-data", "train-sft", "train-grpo", "train-rft", "train-distill", "report"):
+    for command in ("prepare-data", "train-sft", "train-rl", "train-rft", "train-distill", "report"):
         assert f"  {command} " in workflow
 
 
@@ -208,13 +208,13 @@ def test_validate_command_checks_a_config_and_writes_the_schema_the_repository_c
     assert done.returncode == 0 and done.stdout.splitlines()[0] == "config.yaml: ok (2 experiments)"
     table = done.stdout.split("each stage as it will train")[0]  # then each stage's settings (test_preflight.py)
     folders = [line.strip() for line in table.splitlines()[2:]]  # where each stage lives, for targets
-    assert [f.split(":")[0] for f in folders] == ["arith prep_sft", "arith full_sft", "arith grpo",
-                                                  "arith_random prep_sft", "arith_random grpo"]
+    assert [f.split(":")[0] for f in folders] == ["arith prep_sft", "arith full_sft", "arith rl",
+                                                  "arith_random prep_sft", "arith_random rl"]
     assert all(re.fullmatch(r"\S+ (\w+): results/\1-[0-9a-f]{8}/model", f) for f in folders)
     assert (tmp_path / "schema.json").read_text() == (REPO / "workflow/schemas/config.schema.json").read_text()
     bad = tmp_path / "bad.yaml"
-    bad.write_text("stages:\n  grpo:\n    temprature: 0.7\n")
+    bad.write_text("stages:\n  rl:\n    temprature: 0.7\n")
     done = run("validate", str(bad))
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1].endswith(
-        "unknown key 'stages.grpo.temprature'; did you mean 'temperature'?")
+        "unknown key 'stages.rl.temprature'; did you mean 'temperature'?")

@@ -4,7 +4,7 @@ import pytest
 from gsm_pipeline.reporting.comparison import method, summary
 
 
-def row(experiment, accuracy, variant_of=None, stage="grpo", run=None, **swept):
+def row(experiment, accuracy, variant_of=None, stage="rl", run=None, **swept):
     return {"experiment": experiment, "stage": stage, "testset": "t", "prompt": "tagged-chat", "n": 10,
             "accuracy_strict": accuracy, "accuracy_flexible": accuracy, "answer_rate": 1.0, "variant_of": variant_of,
             "run": run or f"{stage}-{experiment}", **{f"swept:{k}": v for k, v in swept.items()}}
@@ -23,7 +23,7 @@ def test_over_seeds_a_sweep_gets_mean_sample_sd_and_a_t_interval_and_the_best_ro
     assert (inside["ci95_low"], inside["ci95_high"]) == pytest.approx((0.5 - 0.24842, 0.5 + 0.24842), abs=1e-4)
     alone = summary([row("s-seed0", 0.3, "s", seed=0)], {})["sweeps"][0]
     assert (alone["ci95_low"], alone["ci95_high"], alone["summary"]) == (None, None, "one row")
-    assert out["best_by_testset_and_stage"]["t/grpo"]["experiment"] == "s-seed2"
+    assert out["best_by_testset_and_stage"]["t/rl"]["experiment"] == "s-seed2"
 
 
 def test_a_model_every_row_shares_is_one_run_without_spread():
@@ -60,7 +60,7 @@ def test_a_seed_by_setting_sweep_has_an_interval_over_seeds_for_each_setting():
 @pytest.mark.parametrize("stage, chat, answer_only, expected", [
     ("full_sft", True, True, "full_sft chat answer-loss"),
     ("full_sft", False, False, "full_sft raw full-loss"),
-    ("grpo", False, True, "grpo raw"),
+    ("rl", False, True, "grpo raw"),
     ("base", True, True, "base (prompting)"),
 ])
 def test_the_method_column_names_the_training_choices(stage, chat, answer_only, expected):
@@ -82,10 +82,10 @@ def test_forgetting_sets_each_stages_gain_beside_what_it_lost_on_the_battery_bot
             ev("prep", "prep_sft", "base", "mul", 0.2, 1.0), ev("base", "base", "", "mul", 0.1),
             ev("sft", "full_sft", "prep", "id", 0.8, 3.0), ev("sft", "full_sft", "prep", "sub", 0.1, 3.0),
             ev("sft", "full_sft", "prep", "mul", 0.1, 3.0),
-            ev("rl", "grpo", "prep", "id", 0.7, 0.5), ev("rl", "grpo", "prep", "sub", 0.3, 0.5),
-            ev("rl", "grpo", "prep", "mul", 0.25, 0.5),
+            ev("rl", "rl", "prep", "id", 0.7, 0.5), ev("rl", "rl", "prep", "sub", 0.3, 0.5),
+            ev("rl", "rl", "prep", "mul", 0.25, 0.5),
             ev("prep", "prep_sft", "base", "id", 0.5, 1.0, experiment="b"),  # shared by a second row
-            ev("rl", "grpo", "prep", "id", 0.6, 0.5, matches=False)]  # asked another way: not its own prompt
+            ev("rl", "rl", "prep", "id", 0.6, 0.5, matches=False)]  # asked another way: not its own prompt
     out = forgetting_rows(rows, "id", ["sub", "mul"])
     table = {r["trained"]: r for r in out}
     assert [r["trained"] for r in out] == ["prep", "sft", "rl"]

@@ -79,7 +79,7 @@ def test_the_rules_conda_env_lists_every_runtime_dependency_pyproject_declares()
 
 
 @pytest.mark.parametrize("patch, message", [
-    ({"stages": {"grpo": {"temprature": 0.7}}}, "unknown key 'stages.grpo.temprature'; did you mean 'temperature'?"),
+    ({"stages": {"rl": {"temprature": 0.7}}}, "unknown key 'stages.rl.temprature'; did you mean 'temperature'?"),
     ({"experiments": {"a": {"answer_fromat": "gsm8k"}}},
      "unknown key 'experiments.a.answer_fromat'; did you mean 'answer_format'?"),
     ({"evaluaton": {}}, "unknown key 'evaluaton'; did you mean 'evaluation'?"),
@@ -87,13 +87,13 @@ def test_the_rules_conda_env_lists_every_runtime_dependency_pyproject_declares()
     ({"data": {"source": "mnist"}}, "key 'data.source'"),
     ({"experiments": {"a": {"finetune": "qlora"}}}, "key 'experiments.a.finetune'"),
     ({"experiments": {"base": {}}}, "experiment name 'base'"),
-    ({"experiments": {"a": {"stages": ["grpo"]}}}, "grpo needs prep_sft"),
+    ({"experiments": {"a": {"stages": ["rl"]}}}, "rl needs prep_sft"),
     ({"data": {"source": "jsonl"}}, "needs data.train_file and data.test_file"),
     # numbers that pass a lax parser and fail (or train backwards) hours later
     ({"seed": 2**32}, "key 'seed': Input should be less than or equal to 4294967295 (got 4294967296)"),
     ({"data": {"seed": -1}}, "key 'data.seed': Input should be greater than or equal to 0"),
     ({"experiments": {"a": {"sweep": {"seed": [0, 2**40]}}}}, "key 'experiments.a-seed1099511627776.seed'"),
-    ({"stages": {"grpo": {"temperature": float("inf")}}}, "key 'stages.grpo.temperature': Input should be a finite"),
+    ({"stages": {"rl": {"temperature": float("inf")}}}, "key 'stages.rl.temperature': Input should be a finite"),
     ({"confidence": {"temperature": float("nan")}}, "key 'confidence.temperature': Input should be a finite"),
     ({"evaluation": {"batch_size": True}}, "key 'evaluation.batch_size': Input should be a valid integer (got True)"),
     ({"data": {"test_size": "32"}}, "key 'data.test_size': Input should be a valid integer (got '32')"),
@@ -105,8 +105,8 @@ def test_the_rules_conda_env_lists_every_runtime_dependency_pyproject_declares()
     ({"stages": {"full_sft": {"training_args": {"learning_rate": "fast"}}}},
      "key 'stages.full_sft.training_args.learning_rate': expected a finite number (got 'fast')"),
     ({"stages": {"full_sft": {"training_args": {"learning_rate": "1e-4"}}}}, "YAML reads 1e-4 as text"),
-    ({"stages": {"grpo": {"training_args": {"per_device_train_batch_size": 0}}}},
-     "key 'stages.grpo.training_args.per_device_train_batch_size': must be >= 1 (got 0)"),
+    ({"stages": {"rl": {"training_args": {"per_device_train_batch_size": 0}}}},
+     "key 'stages.rl.training_args.per_device_train_batch_size': must be >= 1 (got 0)"),
     ({"stages": {"prep_sft": {"training_args": {"num_train_epochs": -2}}}},
      "key 'stages.prep_sft.training_args.num_train_epochs': must be > 0 (got -2)"),
     ({"stages": {"prep_sft": {"training_args": {"max_steps": True}}}},
@@ -114,12 +114,12 @@ def test_the_rules_conda_env_lists_every_runtime_dependency_pyproject_declares()
     ({"stages": {"prep_sft": {"training_args": {"learnin_rate": 1.0e-4}}}},
      "unknown key 'stages.prep_sft.training_args.learnin_rate' (not a trl.SFTConfig field; did you mean "
      "'learning_rate'?)"),
-    ({"stages": {"grpo": {"training_args": {"lr_scheduler_type": "cosin"}}}},
-     "key 'stages.grpo.training_args.lr_scheduler_type': expected one of linear, cosine,"),
-    ({"experiments": {"a": {"overrides": {"grpo": {"training_args": {"bf16": True}}}}}},
-     "key 'experiments.a.overrides.grpo.training_args.bf16' is set by the pipeline: use model.mixed_precision"),
-    ({"experiments": {"a": {"overrides": {"grpo": {"training_args": "fast"}}}}},
-     "experiments.a.overrides.grpo.training_args: Input should be a valid dictionary"),
+    ({"stages": {"rl": {"training_args": {"lr_scheduler_type": "cosin"}}}},
+     "key 'stages.rl.training_args.lr_scheduler_type': expected one of linear, cosine,"),
+    ({"experiments": {"a": {"overrides": {"rl": {"training_args": {"bf16": True}}}}}},
+     "key 'experiments.a.overrides.rl.training_args.bf16' is set by the pipeline: use model.mixed_precision"),
+    ({"experiments": {"a": {"overrides": {"rl": {"training_args": "fast"}}}}},
+     "experiments.a.overrides.rl.training_args: Input should be a valid dictionary"),
     ({"experiments": {"a": {"overrides": {"full_sft": {"training_args": {"max_steps": 0}}}}}},
      "key 'experiments.a.overrides.full_sft.training_args.max_steps': must be >= 1 (or -1"),
     # names become paths and shell words: the whole name must match
@@ -142,20 +142,20 @@ def test_bad_values_fail_in_one_line_naming_the_key(patch, message):
 def test_json_schema_file_is_generated_from_the_model():
     current = (REPO / "workflow" / "schemas" / "config.schema.json").read_text()
     assert current == schema_json(), "run: gsm-pipeline validate --schema workflow/schemas/config.schema.json"
-    assert "description" in json.loads(current)["$defs"]["GRPOStageConfig"]["properties"]["beta"]
+    assert "description" in json.loads(current)["$defs"]["RLStageConfig"]["properties"]["beta"]
 
 
 @pytest.mark.dag
 def test_snakemake_dry_run_refuses_a_bad_key_before_any_job(tmp_path):
-    errors = dry_run_refusal(tmp_path, yaml.safe_dump({"stages": {"grpo": {"temprature": 0.7}}}), "temprature")
-    assert errors == ["config error: unknown key 'stages.grpo.temprature'; did you mean 'temperature'?"]
+    errors = dry_run_refusal(tmp_path, yaml.safe_dump({"stages": {"rl": {"temprature": 0.7}}}), "temprature")
+    assert errors == ["config error: unknown key 'stages.rl.temprature'; did you mean 'temperature'?"]
 
 
 def test_jobs_receive_only_the_settings_they_read():
     cfg = validate_config({})
     changed = validate_config({"experiments": {"tagged": {"rewards": ["binary"]}}})
     assert cfg.stage_job("tagged", "prep_sft") == changed.stage_job("tagged", "prep_sft")
-    assert cfg.stage_job("tagged", "grpo") != changed.stage_job("tagged", "grpo")
+    assert cfg.stage_job("tagged", "rl") != changed.stage_job("tagged", "rl")
     assert cfg.eval_job(cfg.prompt_spec("tagged")) == changed.eval_job(changed.prompt_spec("tagged"))
 
 
@@ -205,7 +205,7 @@ def test_snakemake_reads_the_default_config_file_strictly(tmp_path, content, mes
 @pytest.mark.dag
 def test_snakemake_refuses_a_key_given_twice_in_a_configfile_overlay(tmp_path):
     overlay = tmp_path / "overlay.yaml"
-    overlay.write_text("stages:\n  grpo:\n    beta: 0.0\n    beta: 0.1\n")
+    overlay.write_text("stages:\n  rl:\n    beta: 0.0\n    beta: 0.1\n")
     done = subprocess.run(["snakemake", "-n", "--configfile", str(overlay)], cwd=REPO, capture_output=True,
                           text=True)
     assert done.returncode != 0

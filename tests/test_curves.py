@@ -20,7 +20,7 @@ def check(config: dict) -> None:
 
 @pytest.mark.parametrize("stage, setting, message", [
     ("full_sft", {"eval_checkpoints": 50}, "every 50 steps needs training_args.max_steps"),
-    ("grpo", {"eval_checkpoints": [100, 500], "training_args": {"max_steps": 500}}, r"steps \[500\] are not before"),
+    ("rl", {"eval_checkpoints": [100, 500], "training_args": {"max_steps": 500}}, r"steps \[500\] are not before"),
     ("prep_sft", {"eval_checkpoints": [0, 2]}, "steps count from 1"),
 ])
 def test_a_curve_that_cannot_be_drawn_is_refused_before_any_job(stage, setting, message):
@@ -30,15 +30,15 @@ def test_a_curve_that_cannot_be_drawn_is_refused_before_any_job(stage, setting, 
 
 def test_curves_need_full_weights():
     with pytest.raises(ConfigError, match="learning curves need finetune full"):
-        check({"experiments": {"tagged": {"finetune": "lora", "overrides": {"grpo": {"eval_checkpoints": [5]}}}}})
+        check({"experiments": {"tagged": {"finetune": "lora", "overrides": {"rl": {"eval_checkpoints": [5]}}}}})
 
 
 def test_curves_are_part_of_a_stage_chain_and_off_is_the_chain_of_a_config_without_them():
     off = runs(validate_config(gsm_config()))
-    zero = runs(validate_config(merge(gsm_config(), {"stages": {"grpo": {"eval_checkpoints": 0}}})))
-    on = runs(validate_config(merge(gsm_config(), {"stages": {"grpo": {"eval_checkpoints": 5}}})))
+    zero = runs(validate_config(merge(gsm_config(), {"stages": {"rl": {"eval_checkpoints": 0}}})))
+    on = runs(validate_config(merge(gsm_config(), {"stages": {"rl": {"eval_checkpoints": 5}}})))
     assert zero == off
-    assert on[("tagged", "grpo")] != off[("tagged", "grpo")] and on[("tagged", "prep_sft")] == off[("tagged",
+    assert on[("tagged", "rl")] != off[("tagged", "rl")] and on[("tagged", "prep_sft")] == off[("tagged",
                                                                                                     "prep_sft")]
 
 
@@ -120,7 +120,7 @@ def test_the_headline_plot_draws_each_row_as_a_tree_from_a_dashed_base_line():
               point("prep_sft", "prep/step-60", "prep", "base", 60, 6.0, 0.20, 0.50, final=False),
               point("prep_sft", "prep", "prep", "base", 120, 12.0, 0.30, 0.80),
               point("full_sft", "full", "full", "prep", 200, 40.0, 0.35, 0.85),
-              point("grpo", "grpo", "grpo", "prep", 130, 20.0, 0.40, 0.90)]
+              point("rl", "rl", "rl", "prep", 130, 20.0, 0.40, 0.90)]
     figure = compute_figure(points, "flops")
     for ax, base in zip(figure.axes, (0.05, 0.10)):
         dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]

@@ -9,7 +9,7 @@ from gsm_pipeline.errors import DataError
 
 @pytest.fixture(scope="module")
 def symbolic():
-    return build_splits(DataConfig(prep_sft_size=16, full_sft_size=32, grpo_size=16, test_size=16))[0]
+    return build_splits(DataConfig(prep_sft_size=16, full_sft_size=32, rl_size=16, test_size=16))[0]
 
 
 def test_gsm_symbolic_rows_are_normalised(symbolic):
@@ -26,10 +26,10 @@ def test_splits_are_disjoint_and_held_out_templates_are_never_trained_on(symboli
     ids = [r["id"] for name, split in symbolic.items() if name != "fewshot" for r in split]
     assert len(ids) == len(set(ids))
     # the few-shot pool (lm-eval's train split) is every training row in the generator's order, no test row
-    trained_ids = {r["id"] for s in ("prep_sft", "full_sft", "grpo") for r in symbolic[s]}
+    trained_ids = {r["id"] for s in ("prep_sft", "full_sft", "rl") for r in symbolic[s]}
     pool = [r["id"] for r in symbolic["fewshot"]]
     assert set(pool) == trained_ids and pool == sorted(pool, key=lambda i: int(i.rsplit("-", 1)[1]))
-    trained = {r["template"] for s in ("prep_sft", "full_sft", "grpo") for r in symbolic[s]}
+    trained = {r["template"] for s in ("prep_sft", "full_sft", "rl") for r in symbolic[s]}
     assert {r["template"] for r in symbolic["symbolic_heldout"]}.isdisjoint(trained)
     tested_id = {r["template"] for r in symbolic["symbolic_id"]}
     assert tested_id.isdisjoint(r["template"] for r in symbolic["symbolic_heldout"])
@@ -37,7 +37,7 @@ def test_splits_are_disjoint_and_held_out_templates_are_never_trained_on(symboli
 
 
 def test_same_seed_same_data():
-    cfg = DataConfig(prep_sft_size=4, full_sft_size=4, grpo_size=4, test_size=4)
+    cfg = DataConfig(prep_sft_size=4, full_sft_size=4, rl_size=4, test_size=4)
     assert build_splits(cfg)[0] == build_splits(cfg)[0]
 
 
@@ -45,7 +45,7 @@ def jsonl_config(tmp_path, train_rows, test_rows=None, **kw):
     train = write_jsonl(tmp_path / "train.jsonl", train_rows) if train_rows is not None else tmp_path / "none.jsonl"
     test = write_jsonl(tmp_path / "test.jsonl", test_rows or [{"question": "q", "answer": "#### 1"}])
     return DataConfig(source="jsonl", train_file=str(train), test_file=str(test), prep_sft_size=1,
-                      full_sft_size=1, grpo_size=1, **kw)
+                      full_sft_size=1, rl_size=1, **kw)
 
 
 GOOD = [{"question": f"q{i}", "answer": f"r\n#### {i}"} for i in range(3)]
@@ -53,7 +53,7 @@ GOOD = [{"question": f"q{i}", "answer": f"r\n#### {i}"} for i in range(3)]
 
 def test_local_jsonl_rows_become_splits(tmp_path):
     splits, skipped = build_splits(jsonl_config(tmp_path, GOOD))
-    assert [len(splits[s]) for s in ("prep_sft", "full_sft", "grpo", "test")] == [1, 1, 1, 1]
+    assert [len(splits[s]) for s in ("prep_sft", "full_sft", "rl", "test")] == [1, 1, 1, 1]
     assert skipped == {}
 
 
@@ -95,7 +95,7 @@ def test_missing_file_and_too_few_rows_are_clear(tmp_path):
     with pytest.raises(DataError, match="none.jsonl: dataset file not found"):
         build_splits(jsonl_config(tmp_path, None))
     with pytest.raises(DataError, match=r"train.jsonl: data.prep_sft_size=1 \+ data.full_sft_size=1 \+ "
-                                        r"data.grpo_size=1 exceeds its 2 usable training rows$"):
+                                        r"data.rl_size=1 exceeds its 2 usable training rows$"):
         build_splits(jsonl_config(tmp_path, GOOD[:2]))
 
 
@@ -134,7 +134,7 @@ def test_a_test_set_smaller_than_asked_is_said_out_loud(tmp_path, capsys):
 
 def test_extra_test_files_become_named_test_sets(tmp_path):
     extra = write_jsonl(tmp_path / "gsm8k_test.jsonl", [{"question": "q", "answer": "a\n#### 3"}] * 5)
-    cfg = DataConfig(prep_sft_size=2, full_sft_size=2, grpo_size=2, test_size=4,
+    cfg = DataConfig(prep_sft_size=2, full_sft_size=2, rl_size=2, test_size=4,
                      extra_test_files={"gsm8k": str(extra)})
     assert cfg.test_sets() == ["symbolic_id", "symbolic_heldout", "gsm8k"]
     splits, _ = build_splits(cfg)
@@ -147,10 +147,10 @@ def test_gsm8k_from_a_local_folder_and_a_clear_error_without_network(tmp_path, m
     rows = [{"question": f"q{i}", "answer": f"{i} + 1 = <<{i}+1={i + 1}>>{i + 1}\n#### {i + 1}"} for i in range(8)]
     write_jsonl(tmp_path / "train.jsonl", rows)
     write_jsonl(tmp_path / "test.jsonl", rows[:3])
-    cfg = DataConfig(source="gsm8k", gsm8k_path=str(tmp_path), prep_sft_size=2, full_sft_size=2, grpo_size=2)
+    cfg = DataConfig(source="gsm8k", gsm8k_path=str(tmp_path), prep_sft_size=2, full_sft_size=2, rl_size=2)
     splits, _ = build_splits(cfg)
     assert cfg.test_sets() == ["gsm8k"] and len(splits["gsm8k"]) == 3
     assert "<<" not in splits["prep_sft"][0]["reasoning"]  # calculator annotations removed
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DataError, match="openai/gsm8k: cannot load from the hub .*set data.gsm8k_path"):
-        build_splits(DataConfig(source="gsm8k", prep_sft_size=2, full_sft_size=2, grpo_size=2))
+        build_splits(DataConfig(source="gsm8k", prep_sft_size=2, full_sft_size=2, rl_size=2))

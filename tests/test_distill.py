@@ -60,7 +60,7 @@ def test_a_teacher_the_row_cannot_give_is_refused_naming_the_key(row, distill, m
 def test_its_length_is_counted_in_generation_batches_before_it_runs():
     planned = {p.stage: p for p in preflight(config(distill={"training_args": {
         "num_train_epochs": 2, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 2}}))}
-    # 64 RL questions (data.grpo_size) / (4 per device x 1 process x 2 accumulation) = 8 steps per epoch
+    # 64 RL questions (data.rl_size) / (4 per device x 1 process x 2 accumulation) = 8 steps per epoch
     assert planned["distill"].length.steps == 16
 
 
@@ -77,7 +77,7 @@ def test_distillation_trains_the_student_toward_its_teacher(tiny_model, tiny_dat
     job = cfg.stage_job("tagged", "distill")
     out, log = tmp_path / "distill/model", tmp_path / "distill/log_history.json"
     train_distill.main(["--config", job.as_json(), "--parent", str(tiny_model), "--data",
-                        str(tiny_prep / "data/grpo.jsonl"), "--teacher", str(tiny_prep / "model"), "--out", str(out),
+                        str(tiny_prep / "data/rl.jsonl"), "--teacher", str(tiny_prep / "model"), "--out", str(out),
                         "--checkpoints", str(tmp_path / "distill/checkpoints"), "--log-history", str(log)])
     before, after = load_file(tiny_model / "model.safetensors"), load_file(out / "model.safetensors")
     assert any(not (before[k] == after[k]).all() for k in after)

@@ -111,7 +111,7 @@ def makeable(paths: list[str], config: list[str]) -> None:
 
 
 def chain_run(path: str) -> str:
-    """`results/grpo-<chain>/model` as the default config names that stage's folder (its first row's)."""
+    """`results/rl-<chain>/model` as the default config names that stage's folder (its first row's)."""
     from gsm_pipeline.config import validate_config
     from gsm_pipeline.config_files import load_config_file
     from gsm_pipeline.layout import runs

@@ -87,7 +87,7 @@ def test_a_new_reward_is_its_function_and_its_name(tmp_path):
     script = ("from gsm_pipeline.config import validate_config\n"
               "from gsm_pipeline.grading.rewards import make_reward_functions\n"
               "cfg = validate_config({'experiments': {'short': {'rewards': ['format', 'brevity']}}})\n"
-              "job = cfg.stage_job('short', 'grpo')\n"
+              "job = cfg.stage_job('short', 'rl')\n"
               "[fmt, brevity] = make_reward_functions(job.rewards, job.prompt.answer_format)\n"
               "print(brevity.__name__, brevity(['a', 'abc']))\n")
     done = subprocess.run([sys.executable, "-c", script], cwd=dag.root, capture_output=True, text=True,

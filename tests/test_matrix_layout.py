@@ -13,7 +13,7 @@ pytestmark = pytest.mark.dag  # starts Snakemake or a command in a subprocess
 BINARY = {"answer_format": "tagged", "rewards": ["binary"]}
 
 
-STAGES = ("prep_sft", "full_sft", "grpo")
+STAGES = ("prep_sft", "full_sft", "rl")
 
 
 def shared(cfg, a, b):
@@ -30,12 +30,12 @@ def test_a_row_that_only_changes_grpo_shares_the_sft_stages_it_does_not_change()
 
 
 def test_grpo_from_full_sft_is_a_different_grpo_stage():
-    cfg = validate_config({"experiments": {"a": {}, "b": {"grpo_from": "full_sft"}}})
+    cfg = validate_config({"experiments": {"a": {}, "b": {"rl_from": "full_sft"}}})
     assert shared(cfg, "a", "b") == [True, True, False]
 
 
 def test_a_stage_folder_depends_on_its_training_chain_only_never_on_the_other_rows_or_their_order():
-    rows = {"tagged": {}, "conf": {"confidence": True}, "lr": {"overrides": {"grpo": {"training_args": {
+    rows = {"tagged": {}, "conf": {"confidence": True}, "lr": {"overrides": {"rl": {"training_args": {
         "learning_rate": 1.0e-6}}}}}
     alone = validate_config({"experiments": {"tagged": {}}})
     for order in (["tagged", "conf", "lr"], ["lr", "conf", "tagged"], ["conf", "tagged", "lr"]):
@@ -55,7 +55,7 @@ def test_the_gsm_preset_plans_the_plain_and_confidence_pair(default_dag):
     # shared: data, model; once: the confidence targets; per experiment: 3 trainings;
     # evaluations: 2 base prompts + 6 trained stages, on 2 test sets
     assert default_dag.planned_jobs() == {
-        "prepare_data": 1, "fetch_model": 1, "confidence_targets": 1, "prep_sft": 2, "full_sft": 2, "grpo": 2,
+        "prepare_data": 1, "fetch_model": 1, "confidence_targets": 1, "prep_sft": 2, "full_sft": 2, "rl": 2,
         "evaluate": 16, "report": 1, "all": 1}
 
 
@@ -65,18 +65,18 @@ def test_adding_rows_plans_only_what_is_new(default_dag):
         "tagged_conf_plain_rl": {"confidence": True, "rewards": ["format", "correctness"]},  # new GRPO only
     }}, "more.yaml")
     assert default_dag.planned_jobs("more.yaml") == {
-        "prepare_data": 1, "fetch_model": 1, "confidence_targets": 1, "prep_sft": 2, "full_sft": 2, "grpo": 4,
+        "prepare_data": 1, "fetch_model": 1, "confidence_targets": 1, "prep_sft": 2, "full_sft": 2, "rl": 4,
         "evaluate": 20, "report": 1, "all": 1}
 
 
 @pytest.mark.parametrize("target, message", [
-    ("results/nosuch/grpo/model", "undeclared experiment 'nosuch'; declared: tagged, tagged_conf"),
+    ("results/nosuch/rl/model", "undeclared experiment 'nosuch'; declared: tagged, tagged_conf"),
     ("results/tagged/ppo/model", "unknown stage 'ppo'"),
     ("results/base/eval/boxed-raw/symbolic_id/metrics.json", "no experiment uses prompt 'boxed-raw'"),
     ("results/base/eval/tagged-chat/nosuch/metrics.json", "unknown test set 'nosuch'"),
-    ("results/grpo-0123abcd/model", r"results/grpo-0123abcd: no experiment trains this stage with the settings"),
-    ("results/tagged/grpo/eval/tagged-chat/symbolic_id", r"named by their training chain; ask for "
-                                                         r"results/grpo-[0-9a-f]{8}/eval/tagged-chat/symbolic_id$"),
+    ("results/rl-0123abcd/model", r"results/rl-0123abcd: no experiment trains this stage with the settings"),
+    ("results/tagged/rl/eval/tagged-chat/symbolic_id", r"named by their training chain; ask for "
+                                                         r"results/rl-[0-9a-f]{8}/eval/tagged-chat/symbolic_id$"),
 ])
 def test_a_target_naming_something_undeclared_fails_in_one_line(target, message):
     with pytest.raises(ConfigError, match=message):
@@ -85,15 +85,15 @@ def test_a_target_naming_something_undeclared_fails_in_one_line(target, message)
 
 def test_a_stage_the_experiment_does_not_run_is_named():
     cfg = validate_config({"experiments": {"sft_only": {"stages": ["prep_sft", "full_sft"]}}})
-    with pytest.raises(ConfigError, match=r"'sft_only' does not run grpo \(experiments.sft_only.stages: "):
-        check_target("results/sft_only/grpo/model", cfg)
+    with pytest.raises(ConfigError, match=r"'sft_only' does not run rl \(experiments.sft_only.stages: "):
+        check_target("results/sft_only/rl/model", cfg)
     check_target("results/report/index.html", cfg)  # shared folders pass
 
 
 def test_snakemake_refuses_an_undeclared_experiment_target_in_one_line(default_dag):
-    done = default_dag.snakemake("-n", "results/nosuch/grpo/model", check=False)
+    done = default_dag.snakemake("-n", "results/nosuch/rl/model", check=False)
     assert done.returncode != 0
-    assert ("config error: target results/nosuch/grpo/model: undeclared experiment 'nosuch'; "
+    assert ("config error: target results/nosuch/rl/model: undeclared experiment 'nosuch'; "
             "declared: tagged, tagged_conf") in done.stderr + done.stdout
     assert "No rule to produce" not in done.stderr + done.stdout
 
@@ -124,7 +124,7 @@ def test_chat_template_kwargs_reach_the_prompt_and_get_their_own_base_evaluation
 def test_gpu_presets_dry_run_the_whole_pair(default_dag, preset, evaluations, controls):
     assert default_dag.planned_jobs(f"workflow/presets/{preset}.yaml") == {
         "prepare_data": 1, "fetch_model": 1, "confidence_targets": 1, "prep_sft": 2 + 3 * controls, "full_sft": 2,
-        "grpo": 2 + 9 * controls, **({"rft": 1, "distill": 1, "fetch_teacher": 1} if controls else {}),
+        "rl": 2 + 9 * controls, **({"rft": 1, "distill": 1, "fetch_teacher": 1} if controls else {}),
         "evaluate": evaluations, "report": 1, "all": 1}
 
 
@@ -137,7 +137,7 @@ def test_the_default_config_plans_sft_grpo_and_a_random_reward_control(arith_dag
     # one prep SFT shared by both rows; full SFT and GRPO for arith, GRPO for the control;
     # evaluations: the base + 4 trained stages, on 4 test sets (rg_id, rg_harder, and the battery's rg_sub, rg_mul)
     assert arith_dag.planned_jobs() == {
-        "prepare_data": 1, "fetch_model": 1, "prep_sft": 1, "full_sft": 1, "grpo": 2, "evaluate": 20, "report": 1,
+        "prepare_data": 1, "fetch_model": 1, "prep_sft": 1, "full_sft": 1, "rl": 2, "evaluate": 20, "report": 1,
         "all": 1}
     assert arith_dag.run("arith", "prep_sft") == arith_dag.run("arith_random", "prep_sft")
 
@@ -145,7 +145,7 @@ def test_the_default_config_plans_sft_grpo_and_a_random_reward_control(arith_dag
 def test_the_cpu_curves_overlay_adds_one_point_per_trained_stage(arith_dag):
     # the default's 20 evaluations, plus one point in each of 4 trained stages on each of 4 test sets
     assert arith_dag.planned_jobs("workflow/presets/cpu-curves.yaml") == {
-        "prepare_data": 1, "fetch_model": 1, "prep_sft": 1, "full_sft": 1, "grpo": 2, "evaluate": 20 + 4 * 4,
+        "prepare_data": 1, "fetch_model": 1, "prep_sft": 1, "full_sft": 1, "rl": 2, "evaluate": 20 + 4 * 4,
         "report": 1, "all": 1}
 
 
@@ -154,7 +154,7 @@ def test_the_cpu_analyses_overlay_samples_and_measures_kl_in_the_same_jobs(defau
     assert default_dag.planned_jobs(preset) == default_dag.planned_jobs("tiny.yaml")
     job = default_dag.config(preset).eval_job(default_dag.config(preset).prompt_spec("tagged"))
     assert (job.samples, job.kl_to_base) == (8, True)
-    trained = f"results/{default_dag.run('tagged', 'grpo', preset)}/eval/tagged-chat/symbolic_id/metrics.json"
+    trained = f"results/{default_dag.run('tagged', 'rl', preset)}/eval/tagged-chat/symbolic_id/metrics.json"
     for configfile, flag in ((preset, "--reference resources/model"), ("tiny.yaml", "")):
         [command] = [line for line in default_dag.snakemake("-n", "-p", "-f", trained, configfile=configfile)
                      .stdout.splitlines() if "gsm_pipeline.jobs.evaluate" in line and trained.rsplit("/", 1)[0]
@@ -166,12 +166,12 @@ def test_an_rft_row_plans_one_rft_job_on_the_rl_questions_from_the_shared_prep_s
     default_dag.write_config({"experiments": {"rft_row": {"stages": ["prep_sft", "rft"]}}}, "rft.yaml")
     # new: the RFT stage (its prep SFT is tagged's) and its evaluation on the 2 test sets
     assert default_dag.planned_jobs("rft.yaml") == {
-        "prepare_data": 1, "fetch_model": 1, "confidence_targets": 1, "prep_sft": 2, "full_sft": 2, "grpo": 2,
+        "prepare_data": 1, "fetch_model": 1, "confidence_targets": 1, "prep_sft": 2, "full_sft": 2, "rl": 2,
         "rft": 1, "evaluate": 18, "report": 1, "all": 1}
     out = default_dag.snakemake("-n", "-p", configfile="rft.yaml").stdout
     [command] = [line for line in out.splitlines() if "gsm_pipeline.jobs.train_rft" in line and "--parent" in line]
     assert f"--parent results/{default_dag.run('tagged', 'prep_sft', 'rft.yaml')}/model" in command
-    assert "--data results/data/grpo.jsonl" in command
+    assert "--data results/data/rl.jsonl" in command
     assert f"--out results/{default_dag.run('rft_row', 'rft', 'rft.yaml')}/model" in command
 
 
@@ -189,15 +189,15 @@ def test_the_full_matrix_plans_every_variant_once(default_dag):
     #   lora 3 + 3, socratic 2, grpo_from_full 1, seeds 3 + 3, lr 1 + 1, rft 1, distill 1, the controls' prep
     #   seed 3 and 9 RL stages
     assert default_dag.planned_jobs("workflow/presets/full-matrix.yaml") == {
-        "prepare_data": 1, "fetch_model": 1, "confidence_targets": 1, "prep_sft": 12, "full_sft": 13, "grpo": 20,
+        "prepare_data": 1, "fetch_model": 1, "confidence_targets": 1, "prep_sft": 12, "full_sft": 13, "rl": 20,
         "rft": 1, "distill": 1, "evaluate": 69, "report": 1, "all": 1}
 
 
 def test_grpo_from_full_sft_is_launched_on_the_full_sft_model(default_dag):
     preset = "workflow/presets/full-matrix.yaml"
-    done = default_dag.snakemake("-n", "-p", f"results/{default_dag.run('grpo_from_full', 'grpo', preset)}/model",
+    done = default_dag.snakemake("-n", "-p", f"results/{default_dag.run('grpo_from_full', 'rl', preset)}/model",
                                  configfile=preset)
-    [command] = [line for line in done.stdout.splitlines() if "gsm_pipeline.jobs.train_grpo" in line]
+    [command] = [line for line in done.stdout.splitlines() if "gsm_pipeline.jobs.train_rl" in line]
     assert f"--parent results/{default_dag.run('tagged', 'full_sft', preset)}/model" in command  # shared
 
 
@@ -209,11 +209,11 @@ def planned_outputs(dag, configfile):
 
 def test_a_row_added_through_a_second_configfile_plans_its_jobs_and_moves_nothing(default_dag):
     before = planned_outputs(default_dag, "tiny.yaml")
-    default_dag.write_config({"experiments": {"lr_low": {"overrides": {"grpo": {"training_args": {
+    default_dag.write_config({"experiments": {"lr_low": {"overrides": {"rl": {"training_args": {
         "learning_rate": 1.0e-6}}}}}}, "lr.yaml")
     # new: lr_low's GRPO (its SFT stages are tagged's) and its evaluation on the 2 test sets
     assert default_dag.planned_jobs("lr.yaml") == {
-        "prepare_data": 1, "fetch_model": 1, "confidence_targets": 1, "prep_sft": 2, "full_sft": 2, "grpo": 3,
+        "prepare_data": 1, "fetch_model": 1, "confidence_targets": 1, "prep_sft": 2, "full_sft": 2, "rl": 3,
         "evaluate": 18, "report": 1, "all": 1}
     after = planned_outputs(default_dag, "lr.yaml")
     assert before < after and len(after - before) == 2 + 2 * 4  # a model folder and its log; 2 x 4 eval files
@@ -267,7 +267,7 @@ def test_the_report_job_is_typed_so_a_layout_missing_a_field_is_refused_naming_i
                                          {"run_name": "mine", "save_total_limit": 5}])
 def test_settings_that_do_not_change_weights_do_not_change_any_chain(bookkeeping):
     base = runs(validate_config(load_config_file(REPO / "config.yaml")))
-    overlay = {"stages": {stage: {"training_args": bookkeeping} for stage in ("prep_sft", "full_sft", "grpo")}}
+    overlay = {"stages": {stage: {"training_args": bookkeeping} for stage in ("prep_sft", "full_sft", "rl")}}
     assert runs(validate_config(merge(load_config_file(REPO / "config.yaml"), overlay))) == base
     weights = {"stages": {"full_sft": {"training_args": {"learning_rate": 1.0e-5}}}}
     assert runs(validate_config(merge(load_config_file(REPO / "config.yaml"), weights))) != base

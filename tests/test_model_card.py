@@ -35,7 +35,7 @@ def test_a_trained_model_card_names_its_base_chain_data_and_settings(tmp_path, t
 
 def test_push_uploads_the_model_with_its_evaluations_and_leaves_the_results_folder_alone(tmp_path, tiny_model,
                                                                                         monkeypatch):
-    model = shutil.copytree(tiny_model, tmp_path / "results/grpo-0123abcd/model")
+    model = shutil.copytree(tiny_model, tmp_path / "results/rl-0123abcd/model")
     write_base_card(model, "some/base")
     metrics = {"prompt_key": "tagged-chat", "testset": "symbolic_id", "n": 32, "accuracy_strict": 0.25,
                "accuracy_strict_ci95": [0.13, 0.42], "accuracy_flexible": 0.3}

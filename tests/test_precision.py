@@ -17,7 +17,7 @@ from gsm_pipeline import runtime
 from gsm_pipeline.config import validate_config
 from gsm_pipeline.config_files import load_config_file, merge
 from gsm_pipeline.errors import ConfigError
-from gsm_pipeline.jobs import evaluate, train_grpo, train_sft
+from gsm_pipeline.jobs import evaluate, train_rl, train_sft
 from gsm_pipeline.runtime import resolve_precision, trainer_numerics
 from gsm_pipeline.settings.evaluation import EvalJob
 from gsm_pipeline.settings.training import SFTJob, TrainingJob
@@ -158,7 +158,7 @@ def test_trainers_built_from_the_default_config_follow_it_not_trl(tmp_path, tiny
             for i in range(4)]
     data = write_jsonl(tmp_path / "rows.jsonl", rows)
     sft, _ = train_sft.build_trainer(cfg.stage_job("tagged", "prep_sft"), str(tiny_model), str(data), tmp_path / "a")
-    grpo, _ = train_grpo.build_trainer(cfg.stage_job("tagged", "grpo"), str(tiny_model), str(data), tmp_path / "b")
+    grpo, _ = train_rl.build_trainer(cfg.stage_job("tagged", "rl"), str(tiny_model), str(data), tmp_path / "b")
     for trainer in (sft, grpo):
         args = trainer.args
         assert (args.bf16, args.fp16) == (native, False)  # TRL would say bf16=True on every CPU
@@ -166,8 +166,8 @@ def test_trainers_built_from_the_default_config_follow_it_not_trl(tmp_path, tiny
         assert not args.use_liger_kernel and not args.torch_compile
         assert args.use_cpu and not args.tf32
         assert trainer.model.dtype.__repr__() == "torch.float32"  # model.dtype: float32
-    off = validate_config({"stages": {"grpo": {"gradient_checkpointing": False}}}).stage_job("tagged", "grpo")
-    grpo, _ = train_grpo.build_trainer(off, str(tiny_model), str(data), tmp_path / "c")
+    off = validate_config({"stages": {"rl": {"gradient_checkpointing": False}}}).stage_job("tagged", "rl")
+    grpo, _ = train_rl.build_trainer(off, str(tiny_model), str(data), tmp_path / "c")
     assert not grpo.args.gradient_checkpointing  # the config's false, where TRL's default is true
 
 
@@ -198,7 +198,7 @@ def test_gpu_presets_ask_for_bf16_in_every_job(preset):
     overlay = load_config_file(preset)
     cfg = validate_config(merge(load_config_file(REPO / "config.yaml"), overlay))  # the workflow's own merge
     jobs = [cfg.stage_job(e, s) for e in cfg.experiments for s in ("prep_sft", "full_sft")]
-    jobs += [cfg.stage_job(e, "grpo") for e in cfg.experiments]
+    jobs += [cfg.stage_job(e, "rl") for e in cfg.experiments]
     jobs += [cfg.eval_job(p) for p in cfg.prompts().values()]
     jobs += [cfg.targets_job(cfg.prompt_spec(e)) for e in cfg.experiments]
     assert {j.mixed_precision for j in jobs} == {"bf16"} and {j.dtype for j in jobs} == {"bfloat16"}

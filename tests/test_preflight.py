@@ -32,21 +32,21 @@ def refused(*overlays: dict) -> str:
 
 def test_trl_refuses_a_generation_batch_at_the_dry_run_with_the_stages_process_count():
     # 4 completions per device x 1 step per generation x 1 process = 4, which 8 completions per prompt cannot divide
-    message = refused({"stages": {"grpo": {"training_args": {"gradient_accumulation_steps": 1}}}})
-    assert message == ("stages.grpo.training_args.per_device_train_batch_size, "
-                       "stages.grpo.training_args.gradient_accumulation_steps, stages.grpo.num_generations: "
+    message = refused({"stages": {"rl": {"training_args": {"gradient_accumulation_steps": 1}}}})
+    assert message == ("stages.rl.training_args.per_device_train_batch_size, "
+                       "stages.rl.training_args.gradient_accumulation_steps, stages.rl.num_generations: "
                        "trl.GRPOConfig refuses this stage's settings with 1 process: generation_batch_size (4) "
                        "must be divisible by num_generations (8).")
     # the same batch on 2 processes is a generation batch of 8: TRL accepts it, so does the dry-run
-    preflight(validate_config(default_merged({"stages": {"grpo": {
+    preflight(validate_config(default_merged({"stages": {"rl": {
         "launcher": "ddp", "processes": 2, "training_args": {"gradient_accumulation_steps": 1}}}})))
 
 
 def test_a_rows_override_that_trl_refuses_is_named_at_the_override():
-    message = refused({"experiments": {"tagged_conf": {"rl": "rloo", "overrides": {"grpo": {
+    message = refused({"experiments": {"tagged_conf": {"rl": "rloo", "overrides": {"rl": {
         "num_generations": 3}}}}})
     keys, _, reason = message.partition(": trl.RLOOConfig refuses this stage's settings with 1 process: ")
-    assert "experiments.tagged_conf.overrides.grpo.num_generations" in keys.split(", ")
+    assert "experiments.tagged_conf.overrides.rl.num_generations" in keys.split(", ")
     assert reason == "generation_batch_size (8) must be divisible by num_generations (3)."
 
 
@@ -71,13 +71,13 @@ def test_checkpoint_steps_that_never_come_are_refused_naming_where_they_are_set(
 
 
 def test_an_rl_stage_needs_prompts_for_one_generation_batch_and_no_more():
-    grpo = {"grpo": {"num_generations": 8, "training_args": {"per_device_train_batch_size": 16,
+    grpo = {"rl": {"num_generations": 8, "training_args": {"per_device_train_batch_size": 16,
                                                              "gradient_accumulation_steps": 1}}}
-    message = refused({"data": {"grpo_size": 1}, "stages": grpo})
-    assert message.startswith("data.grpo_size: 1 prompts are fewer than one generation batch needs (max_steps 6; "
+    message = refused({"data": {"rl_size": 1}, "stages": grpo})
+    assert message.startswith("data.rl_size: 1 prompts are fewer than one generation batch needs (max_steps 6; "
                               "1 prompts / 2 per generation")
     # a generation batch of 16 completions is 2 prompts of 8: two prompts are enough
-    preflight(validate_config(default_merged({"data": {"grpo_size": 2}, "stages": grpo})))
+    preflight(validate_config(default_merged({"data": {"rl_size": 2}, "stages": grpo})))
 
 
 def test_an_rft_curve_step_past_what_its_kept_samples_could_train_is_refused_before_sampling():
@@ -115,7 +115,7 @@ def test_stage_lengths_are_what_the_trainers_count(tmp_path, tiny_model):
     remainder batch, GRPO and RLOO by epochs with leftover prompts, and max_steps."""
     from transformers import TrainerCallback
 
-    from gsm_pipeline.jobs import train_grpo, train_sft
+    from gsm_pipeline.jobs import train_rl, train_sft
 
     rows = [{"id": str(i), "question": r["question"], "reasoning": r["answer"].split("\n")[0],
              "answer": r["answer"].rsplit(" ", 1)[1]} for i, r in enumerate(arithmetic_rows(11, seed=3))]
@@ -130,20 +130,20 @@ def test_stage_lengths_are_what_the_trainers_count(tmp_path, tiny_model):
 
     cases = [("prep_sft", {"per_device_train_batch_size": 4, "gradient_accumulation_steps": 2,  # 3 batches, the
                            "num_train_epochs": 3}, {}),  # last one short, make 2 steps of 2 and 1 micro-batches
-             ("grpo", {"per_device_train_batch_size": 4, "gradient_accumulation_steps": 2, "num_train_epochs": 2,
+             ("rl", {"per_device_train_batch_size": 4, "gradient_accumulation_steps": 2, "num_train_epochs": 2,
                        "max_steps": -1}, {"num_generations": 2}),
-             ("grpo", {"per_device_train_batch_size": 6, "gradient_accumulation_steps": 1, "num_iterations": 2,
+             ("rl", {"per_device_train_batch_size": 6, "gradient_accumulation_steps": 1, "num_iterations": 2,
                        "num_train_epochs": 1, "max_steps": -1}, {"num_generations": 3, "rl": "rloo"}),
              ("full_sft", {"per_device_train_batch_size": 2, "max_steps": 7}, {}),
              ("prep_sft", {"per_device_train_batch_size": 4, "gradient_accumulation_steps": 2,  # the short batch
                            "num_train_epochs": 3, "dataloader_drop_last": True}, {})]  # dropped: 1 step per epoch
     for stage, args, extra in cases:
         rl = extra.pop("rl", "grpo")
-        cfg = validate_config({"data": {"prep_sft_size": 11, "full_sft_size": 11, "grpo_size": 11},
+        cfg = validate_config({"data": {"prep_sft_size": 11, "full_sft_size": 11, "rl_size": 11},
                                "stages": {stage: {**extra, "training_args": {**args, "save_steps": 1}}},
                                "experiments": {"tagged": {"rl": rl}}})
         planned = {p.stage: p for p in planned_stages(cfg)}[stage]
-        module = train_grpo if stage == "grpo" else train_sft
+        module = train_rl if stage == "rl" else train_sft
         trainer, _ = module.build_trainer(planned.job, str(tiny_model), str(data), tmp_path / f"{stage}-{rl}")
         trainer.add_callback(Count())
         with pytest.raises(Counted) as counted:
@@ -179,9 +179,9 @@ def test_validate_prints_each_stages_effective_settings_and_length():
 
 @pytest.mark.dag
 def test_snakemake_dry_run_refuses_what_trl_would_refuse_at_the_rl_stage(tmp_path):
-    errors = dry_run_refusal(tmp_path, "stages:\n  grpo:\n    training_args:\n      gradient_accumulation_steps: 1\n",
+    errors = dry_run_refusal(tmp_path, "stages:\n  rl:\n    training_args:\n      gradient_accumulation_steps: 1\n",
                              "GRPOConfig")
-    assert len(errors) == 1 and errors[0].startswith("config error: stages.grpo.training_args.per_device_train_")
+    assert len(errors) == 1 and errors[0].startswith("config error: stages.rl.training_args.per_device_train_")
 
 
 def test_trls_own_generation_levers_and_vllm_fields_pass_the_dry_run_to_the_rl_trainer():
@@ -189,6 +189,6 @@ def test_trls_own_generation_levers_and_vllm_fields_pass_the_dry_run_to_the_rl_t
     stage's training_args: the generation batch and vLLM (untested here, README says why) are not refused, and
     reach TRL's config as written."""
     levers = {"generation_batch_size": 16, "use_vllm": True, "vllm_mode": "colocate"}
-    [grpo] = [p for p in preflight(validate_config(default_merged({"stages": {"grpo": {"training_args": levers}}})))
-              if p.stage == "grpo"][:1]
+    [grpo] = [p for p in preflight(validate_config(default_merged({"stages": {"rl": {"training_args": levers}}})))
+              if p.stage == "rl"][:1]
     assert {k: grpo.job.training_args[k] for k in levers} == levers

@@ -31,7 +31,7 @@ def refusal(*overlays: dict) -> str:
 
 
 def grpo_args(**args) -> dict:
-    return {"stages": {"grpo": {"training_args": args}}}
+    return {"stages": {"rl": {"training_args": args}}}
 
 
 @pytest.mark.parametrize("overlays, expected", [
@@ -47,32 +47,32 @@ def grpo_args(**args) -> dict:
     (({"experiments": {"tagged": {"overrides": {"rft": {"keep": 2}}}}},),
      "experiments.tagged.overrides.rft: the row does not run rft"),
     # a sweep that cannot change what the row runs
-    (({"experiments": {"s": {"stages": ["prep_sft"], "sweep": {"overrides.grpo.beta": [0.0, 0.1]}}}},),
-     "experiments.s.sweep: overrides.grpo.beta: the row does not run grpo (its stages: prep_sft)"),
+    (({"experiments": {"s": {"stages": ["prep_sft"], "sweep": {"overrides.rl.beta": [0.0, 0.1]}}}},),
+     "experiments.s.sweep: overrides.rl.beta: the row does not run rl (its stages: prep_sft)"),
     (({"experiments": {"s": {"sweep": {"lora.r": [8, 16]}}}},),
      "experiments.s.sweep: lora.r changes nothing rows s-r8 and s-r16 run"),
     # the RL stage's settings as TRL will read them
-    ((grpo_args(reward_weights=[1.0]),), "stages.grpo.training_args.reward_weights: 1 weight for the 2 rewards of "
+    ((grpo_args(reward_weights=[1.0]),), "stages.rl.training_args.reward_weights: 1 weight for the 2 rewards of "
      "experiments.tagged (format, correctness)"),
     ((grpo_args(generation_kwargs={"max_new_tokens": 512}),),
-     "key 'stages.grpo.training_args.generation_kwargs.max_new_tokens' is set by the pipeline: use "
-     "stages.grpo.max_completion_length"),
+     "key 'stages.rl.training_args.generation_kwargs.max_new_tokens' is set by the pipeline: use "
+     "stages.rl.max_completion_length"),
     ((grpo_args(generation_kwargs={"temperature": 0.3}),),
-     "key 'stages.grpo.training_args.generation_kwargs.temperature' is set by the pipeline: use "
-     "stages.grpo.temperature"),
+     "key 'stages.rl.training_args.generation_kwargs.temperature' is set by the pipeline: use "
+     "stages.rl.temperature"),
     ((grpo_args(generation_kwargs={"top_k": 5}),),
-     "key 'stages.grpo.training_args.generation_kwargs.top_k' is set by the pipeline: use "
-     "stages.grpo.training_args.top_k"),
-    ((grpo_args(top_k=-1),), "stages.grpo.training_args.top_k: transformers refuses the RL stage's generation "
+     "key 'stages.rl.training_args.generation_kwargs.top_k' is set by the pipeline: use "
+     "stages.rl.training_args.top_k"),
+    ((grpo_args(top_k=-1),), "stages.rl.training_args.top_k: transformers refuses the RL stage's generation "
      "settings: `top_k` has to be a strictly positive integer"),
-    ((grpo_args(min_p=2.0),), "stages.grpo.training_args.min_p: transformers refuses the RL stage's generation "
+    ((grpo_args(min_p=2.0),), "stages.rl.training_args.min_p: transformers refuses the RL stage's generation "
      "settings: `min_p` has to be a float in the [0, 1] interval"),
-    ((grpo_args(generation_kwargs={"typical_p": -0.5}),), "stages.grpo.training_args.generation_kwargs: "
+    ((grpo_args(generation_kwargs={"typical_p": -0.5}),), "stages.rl.training_args.generation_kwargs: "
      "transformers refuses the RL stage's generation settings: `typical_p` has to be a float > 0 and < 1"),
-    ((grpo_args(steps_per_generation=0),), "key 'stages.grpo.training_args.steps_per_generation': must be >= 1"),
-    ((grpo_args(num_iterations=0),), "key 'stages.grpo.training_args.num_iterations': must be >= 1"),
-    ((grpo_args(loss_type="ppo"),), "key 'stages.grpo.training_args.loss_type': expected one of grpo, bnpo, dr_grpo"),
-    ((grpo_args(scale_rewards="groups"),), "key 'stages.grpo.training_args.scale_rewards': expected one of"),
+    ((grpo_args(steps_per_generation=0),), "key 'stages.rl.training_args.steps_per_generation': must be >= 1"),
+    ((grpo_args(num_iterations=0),), "key 'stages.rl.training_args.num_iterations': must be >= 1"),
+    ((grpo_args(loss_type="ppo"),), "key 'stages.rl.training_args.loss_type': expected one of grpo, bnpo, dr_grpo"),
+    ((grpo_args(scale_rewards="groups"),), "key 'stages.rl.training_args.scale_rewards': expected one of"),
     (({"experiments": {"a": {"rewards": ["binary", "binary"]}}},),
      "key 'experiments.a.rewards': binary is listed twice"),
     (({"experiments": {"a": {"eval_chat_template": [True, True]}}},),
@@ -178,7 +178,7 @@ def test_a_user_rows_file_with_numeric_answers_prepares_as_text_ones_do(tmp_path
     rows = [{"question": r["question"], "answer": int(r["answer"].rsplit(" ", 1)[1])} for r in arithmetic_rows(60, 1)]
     train, test = write_jsonl(tmp_path / "train.jsonl", rows[:50]), write_jsonl(tmp_path / "test.jsonl", rows[50:])
     cfg = validate({"data": {"source": "jsonl", "train_file": str(train), "test_file": str(test),
-                             "prep_sft_size": 10, "full_sft_size": 10, "grpo_size": 10, "test_size": 5}})
+                             "prep_sft_size": 10, "full_sft_size": 10, "rl_size": 10, "test_size": 5}})
     splits, _ = build_splits(cfg.data)
     assert splits["test"][0]["answer"] == str(rows[50]["answer"])
     assert json.loads(train.read_text().splitlines()[0])["answer"] == rows[0]["answer"]  # the file is unchanged

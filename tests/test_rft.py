@@ -52,7 +52,7 @@ def test_an_rft_row_trains_prep_sfts_model_on_its_own_correct_distinct_samples_o
     job = cfg.stage_job("x", "rft")
     prep = tmp_path / "prep"  # a copy: the test retrains it below (the DAG's is shared)
     shutil.copytree(tiny_prep / "model", prep)
-    questions = tiny_prep / "data/grpo.jsonl"
+    questions = tiny_prep / "data/rl.jsonl"
     trainer, tokenizer, record = train_rft.build_trainer(job, str(prep), str(questions), tmp_path / "ckpt")
     # recounted by hand from the journaled samples: sample j of question i is line i * 8 + j
     rows = [json.loads(line) for line in questions.read_text().splitlines()]
@@ -92,7 +92,7 @@ def test_with_sft_rows_rft_trains_on_prep_sfts_rows_beside_its_kept_samples(tiny
                            "stages": {"rft": {**RFT, "with_sft_rows": True}}})
     job = cfg.stage_job("x", "rft")
     prep, data = tiny_prep / "model", tiny_prep / "data"
-    trainer, _, record = train_rft.build_trainer(job, str(prep), str(data / "grpo.jsonl"), tmp_path / "ckpt",
+    trainer, _, record = train_rft.build_trainer(job, str(prep), str(data / "rl.jsonl"), tmp_path / "ckpt",
                                                  sft_rows=str(data / "prep_sft.jsonl"))
     sft_rows = len((data / "prep_sft.jsonl").read_text().splitlines())
     assert record["sampled"]["sft_rows"] == sft_rows
@@ -103,7 +103,7 @@ def test_with_sft_rows_rft_trains_on_prep_sfts_rows_beside_its_kept_samples(tiny
 
 def test_rft_is_a_stage_a_row_opts_into_chain_named_after_prep_sft_and_labelled_rft():
     cfg = validate_config({"experiments": {"tagged": {}, "x": {"stages": ["prep_sft", "rft"]}}})
-    assert cfg.experiments["tagged"].stages == ["prep_sft", "full_sft", "grpo"]  # not run unless asked for
+    assert cfg.experiments["tagged"].stages == ["prep_sft", "full_sft", "rl"]  # not run unless asked for
     assert stage_run(cfg, "x", "rft").startswith("rft-")
     assert stage_run(cfg, "x", "prep_sft") == stage_run(cfg, "tagged", "prep_sft")  # shares its parent
     assert cfg.experiments["x"].parent_of("rft") == "prep_sft"

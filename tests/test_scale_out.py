@@ -19,23 +19,23 @@ def dag(tmp_path_factory):
 
 
 def shell_commands(dag, *args, configfile="tiny.yaml"):
-    out = dag.snakemake("-n", "-p", "--forcerun", "prep_sft", "full_sft", "grpo", *args, configfile=configfile).stdout
+    out = dag.snakemake("-n", "-p", "--forcerun", "prep_sft", "full_sft", "rl", *args, configfile=configfile).stdout
     return [line for line in out.splitlines() if "accelerate launch" in line]
 
 
 def test_every_training_job_launches_through_accelerate_with_its_stage_config(dag):
     # 80 rows over 4 processes is 3 steps: checkpoint every 2 (the default's 8 would never come, and is refused)
     dag.write_config({"stages": {"full_sft": {"launcher": "zero3", "gpus": 4, "training_args": {"save_steps": 2}},
-                                 "grpo": {"launcher": "ddp", "gpus": 2}}}, "gpus.yaml")
-    runs = {stage: dag.run("tagged", stage, "gpus.yaml") for stage in ("prep_sft", "full_sft", "grpo")}
-    lines = shell_commands(dag, f"results/{runs['grpo']}/model", f"results/{runs['full_sft']}/model",
+                                 "rl": {"launcher": "ddp", "gpus": 2}}}, "gpus.yaml")
+    runs = {stage: dag.run("tagged", stage, "gpus.yaml") for stage in ("prep_sft", "full_sft", "rl")}
+    lines = shell_commands(dag, f"results/{runs['rl']}/model", f"results/{runs['full_sft']}/model",
                            configfile="gpus.yaml")
     by_stage = {stage: next(line for line in lines if f"gsm_pipeline.jobs.{module}" in line
                             and f"--out results/{runs[stage]}/" in line)
-                for stage, module in (("prep_sft", "train_sft"), ("full_sft", "train_sft"), ("grpo", "train_grpo"))}
+                for stage, module in (("prep_sft", "train_sft"), ("full_sft", "train_sft"), ("rl", "train_rl"))}
     assert "--config_file envs/accelerate/single.yaml --num_processes 1 " in by_stage["prep_sft"]
     assert "--config_file envs/accelerate/zero3.yaml --num_processes 4 " in by_stage["full_sft"]
-    assert "--config_file envs/accelerate/ddp.yaml --num_processes 2 " in by_stage["grpo"]
+    assert "--config_file envs/accelerate/ddp.yaml --num_processes 2 " in by_stage["rl"]
     assert all("--main_process_port $(python -m gsm_pipeline.launch)" in line for line in lines)
 
 
@@ -51,7 +51,7 @@ def test_launcher_configs_exist_for_every_choice():
     for name in ("single", "ddp", "zero2", "zero3"):
         assert (REPO / f"envs/accelerate/{name}.yaml").is_file()
     with pytest.raises(ConfigError, match="launcher 'single' runs one process"):
-        validate_config({"stages": {"grpo": {"gpus": 2}}})
+        validate_config({"stages": {"rl": {"gpus": 2}}})
 
 
 def test_free_port_is_bindable():
@@ -77,13 +77,13 @@ def test_on_slurm_each_job_goes_to_the_partition_its_gpu_count_needs(dag):
     GPUs to the GPU partition: nothing waits in a GPU queue for no GPU."""
     import re
 
-    dag.write_config({"stages": {"grpo": {"launcher": "ddp", "gpus": 2}}}, "gpu_grpo.yaml")
+    dag.write_config({"stages": {"rl": {"launcher": "ddp", "gpus": 2}}}, "gpu_grpo.yaml")
     out = dag.snakemake("-n", "--profile", "workflow/profiles/slurm", "--slurm-no-account",
                         configfile="gpu_grpo.yaml").stdout
     jobs = re.findall(r"rule (\w+):.*?resources: ([^\n]*)", out, flags=re.S)
     planned = {(rule, re.search(r"slurm_partition=(\w+)", res)[1], int((re.search(r"\bgpu=(\d+)", res) or [0, 0])[1]))
                for rule, res in jobs}
-    assert ("grpo", "gpu", 2) in planned
-    assert {(rule, part) for rule, part, gpus in planned if gpus == 0 and rule != "grpo"} >= {
+    assert ("rl", "gpu", 2) in planned
+    assert {(rule, part) for rule, part, gpus in planned if gpus == 0 and rule != "rl"} >= {
         ("prep_sft", "cpu"), ("full_sft", "cpu"), ("evaluate", "cpu")}
     assert all(part == ("gpu" if gpus else "cpu") for _, part, gpus in planned)

@@ -49,7 +49,7 @@ def test_an_unregistered_task_is_a_one_line_config_error():
 @pytest.mark.dag
 def test_a_new_task_is_one_file_and_one_registry_line(tmp_path):
     # 16 rows make 4 prep and 2 full SFT steps: checkpoints every 2 (the default's 8 would never come)
-    dag = Dag(tmp_path, {"data": {"source": "toy", "prep_sft_size": 16, "full_sft_size": 16, "grpo_size": 8,
+    dag = Dag(tmp_path, {"data": {"source": "toy", "prep_sft_size": 16, "full_sft_size": 16, "rl_size": 8,
                                   "test_size": 8},
                          "stages": {s: {"training_args": {"save_steps": 2}} for s in ("prep_sft", "full_sft")}})
     tasks = dag.root / "workflow/gsm_pipeline/tasks"
@@ -58,12 +58,12 @@ def test_a_new_task_is_one_file_and_one_registry_line(tmp_path):
         registry.write('TASKS["toy"] = "gsm_pipeline.tasks.toy"\n')
     # the default pair on the toy task's one test set: 2 base prompts + 6 stages
     assert dag.planned_jobs() == {"prepare_data": 1, "fetch_model": 1, "confidence_targets": 1, "prep_sft": 2,
-                                  "full_sft": 2, "grpo": 2, "evaluate": 8, "report": 1, "all": 1}
+                                  "full_sft": 2, "rl": 2, "evaluate": 8, "report": 1, "all": 1}
     done = dag.snakemake("-n", "results/base/eval/tagged-chat/toy/metrics.json")
     assert "evaluate" in done.stdout
     dag.snakemake("results/data/manifest.json")
     assert json.loads((dag.root / "results/data/manifest.json").read_text())["counts"] == {
-        "prep_sft": 16, "full_sft": 16, "grpo": 8, "toy": 8, "fewshot": 192}  # carve's few-shot pool: all training rows
+        "prep_sft": 16, "full_sft": 16, "rl": 8, "toy": 8, "fewshot": 192}  # carve's few-shot pool: all training rows
     first = json.loads((dag.root / "results/data/test/toy.jsonl").read_text().splitlines()[0])
     assert first["question"] == "What is 0 doubled?"
     # the task module is an input of every stage, so editing it replans the data (and all that follows)
@@ -72,7 +72,7 @@ def test_a_new_task_is_one_file_and_one_registry_line(tmp_path):
     assert dag.planned_jobs()["prepare_data"] == 1
 
 
-RG = {"source": "reasoning_gym", "prep_sft_size": 40, "full_sft_size": 40, "grpo_size": 20, "test_size": 30}
+RG = {"source": "reasoning_gym", "prep_sft_size": 40, "full_sft_size": 40, "rl_size": 20, "test_size": 30}
 
 
 def test_any_reasoning_gym_dataset_with_numbers_is_a_task_with_a_harder_test_set():
@@ -86,9 +86,9 @@ def test_any_reasoning_gym_dataset_with_numbers_is_a_task_with_a_harder_test_set
         "min_terms": 4, "max_terms": 5, "min_digits": 1, "max_digits": 1}}}})
     assert cfg.data.test_sets() == ["rg_id", "rg_harder"]
     splits, _ = build_splits(cfg.data)
-    assert {k: len(v) for k, v in splits.items() if k != "fewshot"} == {"prep_sft": 40, "full_sft": 40, "grpo": 20,
+    assert {k: len(v) for k, v in splits.items() if k != "fewshot"} == {"prep_sft": 40, "full_sft": 40, "rl": 20,
                                                                         "rg_id": 30, "rg_harder": 30}
-    trained = {r["question"] for name in ("prep_sft", "full_sft", "grpo") for r in splits[name]}
+    trained = {r["question"] for name in ("prep_sft", "full_sft", "rl") for r in splits[name]}
     assert len(trained) == 100 and not trained & {r["question"] for r in splits["rg_id"]}
     terms = lambda q: q.count("+") + q.count("-") + 1  # noqa: E731
     assert {terms(r["question"]) for r in splits["rg_id"]} <= {2, 3}

@@ -8,7 +8,7 @@ from conftest import arithmetic_rows, write_jsonl
 from gsm_pipeline.config import validate_config
 from gsm_pipeline.errors import ConfigError
 from gsm_pipeline.jobs import train_sft
-from gsm_pipeline.settings.training import GRPOJob, SFTJob
+from gsm_pipeline.settings.training import RLJob, SFTJob
 from gsm_pipeline.training.checkpoints import STAMP, newest_checkpoint, reset_stale_checkpoints
 from gsm_pipeline.training.stage import trainer_arguments
 
@@ -93,7 +93,7 @@ def prepare_checkpoints(folder, stamp):
 
 
 def test_resume_takes_the_newest_complete_checkpoint_of_the_same_run(tmp_path):
-    folder, job = tmp_path / "ckpt", GRPOJob(seed=0, prompt={}, rewards=["format"])
+    folder, job = tmp_path / "ckpt", RLJob(seed=0, prompt={}, rewards=["format"])
     assert prepare_checkpoints(folder, stamp_of(job)) is None
     fake_checkpoint(folder, 4)
     fake_checkpoint(folder, 12)
@@ -154,7 +154,7 @@ def test_the_stamp_changes_with_the_parent_the_rows_and_the_code_the_job_runs(tm
     monkeypatch.setattr(sources, "PACKAGE_DIR", package)
     sources._local_imports.cache_clear()
     before = sources.code_stamp("jobs.train_sft")
-    assert sources.code_stamp("jobs.train_grpo") != before
+    assert sources.code_stamp("jobs.train_rl") != before
     prompts = package / "prompts.py"  # a module the SFT job imports
     prompts.write_text(prompts.read_text() + "\n# edited\n")
     assert sources.code_stamp("jobs.train_sft") != before

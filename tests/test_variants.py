@@ -8,13 +8,13 @@ from conftest import arithmetic_rows, write_jsonl
 from gsm_pipeline.config import validate_config
 from gsm_pipeline.errors import ConfigError, DataError
 from gsm_pipeline.grading.formats import FORMATS
-from gsm_pipeline.jobs import train_grpo, train_sft
+from gsm_pipeline.jobs import train_rl, train_sft
 from gsm_pipeline.layout import model_dir
 from gsm_pipeline.prompts import render_prompt
 from gsm_pipeline.tasks.defaults import EXEMPLARS
 
 STAGES = {"prep_sft": {"max_length": 256, "training_args": {"max_steps": 1}},
-          "grpo": {"num_generations": 2, "max_completion_length": 8,
+          "rl": {"num_generations": 2, "max_completion_length": 8,
                    "training_args": {"max_steps": 1, "per_device_train_batch_size": 2}}}
 
 
@@ -40,7 +40,7 @@ def sft(tmp_path, tiny_model, cfg, name, socratic=False):
 
 
 def grpo(tmp_path, tiny_model, cfg, name):
-    return train_grpo.build_trainer(cfg.stage_job(name, "grpo"), str(tiny_model), str(rows_file(tmp_path)),
+    return train_rl.build_trainer(cfg.stage_job(name, "rl"), str(tiny_model), str(rows_file(tmp_path)),
                                     tmp_path / "ckpt")
 
 
@@ -99,11 +99,11 @@ def test_grpo_prompts_follow_the_training_template(tmp_path, tiny_model, chat):
 
 
 def test_grpo_starts_from_the_sft_model_the_row_names():
-    cfg = config(a={}, b={"grpo_from": "full_sft"})
+    cfg = config(a={}, b={"rl_from": "full_sft"})
     assert model_dir(cfg, "a", "prep_sft") == model_dir(cfg, "b", "prep_sft")  # shared
     assert re.fullmatch(r"results/prep_sft-[0-9a-f]{8}/model", model_dir(cfg, "a", "prep_sft"))
-    assert cfg.stage_job("a", "grpo") == cfg.stage_job("b", "grpo")  # same job, different parent: a different stage
-    assert model_dir(cfg, "a", "grpo") != model_dir(cfg, "b", "grpo")
+    assert cfg.stage_job("a", "rl") == cfg.stage_job("b", "rl")  # same job, different parent: a different stage
+    assert model_dir(cfg, "a", "rl") != model_dir(cfg, "b", "rl")
 
 
 def test_a_sweep_expands_into_rows_whose_trainers_get_the_swept_values(tmp_path, tiny_model):
@@ -119,7 +119,7 @@ def test_a_sweep_expands_into_rows_whose_trainers_get_the_swept_values(tmp_path,
 
 @pytest.mark.parametrize("raw, message", [
     ({"s": {"sweep": {"seed": []}}}, "key 'experiments.s.sweep': must map keys to non-empty lists"),
-    ({"s": {"overrides": {"grpo": {"temperatur": 1}}}}, "experiments.s.overrides.grpo.temperatur: Extra inputs"),
+    ({"s": {"overrides": {"rl": {"temperatur": 1}}}}, "experiments.s.overrides.rl.temperatur: Extra inputs"),
     ({"s": {"lora": {"r": 0}}}, r"experiments.s.lora.r: Input should be greater than or equal to 1"),
 ])
 def test_bad_sweeps_and_overrides_fail_in_one_line_naming_the_key(raw, message):

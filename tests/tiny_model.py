@@ -18,7 +18,7 @@ def corpus(n: int = 200) -> list[str]:
     from gsm_pipeline.grading.formats import FORMATS
     from gsm_pipeline.prompts import render_target
 
-    splits, _ = build_splits(DataConfig(prep_sft_size=n, full_sft_size=8, grpo_size=8, test_size=8))
+    splits, _ = build_splits(DataConfig(prep_sft_size=n, full_sft_size=8, rl_size=8, test_size=8))
     texts = [r["question"] + "\n" + r["reasoning"] + "\n#### " + r["answer"] for r in splits["prep_sft"]]
     # Repeated so the tokenizer learns the instructions and tags as few tokens each.
     texts += 50 * ([f.instruction for f in FORMATS.values()] + [render_target("1 + 2 = 3", "3", {"answer_format": f})

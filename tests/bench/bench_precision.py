@@ -1,6 +1,6 @@
 """Precision on the CPU: the pipeline's settings against TRL's defaults on each kind of CPU, in one run.
 
-    snakemake --cores all resources/model results/data/prep_sft.jsonl results/data/grpo.jsonl   # inputs, once
+    snakemake --cores all resources/model results/data/prep_sft.jsonl results/data/rl.jsonl   # inputs, once
     python tests/bench/bench_precision.py [--out bench_precision.json]
 
 Each cell is a fresh process (the CPU limit must be set before torch loads), timing the default config's

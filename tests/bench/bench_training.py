@@ -137,8 +137,8 @@ def run_sft(model_dir: Path, rows_path: Path, extra: dict, updates: int, max_len
 
 
 def run_grpo(model_dir: Path, rows_path: Path, extra: dict, updates: int, completion: int, work: Path) -> dict:
-    from gsm_pipeline.jobs.train_grpo import build_trainer
-    from gsm_pipeline.settings.training import GRPOJob
+    from gsm_pipeline.jobs.train_rl import build_trainer
+    from gsm_pipeline.settings.training import RLJob
 
     per_device = extra.get("per_device_train_batch_size", 8)
     settings, extra = split_variant(extra)
@@ -148,7 +148,7 @@ def run_grpo(model_dir: Path, rows_path: Path, extra: dict, updates: int, comple
            "prompt": {"answer_format": "tagged", "chat_template": True, "confidence": False},
            "training_args": {"max_steps": updates + 1, "save_strategy": "no", "learning_rate": 1e-6,
                              "generation_kwargs": {"min_new_tokens": completion}, **extra}}
-    trainer, _ = build_trainer(GRPOJob.model_validate(job), str(model_dir), str(rows_path), work)
+    trainer, _ = build_trainer(RLJob.model_validate(job), str(model_dir), str(rows_path), work)
     clock = step_clock()
     trainer.add_callback(clock)
     trainer.train()

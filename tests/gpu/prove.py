@@ -38,7 +38,7 @@ PARTS = ("smoke", "dag", "training", "generation")
 # included, and 10 per call: the smoke call (install, then one stage) under 3 minutes, the rest under 6.
 ALLOWANCE = {"smoke": 120, "dag": 160, "training": 100, "generation": 90}
 LAUNCHERS = ("single", "zero2", "zero3")
-STAGES = ("prep_sft", "full_sft", "grpo")
+STAGES = ("prep_sft", "full_sft", "rl")
 
 
 def environment() -> dict:

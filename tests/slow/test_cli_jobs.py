@@ -1,5 +1,5 @@
 """The `gsm-pipeline` subcommands a researcher runs by hand are the jobs the DAG runs: given the arguments a
-rule passes, `train-sft` and `train-grpo` train that job to its last step, `report` rebuilds the rule's tables,
+rule passes, `train-sft` and `train-rl` train that job to its last step, `report` rebuilds the rule's tables,
 and a training job stops before its first step on a curve point it would never reach (slow suite: they read the tiny
 DAG's run)."""
 import json
@@ -44,7 +44,7 @@ def losses(path) -> list[float]:
 
 
 @pytest.mark.parametrize("stage,command,module", [("prep_sft", "train-sft", "train_sft"),
-                                                  ("grpo", "train-grpo", "train_grpo")])
+                                                  ("rl", "train-rl", "train_rl")])
 def test_train_commands_run_a_stage_of_the_dag_given_its_arguments(tiny_dag, tmp_path, stage, command, module):
     run = tiny_dag.run("tagged", stage)
     args = rule_arguments(tiny_dag, stage, f"results/{run}/model", module)

@@ -14,8 +14,8 @@ from conftest import Dag, benchmark_row, tiny_config
 pytestmark = pytest.mark.slow
 
 # One row, prep SFT (120 steps) then GRPO (3 steps) from it: a point every 60 SFT steps and at GRPO step 2.
-CURVE_ROW = {"curve": {"stages": ["prep_sft", "grpo"],
-                       "overrides": {"prep_sft": {"eval_checkpoints": 60}, "grpo": {"eval_checkpoints": [2]}}}}
+CURVE_ROW = {"curve": {"stages": ["prep_sft", "rl"],
+                       "overrides": {"prep_sft": {"eval_checkpoints": 60}, "rl": {"eval_checkpoints": [2]}}}}
 
 
 def curve_dag(root, model, data) -> Dag:
@@ -45,7 +45,7 @@ def test_a_curve_point_is_one_more_evaluation_job(planned_and_run):
     dag, planned = planned_and_run
     # evaluate: base, prep SFT at step 60 and at its end (120), GRPO at step 2 and at its end (3), on the one
     # test set, in the prompt the row trains with; nothing else is added: the kept models come from training.
-    assert planned == {"prepare_data": 1, "fetch_model": 1, "prep_sft": 1, "grpo": 1, "evaluate": 5,
+    assert planned == {"prepare_data": 1, "fetch_model": 1, "prep_sft": 1, "rl": 1, "evaluate": 5,
                        "report": 1, "all": 1}
     assert "Nothing to be done" in dag.snakemake("-n").stdout  # after the run, no curve job replans
 
@@ -54,7 +54,7 @@ def test_sft_and_grpo_intermediate_models_are_kept_evaluated_and_on_the_curve(pl
     from safetensors.torch import load_file
 
     dag, _ = planned_and_run
-    prep, grpo = dag.run("curve", "prep_sft"), dag.run("curve", "grpo")
+    prep, grpo = dag.run("curve", "prep_sft"), dag.run("curve", "rl")
     # kept on purpose: the resume checkpoints are gone once the stage has saved its model
     assert not (dag.root / "results" / prep / "checkpoints").exists()
     assert [p.name for p in (dag.root / "results" / prep).glob("step-*")] == ["step-60"]  # only the listed steps
@@ -66,8 +66,8 @@ def test_sft_and_grpo_intermediate_models_are_kept_evaluated_and_on_the_curve(pl
         assert (dag.root / "results" / run / f"step-{step}/eval/tagged-chat/test/metrics.json").exists()
     points = table(dag.root / "results/report/curve.csv")
     assert [(p["stage"], p["stage_step"], p["final"]) for p in points] == [
-        ("base", "0", "True"), ("prep_sft", "60", "False"), ("prep_sft", "120", "True"), ("grpo", "2", "False"),
-        ("grpo", "3", "True")]
+        ("base", "0", "True"), ("prep_sft", "60", "False"), ("prep_sft", "120", "True"), ("rl", "2", "False"),
+        ("rl", "3", "True")]
 
 
 def test_a_deleted_curve_model_stops_the_dry_run_naming_the_job_that_rebuilds_it(planned_and_run):
@@ -98,7 +98,7 @@ def test_each_point_carries_its_cumulative_compute_and_interval(planned_and_run)
 
     dag, _ = planned_and_run
     points = {(p["stage"], int(p["stage_step"])): p for p in table(dag.root / "results/report/curve.csv")}
-    prep, grpo_run = dag.run("curve", "prep_sft"), dag.run("curve", "grpo")
+    prep, grpo_run = dag.run("curve", "prep_sft"), dag.run("curve", "rl")
     logs = {run: json.loads((dag.root / "results" / run / "log_history.json").read_text()) for run in (prep, grpo_run)}
     n = logs[grpo_run][0]["runtime"]["parameters"]
     assert n == sum(t.numel() for t in load_file(dag.root / "results" / grpo_run / "model/model.safetensors").values())
@@ -106,12 +106,12 @@ def test_each_point_carries_its_cumulative_compute_and_interval(planned_and_run)
     def tokens(run: str, upto: int) -> float:  # the trainer's running count at the last step logged by `upto`
         return [e["num_tokens"] for e in logs[run] if "loss" in e and e["step"] <= upto][-1]
 
-    args = dag.config().stage_config("curve", "grpo")["training_args"]
+    args = dag.config().stage_config("curve", "rl")["training_args"]
     per_step = args["per_device_train_batch_size"] * args.get("gradient_accumulation_steps", 1)  # one process
     rollouts = [e["completions/mean_length"] * per_step for e in logs[grpo_run] if "loss" in e]
     expected = {("prep_sft", 60): (tokens(prep, 60), 0.0), ("prep_sft", 120): (tokens(prep, 120), 0.0),
-                ("grpo", 2): (tokens(prep, 120) + tokens(grpo_run, 2), sum(rollouts[:2])),
-                ("grpo", 3): (tokens(prep, 120) + tokens(grpo_run, 3), sum(rollouts))}
+                ("rl", 2): (tokens(prep, 120) + tokens(grpo_run, 2), sum(rollouts[:2])),
+                ("rl", 3): (tokens(prep, 120) + tokens(grpo_run, 3), sum(rollouts))}
     for key, (trained, generated) in expected.items():
         point = points[key]
         assert (float(point["trained_tokens"]), float(point["generated_tokens"])) == pytest.approx((trained, generated))
@@ -132,7 +132,7 @@ def test_each_point_carries_its_cumulative_compute_and_interval(planned_and_run)
     costs = {c["stage"]: c for c in table(dag.root / "results/report/cost.csv")}
     assert float(costs["prep_sft"]["wall_s"]) == wall[prep]
     assert float(costs["prep_sft"]["peak_rss_gb"]) == pytest.approx(float(benchmarks[prep]["max_rss"]) / 1024)
-    assert costs["grpo"]["gpu_hours"] == ""  # a CPU run has no GPU-hours
+    assert costs["rl"]["gpu_hours"] == ""  # a CPU run has no GPU-hours
 
 
 def test_the_report_opens_with_accuracy_against_compute(planned_and_run):

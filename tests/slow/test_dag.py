@@ -13,7 +13,7 @@ from gsm_pipeline.settings.training import SFTJob
 
 pytestmark = [pytest.mark.slow, pytest.mark.dag]
 
-PARENTS = {"prep_sft": "base", "full_sft": "prep_sft", "grpo": "prep_sft"}
+PARENTS = {"prep_sft": "base", "full_sft": "prep_sft", "rl": "prep_sft"}
 
 
 def weights(folder):
@@ -163,7 +163,7 @@ def test_report_compares_every_stage_against_base_with_paired_tests(tiny_dag):
     table = pd.read_csv(tiny_dag.root / "results/report/comparison.csv")
     pair = table[table.experiment.isin(["tagged", "tagged_conf"]) & table.eval_matches_training]
     assert list(pair["experiment"]) == ["tagged"] * 4 + ["tagged_conf"] * 4
-    assert list(pair["stage"]) == ["base", "prep_sft", "full_sft", "grpo"] * 2
+    assert list(pair["stage"]) == ["base", "prep_sft", "full_sft", "rl"] * 2
     table = pair[pair.experiment == "tagged"]
     assert (table["n"] == 8).all()
     # every number is recomputed from the saved per-problem predictions, paired by problem id
@@ -209,7 +209,7 @@ def test_sampling_curves_cover_the_base_model_and_every_trained_stage(tiny_dag):
 
 def test_grpo_had_reward_signal_and_logged_it(tiny_dag):
     training = {r["run"]: r for r in json.loads((tiny_dag.root / "results/report/training.json").read_text())}
-    grpo = tiny_dag.run("tagged", "grpo")
+    grpo = tiny_dag.run("tagged", "rl")
     assert training[grpo]["share_groups_with_reward_variance"] > 0
     history = json.loads((tiny_dag.root / f"results/{grpo}/log_history.json").read_text())
     assert any("rewards/format_reward/mean" in h for h in history)
@@ -245,7 +245,7 @@ def test_the_confidence_targets_vary_and_are_what_the_trainer_saw(tiny_dag):
 
 
 def test_grpo_called_the_calibration_reward_and_it_varied(tiny_dag):
-    grpo = tiny_dag.run("tagged_conf", "grpo")
+    grpo = tiny_dag.run("tagged_conf", "rl")
     history = json.loads((tiny_dag.root / f"results/{grpo}/log_history.json").read_text())
     means = [h["rewards/calibration_reward/mean"] for h in history if "rewards/calibration_reward/mean" in h]
     spreads = [h["rewards/calibration_reward/std"] for h in history if "rewards/calibration_reward/std" in h]
@@ -253,17 +253,17 @@ def test_grpo_called_the_calibration_reward_and_it_varied(tiny_dag):
     # a constant reward teaches nothing: within some step the calibration reward took different values
     assert max(spreads) > 0 or len(set(means)) > 1
     assert not any("calibration" in k for h in json.loads(
-        (tiny_dag.root / f"results/{tiny_dag.run('tagged', 'grpo')}/log_history.json").read_text()) for k in h)
+        (tiny_dag.root / f"results/{tiny_dag.run('tagged', 'rl')}/log_history.json").read_text()) for k in h)
 
 
 def test_every_confidence_stage_has_a_calibration_row_and_a_reliability_diagram(tiny_dag):
     table = pd.read_csv(tiny_dag.root / "results/report/comparison.csv")
     conf = table[table.experiment == "tagged_conf"].set_index("stage")
     assert list(conf["prompt"]) == ["tagged-chat-conf"] * 4  # base too is asked for its confidence
-    assert (conf.loc[["prep_sft", "full_sft", "grpo"], "confidence_rate"] > 0.5).all()
-    assert conf.loc[["prep_sft", "full_sft", "grpo"], ["ece", "brier"]].notna().all().all()
+    assert (conf.loc[["prep_sft", "full_sft", "rl"], "confidence_rate"] > 0.5).all()
+    assert conf.loc[["prep_sft", "full_sft", "rl"], ["ece", "brier"]].notna().all().all()
     assert (table.loc[table.experiment == "tagged", "confidence_rate"] == 0).all()
-    for run in (tiny_dag.run("tagged_conf", stage) for stage in ("base", "prep_sft", "grpo")):
+    for run in (tiny_dag.run("tagged_conf", stage) for stage in ("base", "prep_sft", "rl")):
         bins = pd.read_csv(tiny_dag.root / f"results/{run}/eval/tagged-chat-conf/test/calibration.csv")
         assert list(bins.columns) == ["bin", "low", "high", "count", "mean_confidence", "accuracy"] and len(bins) == 10
     page = (tiny_dag.root / "results/report/index.html").read_text()
@@ -284,11 +284,11 @@ def _shell_arg(dag, run, flag):
 def test_changing_a_grpo_setting_replans_only_grpo_its_evaluation_and_the_report(tiny_dag):
     config = yaml.safe_load((tiny_dag.root / "tiny.yaml").read_text())
     changed = copy.deepcopy(config)
-    changed["stages"]["grpo"]["temperature"] = 0.7
+    changed["stages"]["rl"]["temperature"] = 0.7
     tiny_dag.write_config(changed, "changed.yaml")
     # every GRPO (tagged, tagged_conf, raw_answer, chat_binary) reads the setting; nothing upstream replans;
     # their evaluations: 2 + 1 + 2 + 2 (eval with and without the template)
-    assert tiny_dag.planned_jobs("changed.yaml") == {"grpo": 4, "evaluate": 7, "report": 1, "all": 1}
+    assert tiny_dag.planned_jobs("changed.yaml") == {"rl": 4, "evaluate": 7, "report": 1, "all": 1}
 
 
 def test_changing_an_sft_setting_replans_that_stage_and_everything_downstream(tiny_dag):
@@ -306,16 +306,16 @@ def test_changing_an_sft_setting_replans_that_stage_and_everything_downstream(ti
 # Trainings: prep 4 (tagged, tagged_conf, raw_full, raw_answer; chat_binary shares tagged's), full 4 (the same),
 # GRPO 4 (tagged, tagged_conf, raw_answer, chat_binary), distill 1; evaluations 25: base with 3 prompts, tagged 3
 # stages x 2 templates, tagged_conf 3, raw_full 2 x 2, raw_answer 3 x 2, chat_binary's GRPO x 2, distill 1.
-EVERYTHING_TRAINED = {"prep_sft": 4, "full_sft": 4, "grpo": 4, "distill": 1, "evaluate": 25, "report": 1, "all": 1}
+EVERYTHING_TRAINED = {"prep_sft": 4, "full_sft": 4, "rl": 4, "distill": 1, "evaluate": 25, "report": 1, "all": 1}
 RERUNS = {
     # grading: every evaluation, GRPO's rewards, the measured confidence targets and so the SFT of tagged_conf
-    "grading/answers.py": {"confidence_targets": 1, "prep_sft": 1, "full_sft": 1, "grpo": 4, "evaluate": 25,
+    "grading/answers.py": {"confidence_targets": 1, "prep_sft": 1, "full_sft": 1, "rl": 4, "evaluate": 25,
                            "report": 1, "all": 1},
     # how answers are parsed: the same, and not plain SFT (it reads the formats' targets, not their readers)
-    "grading/readers.py": {"confidence_targets": 1, "prep_sft": 1, "full_sft": 1, "grpo": 4, "evaluate": 25,
+    "grading/readers.py": {"confidence_targets": 1, "prep_sft": 1, "full_sft": 1, "rl": 4, "evaluate": 25,
                            "report": 1, "all": 1},
     # GRPO and the evaluations of its 4 models (2 + 1 + 2 + 2)
-    "grading/rewards.py": {"grpo": 4, "evaluate": 7, "report": 1, "all": 1},
+    "grading/rewards.py": {"rl": 4, "evaluate": 7, "report": 1, "all": 1},
     # every job that renders a prompt or a target; not the data, not the model
     "prompts.py": {"confidence_targets": 1, **EVERYTHING_TRAINED},
     "grading/formats.py": {"confidence_targets": 1, **EVERYTHING_TRAINED},
@@ -332,13 +332,13 @@ RERUNS = {
     "grading/metrics.py": {"evaluate": 25, "report": 1, "all": 1},
     # the trainers (curve points, RL methods): every training, the targets sampled from tagged's prep model,
     # and every evaluation of a trained model (not the base's 3); the report also reads the methods' log keys
-    "training/curve.py": {"confidence_targets": 1, "prep_sft": 4, "full_sft": 4, "grpo": 4, "distill": 1,
+    "training/curve.py": {"confidence_targets": 1, "prep_sft": 4, "full_sft": 4, "rl": 4, "distill": 1,
                           "evaluate": 22, "report": 1, "all": 1},
-    "training/methods.py": {"confidence_targets": 1, "prep_sft": 4, "full_sft": 4, "grpo": 4, "distill": 1,
+    "training/methods.py": {"confidence_targets": 1, "prep_sft": 4, "full_sft": 4, "rl": 4, "distill": 1,
                             "evaluate": 22, "report": 1, "all": 1},
     # the stage kinds and stages: every training (so the targets sampled from tagged's prep model), every
     # evaluation of a trained model, the report; not the data (its splits are named in settings/data.py)
-    "stages.py": {"confidence_targets": 1, "prep_sft": 4, "full_sft": 4, "grpo": 4, "distill": 1, "evaluate": 22,
+    "stages.py": {"confidence_targets": 1, "prep_sft": 4, "full_sft": 4, "rl": 4, "distill": 1, "evaluate": 22,
                   "report": 1, "all": 1},
     # the dry-run's own checks run in Snakemake, in no job
     "preflight.py": {},
@@ -362,16 +362,16 @@ def test_an_edit_of_a_library_module_replans_exactly_the_jobs_that_run_it(tiny_d
 
 
 def test_one_stage_of_one_experiment_is_a_documented_target(tiny_dag):
-    target = f"results/{tiny_dag.run('tagged', 'grpo')}/model"
-    assert tiny_dag.planned_jobs("tiny.yaml", target, "--forcerun", "grpo") == {"grpo": 1}
-    asked = tiny_dag.snakemake("-n", "results/tagged/grpo/model", check=False)  # by experiment name: told where
+    target = f"results/{tiny_dag.run('tagged', 'rl')}/model"
+    assert tiny_dag.planned_jobs("tiny.yaml", target, "--forcerun", "rl") == {"rl": 1}
+    asked = tiny_dag.snakemake("-n", "results/tagged/rl/model", check=False)  # by experiment name: told where
     assert asked.returncode != 0 and f"ask for {target}" in asked.stderr + asked.stdout
 
 
 # --- the 10-cell chat-template matrix ---------------------------------------------------------------
 CELLS = {("tagged", "full_sft"): "full_sft chat answer-loss", ("raw_full", "full_sft"): "full_sft raw full-loss",
-         ("raw_answer", "full_sft"): "full_sft raw answer-loss", ("raw_answer", "grpo"): "grpo raw",
-         ("chat_binary", "grpo"): "grpo chat"}
+         ("raw_answer", "full_sft"): "full_sft raw answer-loss", ("raw_answer", "rl"): "grpo raw",
+         ("chat_binary", "rl"): "grpo chat"}
 
 
 def test_the_chat_matrix_has_ten_cells_each_with_its_variant_columns(tiny_dag):
@@ -383,13 +383,13 @@ def test_the_chat_matrix_has_ten_cells_each_with_its_variant_columns(tiny_dag):
     for (exp, stage), method in CELLS.items():
         row = cells[(cells.experiment == exp) & (cells.stage == stage)].iloc[0]
         assert row["method"] == method
-    assert set(cells.loc[cells.stage == "grpo", "rewards"]) == {"binary"}
+    assert set(cells.loc[cells.stage == "rl", "rewards"]) == {"binary"}
     assert set(cells.loc[cells.experiment == "raw_full", "completion_only_loss"]) == {False}
     for row in cells.itertuples():
         graded = predictions(tiny_dag, tiny_dag.run(row.experiment, row.stage), row.prompt)
         assert row.accuracy_strict == pytest.approx(sum(r["correct_strict"] for r in graded.values()) / len(graded))
     summary = json.loads((tiny_dag.root / "results/report/summary.json").read_text())
-    assert summary["rows"] == len(table) and "test/grpo" in summary["best_by_testset_and_stage"]
+    assert summary["rows"] == len(table) and "test/rl" in summary["best_by_testset_and_stage"]
 
 
 def test_a_raw_trained_model_asked_with_the_template_was_evaluated_with_the_template(tiny_dag):
@@ -402,7 +402,7 @@ def test_a_raw_trained_model_asked_with_the_template_was_evaluated_with_the_temp
 
 
 def test_binary_grpo_called_only_the_binary_reward(tiny_dag):
-    grpo = tiny_dag.run("chat_binary", "grpo")
+    grpo = tiny_dag.run("chat_binary", "rl")
     history = json.loads((tiny_dag.root / f"results/{grpo}/log_history.json").read_text())
     rewards = {k for h in history for k in h if k.startswith("rewards/") and k.endswith("/mean")}
     assert rewards == {"rewards/binary_reward/mean"}
@@ -477,7 +477,7 @@ def test_how_each_job_ran_is_shown_for_every_training_and_evaluation_from_its_ow
             assert shown[job][column] == ("" if record.get(column) is None else str(record[column])), (job, column)
         assert shown[job]["processor"] == record["cpu"]
     assert {row["dtype"] for row in shown.values()} == {"float32"}  # the fixture asks for fp32 everywhere
-    assert {records[job]["engine"] for job in records if "grpo" in job and job.startswith("train")} == {"loop"}
+    assert {records[job]["engine"] for job in records if "rl" in job and job.startswith("train")} == {"loop"}
 
 
 def test_every_evaluation_shows_lm_evals_graders_beside_ours_and_where_they_differ(tiny_dag):
@@ -536,7 +536,7 @@ def test_the_confidence_targets_sampling_is_charged_once_to_the_chain_that_train
     points = {p["stage"]: p for p in curve if p["experiment"] == "tagged_conf"}
     # SFT generates nothing itself: prep SFT carries the targets' tokens, full SFT (its child) not a second time
     assert float(points["prep_sft"]["generated_tokens"]) == float(points["full_sft"]["generated_tokens"]) == tokens
-    assert float(points["grpo"]["generated_tokens"]) > tokens  # GRPO (from prep SFT) adds its rollouts
+    assert float(points["rl"]["generated_tokens"]) > tokens  # GRPO (from prep SFT) adds its rollouts
     plain = {p["stage"]: p for p in curve if p["experiment"] == "tagged"}
     assert float(plain["full_sft"]["generated_tokens"]) == 0  # the row without confidence pays nothing
     with open(tiny_dag.root / "results/report/cost.csv") as handle:
@@ -571,14 +571,14 @@ def test_the_report_names_each_trained_model_by_its_rows_and_stage(tiny_dag):
     costs = pd.read_csv(tiny_dag.root / "results/report/cost.csv")
     named = dict(zip(costs["run"], costs["trained"]))
     # the RL stage says what it optimised, as its own record states it (TRL 1.16's GRPO default loss is dapo)
-    assert named[tiny_dag.run("tagged", "grpo")] == "tagged GRPO (loss dapo, scale_rewards group, beta 0)"
+    assert named[tiny_dag.run("tagged", "rl")] == "tagged GRPO (loss dapo, scale_rewards group, beta 0)"
     assert named[tiny_dag.run("tagged_conf", "prep_sft")].endswith("prep SFT")
-    assert all(not name.split()[0].startswith(("prep_sft-", "grpo-", "full_sft-")) for name in named.values())
+    assert all(not name.split()[0].startswith(("prep_sft-", "rl-", "full_sft-")) for name in named.values())
     layouts = {e.name: e for e in report_job(tiny_dag.config()).experiments}
     histories = [(p.parent.name, json.loads(p.read_text())) for p in tiny_dag.root.glob("results/*/log_history.json")]
     assert run_names(layouts, histories) == named
     training = {r["run"]: r for r in json.loads((tiny_dag.root / "results/report/training.json").read_text())}
-    assert training[tiny_dag.run("tagged", "grpo")]["objective"] == "loss dapo, scale_rewards group, beta 0"
+    assert training[tiny_dag.run("tagged", "rl")]["objective"] == "loss dapo, scale_rewards group, beta 0"
 
 
 def test_the_distilled_model_is_evaluated_and_on_the_page_and_the_compute_axis(tiny_dag):

@@ -114,7 +114,7 @@ def test_rft_on_two_processes_samples_each_share_once_and_both_train_on_every_ke
         "training_args": {"num_train_epochs": 1, "per_device_train_batch_size": 1, "save_steps": 100,
                           "gradient_accumulation_steps": 1}}}})
     prep = tiny_dag.root / "results" / tiny_dag.run("tagged", "prep_sft") / "model"
-    questions = tiny_dag.root / "results/data/grpo.jsonl"
+    questions = tiny_dag.root / "results/data/rl.jsonl"
     out = tmp_path / "rft"
     accelerate("ddp", 2, "-m", "gsm_pipeline.jobs.train_rft", "--config", cfg.stage_job("x", "rft").as_json(),
                "--parent", str(prep), "--data", str(questions), "--out", str(out / "model"),

@@ -35,7 +35,7 @@ def test_the_gpu_proof_passes_in_cpu_mode_as_the_two_calls_a_lent_gpu_gets(tmp_p
     stages = {(s["experiment"], s["stage"]): s for s in result["parts"]["dag"]["stages"]}
     assert {s["launcher"] for s in stages.values()} == {"single", "zero2", "zero3"}
     assert all(all(s["checks"].values()) for s in stages.values())
-    assert stages[("zero3", "grpo")]["distributed"] == "DEEPSPEED"
+    assert stages[("zero3", "rl")]["distributed"] == "DEEPSPEED"
     assert stages[("tagged", "full_sft")]["distributed"] != "DEEPSPEED"
     assert {json.loads((out / f).read_text())["device"] for f in ("bench_training.json", "bench_generation.json")} \
         == {"cpu"}

@@ -20,10 +20,10 @@ pytestmark = pytest.mark.slow
 
 STEPS = 30
 SAMPLES = 2
-OVERLAY = {"stages": {"grpo": {"training_args": {"max_steps": STEPS}}},
+OVERLAY = {"stages": {"rl": {"training_args": {"max_steps": STEPS}}},
            # GRPO's own temperature; no KL to the base, which these tests do not read
            "evaluation": {"samples": SAMPLES, "sample_temperature": 1.0, "kl_to_base": False},
-           "experiments": {"arith": {"stages": ["prep_sft", "grpo"]}}}
+           "experiments": {"arith": {"stages": ["prep_sft", "rl"]}}}
 
 
 def outcomes(dag: Dag, run: str, prompt: str) -> list[bool]:
@@ -47,7 +47,7 @@ def learnt(tmp_path_factory) -> Dag:
     cfg = dag.config()
     prompt = cfg.prompt_key("arith")
     targets = [f"results/{dag.run(row, stage)}/eval/{prompt}/rg_id/metrics.json"
-               for row, stage in (("arith", "prep_sft"), ("arith", "grpo"), ("arith_random", "grpo"))]
+               for row, stage in (("arith", "prep_sft"), ("arith", "rl"), ("arith_random", "rl"))]
     dag.snakemake(*targets)
     return dag
 
@@ -57,7 +57,7 @@ def test_grpo_on_the_true_reward_raises_its_mean_reward_on_fixed_problems(learnt
 
     prompt = learnt.config().prompt_key("arith")
     before = mean_reward(learnt, learnt.run("arith", "prep_sft"), prompt)
-    after = mean_reward(learnt, learnt.run("arith", "grpo"), prompt)
+    after = mean_reward(learnt, learnt.run("arith", "rl"), prompt)
     assert before.keys() == after.keys() and len(before) >= 100
     questions = sorted(before)
     first, last = ([side[q] for q in questions] for side in (before, after))
@@ -70,8 +70,8 @@ def test_grpo_on_the_true_reward_raises_its_mean_reward_on_fixed_problems(learnt
 def test_grpo_on_the_true_reward_ends_more_accurate_than_its_start_and_than_the_random_reward_control(learnt: Dag):
     prompt = learnt.config().prompt_key("arith")
     start = outcomes(learnt, learnt.run("arith", "prep_sft"), prompt)
-    rl = outcomes(learnt, learnt.run("arith", "grpo"), prompt)
-    coin = outcomes(learnt, learnt.run("arith_random", "grpo"), prompt)
+    rl = outcomes(learnt, learnt.run("arith", "rl"), prompt)
+    coin = outcomes(learnt, learnt.run("arith_random", "rl"), prompt)
     assert len(rl) == len(coin) == len(start) >= 100
     against_coin, against_start = mcnemar_exact(rl, coin), mcnemar_exact(rl, start)
     assert sum(rl) > sum(coin) and against_coin["p_value"] < 0.05, (sum(start), sum(rl), sum(coin), against_coin)

@@ -24,7 +24,7 @@ def test_same_seed_same_bytes_and_no_network_needed(tmp_path, tiny_model, tiny_d
         pytest.skip("unshare -n needs root (CI runs as root)")
     second = Dag(tmp_path / "second", tiny_config(tiny_model, tiny_data, chat_matrix=True))
     prompt = second.config().prompt_key("tagged")
-    runs = ["base", *(second.run("tagged", stage) for stage in ("prep_sft", "full_sft", "grpo"))]
+    runs = ["base", *(second.run("tagged", stage) for stage in ("prep_sft", "full_sft", "rl"))]
     second.snakemake(*(f"{eval_dir(run, prompt, 'test')}/metrics.json" for run in runs), prefix=("unshare", "-n"))
     again, first = evaluation_files(second), evaluation_files(tiny_dag)
     # predictions and samples of the base model and the row's three stages, and the base's own samples that the

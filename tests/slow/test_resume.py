@@ -18,11 +18,11 @@ pytestmark = pytest.mark.slow
 
 def stage_command(tmp_path: Path, parent: Path, stage: str, name: str) -> list[str]:
     """A real training job of `stage` on the tiny model: 24 SFT steps or 8 GRPO steps, checkpoints every 4 / 2."""
-    if stage == "grpo":
-        cfg = validate_config({"stages": {"grpo": {"num_generations": 4, "max_completion_length": 32,
+    if stage == "rl":
+        cfg = validate_config({"stages": {"rl": {"num_generations": 4, "max_completion_length": 32,
                                "training_args": {"max_steps": 8, "per_device_train_batch_size": 4,
                                                  "learning_rate": 1e-3, "save_steps": 2, "save_total_limit": 3}}}})
-        job, module = cfg.stage_job("tagged", "grpo"), "gsm_pipeline.jobs.train_grpo"
+        job, module = cfg.stage_job("tagged", "rl"), "gsm_pipeline.jobs.train_rl"
     else:
         cfg = validate_config({"stages": {"prep_sft": {"max_length": 256, "training_args": {
             "max_steps": 24, "per_device_train_batch_size": 4, "learning_rate": 3e-3, "save_steps": 4,
@@ -48,12 +48,12 @@ def logged(folder: Path) -> list[tuple]:
             if "loss" in h]
 
 
-@pytest.mark.parametrize("stage, kill_after", [("prep_sft", 12), ("grpo", 4)])
+@pytest.mark.parametrize("stage, kill_after", [("prep_sft", 12), ("rl", 4)])
 def test_sigkill_mid_training_then_rerun_matches_an_uninterrupted_run(tmp_path, tiny_dag, stage, kill_after):
     from safetensors.torch import load_file
 
     # GRPO starts from the tiny DAG's prep model, which writes the format, so its rewards vary.
-    parent = tiny_dag.root / (f"results/{tiny_dag.run('tagged', 'prep_sft')}/model" if stage == "grpo"
+    parent = tiny_dag.root / (f"results/{tiny_dag.run('tagged', 'prep_sft')}/model" if stage == "rl"
                               else "resources/model")
     reference = run(stage_command(tmp_path, parent, stage, "reference"))
     assert reference.wait(timeout=600) == 0, reference.stdout.read()[-3000:]
@@ -77,7 +77,7 @@ def test_sigkill_mid_training_then_rerun_matches_an_uninterrupted_run(tmp_path, 
     assert [m[2] is None for m in mine] == [r[2] is None for r in ref]
     assert [m[2] for m in mine if m[2] is not None] == pytest.approx([r[2] for r in ref if r[2] is not None],
                                                                      abs=1e-6)
-    if stage == "grpo":
+    if stage == "rl":
         assert any(r[2] for r in ref), "GRPO saw no reward at all: the comparison would be vacuous"
     mine_w = load_file(str(tmp_path / "killed" / "model" / "model.safetensors"))
     ref_w = load_file(str(tmp_path / "reference" / "model" / "model.safetensors"))

@@ -19,7 +19,7 @@ def test_an_rl_step_rolls_out_through_continuous_batching_and_logs_its_rewards(t
                            "model": {"mixed_precision": "no"}})
     trainer, _ = grpo(tmp_path, tiny_model, cfg, "x")
     assert trainer.args.use_transformers_continuous_batching
-    runtime = runtime_record(trainer, cfg.stage_job("x", "grpo"), 1)
+    runtime = runtime_record(trainer, cfg.stage_job("x", "rl"), 1)
     assert (runtime["engine"], runtime["engine_why"]) == ("continuous", "asked for")
     trainer.train()
     [step] = [h for h in trainer.state.log_history if "loss" in h]

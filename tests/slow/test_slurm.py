@@ -13,8 +13,8 @@ from conftest import REPO, Dag, resumable_dag, resumed_from, tiny_config, wait_f
 pytestmark = pytest.mark.slow
 # The pair without full SFT: each rule's expected number of Slurm jobs (the rest are localrules): 4 trainings,
 # 6 evaluations (the base model under each row's prompt, each stage under its own), 1 targets.
-PAIR = {"experiments": {row: {"stages": ["prep_sft", "grpo"]} for row in ("tagged", "tagged_conf")}}
-SLURM_JOBS = {"prep_sft": 2, "grpo": 2, "evaluate": 6, "confidence_targets": 1}
+PAIR = {"experiments": {row: {"stages": ["prep_sft", "rl"]} for row in ("tagged", "tagged_conf")}}
+SLURM_JOBS = {"prep_sft": 2, "rl": 2, "evaluate": 6, "confidence_targets": 1}
 PROFILE = ("--profile", "workflow/profiles/slurm", "--slurm-no-account", "--slurm-status-command", "squeue",
            "--slurm-keep-successful-logs", "--slurm-init-seconds-before-status-checks", "5")
 

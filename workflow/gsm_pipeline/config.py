@@ -36,6 +36,8 @@ ProtocolName = Literal[tuple(PROTOCOLS)]
 CHAT_TEMPLATE_ARGS = {"conversation", "tokenize", "add_generation_prompt", "continue_final_message", "return_dict",
                       "return_tensors", "padding", "truncation", "max_length", "chat_template", "tokenizer_kwargs",
                       "return_assistant_tokens_mask"}
+# Keys of configs written when the RL stage was named after GRPO: refused, pointing at the new name.
+RENAMED = {"grpo": "rl", "grpo_from": "rl_from", "grpo_size": "rl_size"}
 ROW_RESOLVED = {"seed", "finetune", "lora"}  # row settings a job reads as `_training` resolves them
 
 # One section per stage of the stage table (stages.py), in its order, of its kind's settings.
@@ -55,14 +57,14 @@ class ExperimentConfig(Strict):
         default_factory=dict, description="Extra arguments to the chat template, e.g. enable_thinking: false (Qwen3)")
     finetune: Literal["full", "lora"] = Field("full", description="Full fine-tuning or LoRA (merged after each stage)")
     completion_only_loss: bool = Field(True, description="SFT: mask the prompt out of the loss")
-    rewards: list[RewardName] = Field(["format", "correctness"], description="GRPO reward functions")
+    rewards: list[RewardName] = Field(["format", "correctness"], description="The RL stage's reward functions")
     confidence: bool = Field(
         PROMPT["confidence"], description="Ask for a stated confidence <confidence>p</confidence> after the "
                                           "answer; SFT teaches it from the base model's measured accuracy (see the "
                                           "confidence section)")
-    grpo_from: Literal["prep_sft", "full_sft"] = Field("prep_sft", description="Which SFT model GRPO starts from")
+    rl_from: Literal["prep_sft", "full_sft"] = Field("prep_sft", description="Which SFT model the RL stage starts from")
     rl: RLName = Field(
-        "grpo", description="The RL method training the RL stage (named grpo), one of training/methods.py's "
+        "grpo", description="The RL method training the RL stage (stages.rl), one of training/methods.py's "
                             "registry: grpo (TRL's GRPOTrainer) or rloo (RLOOTrainer): same rewards, data and stage "
                             "settings; GRPO's loss variants are training_args loss_type and scale_rewards")
     stages: list[StageName] = Field(
@@ -133,8 +135,8 @@ class ExperimentConfig(Strict):
         return self
 
     def parent_of(self, stage: str) -> str:
-        """The stage a stage of this row starts from ("base" for the first): the table's, or grpo_from for RL."""
-        return self.grpo_from if stage == RL_STAGE else STAGES[stage].parent
+        """The stage a stage of this row starts from ("base" for the first): the table's, or rl_from for RL."""
+        return self.rl_from if stage == RL_STAGE else STAGES[stage].parent
 
     def prompt_spec(self, task: str) -> PromptSpec:
         """The prompt this row trains with (and, by default, is evaluated with)."""
@@ -428,9 +430,15 @@ def validate_config(raw: dict[str, Any]) -> PipelineConfig:
         where = _location(err)
         if not err["loc"]:  # a whole-config check: its message names the keys itself
             raise ConfigError(err["msg"].removeprefix("Value error, ")) from None
+        if err["type"] == "extra_forbidden" and str(err["loc"][-1]) in RENAMED:
+            new = where.rsplit(".", 1)[0] + "." + RENAMED[str(err["loc"][-1])] if len(err["loc"]) > 1 else \
+                RENAMED[str(err["loc"][-1])]
+            raise ConfigError(f"unknown key '{where}'; did you mean '{new}'? (the RL stage is named rl)") from None
         if err["type"] == "extra_forbidden":
             close = difflib.get_close_matches(str(err["loc"][-1]), sibling_keys(err["loc"]), n=1)
             raise ConfigError(f"unknown key '{where}'" + (f"; did you mean '{close[0]}'?" if close else "")) from None
         value, msg = err.get("input"), err["msg"].removeprefix("Value error, ")
         shown = "" if isinstance(value, dict) or str(value) in msg else f" (got {value!r})"
-        raise ConfigError(f"key '{where}': {msg}{shown}") from None
+        hint = "; did you mean 'rl'? (the RL stage is named rl)" if value == "grpo" and \
+            err["type"] == "literal_error" else ""
+        raise ConfigError(f"key '{where}': {msg}{shown}{hint}") from None

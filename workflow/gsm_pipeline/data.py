@@ -67,7 +67,7 @@ def normalise_gsm8k_rows(rows: Iterable[tuple[Any, dict]], where: str, prefix: s
 
 def carve(train: list[dict], cfg: DataConfig, test_from_pool: bool = False, where: str = "training data",
           skipped: int = 0) -> dict[str, list[dict]]:
-    """Disjoint prep_sft / full_sft / grpo (and optionally test) slices of a shuffled pool (read from `where`,
+    """Disjoint prep_sft / full_sft / rl (and optionally test) slices of a shuffled pool (read from `where`,
     which lost `skipped` rows without a final number), and `fewshot`: the pool less any test rows, unshuffled."""
     rows = list(train)
     random.Random(cfg.seed).shuffle(rows)

@@ -170,7 +170,7 @@ def report_job(cfg: PipelineConfig) -> ReportJob:
 def check_target(target: str, cfg: PipelineConfig) -> None:
     """A results/ path asked for on the command line must name a stage folder of this config, a prompt and a
     test set it declares; otherwise a one-line error replaces Snakemake's 'No rule to produce ...'. A path by
-    experiment name (`results/tagged/grpo/...`) is answered with the folder that stage lives in."""
+    experiment name (`results/tagged/rl/...`) is answered with the folder that stage lives in."""
     parts = PurePosixPath(target).parts
     if len(parts) < 2 or parts[0] != "results" or parts[1] in SHARED_FOLDERS:
         return

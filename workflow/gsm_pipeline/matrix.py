@@ -1,6 +1,6 @@
 """Sweeps: an experiment row with `sweep: {key: [values], ...}` becomes one row per combination.
 
-Keys are dotted paths into the row (`seed`, `finetune`, `lora.r`, `overrides.grpo.training_args.learning_rate`).
+Keys are dotted paths into the row (`seed`, `finetune`, `lora.r`, `overrides.rl.training_args.learning_rate`).
 Each new row is named `<row>-<leaf><value>...` (e.g. `sft-seed1-learning_rate1e-05`) and records the
 row it came from (`variant_of`) and its swept values (`swept`), which the report turns into columns.
 """

@@ -7,9 +7,8 @@ generated from this table), the preflight, the compute axis and the report read 
 This module imports nothing of the package: the settings and job named by a kind are looked up by name when used,
 so a job that reads the table does not import every other kind's code (nor replan when it changes).
 
-The RL stage keeps the name `grpo`, although a row may train it with another RL method (`rl: rloo`,
-training/methods.py): the name is a config key (`stages.grpo`, `overrides.grpo`), a data split, a rule and the
-prefix of every trained results/grpo-<chain> folder. The report labels the stage by the method that trained it.
+The RL stage is named by its role, `rl`, whichever method trains it (the row's `rl:`, training/methods.py); the
+report labels it by that method.
 """
 from __future__ import annotations
 
@@ -46,7 +45,7 @@ def _load(ref: str):
 KINDS = {
     "sft": Kind("training:SFTStageConfig", "training:SFTJob", "train_sft", "SFT", "tab:blue", "trl.SFTConfig",
                 "Supervised fine-tuning on reference solutions (TRL's SFTTrainer)"),
-    "rl": Kind("training:GRPOStageConfig", "training:GRPOJob", "train_grpo", "RL", "tab:red", None,
+    "rl": Kind("training:RLStageConfig", "training:RLJob", "train_rl", "RL", "tab:red", None,
                "RL from the row's rewards, by the row's method (training/methods.py: GRPO or RLOO)"),
     # Yuan et al. (arXiv 2308.01825): the classic baseline between SFT and RL
     "rft": Kind("training:RFTStageConfig", "training:RFTJob", "train_rft", "RFT", "tab:green", "trl.SFTConfig",
@@ -63,7 +62,7 @@ KINDS = {
 class Stage:
     name: str  # config key, rule and folder prefix
     kind: str  # a key of KINDS
-    parent: str  # the stage it starts from ("base": the fetched model); the RL stage's is the row's grpo_from
+    parent: str  # the stage it starts from ("base": the fetched model); the RL stage's is the row's rl_from
     label: str  # the report's name for it (the RL stage's: its method's label)
     description: str
     marker: str  # its points' marker in the report's plots (the base model's is "o")
@@ -82,13 +81,13 @@ class Stage:
 STAGES = {stage.name: stage for stage in (
     Stage("prep_sft", "sft", "base", "prep SFT", "Format-teaching SFT", "s"),
     Stage("full_sft", "sft", "prep_sft", "full SFT", "SFT on the full set, from prep", "D"),
-    Stage("grpo", "rl", "prep_sft", "RL", "The RL stage (the row's rl: GRPO or RLOO), from prep (or full) SFT", "^"),
+    Stage("rl", "rl", "prep_sft", "RL", "The RL stage (the row's rl: GRPO or RLOO), from prep (or full) SFT", "^"),
     # trained on the RL stage's questions, so the two are compared on the same problems
     Stage("rft", "rft", "prep_sft", "RFT", "Rejection-sampling fine-tuning, from prep SFT: SFT on the parent's own "
-          "correct, distinct samples of the RL questions", "v", split="grpo", default=False),
+          "correct, distinct samples of the RL questions", "v", split="rl", default=False),
     Stage("distill", "distill", "prep_sft", "distillation", "On-policy distillation, from prep SFT: the student "
           "samples the RL questions and learns its teacher's next-token distribution on its own completions", "P",
-          split="grpo", default=False),
+          split="rl", default=False),
 )}
 STAGE_NAMES = tuple(STAGES)
 DEFAULT_STAGES = [name for name, stage in STAGES.items() if stage.default]  # a row's `stages` unless it says

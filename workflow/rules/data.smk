@@ -1,12 +1,12 @@
 rule prepare_data:
-    """Normalised train/GRPO/test rows from gsm_symbolic, GSM8K or local JSONL, shared by every experiment."""
+    """Normalised train/RL/test rows from gsm_symbolic, GSM8K or local JSONL, shared by every experiment."""
     input:
         files=local_data_files(),
         code=code("prepare_data"),
     output:
         prep_sft="results/data/prep_sft.jsonl",
         full_sft="results/data/full_sft.jsonl",
-        grpo="results/data/grpo.jsonl",
+        rl="results/data/rl.jsonl",
         fewshot="results/data/fewshot.jsonl",
         tests=expand("results/data/test/{testset}.jsonl", testset=TESTSETS),
         manifest="results/data/manifest.json",

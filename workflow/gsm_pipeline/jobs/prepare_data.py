@@ -1,4 +1,4 @@
-"""Job: prepare the SFT, GRPO and test sets as JSONL, with a manifest of counts.
+"""Job: prepare the SFT, RL and test sets as JSONL, with a manifest of counts.
 
     python -m gsm_pipeline.jobs.prepare_data --config DATA_JOB_JSON --out results/data
 """
@@ -16,7 +16,7 @@ from ..settings.data import DataJob
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Prepare the SFT, GRPO and test sets as JSONL.",
+    parser = argparse.ArgumentParser(description="Prepare the SFT, RL and test sets as JSONL.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--config", required=True, help="data section as JSON")
     parser.add_argument("--out", required=True, help="output folder (results/data)")

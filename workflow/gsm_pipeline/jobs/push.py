@@ -3,7 +3,7 @@ workflow never pushes). The model folder's card gains the model's evaluations (e
 stage folder's eval/), and the folder is uploaded as it is: merged weights, tokenizer, chat template and card.
 The results folder is not changed: the upload is staged in a temporary copy made of links.
 
-    gsm-pipeline push results/grpo-3d058d47/model my-name/smollm2-gsm-grpo [--private]
+    gsm-pipeline push results/rl-3d058d47/model my-name/smollm2-gsm-rl [--private]
 """
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ CALIBRATION_COLUMNS = ["confidence_rate", "mean_confidence", "ece", "brier", "au
 # Training-side variant columns (the report job's "variant"), prefixed so eval-side values stand apart.
 VARIANT_COLUMNS = {"answer_format": "train_answer_format", "chat_template": "train_chat_template",
                    "finetune": "finetune", "lora_r": "lora_r", "completion_only_loss": "completion_only_loss",
-                   "rewards": "rewards", "confidence": "confidence", "grpo_from": "grpo_from", "rl": "rl",
+                   "rewards": "rewards", "confidence": "confidence", "rl_from": "rl_from", "rl": "rl",
                    "train_data": "train_data", "shots": "shots", "instruction": "instruction", "seed": "seed",
                    "variant_of": "variant_of"}
 

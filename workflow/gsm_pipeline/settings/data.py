@@ -75,7 +75,7 @@ class BatteryTask(Strict):
 
 # The training splits, carved disjoint, each sized data.<split>_size: every stage of the stage table (stages.py)
 # trains on one of them. Named here rather than read from the table, so editing a stage does not replan the data.
-TRAINING_SPLITS = ("prep_sft", "full_sft", "grpo")
+TRAINING_SPLITS = ("prep_sft", "full_sft", "rl")
 
 
 class DataConfig(Strict):
@@ -89,7 +89,7 @@ class DataConfig(Strict):
     test_file: str | None = Field(None, description="JSONL of question/answer rows (source: jsonl)")
     prep_sft_size: int = Field(64, ge=1, description="Rows in the small format-teaching SFT subset")
     full_sft_size: int = Field(256, ge=1, description="Rows in the full SFT set (disjoint from prep rows)")
-    grpo_size: int = Field(64, ge=1, description="Prompts for GRPO (disjoint from the SFT rows)")
+    rl_size: int = Field(64, ge=1, description="Prompts of the RL stage (disjoint from the SFT rows)")
     test_size: int = Field(32, ge=1, description="Test problems per test set")
     heldout_template_fraction: float = Field(
         0.2, gt=0, lt=1, description="gsm_symbolic: share of templates kept out of training, tested apart")

@@ -117,10 +117,10 @@ class RFTStageConfig(SFTStageConfig):
         return self
 
 
-class GRPOStageConfig(TrainingStageConfig):
+class RLStageConfig(TrainingStageConfig):
     num_generations: int = Field(8, ge=2, description="Completions per prompt (the group)")
     max_completion_length: int = Field(192, ge=8, description="Longest sampled completion in tokens")
-    temperature: float = Field(1.0, gt=0, description="Sampling temperature during GRPO")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature of the RL rollouts")
     beta: float = Field(0.0, ge=0, description="KL coefficient against the starting model")
     training_args: dict[str, Any] = Field(
         default_factory=dict, description="Any trl.GRPOConfig / TrainingArguments field, passed through")
@@ -223,11 +223,11 @@ class RFTJob(RFTStageConfig, GenerationConfig, TrainingJob):
         return {"max_length": self.max_length, "completion_only_loss": self.completion_only_loss}
 
 
-class GRPOJob(GRPOStageConfig, GenerationConfig, TrainingJob):
+class RLJob(RLStageConfig, GenerationConfig, TrainingJob):
     """The RL stage's job: its rollouts follow the one generation engine setting (generation.engine)."""
-    stage: str = "grpo"
+    stage: str = "rl"
     rl: RLName = Field("grpo", description="The RL method (training/methods.py's registry) training the stage")
-    rewards: list[RewardName] = Field(description="GRPO reward functions")
+    rewards: list[RewardName] = Field(description="The RL stage's reward functions")
 
     @field_validator("rl")
     @classmethod
@@ -235,7 +235,7 @@ class GRPOJob(GRPOStageConfig, GenerationConfig, TrainingJob):
         return registered_method(v)
 
     @model_validator(mode="after")
-    def _rollouts_need_no_autocast(self) -> "GRPOJob":
+    def _rollouts_need_no_autocast(self) -> "RLJob":
         if self.engine == "continuous" and self.mixed_precision in ("bf16", "fp16"):
             raise ValueError(CONTINUOUS_UNDER_AUTOCAST)
         return self

@@ -25,7 +25,7 @@ def load(cfg, skipped: dict[str, int], socratic: bool = False) -> dict[str, list
     templates = sorted(tasks_ok)
     n_heldout = max(1, round(len(templates) * cfg.heldout_template_fraction))
     heldout = set(random.Random(cfg.seed).sample(templates, n_heldout))
-    need_id = cfg.prep_sft_size + cfg.full_sft_size + cfg.grpo_size + cfg.test_size
+    need_id = cfg.prep_sft_size + cfg.full_sft_size + cfg.rl_size + cfg.test_size
     # Template draws are uniform, so this pool holds enough of both kinds with a wide margin.
     pool = int(max(need_id / (1 - cfg.heldout_template_fraction),
                    cfg.test_size / cfg.heldout_template_fraction) * 1.5) + 50

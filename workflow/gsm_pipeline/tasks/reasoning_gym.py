@@ -53,7 +53,7 @@ def generate(name: str, settings: dict[str, Any], seed: int, need: int, where: s
 
 def load(cfg, skipped: dict[str, int], socratic: bool = False) -> dict[str, list[dict[str, Any]]]:
     rg = cfg.reasoning_gym
-    need = cfg.prep_sft_size + cfg.full_sft_size + cfg.grpo_size + cfg.test_size
+    need = cfg.prep_sft_size + cfg.full_sft_size + cfg.rl_size + cfg.test_size
     pool = generate(rg.dataset, rg.config, cfg.seed, need, "rg")
     splits = carve(pool, cfg, test_from_pool=True, where=f"reasoning-gym {rg.dataset}")
     splits["rg_id"] = splits.pop("test")

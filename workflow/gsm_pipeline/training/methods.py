@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from ..stages import STAGES
 
-# The RL stage's own keys (stages.grpo.<key>) and the trainer-config arguments they set, for TRL's group-sampling
+# The RL stage's own keys (stages.rl.<key>) and the trainer-config arguments they set, for TRL's group-sampling
 # methods (GRPO, RLOO): the same names on both sides.
 GROUP_ARGS = {"num_generations": "num_generations", "max_completion_length": "max_completion_length",
               "temperature": "temperature", "beta": "beta"}
