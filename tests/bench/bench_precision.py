@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "workflow"))
 CPU_LIMITS = {"native": {}, "avx512-no-bf16": {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI"},
               "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}}
-STEPS = {"prep_sft": 2, "grpo": 1}
+STEPS = {"prep_sft": 2, "rl": 1}
 
 
 def matmul_ms() -> dict:
@@ -78,7 +78,7 @@ def worker(stage: str, variant: str, model: str, data: str) -> dict:
         job = job.model_copy(update={"gradient_checkpointing": True})
     if variant == "trl_defaults":  # TRL's own numerics defaults apply; use_cpu because TRL refuses bf16 without it
         training.trainer_numerics = lambda job, precision: {"use_cpu": not torch.cuda.is_available()}
-    module = __import__(f"gsm_pipeline.jobs.train_{'grpo' if stage == 'grpo' else 'sft'}", fromlist=["build_trainer"])
+    module = __import__(f"gsm_pipeline.jobs.train_{'rl' if stage == 'rl' else 'sft'}", fromlist=["build_trainer"])
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as work:
         trainer, _ = module.build_trainer(job, model, data, Path(work))

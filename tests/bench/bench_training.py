@@ -142,7 +142,7 @@ def run_grpo(model_dir: Path, rows_path: Path, extra: dict, updates: int, comple
 
     per_device = extra.get("per_device_train_batch_size", 8)
     settings, extra = split_variant(extra)
-    job = {"stage": "grpo", "seed": 0, **numerics(settings.get("engine", "auto")), "finetune": "full", **settings,
+    job = {"stage": "rl", "seed": 0, **numerics(settings.get("engine", "auto")), "finetune": "full", **settings,
            "lora": None, "rewards": ["format", "correctness"], "num_generations": 8,
            "max_completion_length": completion, "temperature": 1.0, "beta": 0.0,
            "prompt": {"answer_format": "tagged", "chat_template": True, "confidence": False},
