@@ -199,11 +199,16 @@ def eval_inputs(wildcards):
                             f"train the stage again with `snakemake --cores all --forcerun {stage} {model}`")
     # a trained model is also scored against the base (its KL at evaluation, both ways): the base model is an
     # input too, and the base's evaluation of this test set, which samples the base's own completions
-    base_eval = os.path.join(layout.eval_dir("base", wildcards.prompt, wildcards.testset), "metrics.json")
+    base_eval = os.path.join(base_eval_dir(wildcards), "metrics.json")
     reference = {"reference": BASE_MODEL, "base_eval": base_eval} if folder != "base" and CFG.evaluation.kl_to_base \
         else {}
     return {"model": model, "data": f"results/data/test/{wildcards.testset}.jsonl",
             "fewshot": "results/data/fewshot.jsonl", "code": code("evaluate"), **reference}
+
+
+def base_eval_dir(wildcards):
+    """The base model's evaluation of this prompt and test set (its samples are the KL's reference)."""
+    return layout.eval_dir("base", wildcards.prompt, wildcards.testset)
 
 
 def reference_flag(wildcards, input):
@@ -211,7 +216,7 @@ def reference_flag(wildcards, input):
     reads them (and the base model) to score both KLs."""
     if not CFG.evaluation.kl_to_base:
         return ""
-    samples = os.path.join(layout.eval_dir("base", wildcards.prompt, wildcards.testset), "reference_samples.jsonl")
+    samples = os.path.join(base_eval_dir(wildcards), "reference_samples.jsonl")
     reference = f"--reference {shlex.quote(input.reference)} " if "reference" in input.keys() else ""
     return f"{reference}--reference-samples {shlex.quote(samples)}"
 

@@ -1,15 +1,12 @@
 """What prepare_data reads: the data section, and the job built from it."""
 from __future__ import annotations
 
-import hashlib
-import json
 from importlib import metadata
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..disk_cache import cache_path, read_cache, write_cache
+from ..disk_cache import cached
 from ..tasks import TASKS
 from .base import NAME_PATTERN, SEED_MAX, JobSettings, Strict, is_name, registered
 
@@ -18,19 +15,13 @@ def check_generator(dataset: str, settings: dict[str, dict[str, Any]]) -> None:
     """reasoning-gym has `dataset` and its generator takes each of `settings` (named by their config key): refused
     at validation, not when prepare_data generates. Importing reasoning-gym's registry costs about a second, so
     each verdict is kept on disk per reasoning-gym version (and this module's text) for the next dry-run."""
-    key = json.dumps([dataset, settings], sort_keys=True, default=str)
-    own = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
     try:
         version = metadata.version("reasoning-gym")
     except metadata.PackageNotFoundError:
         version = None
-    path = cache_path(f"reasoning_gym-{version}-{own}.json")
-    verdicts = read_cache(path)
-    if key not in verdicts:
-        verdicts[key] = _refusal(dataset, settings)
-        write_cache(path, verdicts)
-    if verdicts[key]:
-        raise ValueError(verdicts[key])
+    refusal = cached("reasoning_gym", version, __file__, [dataset, settings], lambda: _refusal(dataset, settings))
+    if refusal:
+        raise ValueError(refusal)
 
 
 def _refusal(dataset: str, settings: dict[str, dict[str, Any]]) -> str | None:

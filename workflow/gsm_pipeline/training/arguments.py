@@ -10,15 +10,12 @@ version, as the field table is.
 from __future__ import annotations
 
 import enum
-import hashlib
-import json
 import re
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from ..disk_cache import cache_path, read_cache, write_cache
+from ..disk_cache import cached
 from ..errors import ConfigError
 from ..settings.generation import CONTINUOUS_UNDER_AUTOCAST, resolve_engine
 from ..stages import by_method
@@ -130,22 +127,10 @@ def _refusal(job, name: str, processes: int, verdict: dict[str, Any], locate: Lo
     return f"{named}: {name} refuses this stage's settings with {processes} {plural}: {message}"
 
 
-_VERDICTS: dict[str, dict[str, Any]] | None = None
-
-
 def _verdict(target: str, kwargs: dict[str, Any], processes: int) -> dict[str, Any]:
     """{"error": TRL's or PEFT's one-line refusal or None, "facts": resolved FACTS}, cached on disk."""
-    global _VERDICTS
-    # keyed by this module's own text too: a changed check must not read verdicts an older one cached
-    own = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
-    path = cache_path(f"config_checks-{installed_versions()}-{own}.json")
-    if _VERDICTS is None:
-        _VERDICTS = read_cache(path)
-    key = hashlib.sha256(json.dumps([target, kwargs, processes], sort_keys=True, default=str).encode()).hexdigest()
-    if key not in _VERDICTS:
-        _VERDICTS[key] = _build(target, kwargs, processes)
-        write_cache(path, _VERDICTS)
-    return _VERDICTS[key]
+    return cached("config_checks", installed_versions(), __file__, [target, kwargs, processes],
+                  lambda: _build(target, kwargs, processes))
 
 
 def _build(target: str, kwargs: dict[str, Any], processes: int) -> dict[str, Any]:
