@@ -88,6 +88,13 @@ def test_the_rules_conda_env_lists_every_runtime_dependency_pyproject_declares()
     ({"experiments": {"a": {"finetune": "qlora"}}}, "key 'experiments.a.finetune'"),
     ({"experiments": {"base": {}}}, "experiment name 'base'"),
     ({"experiments": {"a": {"stages": ["rl"]}}}, "rl needs prep_sft"),
+    # the RL stage's keys by its method's name, as configs wrote them before the stage was named rl
+    ({"stages": {"grpo": {"beta": 0.1}}}, "unknown key 'stages.grpo'; did you mean 'stages.rl'? (the RL stage is "
+                                          "named rl)"),
+    ({"experiments": {"a": {"grpo_from": "full_sft"}}}, "did you mean 'experiments.a.rl_from'?"),
+    ({"data": {"grpo_size": 8}}, "unknown key 'data.grpo_size'; did you mean 'data.rl_size'?"),
+    ({"experiments": {"a": {"stages": ["prep_sft", "grpo"]}}}, "(got 'grpo'); did you mean 'rl'?"),
+    ({"experiments": {"a": {"overrides": {"grpo": {}}}}}, "(got 'grpo'); did you mean 'rl'?"),
     ({"data": {"source": "jsonl"}}, "needs data.train_file and data.test_file"),
     # numbers that pass a lax parser and fail (or train backwards) hours later
     ({"seed": 2**32}, "key 'seed': Input should be less than or equal to 4294967295 (got 4294967296)"),

@@ -138,7 +138,8 @@ BOOKKEEPING_ARGS = frozenset({
 
 
 class TrainingJob(Numerics, JobSettings):
-    """What both trainers read besides their stage section."""
+    """What every training job reads besides its stage section."""
+    stage: str = Field(description="The stage it trains (stages.py)")
     seed: int = Field(ge=0, le=SEED_MAX, description="Training seed")
     prompt: PromptSpec = Field(description="The prompt the stage trains with")
     finetune: Literal["full", "lora"] = Field("full", description="Full fine-tuning or LoRA (merged after the stage)")
@@ -165,6 +166,10 @@ class TrainingJob(Numerics, JobSettings):
         it is the split's rows); `split_size(name)` is a data split's size."""
         return rows, ""
 
+    def trainer_fixed(self) -> dict[str, Any]:
+        """TRL config fields this job's own keys set (so they are refused under training_args)."""
+        return {}
+
     def generates_in_groups(self) -> bool:
         """Whether the trainer hands out whole generation batches (dropping the prompts left over) rather than rows
         (training/steps.py counts its length either way)."""
@@ -184,7 +189,6 @@ class TrainingJob(Numerics, JobSettings):
 
 
 class SFTJob(SFTStageConfig, TrainingJob):
-    stage: str
     completion_only_loss: bool = Field(True, description="Mask the prompt out of the loss")
     train_data: Literal["main", "socratic"] = Field("main", description="Which reasoning the targets carry")
 
