@@ -1,4 +1,4 @@
-# GSM8K post-training pipeline: data -> model -> base eval (-> confidence targets) -> training stages (stages.py: prep SFT -> full SFT / RL / RFT) -> evals -> report.
+# GSM8K post-training pipeline: data -> model -> base eval (-> confidence targets) -> the training stages of stages.py -> evals -> report.
 # Usage: snakemake --cores all            (build results/report/index.html for config.yaml)
 #        snakemake -n                     (dry-run: list every job and why it runs)
 #        snakemake --profile workflow/profiles/slurm   (submit to Slurm)

@@ -39,7 +39,7 @@ def parent_stage(cfg: PipelineConfig, name: str, stage: str) -> str:
 
 def stage_chain(cfg: PipelineConfig, name: str, stage: str) -> list[dict[str, Any]]:
     """Everything that determines a stage's weights: its own job and, recursively, its parent's; and the chain of
-    any other stage of the row its job reads (a distillation's teacher), so retraining that one moves this one."""
+    any other stage of the row its job reads (a teacher), so retraining that one moves this one."""
     parent = parent_stage(cfg, name, stage)
     own = cfg.stage_job(name, stage)
     reads = {flag: config_hash(stage_chain(cfg, name, ref.partition(":")[2]))[:8]

@@ -112,7 +112,7 @@ def confidence_model():
 
 def training_inputs(stage):
     """Inputs of a training stage: its parent model, its data split, its job's code and what else its job reads
-    (`TrainingJob.reads`: e.g. a confidence row's targets, prep SFT's rows for RFT with_sft_rows)."""
+    (`TrainingJob.reads`: e.g. a confidence row's targets, a teacher model)."""
     def inputs(wildcards):
         plan = planned(stage, wildcards)
         return {"parent": plan.parent_model, "data": f"results/data/{STAGES[stage].data}.jsonl",

@@ -53,8 +53,8 @@ def lm_eval_columns(ev: dict[str, Any]) -> dict[str, Any]:
 
 
 def method(stage: str, variant: dict[str, Any]) -> str:
-    """Training method in a few words: stage, train template and, for a stage trained on targets (SFT, RFT), what
-    the loss covered."""
+    """Training method in a few words: stage, train template and, for a stage trained on targets (its job has
+    completion_only_loss), what the loss covered."""
     if stage == "base":
         return "base (prompting)"
     name = variant.get("rl", "grpo") if by_method(stage) else stage  # the RL stage is named by its method

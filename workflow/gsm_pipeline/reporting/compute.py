@@ -59,7 +59,7 @@ def stage_cost(run: str, history: list[dict[str, Any]], benchmarks: Path, gpus: 
     own_length = stage.entry.completion_length if stage else ""
     length = method.log_key("completion_length") if method else own_length or None
     unknown = (method is not None or bool(own_length)) and not any(length in e for e in history if "loss" in e)
-    # what a job samples before its first step (RFT) is the stage's from step 0 (its own, not a parent's)
+    # what a job samples before its first step is the stage's from step 0 (its own, not a parent's)
     sampled = float((runtime.get("sampled") or {}).get("generated_tokens") or 0.0)
     trained, generated, by_step = 0.0, sampled, {0: (0.0, sampled)}
     for entry in history:

@@ -162,7 +162,7 @@ def check_training_args(where: str, stage: str, args: dict[str, Any],
         tables = installed_tables()
         table = tables.get(config) if tables else None
     reserved, choices, generation = dict(RESERVED_ARGS), {}, {}
-    # a kind's own stage keys that set TRL arguments (e.g. distillation's beta) are set there, not here
+    # a kind's own stage keys that set TRL arguments (their TRAINER_ARGS) are set there, not here
     own = getattr(STAGES[stage].entry.section_model(), "TRAINER_ARGS", {})
     reserved.update({arg: f"stages.{{stage}}.{key}" for key, arg in own.items()})
     if by_method(stage):

@@ -1,4 +1,4 @@
-"""What every training stage shares (SFT, RL, RFT): loading, trainer arguments, LoRA, saving, and the body of every
+"""What every training stage shares, whatever its kind: loading, trainer arguments, LoRA, saving, and the body of every
 entry point (`run_stage`). Which checkpoint a run may resume is `checkpoints.py`'s."""
 from __future__ import annotations
 
@@ -203,7 +203,7 @@ def run_stage(settings: type[TrainingJob], build_trainer, description: str, argv
     if is_main_process():  # under accelerate launch every rank runs this; one of them tidies the folder
         reset_stale_checkpoints(folder, run_stamp(job, {"parent": args.parent, "data": args.data, **inputs}))
     extra = {name: path for name, path in inputs.items() if path}
-    # a job may also return what it did before training, for the log's runtime entry (RFT: what it sampled)
+    # a job may also return what it did before training, for the log's runtime entry (e.g. what it sampled)
     trainer, tokenizer, *before = build_trainer(job, args.parent, args.data, folder, **extra)
     runtime = {**runtime_record(trainer, job, args.threads), **(before[0] if before else {})}
     if extra.get("confidence_targets"):  # charged once, by reporting/compute.py, to the chain that trained on them

@@ -20,7 +20,7 @@ class StageLength:
     steps: int  # optimizer steps the stage takes (at most, where `bound`)
     per_epoch: int
     how: str  # the arithmetic, for messages and `gsm-pipeline validate`
-    bound: bool = False  # its rows are known only as a maximum (RFT trains on the samples it keeps)
+    bound: bool = False  # its rows are known only as a maximum (a stage that trains on the samples it keeps)
 
     def words(self) -> str:
         return f"{'at most ' if self.bound else ''}{self.steps} optimizer steps: {self.how}"
