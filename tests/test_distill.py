@@ -47,6 +47,7 @@ def test_a_teacher_given_by_hub_id_is_fetched_beside_the_base_model():
     ({"stages": ["prep_sft", "distill"]}, {"teacher": "distill"}, "experiments.x: distill would need itself"),
     ({"stages": ["prep_sft", "distill"]}, {"teacher": "./no/such/model"},
      "(distill): teacher: ./no/such/model: model folder not found"),
+    ({"stages": ["prep_sft", "distill"]}, {"teacher": "org/a--b"}, "teacher: org/a--b: a model source has no '--'"),
     (ROW, {"training_args": {"beta": 0.5}}, "key 'stages.distill.training_args.beta' is set by the pipeline: use "
                                             "stages.distill.beta"),
     (ROW, {"beta": 2}, "stages.distill.beta"),

@@ -583,7 +583,7 @@ def test_the_report_names_each_trained_model_by_its_rows_and_stage(tiny_dag):
 
 def test_the_distilled_model_is_evaluated_and_on_the_page_and_the_compute_axis(tiny_dag):
     """The distill row's stage trained from tagged's prep SFT, taught by tagged's full SFT (both shared), was
-    evaluated, and the report names it and charges its samples and its teacher's passes."""
+    evaluated, and the report names it and charges its samples, its teacher's passes and its teacher's training."""
     import csv
 
     run = tiny_dag.run("distill", "distill")
@@ -591,14 +591,17 @@ def test_the_distilled_model_is_evaluated_and_on_the_page_and_the_compute_axis(t
     runtime = json.loads((tiny_dag.root / f"results/{run}/log_history.json").read_text())[0]["runtime"]
     assert runtime["teacher"]["model"] == f"results/{tiny_dag.run('tagged', 'full_sft')}/model"
     with open(tiny_dag.root / "results/report/cost.csv") as handle:
-        cost = {c["run"]: c for c in csv.DictReader(handle)}[run]
+        costs = {c["run"]: c for c in csv.DictReader(handle)}
+    cost, teacher_cost = costs[run], costs[tiny_dag.run("tagged", "full_sft")]
     trained, generated = float(cost["trained_tokens"]), float(cost["generated_tokens"])
     n, teacher = int(cost["parameters"]), int(cost["teacher_parameters"])
     assert generated > 0 and teacher == runtime["teacher"]["parameters"] > 0
     assert float(cost["flops"]) == pytest.approx(6 * n * trained + 2 * n * generated + 2 * teacher * trained)
     with open(tiny_dag.root / "results/report/curve.csv") as handle:
         points = {p["stage"]: p for p in csv.DictReader(handle) if p["experiment"] == "distill"}
-    assert float(points["distill"]["flops"]) == pytest.approx(float(points["prep_sft"]["flops"]) + float(cost["flops"]))
+    # its parent's chain, its teacher's own training (full SFT, from the same prep SFT) once, and its own
+    assert float(points["distill"]["flops"]) == pytest.approx(
+        float(points["prep_sft"]["flops"]) + float(teacher_cost["flops"]) + float(cost["flops"]))
     rows = pd.read_csv(tiny_dag.root / "results/report/comparison.csv")
     [mine] = rows[(rows.experiment == "distill") & (rows.stage == "distill")].to_dict("records")
     assert mine["method"] == "distill chat" and mine["run"] == run

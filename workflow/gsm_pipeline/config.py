@@ -324,5 +324,5 @@ def validate_config(raw: dict[str, Any]) -> PipelineConfig:
         value, msg = err.get("input"), err["msg"].removeprefix("Value error, ")
         shown = "" if isinstance(value, dict) or str(value) in msg else f" (got {value!r})"
         hint = "; did you mean 'rl'? (the RL stage is named rl)" if value == "grpo" and \
-            err["type"] == "literal_error" else ""
+            err["type"] == "literal_error" and "'rl'" in msg else ""
         raise ConfigError(f"key '{where}': {msg}{shown}{hint}") from None

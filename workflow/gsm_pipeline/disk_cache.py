@@ -21,7 +21,9 @@ def cached(kind: str, version: str | None, checker: str, key: Any, compute: Call
     per text of the `checker` module (a changed check never reads what an older one cached)."""
     own = hashlib.sha256(Path(checker).read_bytes()).hexdigest()[:12]
     path = cache_path(f"{kind}-{version}-{own}.json")
-    answers = _READ.setdefault(path, read_cache(path))
+    if path not in _READ:
+        _READ[path] = read_cache(path)
+    answers = _READ[path]
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
     if digest not in answers:
         answers[digest] = compute()

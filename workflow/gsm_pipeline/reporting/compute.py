@@ -11,6 +11,8 @@ stage's GPUs times its wall time; none on a CPU). A point inside a stage (a lear
 tokens up to that step and a share of its wall time pro-rated by steps. A stage's point adds everything its
 ancestors cost. Confidence targets are sampled once per row by their own job: their generated tokens and wall time
 are charged to the first stage of a chain that trains on them (at the stage's step 0), not again to its descendants.
+A stage taught by another stage of its row (a teacher in results/) is charged that stage's own training at its step
+0 as well: the ancestors the two share are counted once, on the chain.
 """
 from __future__ import annotations
 
@@ -59,8 +61,10 @@ def stage_cost(run: str, history: list[dict[str, Any]], benchmarks: Path, gpus: 
     own_length = stage.entry.completion_length if stage else ""
     length = method.log_key("completion_length") if method else own_length or None
     unknown = (method is not None or bool(own_length)) and not any(length in e for e in history if "loss" in e)
-    # what a job samples before its first step is the stage's from step 0 (its own, not a parent's)
-    sampled = float((runtime.get("sampled") or {}).get("generated_tokens") or 0.0)
+    # what a job samples before its first step is the stage's from step 0 (its own, not a parent's); `rft`: the
+    # record's name in logs written before it was shared by every kind
+    sampled = float((runtime.get("sampled") or runtime.get("rft") or {}).get("generated_tokens") or 0.0)
+    taught_by = Path((runtime.get("teacher") or {}).get("model") or "")
     trained, generated, by_step = 0.0, sampled, {0: (0.0, sampled)}
     for entry in history:
         if "step" in entry and "loss" in entry:
@@ -75,7 +79,8 @@ def stage_cost(run: str, history: list[dict[str, Any]], benchmarks: Path, gpus: 
             "peak_rss_gb": benchmark["peak_rss_gb"] if benchmark else None,
             "peak_gpu_memory_gb": runtime.get("peak_gpu_memory_gb"), "targets": targets,
             "trained_tokens": trained, "generated_tokens": generated, "flops": flops(n, trained, generated, teacher),
-            "teacher_parameters": teacher, "method": method.label if method else None}
+            "teacher_parameters": teacher, "method": method.label if method else None,
+            "teacher_run": taught_by.parent.name if taught_by.parent.parent.name == "results" else None}
 
 
 def flops(parameters: int, trained: float, generated: float | None, teacher: int = 0) -> float | None:
@@ -119,6 +124,9 @@ def curve_points(experiment: ExperimentLayout, costs: dict[str, dict[str, Any]],
             start = _add(start, {**ZERO, "generated_tokens": targets["generated_tokens"], "wall_s": targets["wall_s"],
                                  "flops": flops(cost["parameters"], 0.0, targets["generated_tokens"])})
         charged[st.run] = paid or bool(targets)
+        teacher = costs.get(cost.get("teacher_run") or "")
+        if teacher is not None:  # the teacher stage's own training, once
+            start = _add(start, at_step(teacher, teacher["steps"]))
         steps = [c.step for c in experiment.curve if c.stage_run == st.run]
         marks += [(st.stage, f"{st.run}/step-{s}", s, st.run, st.parent_run, _add(start, at_step(cost, s)))
                   for s in steps]

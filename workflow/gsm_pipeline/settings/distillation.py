@@ -42,6 +42,8 @@ class DistillJob(DistillStageConfig, TrainingJob):
     @classmethod
     def _stage_or_source(cls, v: str) -> str:
         if v not in STAGES:  # a model source: refused now, naming it, where it cannot be fetched
+            if "--" in v:  # fetched into resources/teachers/<owner>--<name>, which must name one source
+                raise ValueError(f"teacher: {v}: a model source has no '--'")
             try:
                 check_model_source(v)
             except ModelError as exc:
