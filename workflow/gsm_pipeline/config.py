@@ -189,12 +189,13 @@ class PipelineConfig(Strict):
     def _stage_order(self) -> "PipelineConfig":
         """Every stage a stage starts from or reads (a teacher) is run by the row, and none needs itself."""
         for name, exp in self.experiments.items():
-            for stage in exp.stages:
-                for needed, why in self.needs(name, stage):
-                    if needed not in exp.stages:
+            needs = {stage: self.needs(name, stage) for stage in exp.stages}
+            for stage, wanted in needs.items():
+                for needed, why in wanted:
+                    if needed not in needs:
                         raise ValueError(f"experiments.{name}.stages: {stage} needs {needed}{why}")
-            for stage in exp.stages:
-                seen, todo = set(), [n for n, _ in self.needs(name, stage)]
+            for stage, wanted in needs.items():
+                seen, todo = set(), [n for n, _ in wanted]
                 while todo:
                     needed = todo.pop()
                     if needed == stage:
@@ -202,14 +203,13 @@ class PipelineConfig(Strict):
                         raise ValueError(f"experiments.{name}: {stage} would need itself{through}")
                     if needed not in seen:
                         seen.add(needed)
-                        todo += [n for n, _ in self.needs(name, needed)]
+                        todo += [n for n, _ in needs[needed]]
         return self
 
     def needs(self, name: str, stage: str) -> list[tuple[str, str]]:
         """The stages a stage of a row waits for: its parent, and any stage its job reads, with why."""
         parent = self.experiment(name).parent_of(stage)
-        reads = [(ref.partition(":")[2], f" (its {flag})") for flag, ref in self.stage_job(name, stage).reads().items()
-                 if ref.startswith("stage:")]
+        reads = [(other, f" (its {flag})") for flag, other in self.stage_job(name, stage).read_stages().items()]
         return ([] if parent == "base" else [(parent, "")]) + reads
 
     # --- what each job sees -------------------------------------------------

@@ -42,8 +42,7 @@ def stage_chain(cfg: PipelineConfig, name: str, stage: str) -> list[dict[str, An
     any other stage of the row its job reads (a teacher), so retraining that one moves this one."""
     parent = parent_stage(cfg, name, stage)
     own = cfg.stage_job(name, stage)
-    reads = {flag: config_hash(stage_chain(cfg, name, ref.partition(":")[2]))[:8]
-             for flag, ref in own.reads().items() if ref.startswith("stage:")}
+    reads = {flag: config_hash(stage_chain(cfg, name, other))[:8] for flag, other in own.read_stages().items()}
     return [*([] if parent == "base" else stage_chain(cfg, name, parent)),
             {**own.stamp(), **({"reads": reads} if reads else {})}]
 

@@ -32,7 +32,7 @@ class PlannedStage:
     parent_model: str  # the model folder it starts from
     reads: dict[str, str]  # the files its job reads besides parent and data, by flag (TrainingJob.reads)
     rows: int  # its data split's rows: the task carves exactly data.<stage>_size (or prepare_data stops)
-    facts: dict[str, Any] | None  # what TRL resolved; None where TRL is not installed
+    facts: dict[str, Any] | None  # what TRL resolved (job.length_facts completes it); None without TRL
     length: StageLength | None  # None where the config does not determine it (packing, no TRL)
 
 
@@ -73,10 +73,10 @@ def planned_stages(cfg: PipelineConfig) -> list[PlannedStage]:
         if run in out:
             continue
         job = cfg.stage_job(name, stage)
-        facts = planned_config(job, lambda key, n=name, s=stage: key_path(cfg, n, s, key))
+        facts = job.length_facts(planned_config(job, lambda key, n=name, s=stage: key_path(cfg, n, s, key)))
         rows = split_size(cfg, STAGES[stage].data)
         trained, how = job.trained_rows(rows, lambda split: split_size(cfg, split))
-        length = stage_length(job.length_facts(facts), trained, job.process_count(), rl=job.generates_in_groups(),
+        length = stage_length(facts, trained, job.process_count(), rl=job.generates_in_groups(),
                               bound=bool(how)) if facts else None
         if how and length:
             length = replace(length, how=f"{how} = {length.how}")
@@ -92,8 +92,7 @@ def check_lengths(cfg: PipelineConfig, planned: list[PlannedStage]) -> None:
     for p in planned:
         if p.length is None:
             continue
-        facts = p.job.length_facts(p.facts)
-        if p.job.generates_in_groups() and p.rows < facts["generation_batch_size"] // facts["num_generations"]:
+        if p.job.generates_in_groups() and p.rows < p.facts["generation_batch_size"] // p.facts["num_generations"]:
             raise ConfigError(f"data.{STAGES[p.stage].data}_size: {p.rows} prompts are fewer than one generation "
                               f"batch needs ({p.length.how})")
         late = [s for s in p.job.curve_steps() if s >= p.length.steps]

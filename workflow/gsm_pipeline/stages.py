@@ -41,7 +41,6 @@ def _load(ref: str):
     return getattr(importlib.import_module(f"gsm_pipeline.settings.{module}"), name)
 
 
-
 KINDS = {
     "sft": Kind("training:SFTStageConfig", "training:SFTJob", "train_sft", "SFT", "tab:blue", "trl.SFTConfig",
                 "Supervised fine-tuning on reference solutions (TRL's SFTTrainer)"),

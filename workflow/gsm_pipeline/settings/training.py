@@ -161,6 +161,10 @@ class TrainingJob(Numerics, JobSettings):
         stage of the same row) or a model folder. The workflow makes each an input of the stage's rule."""
         return {}
 
+    def read_stages(self) -> dict[str, str]:
+        """The other stages of its row it reads (flag -> stage): the `stage:` entries of `reads()`."""
+        return {flag: ref.removeprefix("stage:") for flag, ref in self.reads().items() if ref.startswith("stage:")}
+
     def trained_rows(self, rows: int, split_size) -> tuple[int, str]:
         """The rows an epoch trains on, at most (counted before the job runs), and how they were counted ("" where
         it is the split's rows); `split_size(name)` is a data split's size."""
