@@ -1,12 +1,16 @@
 """The experiment matrix on disk: identical stages are shared, the dry-run plans exactly the jobs a
 config implies (counts written by hand), and a target naming something undeclared fails in one line."""
+import json
+import shlex
+
 import pytest
+import yaml
 
 from conftest import REPO, Dag
 from gsm_pipeline.config import validate_config
 from gsm_pipeline.config_files import load_config_file, merge
 from gsm_pipeline.errors import ConfigError
-from gsm_pipeline.layout import check_target, evaluations, runs, stage_run
+from gsm_pipeline.layout import check_target, eval_samples, evaluations, runs, stage_run
 
 pytestmark = pytest.mark.dag  # starts Snakemake or a command in a subprocess
 
@@ -43,6 +47,33 @@ def test_a_stage_folder_depends_on_its_training_chain_only_never_on_the_other_ro
         assert [stage_run(cfg, "tagged", s) for s in STAGES] == [stage_run(alone, "tagged", s) for s in STAGES]
         assert shared(cfg, "lr", "tagged") == [True, True, False]
     assert [stage_run(alone, "tagged", s).split("-")[0] for s in STAGES] == list(STAGES)  # named <stage>-<chain>
+
+
+def test_each_evaluation_samples_as_many_as_its_folder_asks_and_a_shared_folder_the_most():
+    """Samples cost most of a GPU run: they are drawn where pass@k is read (the base, the central rows' final
+    stages), and a row read greedy (a seed, a control) or a curve point can ask for none."""
+    rows = {"central": {}, "control": {"rewards": ["random"], "eval_samples": 0},
+            "seed": {"seed": 7, "eval_samples": 2}}
+    stages = {"rl": {"eval_checkpoints": [2], "training_args": {"max_steps": 4}}}
+    cfg = validate_config({"evaluation": {"samples": 8, "curve_samples": 0}, "stages": stages, "experiments": rows})
+    prep, rl = stage_run(cfg, "central", "prep_sft"), stage_run(cfg, "central", "rl")
+    assert prep == stage_run(cfg, "control", "prep_sft")  # one folder: the control asks 0, central 8
+    folders = ("base", prep, rl, stage_run(cfg, "control", "rl"), stage_run(cfg, "seed", "prep_sft"), f"{rl}/step-2")
+    assert [eval_samples(cfg, run) for run in folders] == [8, 8, 8, 0, 2, 0]
+    as_stage = validate_config({"evaluation": {"samples": 8}, "stages": stages, "experiments": rows})
+    control = stage_run(as_stage, "control", "rl")
+    assert [eval_samples(as_stage, f"{run}/step-2") for run in (rl, control)] == [8, 0]  # as their stage
+    assert {job.samples for job in (cfg.eval_job(cfg.prompt_spec("central")),)} == {8}  # the section's default
+
+
+def test_the_qwen_preset_samples_only_the_base_and_the_central_rows_final_stages():
+    cfg = validate_config(merge(load_config_file(REPO / "config.yaml"),
+                                load_config_file(REPO / "workflow/presets/qwen2.5-0.5b-gsm8k.yaml")))
+    sampled = {run for run, _ in evaluations(cfg) if eval_samples(cfg, run)}
+    central = {stage_run(cfg, row, stage) for row in ("tagged", "tagged_conf", "rft", "distill")
+               for stage in cfg.experiments[row].stages}
+    assert sampled == {"base", *central} and {eval_samples(cfg, run) for run in sampled} == {64}
+    assert len(evaluations(cfg)) == 38 and len([e for e in evaluations(cfg) if e[0] in sampled]) == 10
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +178,22 @@ def test_the_cpu_curves_overlay_adds_one_point_per_trained_stage(arith_dag):
     assert arith_dag.planned_jobs("workflow/presets/cpu-curves.yaml") == {
         "prepare_data": 1, "fetch_model": 1, "prep_sft": 1, "full_sft": 1, "rl": 2, "evaluate": 20 + 4 * 4,
         "report": 1, "all": 1}
+
+
+def test_an_evaluation_job_is_given_its_folders_sample_count(arith_dag):
+    curves = yaml.safe_load((REPO / "workflow/presets/cpu-curves.yaml").read_text())
+    arith_dag.write_config({**curves, "evaluation": {"samples": 4, "curve_samples": 0},
+                            "experiments": {"arith_random": {"eval_samples": 0}}}, "sampled.yaml")
+    commands = [line for line in arith_dag.snakemake("-n", "-p", configfile="sampled.yaml").stdout.splitlines()
+                if "gsm_pipeline.jobs.evaluate" in line]
+    cfg = arith_dag.config("sampled.yaml")
+    control = stage_run(cfg, "arith_random", "rl")
+    counts = {}
+    for line in commands:
+        out = line.split("--out ")[1].split()[0].removeprefix("results/").split("/eval/")[0]
+        counts[out] = json.loads(shlex.split(line.split("--config ")[1])[0])["samples"]
+    assert counts["base"] == counts[stage_run(cfg, "arith", "prep_sft")] == 4 and counts[control] == 0
+    assert {n for run, n in counts.items() if "/step-" in run} == {0}
 
 
 def test_the_cpu_analyses_overlay_samples_and_measures_kl_in_the_same_jobs(default_dag):

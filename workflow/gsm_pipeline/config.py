@@ -266,9 +266,13 @@ class PipelineConfig(Strict):
         return TargetsJob.model_validate({"prompt": asked, "seed": self.seed, **self.numerics(),
                                           **self.generation.model_dump(), **self.confidence.model_dump()})
 
-    def eval_job(self, prompt: PromptSpec) -> EvalJob:
+    def eval_job(self, prompt: PromptSpec, samples: int | None = None) -> EvalJob:
+        """An evaluation asked in `prompt`, sampling `samples` per problem (default: evaluation.samples;
+        layout.eval_samples says how many each evaluated folder samples)."""
+        section = self.evaluation.model_dump(exclude={"curve_samples"})
         return EvalJob.model_validate({"prompt": prompt, "seed": self.seed, **self.numerics(),
-                                       **self.generation.model_dump(), **self.evaluation.model_dump()})
+                                       **self.generation.model_dump(),
+                                       **section, **({} if samples is None else {"samples": samples})})
 
     def prompts(self) -> dict[str, PromptSpec]:
         """Every distinct prompt, trained with or evaluated with, keyed by prompt_key (the {prompt} wildcard)."""

@@ -60,6 +60,10 @@ class ExperimentConfig(Strict):
         default_factory=list, description="Also evaluate every stage under these lm-evaluation-harness protocols "
                                           "(lm-eval's own prompt, worked examples and stops; grading/protocols.py), "
                                           "e.g. [lm-eval-gsm8k]: numbers to set beside published ones")
+    eval_samples: int | None = Field(
+        None, ge=0, le=64, description="Sampled completions per problem at this row's stages' final evaluations "
+                                       "(default: evaluation.samples; a stage folder shared by rows samples the "
+                                       "most any of them asks), e.g. 0 for seed and control rows read greedy")
     seed: int | None = Field(None, ge=0, le=SEED_MAX,
                              description="Training seed for this row (default: the top-level seed)")
     lora: dict[str, Any] = Field(default_factory=dict, description="Overrides of the top-level lora section")

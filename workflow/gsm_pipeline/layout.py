@@ -138,6 +138,17 @@ def split_run(run: str) -> tuple[str, str, int | None]:
     return RUN_PATTERN.fullmatch(run).group(1), run, None
 
 
+def eval_samples(cfg: PipelineConfig, run: str) -> int:
+    """Samples per problem at an evaluation of `run` (base, <stage>-<chain> or a curve point): the base's and a
+    stage's final evaluations sample evaluation.samples, or the most that any row training the stage asks for (its
+    eval_samples: one folder serves them all); a curve point evaluation.curve_samples, if set, else as its stage."""
+    _, folder, step = split_run(run)
+    if step is not None and cfg.evaluation.curve_samples is not None:
+        return cfg.evaluation.curve_samples
+    asked = [cfg.experiments[name].eval_samples for (name, _), r in runs(cfg).items() if r == folder]
+    return max((cfg.evaluation.samples if n is None else n for n in asked), default=cfg.evaluation.samples)
+
+
 def trained_runs(cfg: PipelineConfig) -> list[str]:
     """Each distinct trained stage once, in declaration order."""
     return list(dict.fromkeys(runs(cfg).values()))
@@ -154,7 +165,8 @@ def report_job(cfg: PipelineConfig) -> ReportJob:
     out = []
     for name, exp in cfg.experiments.items():
         variant = exp.model_dump(exclude={"stages", "overrides", "lora", "sweep", "swept", "eval_chat_template",
-                                          "eval_answer_format", "eval_protocols", "chat_template_kwargs"})
+                                          "eval_answer_format", "eval_protocols", "eval_samples",
+                                          "chat_template_kwargs"})
         variant["seed"] = cfg.stage_job(name, "prep_sft").seed if exp.stages else cfg.seed
         variant["lora_r"] = {**cfg.lora.model_dump(), **exp.lora}["r"] if exp.finetune == "lora" else None
         stages = [StageRun(stage=st, run=stage_run(cfg, name, st), gpus=cfg.stage_config(name, st)["gpus"],

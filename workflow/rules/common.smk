@@ -235,7 +235,7 @@ def eval_meta(wildcards):
 
 
 def eval_job(wildcards):
-    return as_arg(CFG.eval_job(PROMPTS[wildcards.prompt]))
+    return as_arg(CFG.eval_job(PROMPTS[wildcards.prompt], layout.eval_samples(CFG, wildcards.run)))
 
 
 def targets_job(wildcards):

@@ -15,7 +15,9 @@ class EvalSettings(Strict):
     gpus: int = Field(0, ge=0, description="GPUs per evaluation (and confidence-targets) job: the Slurm request")
     max_new_tokens: int = Field(256, ge=1, description="Generation budget per test problem")
     batch_size: int = Field(16, ge=1, description="Problems generated together")
-    samples: int = Field(0, ge=0, le=64, description="Sampled completions per problem besides greedy (0: greedy only)")
+    samples: int = Field(0, ge=0, le=64, description="Sampled completions per problem besides greedy (0: greedy only) "
+                                                     "at the base's and each stage's final evaluation; a row's "
+                                                     "eval_samples overrides it for its stages")
     sample_temperature: float = Field(0.7, gt=0, description="Temperature of the sampled completions")
     reward_model: str | None = Field(
         None, description="Folder of a sequence-classification reward model ranking samples for best-of-n "
@@ -31,6 +33,10 @@ class EvalSettings(Strict):
 
 class EvalConfig(EvalSettings):
     """The evaluation section: a reward model folder that is not one fails at validation, before any job."""
+
+    curve_samples: int | None = Field(
+        None, ge=0, le=64, description="Sampled completions per problem at learning-curve points (default: as at "
+                                       "their stage's final evaluation; 0: greedy only, which the curves read)")
 
     @field_validator("lm_eval_graders")
     @classmethod
