@@ -77,7 +77,8 @@ def main() -> None:
     parser.add_argument("--problems", type=int, help="the first N questions (default: all)")
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--samples", type=int, default=8, help="sampled completions per problem (0: greedy only)")
-    parser.add_argument("--batch-size", type=int, default=64, help="the loop's and continuous batching's batch")
+    parser.add_argument("--batch-size", type=int, nargs="+", default=[64],
+                        help="the engines' batch (evaluation.batch_size); several: each engine at each")
     parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=CANDIDATES)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, CPU: checks the script runs")
     parser.add_argument("--grpo-steps", type=int, default=0,
@@ -108,41 +109,43 @@ def main() -> None:
     model = LlamaForCausalLM(config).to(device=device, dtype=dtype).eval()
     model.generation_config.eos_token_id = None  # fixed workload: every sequence runs the full budget
 
-    def run(engine: str, batch: list[str], do_sample: bool) -> None:
+    def run(engine: str, batch: list[str], do_sample: bool, size: int) -> None:
         if engine in ("generate", "compiled"):
-            plain_generate(model, tokenizer, batch, budget, do_sample, compiled=engine == "compiled")
+            plain_generate(model, tokenizer, batch, budget, do_sample, size, compiled=engine == "compiled")
         else:
-            generate(model, tokenizer, batch, max_new_tokens=budget, batch_size=args.batch_size, progress=False,
+            generate(model, tokenizer, batch, max_new_tokens=budget, batch_size=size, progress=False,
                      do_sample=do_sample, engine=engine)
 
     def result(rows: dict) -> dict:
-        for key, row in rows.items():  # each engine against the loop on the same work
-            loop = rows.get(key.rsplit(" ", 1)[0] + " loop")
-            row["speed_vs_loop"] = round(loop["seconds"] / row["seconds"], 2) if loop else None
+        for row in rows.values():  # each engine against the loop on the same work at the same batch
+            loop = [r for r in rows.values() if r["engine"] == "loop"
+                    and (r["decoding"], r["batch_size"]) == (row["decoding"], row["batch_size"])]
+            row["speed_vs_loop"] = round(loop[0]["seconds"] / row["seconds"], 2) if loop else None
         return {"device": device, "device_name": device_name(device), "torch": torch.__version__,
-                "problems": len(prompts), "max_new_tokens": budget, "batch_size": args.batch_size,
-                "dtype": str(dtype), "runs": rows}
+                "problems": len(prompts), "max_new_tokens": budget, "dtype": str(dtype), "runs": rows}
 
     rows = {}
     for decoding, batch in (("greedy", prompts), (f"{samples} samples", [p for p in prompts for _ in range(samples)])):
         if decoding != "greedy" and not samples:
             continue
-        for engine in args.engines:
+        for size, engine in ((size, engine) for size in args.batch_size for engine in args.engines):
+            key = f"{decoding} {engine}" + (f" b{size}" if len(args.batch_size) > 1 else "")
             if engine == "compiled":  # compile first (the same shapes), untimed
-                run(engine, batch[:args.batch_size], decoding != "greedy")
+                run(engine, batch[:size], decoding != "greedy", size)
             if device == "cuda":
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats()
             start = time.perf_counter()
-            run(engine, batch, decoding != "greedy")
+            run(engine, batch, decoding != "greedy", size)
             if device == "cuda":
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - start
-            rows[f"{decoding} {engine}"] = {
+            rows[key] = {
+                "decoding": decoding, "engine": engine, "batch_size": size,
                 "completions": len(batch), "seconds": round(seconds, 2),
                 "tokens_per_s": round(len(batch) * budget / seconds, 1),
                 "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device == "cuda" else None}
-            print(f"{decoding:>10} {engine:>10}: {rows[f'{decoding} {engine}']}", file=sys.stderr, flush=True)
+            print(f"{decoding:>10} {engine:>10} b{size}: {rows[key]}", file=sys.stderr, flush=True)
             if args.out:  # after every run: a benchmark stopped at the GPU proof's allowance keeps what it measured
                 Path(args.out).write_text(json.dumps(result(rows), indent=2))
     if args.grpo_steps:
@@ -177,7 +180,8 @@ def rollouts(args, arch: dict, tokenizer, rows: dict) -> None:
                      for n in args.generation_batches})
     for name, variant in variants.items():
         out = run_grpo(work / "model", work / "rows.jsonl", variant, args.grpo_steps, budget, work / name)
-        rows[f"grpo rollouts {name}"] = {"completions": 8 * args.grpo_steps, "seconds": round(out["seconds"], 2),
+        rows[f"grpo rollouts {name}"] = {"decoding": "grpo rollouts", "engine": name, "batch_size": None,
+                                         "completions": 8 * args.grpo_steps, "seconds": round(out["seconds"], 2),
                                          "completions_per_s": round(out["completions_per_s"], 3)}
         print(f"grpo rollouts {name:>10}: {rows[f'grpo rollouts {name}']}", file=sys.stderr, flush=True)
 

@@ -186,6 +186,10 @@ def main() -> None:
     parser.add_argument("--arch", nargs="+", default=["smollm2-135m", "qwen2.5-0.5b"], choices=list(ARCHS))
     parser.add_argument("--updates", type=int, default=10, help="timed optimizer updates per variant")
     parser.add_argument("--out", default="results/bench/bench_training.json")
+    parser.add_argument("--variants", nargs="+", choices=sorted({*SFT_VARIANTS, *GRPO_VARIANTS}),
+                        help="run these variants only (a name of both kinds runs both; default: all)")
+    parser.add_argument("--rows", type=int, help="the first N rows of --data (each trainer tokenizes them all)")
+    parser.add_argument("--completion-length", type=int, default=256, help="forced GRPO completion tokens")
     parser.add_argument("--smoke", action="store_true", help="tiny model, 1 update, CPU: checks the script runs")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_training_"))
@@ -200,8 +204,10 @@ def main() -> None:
             "trl_default": {}, "ours": {"per_device_train_batch_size": 16, "generation_batch_size": 32,
                                         "engine": "continuous"}}
     else:
-        tokenizer_dir, archs, updates, completion = args.tokenizer, args.arch, args.updates, 256
-        rows, sft, grpo = load_test_rows(args.data), SFT_VARIANTS, GRPO_VARIANTS
+        tokenizer_dir, archs, updates, completion = args.tokenizer, args.arch, args.updates, args.completion_length
+        rows = load_test_rows(args.data)[: args.rows]
+        sft, grpo = ({k: v for k, v in table.items() if not args.variants or k in args.variants}
+                     for table in (SFT_VARIANTS, GRPO_VARIANTS))
     rows_path = work / "rows.jsonl"
     write_jsonl(rows_path, rows)
     dtype = torch.bfloat16 if gpu() else torch.float32
