@@ -270,10 +270,16 @@ def built_once(tmp_path_factory, name: str, build) -> Path:
 
     folder = tmp_path_factory.getbasetemp().parent / name
     with FileLock(f"{folder}.lock"):
+        if (folder / ".failed").exists():  # the first build's error is in its own test's report
+            raise RuntimeError(f"{name}: another worker's build of this fixture failed")
         if not (folder / ".built").exists():
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir()
-            build(folder)
+            try:
+                build(folder)
+            except BaseException:
+                (folder / ".failed").touch()
+                raise
             (folder / ".built").touch()
     return folder
 
@@ -318,7 +324,7 @@ def tiny_dag(tmp_path_factory, tiny_model, tiny_data) -> Dag:
 # Tests run on as many pytest-xdist workers as the machine has cores, up to 4, a file at a time (pyproject's
 # addopts), so a module fixture is built once; built_once shares the session fixtures. The slow suite's longest
 # files go first: a worker takes its next file as it finishes its current one, so a long file left for last would
-# keep one worker busy while the other idles. The first file here builds the tiny DAG the others read.
+# keep one worker busy while the other idles. The second file here builds the tiny DAG most others read.
 LONGEST_FIRST = ("tests/slow/test_learning.py", "tests/slow/test_cli_jobs.py", "tests/slow/test_gpu_proof.py",
                  "tests/slow/test_rerun.py", "tests/slow/test_slurm.py")
 

@@ -23,15 +23,16 @@ def lm_eval_run(data, model, out, *extra: str) -> dict:
 
 def test_the_dags_base_evaluation_under_the_protocol_is_lm_evals_own_on_the_same_model(tiny_dag, tiny_data,
                                                                                         tmp_path):
-    overlay = yaml.safe_load((tiny_dag.root / "tiny.yaml").read_text())
+    dag = tiny_dag.copy(tmp_path / "dag")  # a job runs: in a copy, as other workers read the shared DAG meanwhile
+    overlay = yaml.safe_load((dag.root / "tiny.yaml").read_text())
     overlay.setdefault("experiments", {}).setdefault("tagged", {})["eval_protocols"] = ["lm-eval-gsm8k"]
-    tiny_dag.write_config(overlay, name="protocol.yaml")
+    dag.write_config(overlay, name="protocol.yaml")
     target = "results/base/eval/lm-eval-gsm8k/test/predictions.jsonl"
-    tiny_dag.snakemake(target, configfile="protocol.yaml")
-    ours = [json.loads(line) for line in (tiny_dag.root / target).read_text().splitlines()]
-    metrics = json.loads((tiny_dag.root / target).with_name("metrics.json").read_text())
+    dag.snakemake(target, configfile="protocol.yaml")
+    ours = [json.loads(line) for line in (dag.root / target).read_text().splitlines()]
+    metrics = json.loads((dag.root / target).with_name("metrics.json").read_text())
 
-    record = lm_eval_run(tiny_data, tiny_dag.root / "resources/model", tmp_path / "base", "--batch-size", "8")
+    record = lm_eval_run(tiny_data, dag.root / "resources/model", tmp_path / "base", "--batch-size", "8")
     assert record["documents_differing"] == 0, record["differences"]
     assert record["limit"] == len(ours) == metrics["n"]
     theirs = [json.loads(line) for line in (tmp_path / "base/predictions.jsonl").read_text().splitlines()]
