@@ -64,6 +64,8 @@ def test_each_evaluation_samples_as_many_as_its_folder_asks_and_a_shared_folder_
     control = stage_run(as_stage, "control", "rl")
     assert [eval_samples(as_stage, f"{run}/step-2") for run in (rl, control)] == [8, 0]  # as their stage
     assert {job.samples for job in (cfg.eval_job(cfg.prompt_spec("central")),)} == {8}  # the section's default
+    greedy = validate_config({"evaluation": {"samples": 0}, "stages": stages, "experiments": rows})
+    assert eval_samples(greedy, "base") == 2  # the one row that samples is read against the base's samples
 
 
 def test_the_qwen_preset_samples_only_the_base_and_the_central_rows_final_stages():

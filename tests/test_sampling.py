@@ -240,3 +240,17 @@ def test_a_crossing_is_where_stage_minus_base_changes_sign_between_two_ks():
     # (samples, correct) per problem: a never -> sometimes, b sometimes -> always, c only the stage sampled
     moved = movement({"a": (4, 0), "b": (4, 2)}, {"a": (4, 1), "b": (4, 4), "c": (4, 4)})
     assert {k: v for k, v in moved.items() if v} == {"never->sometimes": 1, "sometimes->always": 1}
+
+
+def test_the_report_names_each_sample_count_when_rows_sample_differently():
+    """A row's eval_samples may differ from the rest: the page says every count used and which row used which."""
+    from gsm_pipeline.reporting.page import _sampling
+
+    def sampled(n: int) -> dict:
+        return {"samples": n, "temperature": 0.7, "scorer": "policy", "lost_by_vote": [], "lost_by_scorer": ["q"]}
+
+    rows = [{"run": run, "prompt": "p", "testset": "t"} for run in ("base", "rl-a", "rl-b")]
+    section = _sampling(rows, {("base", "p", "t"): sampled(64), ("rl-a", "p", "t"): sampled(8),
+                               ("rl-b", "p", "t"): sampled(64)})
+    assert section["samples"] == "8 or 64"
+    assert [(r["run"], r["samples"]) for r in section["lost"]["rows"]] == [("base", 64), ("rl-a", 8), ("rl-b", 64)]

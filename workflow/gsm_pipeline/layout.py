@@ -139,14 +139,19 @@ def split_run(run: str) -> tuple[str, str, int | None]:
 
 
 def eval_samples(cfg: PipelineConfig, run: str) -> int:
-    """Samples per problem at an evaluation of `run` (base, <stage>-<chain> or a curve point): the base's and a
-    stage's final evaluations sample evaluation.samples, or the most that any row training the stage asks for (its
-    eval_samples: one folder serves them all); a curve point evaluation.curve_samples, if set, else as its stage."""
+    """Samples per problem at an evaluation of `run` (base, <stage>-<chain> or a curve point): a stage's final
+    evaluations sample evaluation.samples, or the most that any row training the stage asks for (its eval_samples:
+    one folder serves them all); a curve point evaluation.curve_samples, if set, else as its stage; the base, whose
+    samples every pass@k is read against, the most that anything asks for."""
     _, folder, step = split_run(run)
     if step is not None and cfg.evaluation.curve_samples is not None:
         return cfg.evaluation.curve_samples
+    default = cfg.evaluation.samples
+    if folder == "base":
+        asked = [e.eval_samples for e in cfg.experiments.values()] + [cfg.evaluation.curve_samples]
+        return max([default, *(n for n in asked if n is not None)])
     asked = [cfg.experiments[name].eval_samples for (name, _), r in runs(cfg).items() if r == folder]
-    return max((cfg.evaluation.samples if n is None else n for n in asked), default=cfg.evaluation.samples)
+    return max((default if n is None else n for n in asked), default=default)
 
 
 def trained_runs(cfg: PipelineConfig) -> list[str]:

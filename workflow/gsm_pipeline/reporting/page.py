@@ -104,11 +104,12 @@ def _sampling(rows: list[dict[str, Any]], sampling: dict[tuple, dict]) -> dict[s
     if not sampling:
         return None
     first = next(iter(sampling.values()))
-    lost = [{"run": r["run"], "prompt": r["prompt"], "testset": r["testset"], "lost_by_vote": len(m["lost_by_vote"]),
-             "lost_by_scorer": len(m["lost_by_scorer"]),
+    lost = [{"run": r["run"], "prompt": r["prompt"], "testset": r["testset"], "samples": m["samples"],
+             "lost_by_vote": len(m["lost_by_vote"]), "lost_by_scorer": len(m["lost_by_scorer"]),
              "questions": " ".join(sorted(set(m["lost_by_vote"]) | set(m["lost_by_scorer"])))}
             for r in rows if (m := sampling.get(row_key(r)))]
-    return {"samples": first["samples"], "temperature": first["temperature"], "scorer": first["scorer"],
+    counts = sorted({m["samples"] for m in sampling.values()})  # a row's eval_samples may differ from the rest
+    return {"samples": " or ".join(map(str, counts)), "temperature": first["temperature"], "scorer": first["scorer"],
             "lost": {"columns": list(lost[0]) if lost else [], "rows": lost}}
 
 
