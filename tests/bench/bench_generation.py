@@ -181,7 +181,7 @@ def rollouts(args, arch: dict, tokenizer, rows: dict) -> None:
     for name, variant in variants.items():
         out = run_grpo(work / "model", work / "rows.jsonl", variant, args.grpo_steps, budget, work / name)
         rows[f"grpo rollouts {name}"] = {"decoding": "grpo rollouts", "engine": name, "batch_size": None,
-                                         "completions": 8 * args.grpo_steps, "seconds": round(out["seconds"], 2),
+                                         "completions": out["completions"], "seconds": round(out["seconds"], 2),
                                          "completions_per_s": round(out["completions_per_s"], 3)}
         print(f"grpo rollouts {name:>10}: {rows[f'grpo rollouts {name}']}", file=sys.stderr, flush=True)
 

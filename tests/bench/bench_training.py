@@ -141,19 +141,27 @@ def run_grpo(model_dir: Path, rows_path: Path, extra: dict, updates: int, comple
     from gsm_pipeline.settings.training import RLJob
 
     per_device = extra.get("per_device_train_batch_size", 8)
+    accumulation = extra.get("gradient_accumulation_steps", 1)
+    # TRL generates once per `steps_per_generation` micro-batches (its generation batch over the per-device
+    # batch, one process; default the accumulation): time whole generation rounds, after an untimed first one,
+    # or a step that only reads rollouts generated before would count as one that made them
+    micro = extra["generation_batch_size"] // per_device if "generation_batch_size" in extra else accumulation
+    per_round = max(1, micro // accumulation)  # optimizer updates per generation round
+    timed = -(-updates // per_round) * per_round
     settings, extra = split_variant(extra)
     job = {"stage": "rl", "seed": 0, **numerics(settings.get("engine", "auto")), "finetune": "full", **settings,
            "lora": None, "rewards": ["format", "correctness"], "num_generations": 8,
            "max_completion_length": completion, "temperature": 1.0, "beta": 0.0,
            "prompt": {"answer_format": "tagged", "chat_template": True, "confidence": False},
-           "training_args": {"max_steps": updates + 1, "save_strategy": "no", "learning_rate": 1e-6,
+           "training_args": {"max_steps": per_round + timed, "save_strategy": "no", "learning_rate": 1e-6,
                              "generation_kwargs": {"min_new_tokens": completion}, **extra}}
     trainer, _ = build_trainer(RLJob.model_validate(job), str(model_dir), str(rows_path), work)
     clock = step_clock()
     trainer.add_callback(clock)
     trainer.train()
-    seconds = clock.ends[-1] - clock.ends[0]
-    return {"completions_per_s": updates * per_device / seconds, "seconds": seconds}
+    seconds = clock.ends[-1] - clock.ends[per_round - 1]
+    completions = timed * per_device * accumulation
+    return {"completions_per_s": completions / seconds, "seconds": seconds, "completions": completions}
 
 
 def gpu() -> bool:

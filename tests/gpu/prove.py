@@ -6,9 +6,10 @@ Parts, in order: `smoke` (one tiny-model stage through the DAG: prep SFT in bf16
 and moved, peak GPU memory recorded), `dag` (every stage with `gpus: 1` under the `single`, `zero2` and `zero3`
 launchers, ZeRO on one process, evaluations through the GPU's `auto` engine, the report), `training` and
 `generation` (the benchmarks at GPU size against plain TRL, GSM8K rows and SmolLM2's tokenizer from the carry
-folder; the generation benchmark runs every engine on CUDA). On a GPU the first call is `--only smoke` (under 3
-minutes with start-up) and the second `--skip smoke` (at most 6): each part has an allowance (ALLOWANCE) after
-which it is stopped and reported as over time, so one slow part cannot cost the others their run.
+folder; the generation benchmark runs continuous batching on CUDA at two batch sizes). On a GPU the first call
+is `--only smoke` (under 3 minutes with start-up) and the second `--skip smoke` (at most 6): each part has an
+allowance (ALLOWANCE) after which it is stopped and reported as over time, so one slow part cannot cost the
+others their run.
 Run through tests/gpu/prove.sh, which first installs the carried wheels. With --cpu (the slow suite): the same
 parts in fp32 on the CPU (DeepSpeed through its CPU accelerator), the benchmarks at smoke size, no allowances.
 OUT receives at most four files, whatever runs (prove.json, prove.log from prove.sh, bench_training.json,
@@ -39,7 +40,7 @@ PARTS = ("smoke", "dag", "training", "generation")
 ALLOWANCE = {"smoke": 120, "dag": 160, "training": 130, "generation": 60}
 # Each part's seconds on an H100 by estimate (docs/scale-out.md: how), each under its allowance: smoke 40-80
 # (3 jobs), dag 100-150 (5 jobs in sequence at 20-30 s, 8 at a time), training 60-95 (two SFT and two GRPO
-# variants, one timed update each; GRPO `ours` rolls out 2 x 512 completions of 128 tokens), generation 30-45
+# variants, one timed update each; GRPO `ours` rolls out 2 rounds of 512 completions of 128 tokens), generation 30-45
 # (256 problems, 256 tokens, continuous batching at batch 64 and at 256).
 LAUNCHERS = ("single", "zero2", "zero3")
 STAGES = ("prep_sft", "full_sft", "rl")
