@@ -3,12 +3,13 @@
     python tests/bench/bench_training.py --data GSM8K_TRAIN.jsonl --tokenizer resources/model      # GPU
     python tests/bench/bench_training.py --smoke                                                   # CPU check
 
-For each architecture (random init: weights do not change the cost of a fixed workload) and each
-variant, the same GSM8K train rows and the same number of optimizer updates are timed after one
-warm-up update. SFT reports real (non-padding) tokens per second; GRPO completions per second with
-8 generations per prompt and 256 completion tokens (a random model almost never samples EOS, and
-`min_new_tokens` makes sure). Peak GPU memory per variant. Writes a JSON file and prints a
-markdown table with ratios to each baseline; tests/bench/README.md holds the measured table.
+For each architecture (random init: weights do not change the cost of a fixed workload) and each variant, the
+same GSM8K train rows and about the same number of optimizer updates are timed after a warm-up: SFT one
+update; GRPO whole generation rounds after an untimed first one (a variant generating for several updates per
+round is timed over whole rounds). SFT reports real (non-padding) tokens per second; GRPO completions per
+second with 8 generations per prompt and 256 completion tokens (a random model almost never samples EOS, and
+`min_new_tokens` makes sure). Peak GPU memory per variant. Writes a JSON file and prints a markdown table with
+ratios to each baseline; tests/bench/README.md holds the measured table.
 """
 from __future__ import annotations
 

@@ -191,8 +191,8 @@ def bench_args(part: str, out: Path, carry: Path, gpu: bool) -> list[str]:
         return ["--data", str(carry / "gsm8k/train.jsonl"), "--tokenizer", str(carry / "tokenizer"),
                 "--arch", "smollm2-135m", "--updates", "1", "--rows", "1024", "--completion-length", "128",
                 "--variants", "trl_padded_b16", "trl_default", "ours", "--out", str(out / "bench_training.json")]
-    # greedy continuous batching (the GPU's engine) on 256 GSM8K problems at the evaluation's batch of 64 and at
-    # 256 in one call: the rate at a larger batch decides evaluation.batch_size for the presets
+    # greedy continuous batching (the GPU's engine) on 256 GSM8K problems at a batch of 64 and at 256 in one call:
+    # what a larger evaluation.batch_size (the presets' 1,024; 256 for Qwen3-4B) buys
     return ["--questions", str(carry / "gsm8k/test.jsonl"), "--tokenizer", str(carry / "tokenizer"),
             "--problems", "256", "--samples", "0", "--engines", "continuous", "--batch-size", "64", "256",
             "--out", str(out / "bench_generation.json")]
