@@ -21,7 +21,7 @@ from .matrix import expand_sweeps
 from .prompts import prompt_key
 from .settings.base import NAME_PATTERN, SEED_MAX, Numerics, Strict, is_name
 from .settings.data import DataConfig, DataJob
-from .settings.evaluation import ConfidenceConfig, EvalConfig, EvalJob, TargetsJob
+from .settings.evaluation import ConfidenceConfig, EvalConfig, EvalJob, EvalSettings, TargetsJob
 from .settings.generation import GenerationConfig
 from .settings.model import ModelConfig
 from .settings.prompt import PromptSpec
@@ -269,7 +269,7 @@ class PipelineConfig(Strict):
     def eval_job(self, prompt: PromptSpec, samples: int | None = None) -> EvalJob:
         """An evaluation asked in `prompt`, sampling `samples` per problem (default: evaluation.samples;
         layout.eval_samples says how many each evaluated folder samples)."""
-        section = self.evaluation.model_dump(exclude={"curve_samples"})
+        section = self.evaluation.model_dump(include=set(EvalSettings.model_fields))  # the job's share of it
         return EvalJob.model_validate({"prompt": prompt, "seed": self.seed, **self.numerics(),
                                        **self.generation.model_dump(),
                                        **section, **({} if samples is None else {"samples": samples})})
