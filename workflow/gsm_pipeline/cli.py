@@ -18,6 +18,7 @@ COMMANDS = {
     "grade": ("gsm_pipeline.jobs.grade", "re-grade generations without a model"),
     "lm-eval": ("gsm_pipeline.jobs.lm_eval_run", "run lm-evaluation-harness beside our evaluation of a model"),
     "validate": ("gsm_pipeline.validate", "check config files (default: config.yaml); write the JSON schema"),
+    "cost": ("gsm_pipeline.cost.command", "estimate each GPU job's tokens, GPU-hours and memory before a run"),
     "fetch-model": ("gsm_pipeline.jobs.fetch_model", "fetch and convert a base model into a safetensors folder"),
     "push": ("gsm_pipeline.jobs.push", "publish a trained model, its card and evaluations, to the Hugging Face Hub"),
 }

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, create_model, field_validator, model_validator
 
+from .cost.tables import GPUS
 from .errors import ConfigError
 from .experiment import AnswerFormat, ExperimentConfig  # noqa: F401  (AnswerFormat re-exported)
 from .hashing import config_hash  # noqa: F401  (re-exported)
@@ -41,6 +42,9 @@ StagesConfig = create_model("StagesConfig", __base__=Strict, **{
 
 class PipelineConfig(Strict):
     seed: int = Field(0, ge=0, le=SEED_MAX, description="Training and sampling seed")
+    gpu: Literal[tuple(GPUS)] | None = Field(
+        None, description="The GPU kind the jobs run on: `gsm-pipeline cost` estimates with its rates, and the "
+                          "dry-run refuses a generation batch whose paged cache cannot fit its memory (null: unstated)")
     data: DataConfig = Field(default_factory=DataConfig, description="Datasets")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Base model")
     lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA settings for finetune: lora")

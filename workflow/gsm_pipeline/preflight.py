@@ -108,10 +108,43 @@ def check_lengths(cfg: PipelineConfig, planned: list[PlannedStage]) -> None:
                               f"{p.length.steps}, or save_strategy: 'no'")
 
 
+def check_paged_caches(cfg: PipelineConfig, planned: list[PlannedStage]) -> None:
+    """With a GPU kind stated (`gpu:`) and the model's size known: every continuous-batching call on a GPU (an
+    evaluation's, the confidence targets', an RFT stage's sampling) holds the weights and its paged cache at full
+    length within the share of the GPU's memory the library itself would take."""
+    if cfg.gpu is None:
+        return
+    from .cost import tables
+    from .cost.estimate import architecture, model, paged_cache_gb
+
+    try:
+        architecture(cfg.model.source)
+    except ConfigError:
+        return  # a model the table does not know: its job finds out
+    m, gpu = model(cfg.model.source, cfg, cfg.gpu), tables.GPUS[cfg.gpu]
+    prompt = tables.LENGTHS.get(cfg.data.source, tables.LENGTHS["jsonl"]).prompt
+    calls = [("evaluation.batch_size", cfg.evaluation.batch_size, cfg.evaluation.max_new_tokens, cfg.evaluation.gpus)]
+    if any("confidence_targets" in p.reads for p in planned):
+        calls.append(("confidence.batch_size", cfg.confidence.batch_size, cfg.confidence.max_new_tokens,
+                      cfg.evaluation.gpus))
+    calls += [(key_path(cfg, p.experiment, p.stage, "batch_size"), p.job.batch_size, p.job.max_new_tokens, p.job.gpus)
+              for p in planned if STAGES[p.stage].kind == "rft"]
+    room = tables.CACHE_SHARE * gpu.memory_gb - m.weights_gb
+    for key, batch, max_new, gpus in calls:
+        cache = paged_cache_gb(m, batch, prompt, max_new)
+        if gpus and cache > room:
+            fit = int(batch * room / cache)
+            raise ConfigError(f"{key}: {batch} requests' paged KV cache at full length ({prompt}-token prompts + "
+                              f"{max_new} new tokens) takes {cache:.0f} GB, which with the {m.weights_gb:.1f} GB of "
+                              f"weights is more than {tables.CACHE_SHARE:.0%} of the {cfg.gpu}'s {gpu.memory_gb:g} GB; "
+                              f"at most {fit} fit")
+
+
 def preflight(cfg: PipelineConfig) -> list[PlannedStage]:
     """Everything the jobs of this config would refuse when they start; the planned stages for printing."""
     planned = planned_stages(cfg)
     check_lengths(cfg, planned)
+    check_paged_caches(cfg, planned)
     return planned
 
 

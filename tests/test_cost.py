@@ -1,0 +1,136 @@
+"""`gsm-pipeline cost` counts each GPU job's work from the config as the jobs will do it, and prices it from the
+throughput table: these hand counts are the specification. Tokens generated are counted at the budget, tokens
+trained as prompt + completion at the task's mean lengths (tables.LENGTHS: GSM8K's prompt 123, reference answer
+114; the default arithmetic's 15 and 6). A batch whose paged cache cannot fit the stated GPU is refused by the
+dry-run, naming the key."""
+import subprocess
+
+import pytest
+
+from conftest import REPO
+from gsm_pipeline.config import validate_config
+from gsm_pipeline.config_files import load_config_file, merge
+from gsm_pipeline.cost.command import main
+from gsm_pipeline.cost.estimate import model, paged_cache_gb
+from gsm_pipeline.cost.jobs import plan
+from gsm_pipeline.errors import ConfigError
+from gsm_pipeline.preflight import preflight
+
+QWEN = REPO / "workflow/presets/qwen2.5-0.5b-gsm8k.yaml"
+QWEN3 = REPO / "workflow/presets/qwen3-4b-gsm8k.yaml"
+
+
+def config(*files, **overlay):
+    raw = {}
+    for path in [REPO / "config.yaml", *files]:
+        raw = merge(raw, load_config_file(str(path)))
+    return validate_config(merge(raw, overlay))
+
+
+def by_job(cfg, gpu=None):
+    return {c.job: c for c in plan(cfg, gpu)}
+
+
+def one(costs, prefix):
+    """The first job whose output path starts with `prefix` (stage folders are named by chain hashes)."""
+    return next(c for job, c in costs.items() if job.startswith(prefix))
+
+
+def test_the_default_plan_counts_rows_steps_and_budgets_and_spends_no_gpu_hours():
+    costs = by_job(config())
+    assert one(costs, "results/prep_sft-").trained == 320 * (15 + 6)  # 320 rows x 1 epoch
+    assert one(costs, "results/full_sft-").trained == 1280 * (15 + 6)
+    rl = one(costs, "results/rl-")
+    assert rl.completions == 40 * 16  # 40 steps x 16 completions (2 groups of 8)
+    assert rl.generated == 40 * 16 * 12  # each at the 12-token budget
+    assert rl.trained == 40 * 16 * (15 + 12)
+    base = one(costs, "results/base/eval/")
+    trained = one(costs, "results/prep_sft-").job + "/eval/"
+    assert base.generated == 200 * (1 + 1) * 12  # greedy + the KL's reference sample, per problem
+    assert one(costs, trained).generated == 200 * 12  # greedy only: the default draws no samples
+    assert all(c.gpus == 0 and c.gpu_hours is None and c.memory_gb is None for c in costs.values())
+
+
+def test_the_qwen_preset_counts_samples_where_they_are_read_and_rollouts_by_generation_round():
+    costs = by_job(config(QWEN), "h100")
+    rl = one(costs, "results/rl-")
+    assert rl.completions == 500 * 32 * 4  # max_steps x per device x accumulation on one GPU
+    assert rl.generated == 500 * 32 * 4 * 512
+    assert one(costs, "results/confidence_targets/").generated == (500 + 5400) * 4 * 512  # prep+full rows x 4
+    assert one(costs, "results/full_sft-").trained == 5400 * 2 * (123 + 114)  # 2 epochs of reference rows
+    assert one(costs, "results/base/eval/").generated == 1319 * (1 + 64 + 1) * 512
+    curve = next(c for job, c in costs.items() if "/step-" in job)
+    assert curve.generated == 1319 * 512  # curve_samples: 0
+    controls = [c for job, c in costs.items() if "/eval/" in job and c.generated == 1319 * 512
+                and "/step-" not in job]
+    assert len(controls) == 12  # the reward controls' prep SFT and RL (3 seeds x 3 rewards, prep shared) greedy
+
+
+def test_an_evaluations_time_is_its_calls_prefill_and_kl_passes_at_the_table_rates():
+    costs = by_job(config(QWEN), "h100")
+    curve = next(c for job, c in costs.items() if "/step-" in job)
+    # fast end: 1,319 requests in calls of 1,024 and 295; a call lasts max(512 steps x 15 ms, its tokens at 15k/s)
+    calls = max(512 * 0.015, 1024 * 114 / 15000) + max(512 * 0.015, 295 * 114 / 15000)
+    prefill = 1319 * 123 / 60000  # forward at 3x the 20k tok/s of training
+    kl = 4 * 1319 * (123 + 114) / 60000  # two models, on its greedy answers and the base's samples
+    assert curve.seconds.fast == pytest.approx(60 + calls + prefill + kl)
+    assert curve.gpu_hours.fast == pytest.approx(curve.seconds.fast / 3600)
+
+
+def test_the_qwen_preset_costs_at_most_80_h100_hours_at_the_slow_end_of_every_rate():
+    total = sum(c.gpu_hours.slow for c in plan(config(QWEN), "h100") if c.gpu_hours)
+    assert 15 < total <= 80
+
+
+def test_a_paged_cache_is_every_request_at_full_length_in_whole_pages():
+    m = model("Qwen/Qwen3-4B", config(QWEN3), "h100")
+    # ceil((123 + 768) / 256) = 4 pages of 256 tokens, 2 x 36 layers x 8 heads x 128 x 2 bytes per token
+    assert paged_cache_gb(m, 256, 123, 768) == pytest.approx(256 * 4 * 256 * 147456 / 1e9)
+
+
+def test_a_batch_whose_paged_cache_cannot_fit_the_stated_gpu_is_refused_naming_its_key():
+    with pytest.raises(ConfigError) as caught:
+        preflight(config(QWEN3, evaluation={"batch_size": 2048}))
+    assert str(caught.value) == (
+        "evaluation.batch_size: 2048 requests' paged KV cache at full length (123-token prompts + 768 new tokens) "
+        "takes 309 GB, which with the 8.0 GB of weights is more than 90% of the h100's 80 GB; at most 423 fit")
+    with pytest.raises(ConfigError, match=r"^confidence.batch_size: 1024 requests"):
+        preflight(config(QWEN3, confidence={"batch_size": 1024}))
+    preflight(config(QWEN3, gpu="h200", evaluation={"batch_size": 512}))  # 77 GB: fits the H200's 141 GB
+    preflight(config(QWEN3, gpu=None, evaluation={"batch_size": 2048}))  # no GPU kind stated: nothing to check
+
+
+def test_the_command_prints_each_job_and_the_plans_total_and_names_a_missing_gpu_kind():
+    run = subprocess.run(["gsm-pipeline", "cost", "config.yaml", str(QWEN)], cwd=REPO, capture_output=True,
+                         text=True)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith("config.yaml + ") and "on h100 (80 GB): Qwen/Qwen2.5-0.5B-Instruct, 0.49B" in lines[0]
+    assert sum(line.startswith("results/") for line in lines) == len(plan(config(QWEN), "h100"))
+    assert any(line.startswith("total: ") and line.split()[2] == "GPU-hours" for line in lines)
+    refused = subprocess.run(["gsm-pipeline", "cost", "config.yaml", str(QWEN), "--gpu", "a100"], cwd=REPO,
+                             capture_output=True, text=True)
+    assert refused.returncode == 2 and "invalid choice: 'a100'" in refused.stderr
+
+
+def test_a_gpu_plan_without_a_gpu_kind_or_with_a_model_the_table_lacks_is_one_line_naming_the_key(tmp_path):
+    unstated = tmp_path / "unstated.yaml"
+    unstated.write_text("gpu: null\n")
+    with pytest.raises(ConfigError, match=r"^gpu: the config's jobs ask for GPUs but name no GPU kind"):
+        main([str(REPO / "config.yaml"), str(QWEN), str(unstated)])
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("model: {source: someone/unknown-7b}\n")
+    with pytest.raises(ConfigError, match=r"^model.source 'someone/unknown-7b': its size is not in the cost table"):
+        main([str(REPO / "config.yaml"), str(QWEN), str(unknown)])
+
+
+def test_a_local_model_folder_is_sized_from_its_own_config_and_weights(tiny_model):
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from gsm_pipeline.cost.estimate import architecture
+
+    arch, config = architecture(str(tiny_model)), AutoConfig.from_pretrained(tiny_model)
+    loaded = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    assert arch.parameters == sum(p.numel() for p in loaded.parameters())  # tied embeddings counted once
+    assert (arch.layers, arch.hidden, arch.vocab) == (config.num_hidden_layers, config.hidden_size, config.vocab_size)

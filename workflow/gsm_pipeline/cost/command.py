@@ -1,0 +1,82 @@
+"""`gsm-pipeline cost CONFIG.yaml [PRESET.yaml ...] [--gpu KIND]`: each GPU job of the plan with the tokens it
+trains on and generates, its estimated wall time, GPU-hours and peak memory, and the plan's total GPU-hours."""
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+
+from ..config import validate_config
+from ..config_files import load_config_file, merge
+from ..errors import ConfigError, run_main
+from . import tables
+from .estimate import JobCost, Span, architecture
+from .jobs import plan
+
+
+def count(tokens: float) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if tokens >= size:
+            return f"{tokens / size:.1f}{unit}"
+    return f"{tokens:.0f}" if tokens else "-"
+
+
+def hours(span: Span | None) -> str:
+    return "-" if span is None else f"{span.fast:.2f}-{span.slow:.2f}"
+
+
+def total(costs: list[JobCost]) -> Span | None:
+    spans = [c.gpu_hours for c in costs if c.gpu_hours is not None]
+    return Span(sum(s.fast for s in spans), sum(s.slow for s in spans)) if spans else None
+
+
+def lines(costs: list[JobCost], gpu: str | None) -> list[str]:
+    width = max(len(c.job) for c in costs)
+    memory = tables.GPUS[gpu].memory_gb if gpu else None
+    out = [f"{'job':<{width}}  GPUs  {'trained':>8}  {'generated':>9}  {'GPU-hours':>11}  peak GB"]
+    for c in costs:
+        over = " (!)" if memory and c.memory_gb and c.memory_gb > memory else ""
+        peak = "-" if c.memory_gb is None else f"{c.memory_gb:.1f}{over}"
+        out.append(f"{c.job:<{width}}  {c.gpus:>4}  {count(c.trained):>8}  {count(c.generated):>9}  "
+                   f"{hours(c.gpu_hours):>11}  {peak}")
+    kinds: dict[str, list[JobCost]] = defaultdict(list)
+    for c in costs:
+        kinds[c.kind].append(c)
+    out.append("by rule: " + "; ".join(f"{kind} {len(group)} jobs, {hours(total(group))} GPU-hours"
+                                       for kind, group in kinds.items()))
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Estimate the GPU cost of a config's plan before running it.")
+    parser.add_argument("configs", nargs="*", help="YAML files, merged left to right as --configfile does "
+                                                   "(none: config.yaml)")
+    parser.add_argument("--gpu", choices=sorted(tables.GPUS), help="the GPU kind (default: the config's gpu key)")
+    args = parser.parse_args(argv)
+    merged: dict = {}
+    for path in args.configs or ["config.yaml"]:
+        merged = merge(merged, load_config_file(path))
+    cfg = validate_config(merged)
+    gpu = args.gpu or cfg.gpu
+    costs = plan(cfg, gpu)
+    if gpu is None and any(c.gpus for c in costs):
+        raise ConfigError("gpu: the config's jobs ask for GPUs but name no GPU kind; set gpu: (one of "
+                          f"{', '.join(tables.GPUS)}) or pass --gpu")
+    arch = architecture(cfg.model.source)
+    where = f"on {gpu} ({tables.GPUS[gpu].memory_gb:g} GB)" if gpu else "on the CPU"
+    print(f"{' + '.join(args.configs or ['config.yaml'])} {where}: {cfg.model.source}, "
+          f"{arch.parameters / 1e9:.2f}B parameters")
+    print("\n".join(lines(costs, gpu)))
+    spent = total(costs)
+    if spent is None:
+        print("GPU-hours: none (every job runs on the CPU; docs/measurements.md has CPU times)")
+    else:
+        print(f"total: {hours(spent)} GPU-hours on {gpu} (GPUs x wall time; the range: every rate at its fast, "
+              "then its slow end)")
+    lengths = tables.LENGTHS[cfg.data.source]
+    print(f"token lengths: prompt {lengths.prompt} (longest {lengths.prompt_max}), reference completion "
+          f"{lengths.target} (longest {lengths.target_max}): {lengths.source}; generated tokens counted at the budget")
+    print("rates and their sources: gsm_pipeline/cost/tables.py (docs/scale-out.md)")
+
+
+if __name__ == "__main__":
+    run_main(main)

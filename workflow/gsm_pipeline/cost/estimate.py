@@ -1,0 +1,145 @@
+"""Each GPU job of a config's plan, before it runs: the tokens it trains on and generates, and by the throughput table
+(`tables.py`) its wall time, GPU-hours and peak memory on one GPU kind.
+
+Counts follow the jobs' own arithmetic: a stage's optimizer steps as the preflight counts them from TRL's resolved
+config, its generation rounds as TRL hands them out, each evaluation's completions by the samples its folder draws
+(`layout.eval_samples`). Tokens generated are counted at the budget (every completion to its `max_new_tokens`): an
+upper bound that the config fixes exactly. Tokens trained are prompt and completion tokens through forward and
+backward, a prompt at the task's mean length (`tables.LENGTHS`), a reference completion at its mean and a sampled one
+at its budget. Time is a (fast, slow) range: the fast end with every rate's fast end and sampled completions as long
+as the task's reference ones, the slow end with the slow rates and completions at the budget. A call to continuous
+batching lasts as long as its longest completion (the budget) at the launch-bound step time, or as its tokens take
+at the GPU's full decode rate, whichever is longer; a padded rollout decodes every row to the budget.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import PipelineConfig
+from ..errors import ConfigError
+from . import tables
+from .tables import Architecture, Lengths, Rates, Span
+
+
+@dataclass
+class JobCost:
+    job: str  # as the dry-run names its outputs: the stage folder, the evaluation folder, the targets file
+    kind: str  # the rule
+    gpus: int
+    trained: float = 0.0  # tokens through forward and backward
+    generated: float = 0.0  # tokens generated, every completion at its budget (at most)
+    completions: int = 0
+    seconds: Span | None = None  # wall time on the GPU kind; None for a job on the CPU
+    memory_gb: float | None = None  # peak on one of its GPUs
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def gpu_hours(self) -> Span | None:
+        if self.seconds is None:
+            return None
+        return Span(self.gpus * self.seconds.fast / 3600, self.gpus * self.seconds.slow / 3600)
+
+
+@dataclass(frozen=True)
+class Model:
+    arch: Architecture
+    dtype_bytes: int
+    rates: Rates | None
+
+    @property
+    def weights_gb(self) -> float:
+        return self.arch.parameters * self.dtype_bytes / 1e9
+
+
+def architecture(source: str) -> Architecture:
+    """A model source's shape: a local model folder's own config.json and weights, else the table's row."""
+    folder = Path(source)
+    if (folder / "config.json").is_file():
+        return read_architecture(folder)
+    if source in tables.ARCHITECTURES:
+        return tables.ARCHITECTURES[source]
+    raise ConfigError(f"model.source {source!r}: its size is not in the cost table (cost/tables.py ARCHITECTURES) "
+                      "and it is not a local model folder; fetch it (snakemake resources/model) and give that folder")
+
+
+def read_architecture(folder: Path) -> Architecture:
+    from safetensors import safe_open
+
+    config = json.loads((folder / "config.json").read_text())
+    config = config.get("text_config", config)
+    heads = config["num_attention_heads"]
+    parameters = 0
+    for path in folder.glob("*.safetensors"):
+        with safe_open(path, "np") as handle:
+            parameters += sum(math.prod(handle.get_slice(k).get_shape()) for k in handle.keys())
+    head_dim = config.get("head_dim") or config["hidden_size"] // heads
+    return Architecture(parameters, config["num_hidden_layers"], config["hidden_size"],
+                        config.get("num_key_value_heads", heads), head_dim, config["vocab_size"],
+                        f"{folder}/config.json and its weights")
+
+
+def rates_for(gpu: str | None, parameters: float) -> Rates | None:
+    if gpu is None:
+        return None
+    for row in tables.RATES[tables.GPUS[gpu].rates_as]:
+        if parameters <= row.up_to:
+            return row
+    raise ConfigError(f"gpu {gpu}: the cost table has no rates for a model of {parameters / 1e9:.1f}B parameters")
+
+
+def model(source: str, cfg: PipelineConfig, gpu: str | None) -> Model:
+    arch = architecture(source)
+    return Model(arch, 4 if cfg.model.dtype == "float32" else 2, rates_for(gpu, arch.parameters))
+
+
+def paged_cache_gb(m: Model, requests: int, prompt: int, max_new: int) -> float:
+    """generation/decoding.py's paged cache for one call: every request at full length, in whole pages."""
+    pages = math.ceil((prompt + max_new) / tables.PAGE)
+    return requests * pages * tables.PAGE * m.arch.kv_bytes_per_token(m.dtype_bytes) / 1e9
+
+
+def decode_s(m: Model, end: int, requests: int, concurrency: int, budget: int, length: float) -> float:
+    """Continuous batching, `concurrency` requests a call: each call as long as the longer of its longest
+    completion at the launch-bound step time and its tokens at the full decode rate; plus the prefill."""
+    r = m.rates
+    calls, rest = divmod(requests, concurrency)
+    per_call = [concurrency] * calls + ([rest] if rest else [])
+    launch = budget * r.decode_step_s.at(end)
+    return sum(max(launch, n * length / r.decode_tok_s.at(end)) for n in per_call)
+
+
+def forward_s(m: Model, end: int, tokens: float) -> float:
+    return tokens / m.rates.forward_tok_s(end)
+
+
+@dataclass(frozen=True)
+class Plan:
+    cfg: PipelineConfig
+    gpu: str | None
+    lengths: Lengths
+    student: Model
+
+    def length(self, end: int, budget: int) -> float:
+        """A sampled completion's length at the fast (the task's reference answer) or the slow end (the budget)."""
+        return min(budget, self.lengths.target) if end == 0 else budget
+
+    def timed(self, cost: JobCost, seconds, launcher: str = "single") -> JobCost:
+        """`seconds(end)`: the job's work at one end of the rates; the job's start is added."""
+        if not cost.gpus:
+            cost.memory_gb = None  # a job on the CPU
+        elif self.student.rates is not None:
+            start = [tables.START_S.at(e) + tables.LAUNCHER_START_S[launcher].at(e) for e in (0, 1)]
+            cost.seconds = Span(start[0] + seconds(0), start[1] + seconds(1))
+        return cost
+
+
+def test_size(cfg: PipelineConfig, testset: str) -> int:
+    """Problems in a test set: an extra test file's rows where it is readable, else data.test_size."""
+    path = cfg.data.extra_test_files.get(testset)
+    if path and Path(path).is_file():
+        return sum(1 for line in Path(path).read_text().splitlines() if line.strip())
+    return cfg.data.test_size
+

