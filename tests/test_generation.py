@@ -90,9 +90,18 @@ def test_the_policy_score_is_the_mean_token_log_probability_of_the_completion(lo
     model, tokenizer = loaded
     prompts = [render_prompt(r["question"], SPEC, tokenizer) for r in rows[:3]]
     completions = [" <SOLUTION>4</SOLUTION>", " so the answer is 12 apples", " 7"]
-    scores = policy_scorer(model, tokenizer, batch_size=3)(prompts, completions)  # padded together
     expected = [mean_completion_logprob(model, tokenizer, p, c) for p, c in zip(prompts, completions)]
-    assert scores == pytest.approx(expected, abs=1e-4)
+    vocab = model.get_output_embeddings().weight.shape[0]
+    forwards = []
+    hook = model.register_forward_hook(lambda module, args, kwargs, out: forwards.append(len(kwargs["input_ids"])),
+                                       with_kwargs=True)
+    try:
+        together = policy_scorer(model, tokenizer)(prompts, completions)  # one batch, padded together
+        alone = policy_scorer(model, tokenizer, budget=vocab)(prompts, completions)  # a row's logits exceed it
+    finally:
+        hook.remove()
+    assert forwards == [3, 1, 1, 1]
+    assert together == pytest.approx(expected, abs=1e-4) and alone == pytest.approx(expected, abs=1e-4)
 
 
 def test_best_of_n_ranks_samples_by_the_reward_models_own_scores(tiny_model, tiny_data, tmp_path):

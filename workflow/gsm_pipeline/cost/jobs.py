@@ -5,6 +5,8 @@ import math
 
 from ..config import PipelineConfig
 from ..errors import ConfigError
+from ..generation.divergence import KL_BUDGET
+from ..generation.sampling import SCORER_BUDGET
 from ..layout import eval_samples, evaluations, split_run
 from ..preflight import PlannedStage, planned_stages
 from ..stages import STAGES
@@ -59,10 +61,11 @@ def evaluation_cost(p: Plan, run: str, prompt: str, testset: str, problems: int)
     parts = [sampling(p, cost, n, e.batch_size, e.max_new_tokens) for n in (problems, samples, reference) if n]
     scored = lambda end: samples * (p.lengths.prompt + p.length(end, e.max_new_tokens))  # noqa: E731
     compared = lambda end: 4 * problems * (p.lengths.prompt + p.length(end, e.max_new_tokens)) if kl else 0  # noqa: E731
-    budget = p.lengths.prompt_max + e.max_new_tokens
+    row = (p.lengths.prompt_max + e.max_new_tokens) * p.student.arch.vocab  # a longest row's logits
+    scorer = max(SCORER_BUDGET, row) * p.student.dtype_bytes + row * 8  # the batch's logits, a row's fp32 pair
     cost.memory_gb = (generation_memory(p, min(e.batch_size, max(problems, samples)), e.max_new_tokens)
-                      + (tables.SCORER_BATCH * budget * p.student.arch.vocab * 8 / 1e9 if samples else 0)
-                      + (p.student.weights_gb + tables.KL_TENSORS_GB if kl else 0))
+                      + (scorer / 1e9 if samples else 0)
+                      + (p.student.weights_gb + 5 * max(KL_BUDGET, row) * 4 / 1e9 if kl else 0))
     return p.timed(cost, lambda end: sum(part(end) for part in parts)
                    + forward_s(p.student, end, scored(end) + compared(end)))
 

@@ -123,5 +123,3 @@ LENGTHS = {
 
 PAGE = 256  # tokens per page of the paged cache (generation/decoding.py's paged_cache)
 CACHE_SHARE = 0.9  # of a GPU's memory the weights and a call's paged cache may take (the library's own default)
-SCORER_BATCH = 16  # completions scored together for best-of-n (generation/sampling.py's policy_scorer)
-KL_TENSORS_GB = 5 * 2 ** 26 * 4 / 1e9  # generation/divergence.py: full-vocabulary fp32 tensors within its budget

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+KL_BUDGET = 2 ** 26  # elements of each full-vocabulary fp32 tensor of a batch (256 MiB)
+
 
 def batches(lengths: list[int], vocab: int, budget: int) -> list[range]:
     """Consecutive rows scored together: as many as keep a full-vocabulary tensor of the batch (rows x longest x
@@ -21,7 +23,7 @@ def batches(lengths: list[int], vocab: int, budget: int) -> list[range]:
 
 
 def completion_kl(policy, reference, tokenizer, prompts: list[str], completions: list[list[int]],
-                  batch_size: int | None = None, budget: int = 2 ** 26) -> list[tuple[float, int]]:
+                  batch_size: int | None = None, budget: int = KL_BUDGET) -> list[tuple[float, int]]:
     """Per completion (its generated token ids): (sum over its tokens of the exact next-token KL(policy ||
     reference), its token count). The arithmetic stays on the models' device; only per-row sums come back. Rows
     are scored `batch_size` at a time, or by default as many as keep each full-vocabulary fp32 tensor within

@@ -56,26 +56,35 @@ def sample_metrics(groups: dict[str, list[dict[str, Any]]], golds: dict[str, flo
     return out
 
 
-def policy_scorer(model, tokenizer, batch_size: int = 16) -> Scorer:
-    """Mean log-probability per completion token under the policy itself (temperature 1)."""
+SCORER_BUDGET = 2 ** 30  # logits elements per batch of scored rows
+
+
+def policy_scorer(model, tokenizer, budget: int = SCORER_BUDGET) -> Scorer:
+    """Mean log-probability per completion token under the policy itself (temperature 1). Rows are scored as many at
+    a time as keep the batch's logits within `budget` elements (divergence.batches, as the KL batches its rows: 2 GiB
+    in bf16, some hundred short answers or a few long solutions at once); the fp32 log-softmax runs on one row's
+    completion at a time, so a large vocabulary never holds full-batch fp32 copies."""
     import torch
 
+    from .divergence import batches
+
     def score(prompts: list[str], completions: list[str]) -> list[float]:
+        texts = [a + b for a, b in zip(prompts, completions)]
+        n_prompt = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+        lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        vocab = model.get_output_embeddings().weight.shape[0]
         scores = []
         tokenizer.padding_side = "right"
-        for start in range(0, len(prompts), batch_size):
-            p = prompts[start:start + batch_size]
-            c = completions[start:start + batch_size]
-            n_prompt = [len(tokenizer(x, add_special_tokens=False)["input_ids"]) for x in p]
-            batch = tokenizer([a + b for a, b in zip(p, c)], return_tensors="pt", padding=True,
+        for group in batches(lengths, vocab, budget):
+            batch = tokenizer([texts[i] for i in group], return_tensors="pt", padding=True,
                               add_special_tokens=False).to(model.device)
             with torch.inference_mode():
-                logits = model(**batch).logits[:, :-1].float()
-            logprobs = torch.log_softmax(logits, -1).gather(-1, batch["input_ids"][:, 1:, None])[..., 0]
-            mask = batch["attention_mask"][:, 1:].clone()
-            for row, k in enumerate(n_prompt):
-                mask[row, : max(k - 1, 0)] = 0
-            scores += ((logprobs * mask).sum(-1) / mask.sum(-1).clamp(min=1)).tolist()
+                logits = model(**batch).logits
+                for row, i in enumerate(group):  # position t predicts token t + 1: the completion's from its first
+                    first, end = max(n_prompt[i] - 1, 0), lengths[i] - 1
+                    picked = torch.log_softmax(logits[row, first:end].float(), -1).gather(
+                        -1, batch["input_ids"][row, first + 1:end + 1, None])
+                    scores.append(picked.sum().item() / max(end - first, 1))
         tokenizer.padding_side = "left"
         return scores
 
