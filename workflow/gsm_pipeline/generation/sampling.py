@@ -56,14 +56,14 @@ def sample_metrics(groups: dict[str, list[dict[str, Any]]], golds: dict[str, flo
     return out
 
 
-SCORER_BUDGET = 2 ** 30  # logits elements per batch of scored rows
+SCORER_BUDGET = 2 ** 29  # logits elements per batch of scored rows: 1 GiB in bf16, 2 in fp32
 
 
 def policy_scorer(model, tokenizer, budget: int = SCORER_BUDGET) -> Scorer:
     """Mean log-probability per completion token under the policy itself (temperature 1). Rows are scored as many at
-    a time as keep the batch's logits within `budget` elements (divergence.batches, as the KL batches its rows: 2 GiB
-    in bf16, some hundred short answers or a few long solutions at once); the fp32 log-softmax runs on one row's
-    completion at a time, so a large vocabulary never holds full-batch fp32 copies."""
+    a time as keep the batch's logits within `budget` elements (divergence.batches, as the KL batches its rows: some
+    hundred short answers or a few long solutions at once); the fp32 log-softmax runs on one row's completion at a
+    time, so a large vocabulary never holds full-batch fp32 copies."""
     import torch
 
     from .divergence import batches
