@@ -73,7 +73,8 @@ def test_an_evaluations_time_is_its_calls_prefill_and_kl_passes_at_the_table_rat
     calls = max(512 * 0.015, 1024 * 114 / 15000) + max(512 * 0.015, 295 * 114 / 15000)
     prefill = 1319 * 123 / 60000  # forward at 3x the 20k tok/s of training
     kl = 4 * 1319 * (123 + 114) / 60000  # two models, on its greedy answers and the base's samples
-    assert curve.seconds.fast == pytest.approx(60 + calls + prefill + kl)
+    start = 15 + 0.494 * 2 / 2.0  # imports and CUDA, then 0.99 GB of bf16 weights read at 2 GB/s
+    assert curve.seconds.fast == pytest.approx(start + calls + prefill + kl)
     assert curve.gpu_hours.fast == pytest.approx(curve.seconds.fast / 3600)
 
 
@@ -134,3 +135,33 @@ def test_a_local_model_folder_is_sized_from_its_own_config_and_weights(tiny_mode
     loaded = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
     assert arch.parameters == sum(p.numel() for p in loaded.parameters())  # tied embeddings counted once
     assert (arch.layers, arch.hidden, arch.vocab) == (config.num_hidden_layers, config.hidden_size, config.vocab_size)
+
+
+def test_each_job_waits_for_what_its_rule_reads_and_the_longest_chain_is_the_plans_wall_time():
+    from gsm_pipeline.cost.estimate import JobCost, Span, longest_chain
+
+    costs = by_job(config(QWEN), "h100")
+    targets = one(costs, "results/confidence_targets/")
+    conf_prep = next(c for c in costs.values() if c.kind == "prep_sft" and targets.job in c.after)
+    assert conf_prep.after == ["resources/model", targets.job]  # the base model and the row's confidence targets
+    rl = next(c for c in costs.values() if c.kind == "rl" and conf_prep.job in c.after)
+    evaluation = one(costs, rl.job + "/eval/")
+    _, prompt, testset = evaluation.job.rsplit("/", 2)
+    assert evaluation.after == [rl.job, f"results/base/eval/{prompt}/{testset}"]  # the KL reads the base's samples
+    plan_ = [JobCost("a", "x", 1, seconds=Span(1, 10)), JobCost("b", "x", 1, seconds=Span(2, 20), after=["a"]),
+             JobCost("c", "x", 1, seconds=Span(4, 5)), JobCost("d", "x", 1, seconds=Span(1, 1), after=["b", "c"])]
+    assert longest_chain(plan_, 0) == (5, ["c", "d"]) and longest_chain(plan_, 1) == (31, ["a", "b", "d"])
+
+
+def test_distillation_counts_its_rollouts_the_teachers_forward_passes_and_the_teachers_download():
+    from gsm_pipeline.cost.jobs import downloads
+
+    cfg = config(QWEN)
+    distill = one(by_job(cfg, "h100"), "results/distill-")
+    assert distill.generated == 200 * 16 * 2 * 512  # max_steps x per device x accumulation, one completion each
+    # fast end, per generation round (one per step) of 32 completions: decode to the 512 budget at 15 ms a step,
+    # prefill, training on 32 x (123 + 114) tokens at 20k tok/s, the 1.5B teacher's forward at 3 x 12k tok/s
+    tokens = 32 * (123 + 114)
+    per_round = 512 * 0.015 + 32 * 123 / 60000 + tokens / 20000 + tokens / 36000
+    assert distill.seconds.fast == pytest.approx(15 + 0.494 * 2 / 2.0 + 200 * per_round)
+    assert downloads(cfg) == pytest.approx({"Qwen/Qwen2.5-0.5B-Instruct": 0.988, "Qwen/Qwen2.5-1.5B-Instruct": 3.08})

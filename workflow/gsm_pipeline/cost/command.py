@@ -9,8 +9,8 @@ from ..config import validate_config
 from ..config_files import load_config_file, merge
 from ..errors import ConfigError, run_main
 from . import tables
-from .estimate import JobCost, Span, architecture
-from .jobs import plan
+from .estimate import JobCost, Span, architecture, longest_chain
+from .jobs import downloads, plan
 
 
 def count(tokens: float) -> str:
@@ -72,6 +72,12 @@ def main(argv: list[str] | None = None) -> None:
     else:
         print(f"total: {hours(spent)} GPU-hours on {gpu} (GPUs x wall time; the range: every rate at its fast, "
               "then its slow end)")
+        (fast, _), (slow, chain) = longest_chain(costs, 0), longest_chain(costs, 1)
+        print(f"longest chain: {fast / 3600:.2f}-{slow / 3600:.2f} hours of wall time with a GPU free for every job "
+              f"that can start ({' -> '.join(chain)})")
+    fetched = downloads(cfg)
+    if fetched:
+        print("downloads, once: " + ", ".join(f"{source} {gb:.1f} GB" for source, gb in fetched.items()))
     lengths = tables.LENGTHS[cfg.data.source]
     print(f"token lengths: prompt {lengths.prompt} (longest {lengths.prompt_max}), reference completion "
           f"{lengths.target} (longest {lengths.target_max}): {lengths.source}; generated tokens counted at the budget")

