@@ -165,3 +165,10 @@ def test_distillation_counts_its_rollouts_the_teachers_forward_passes_and_the_te
     per_round = 512 * 0.015 + 32 * 123 / 60000 + tokens / 20000 + tokens / 36000
     assert distill.seconds.fast == pytest.approx(15 + 0.494 * 2 / 2.0 + 200 * per_round)
     assert downloads(cfg) == pytest.approx({"Qwen/Qwen2.5-0.5B-Instruct": 0.988, "Qwen/Qwen2.5-1.5B-Instruct": 3.08})
+
+
+def test_packed_sft_counts_its_rows_by_epoch_or_its_steps_of_full_sequences():
+    costs = by_job(config(stages={"prep_sft": {"training_args": {"packing": True}},
+                                  "full_sft": {"training_args": {"packing": True, "max_steps": 10}}}))
+    assert one(costs, "results/prep_sft-").trained == 320 * (15 + 6)  # every row once, however packed
+    assert one(costs, "results/full_sft-").trained == 10 * 32 * 64  # 10 steps x 32 sequences of max_length 64

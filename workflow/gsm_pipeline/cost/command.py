@@ -41,8 +41,9 @@ def lines(costs: list[JobCost], gpu: str | None) -> list[str]:
     kinds: dict[str, list[JobCost]] = defaultdict(list)
     for c in costs:
         kinds[c.kind].append(c)
-    out.append("by rule: " + "; ".join(f"{kind} {len(group)} jobs, {hours(total(group))} GPU-hours"
-                                       for kind, group in kinds.items()))
+    out.append("by rule:")
+    out += [f"  {kind}: {len(group)} job{'s' if len(group) > 1 else ''}"
+            + (f", {hours(total(group))} GPU-hours" if total(group) else "") for kind, group in kinds.items()]
     return out
 
 

@@ -92,9 +92,8 @@ def train_memory(p: Plan, job, m: Model, rows: int, row_tokens: int) -> float:
 
 
 def facts_of(s: PlannedStage) -> dict:
-    if s.facts is None or s.length is None:
-        raise ConfigError(f"{s.run}: its length is unknown before it runs (packed rows, or TRL not installed here), "
-                          "so its cost cannot be counted")
+    if s.facts is None:
+        raise ConfigError(f"{s.run}: TRL is not installed here, so its length (and cost) cannot be counted")
     return s.facts
 
 
@@ -113,7 +112,7 @@ def sft_stage(p: Plan, s: PlannedStage, cost: JobCost):
     f, job = facts_of(s), s.job
     per_step = f["per_device_train_batch_size"] * f["gradient_accumulation_steps"] * job.process_count()
     rows, _ = job.trained_rows(s.rows, lambda split: getattr(p.cfg.data, f"{split}_size"))
-    trained = s.length.steps * per_step if f["max_steps"] > 0 else rows * math.ceil(f["num_train_epochs"])
+    trained = f["max_steps"] * per_step if f["max_steps"] > 0 else rows * math.ceil(f["num_train_epochs"])
     sample = None
     if STAGES[s.stage].kind == "rft":
         sample = sampling(p, cost, s.rows * job.samples, job.batch_size, job.max_new_tokens)
@@ -122,6 +121,8 @@ def sft_stage(p: Plan, s: PlannedStage, cost: JobCost):
     else:
         completion = lambda end: p.lengths.target  # noqa: E731
         longest = p.lengths.target_max
+    if f.get("packing") and f["max_steps"] > 0:  # each row of a step a packed sequence of max_length tokens
+        trained *= job.max_length / (p.lengths.prompt + completion(1))
     cost.trained = trained * (p.lengths.prompt + completion(1))
     row_max = min(job.max_length, p.lengths.prompt_max + longest)
     cost.memory_gb = max(train_memory(p, job, p.student, f["per_device_train_batch_size"], row_max),
