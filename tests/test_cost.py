@@ -12,7 +12,7 @@ from gsm_pipeline.config import validate_config
 from gsm_pipeline.config_files import load_config_file, merge
 from gsm_pipeline.cost.command import main
 from gsm_pipeline.cost.estimate import model, paged_cache_gb
-from gsm_pipeline.cost.jobs import plan
+from gsm_pipeline.cost.plan import plan
 from gsm_pipeline.errors import ConfigError
 from gsm_pipeline.preflight import preflight
 
@@ -74,7 +74,8 @@ def test_an_evaluations_time_is_its_calls_prefill_and_kl_passes_at_the_table_rat
     prefill = 1319 * 123 / 60000  # forward at 3x the 20k tok/s of training
     kl = 4 * 1319 * (123 + 114) / 60000  # two models, on its greedy answers and the base's samples
     start = 15 + 0.494 * 2 / 2.0  # imports and CUDA, then 0.99 GB of bf16 weights read at 2 GB/s
-    assert curve.seconds.fast == pytest.approx(start + calls + prefill + kl)
+    base = 0.494 * 2 / 2.0  # the base model loaded for the KL
+    assert curve.seconds.fast == pytest.approx(start + calls + prefill + base + kl)
     assert curve.gpu_hours.fast == pytest.approx(curve.seconds.fast / 3600)
 
 
@@ -93,11 +94,12 @@ def test_a_batch_whose_paged_cache_cannot_fit_the_stated_gpu_is_refused_naming_i
     with pytest.raises(ConfigError) as caught:
         preflight(config(QWEN3, evaluation={"batch_size": 2048}))
     assert str(caught.value) == (
-        "evaluation.batch_size: 2048 requests' paged KV cache at full length (123-token prompts + 768 new tokens) "
-        "takes 309 GB, which with the 8.0 GB of weights is more than 90% of the h100's 80 GB; at most 423 fit")
+        "evaluation.batch_size: 2048 requests' paged KV cache at full length (286-token prompts, the longest, + 768 "
+        "new tokens) takes 387 GB, which with the 8.0 GB of weights is more than 90% of the h100's 80 GB; at most "
+        "338 fit")
     with pytest.raises(ConfigError, match=r"^confidence.batch_size: 1024 requests"):
         preflight(config(QWEN3, confidence={"batch_size": 1024}))
-    preflight(config(QWEN3, gpu="h200", evaluation={"batch_size": 512}))  # 77 GB: fits the H200's 141 GB
+    preflight(config(QWEN3, gpu="h200", evaluation={"batch_size": 512}))  # 97 GB: fits the H200's 141 GB
     preflight(config(QWEN3, gpu=None, evaluation={"batch_size": 2048}))  # no GPU kind stated: nothing to check
 
 
@@ -154,7 +156,7 @@ def test_each_job_waits_for_what_its_rule_reads_and_the_longest_chain_is_the_pla
 
 
 def test_distillation_counts_its_rollouts_the_teachers_forward_passes_and_the_teachers_download():
-    from gsm_pipeline.cost.jobs import downloads
+    from gsm_pipeline.cost.plan import downloads
 
     cfg = config(QWEN)
     distill = one(by_job(cfg, "h100"), "results/distill-")
@@ -163,7 +165,8 @@ def test_distillation_counts_its_rollouts_the_teachers_forward_passes_and_the_te
     # prefill, training on 32 x (123 + 114) tokens at 20k tok/s, the 1.5B teacher's forward at 3 x 12k tok/s
     tokens = 32 * (123 + 114)
     per_round = 512 * 0.015 + 32 * 123 / 60000 + tokens / 20000 + tokens / 36000
-    assert distill.seconds.fast == pytest.approx(15 + 0.494 * 2 / 2.0 + 200 * per_round)
+    loads = 0.494 * 2 / 2.0 + 1.54 * 2 / 2.0  # the student's and the teacher's bf16 weights at 2 GB/s
+    assert distill.seconds.fast == pytest.approx(15 + loads + 200 * per_round)
     assert downloads(cfg) == pytest.approx({"Qwen/Qwen2.5-0.5B-Instruct": 0.988, "Qwen/Qwen2.5-1.5B-Instruct": 3.08})
 
 
@@ -172,3 +175,34 @@ def test_packed_sft_counts_its_rows_by_epoch_or_its_steps_of_full_sequences():
                                   "full_sft": {"training_args": {"packing": True, "max_steps": 10}}}))
     assert one(costs, "results/prep_sft-").trained == 320 * (15 + 6)  # every row once, however packed
     assert one(costs, "results/full_sft-").trained == 10 * 32 * 64  # 10 steps x 32 sequences of max_length 64
+
+
+def test_rollouts_follow_trls_generation_schedule_and_its_extra_forward_pass():
+    # num_iterations 2: TRL generates every 4 x 2 = 8 micro-batches, so 501 steps x 4 are 250.5 rounds: 251; and
+    # its accumulation (4) is no multiple of 8, so TRL takes the old log-probabilities in a forward of their own
+    rl = one(by_job(config(QWEN, stages={"rl": {"training_args": {"max_steps": 501, "num_iterations": 2}}}), "h100"),
+             "results/rl-")
+    assert rl.completions == 251 * 32 * 4
+    tokens = 128 * (123 + 114)  # a round's completions at the reference length (the fast end)
+    per_round = max(512 * 0.015, 128 * 512 / 15000) + 128 * 123 / 60000 + tokens * 2 / 20000 + tokens / 60000
+    assert rl.seconds.fast == pytest.approx(15 + 0.494 * 2 / 2.0 + 251 * per_round)
+
+
+def test_a_jobs_peak_memory_is_its_largest_phase_not_their_sum():
+    base = one(by_job(config(QWEN3), "h100"), "results/base/eval/")
+    # the weights, then the largest of: a call's cache (256 requests x 5 pages of 256 tokens at 144 KiB), the
+    # scorer's logits; the base draws no KL
+    assert base.memory_gb == pytest.approx(4.02 * 2 + 256 * 5 * 256 * 147456 / 1e9)
+
+
+def test_confidence_targets_sampled_by_a_stage_wait_for_it():
+    from gsm_pipeline.layout import stage_run
+
+    cfg = config(QWEN, confidence={"model": "tagged/prep_sft"})
+    assert one(by_job(cfg), "results/confidence_targets/").after == [f"results/{stage_run(cfg, 'tagged', 'prep_sft')}"]
+
+
+def test_its_output_piped_into_a_reader_that_stops_early_ends_without_a_traceback():
+    run = subprocess.run("gsm-pipeline cost config.yaml | head -1", shell=True, cwd=REPO, capture_output=True,
+                         text=True)
+    assert run.stdout.startswith("config.yaml on the CPU") and run.stderr == ""

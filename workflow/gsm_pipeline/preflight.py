@@ -122,7 +122,7 @@ def check_paged_caches(cfg: PipelineConfig, planned: list[PlannedStage]) -> None
     except ConfigError:
         return  # a model the table does not know: its job finds out
     m, gpu = model(cfg.model.source, cfg, cfg.gpu), tables.GPUS[cfg.gpu]
-    prompt = tables.LENGTHS.get(cfg.data.source, tables.LENGTHS["jsonl"]).prompt
+    prompt = tables.LENGTHS.get(cfg.data.source, tables.LENGTHS["jsonl"]).prompt_max  # the engine takes these first
     calls = [("evaluation.batch_size", cfg.evaluation.batch_size, cfg.evaluation.max_new_tokens, cfg.evaluation.gpus)]
     if any("confidence_targets" in p.reads for p in planned):
         calls.append(("confidence.batch_size", cfg.confidence.batch_size, cfg.confidence.max_new_tokens,
@@ -134,10 +134,10 @@ def check_paged_caches(cfg: PipelineConfig, planned: list[PlannedStage]) -> None
         cache = paged_cache_gb(m, batch, prompt, max_new)
         if gpus and cache > room:
             fit = int(batch * room / cache)
-            raise ConfigError(f"{key}: {batch} requests' paged KV cache at full length ({prompt}-token prompts + "
-                              f"{max_new} new tokens) takes {cache:.0f} GB, which with the {m.weights_gb:.1f} GB of "
-                              f"weights is more than {tables.CACHE_SHARE:.0%} of the {cfg.gpu}'s {gpu.memory_gb:g} GB; "
-                              f"at most {fit} fit")
+            raise ConfigError(f"{key}: {batch} requests' paged KV cache at full length ({prompt}-token prompts, the "
+                              f"longest, + {max_new} new tokens) takes {cache:.0f} GB, which with the "
+                              f"{m.weights_gb:.1f} GB of weights is more than {tables.CACHE_SHARE:.0%} of the "
+                              f"{cfg.gpu}'s {gpu.memory_gb:g} GB; at most {fit} fit")
 
 
 def preflight(cfg: PipelineConfig) -> list[PlannedStage]:

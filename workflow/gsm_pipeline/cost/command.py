@@ -10,7 +10,7 @@ from ..config_files import load_config_file, merge
 from ..errors import ConfigError, run_main
 from . import tables
 from .estimate import JobCost, Span, architecture, longest_chain
-from .jobs import downloads, plan
+from .plan import downloads, plan
 
 
 def count(tokens: float) -> str:
@@ -32,12 +32,15 @@ def total(costs: list[JobCost]) -> Span | None:
 def lines(costs: list[JobCost], gpu: str | None) -> list[str]:
     width = max(len(c.job) for c in costs)
     memory = tables.GPUS[gpu].memory_gb if gpu else None
-    out = [f"{'job':<{width}}  GPUs  {'trained':>8}  {'generated':>9}  {'GPU-hours':>11}  peak GB"]
+    out = [f"{'':<{width}}        {'tokens':>8}  {'tokens':>9}",
+           f"{'job':<{width}}  GPUs  {'trained':>8}  {'generated':>9}  {'GPU-hours':>11}  {'peak GB/GPU':>11}"]
     for c in costs:
         over = " (!)" if memory and c.memory_gb and c.memory_gb > memory else ""
         peak = "-" if c.memory_gb is None else f"{c.memory_gb:.1f}{over}"
         out.append(f"{c.job:<{width}}  {c.gpus:>4}  {count(c.trained):>8}  {count(c.generated):>9}  "
-                   f"{hours(c.gpu_hours):>11}  {peak}")
+                   f"{hours(c.gpu_hours):>11}  {peak:>11}")
+    if any(line.endswith("(!)") for line in out):
+        out.append(f"(!): more than the {gpu}'s {memory:g} GB")
     kinds: dict[str, list[JobCost]] = defaultdict(list)
     for c in costs:
         kinds[c.kind].append(c)
@@ -48,7 +51,11 @@ def lines(costs: list[JobCost], gpu: str | None) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Estimate the GPU cost of a config's plan before running it.")
+    parser = argparse.ArgumentParser(
+        description="Estimate a config's plan before running it: for each job on a GPU, the tokens it trains on and "
+                    "generates (sampled completions counted at their budget: an upper bound), its GPU-hours (a range: "
+                    "every rate of the throughput table at its fast, then its slow end) and its peak memory per GPU; "
+                    "then the plan's total, its longest chain of jobs and its downloads. Estimates, not measurements.")
     parser.add_argument("configs", nargs="*", help="YAML files, merged left to right as --configfile does "
                                                    "(none: config.yaml)")
     parser.add_argument("--gpu", choices=sorted(tables.GPUS), help="the GPU kind (default: the config's gpu key)")
@@ -63,7 +70,8 @@ def main(argv: list[str] | None = None) -> None:
         raise ConfigError("gpu: the config's jobs ask for GPUs but name no GPU kind; set gpu: (one of "
                           f"{', '.join(tables.GPUS)}) or pass --gpu")
     arch = architecture(cfg.model.source)
-    where = f"on {gpu} ({tables.GPUS[gpu].memory_gb:g} GB)" if gpu else "on the CPU"
+    on_gpu = gpu and any(c.gpus for c in costs)
+    where = f"on {gpu} ({tables.GPUS[gpu].memory_gb:g} GB)" if on_gpu else "on the CPU"
     print(f"{' + '.join(args.configs or ['config.yaml'])} {where}: {cfg.model.source}, "
           f"{arch.parameters / 1e9:.2f}B parameters")
     print("\n".join(lines(costs, gpu)))
@@ -75,13 +83,14 @@ def main(argv: list[str] | None = None) -> None:
               "then its slow end)")
         (fast, _), (slow, chain) = longest_chain(costs, 0), longest_chain(costs, 1)
         print(f"longest chain: {fast / 3600:.2f}-{slow / 3600:.2f} hours of wall time with a GPU free for every job "
-              f"that can start ({' -> '.join(chain)})")
+              f"that can start (at the slow end: {' -> '.join(chain)})")
     fetched = downloads(cfg)
     if fetched:
         print("downloads, once: " + ", ".join(f"{source} {gb:.1f} GB" for source, gb in fetched.items()))
     lengths = tables.LENGTHS[cfg.data.source]
     print(f"token lengths: prompt {lengths.prompt} (longest {lengths.prompt_max}), reference completion "
-          f"{lengths.target} (longest {lengths.target_max}): {lengths.source}; generated tokens counted at the budget")
+          f"{lengths.target} (longest {lengths.target_max}): {lengths.source}; sampled completions counted at their "
+          "budget")
     print("rates and their sources: gsm_pipeline/cost/tables.py (docs/scale-out.md)")
 
 

@@ -9,7 +9,9 @@ backward, a prompt at the task's mean length (`tables.LENGTHS`), a reference com
 at its budget. Time is a (fast, slow) range: the fast end with every rate's fast end and sampled completions as long
 as the task's reference ones, the slow end with the slow rates and completions at the budget. A call to continuous
 batching lasts as long as its longest completion (the budget) at the launch-bound step time, or as its tokens take
-at the GPU's full decode rate, whichever is longer; a padded rollout decodes every row to the budget.
+at the GPU's full decode rate, whichever is longer; a padded rollout decodes every row to the budget. Not
+modelled: a reward model's scoring (evaluation.reward_model), LoRA's smaller optimizer state (counted as full
+fine-tuning), RL rollouts through continuous batching (counted as padded).
 """
 from __future__ import annotations
 
@@ -151,7 +153,7 @@ class Plan:
         return cost
 
 
-def test_size(cfg: PipelineConfig, testset: str) -> int:
+def problems_in(cfg: PipelineConfig, testset: str) -> int:
     """Problems in a test set: an extra test file's rows where it is readable, else data.test_size."""
     path = cfg.data.extra_test_files.get(testset)
     if path and Path(path).is_file():

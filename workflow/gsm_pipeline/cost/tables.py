@@ -31,7 +31,7 @@ class Gpu:
 
 GPUS = {
     "h100": Gpu(80, "h100", "NVIDIA H100 Tensor Core GPU datasheet: 80 GB HBM3, 989 TFLOPS dense BF16 (SXM)"),
-    # same Hopper compute: launch-bound decode and training run as on the H100; the larger memory is what differs
+    # same Hopper compute: its rates are the H100's, conservative for bandwidth-bound decoding (4.8 TB/s, not 3.35)
     "h200": Gpu(141, "h100", "NVIDIA H200 Tensor Core GPU datasheet: 141 GB HBM3e, the H100's 989 TFLOPS dense BF16"),
 }
 
@@ -107,7 +107,7 @@ LAUNCHER_EFFICIENCY = {"single": 1.0, "ddp": 0.9, "zero2": 0.8, "zero3": 0.5}
 @dataclass(frozen=True)
 class Lengths:
     """Tokens per row of a task, measured with SmolLM2-135M-Instruct's tokenizer on the rows `prepare_data` writes,
-    asked in the first row's prompt (other tokenizers differ by some tenths)."""
+    asked in the first row's prompt (another model's tokenizer counts the same text somewhat differently)."""
     prompt: int  # mean prompt, chat template and instruction included
     prompt_max: int
     target: int  # mean reference completion, EOS included: what SFT trains on, and a trained model's answer

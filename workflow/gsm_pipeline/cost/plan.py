@@ -7,11 +7,11 @@ from ..config import PipelineConfig
 from ..errors import ConfigError
 from ..generation.divergence import KL_BUDGET
 from ..generation.sampling import SCORER_BUDGET
-from ..layout import eval_samples, evaluations, split_run
+from ..layout import eval_samples, evaluations, split_run, stage_run
 from ..preflight import PlannedStage, planned_stages
 from ..stages import STAGES
 from . import tables
-from .estimate import JobCost, Model, Plan, architecture, decode_s, forward_s, model, paged_cache_gb, test_size
+from .estimate import JobCost, Model, Plan, architecture, decode_s, forward_s, model, paged_cache_gb, problems_in
 
 
 def plan(cfg: PipelineConfig, gpu: str | None) -> list[JobCost]:
@@ -22,7 +22,7 @@ def plan(cfg: PipelineConfig, gpu: str | None) -> list[JobCost]:
     stages = planned_stages(cfg)
     targets = dict.fromkeys(s.reads["confidence_targets"] for s in stages if "confidence_targets" in s.reads)
     return ([targets_cost(p, path) for path in targets] + [stage_cost(p, s) for s in stages]
-            + [evaluation_cost(p, run, prompt, testset, test_size(cfg, testset))
+            + [evaluation_cost(p, run, prompt, testset, problems_in(cfg, testset))
                for run, prompt in evaluations(cfg) for testset in cfg.data.test_sets()])
 
 
@@ -38,29 +38,35 @@ def sampling(p: Plan, cost: JobCost, requests: int, concurrency: int, budget: in
     """Continuous-batching work of `requests` completions: its counts, and its seconds at each end."""
     cost.completions += requests
     cost.generated += requests * budget
-    return lambda end: (decode_s(p.student, end, requests, min(concurrency, requests), budget, p.length(end, budget))
-                        + forward_s(p.student, end, requests * p.lengths.prompt))
+
+    def seconds(end: int) -> float:
+        return (decode_s(p.student, end, requests, min(concurrency, requests), budget, p.length(end, budget))
+                + forward_s(p.student, end, requests * p.lengths.prompt))
+    return seconds
 
 
-def generation_memory(p: Plan, requests: int, budget: int) -> float:
-    return p.student.weights_gb + paged_cache_gb(p.student, requests, p.lengths.prompt, budget)
+def cache_gb(p: Plan, requests: int, budget: int) -> float:
+    """A call's paged cache at the longest prompts: the generation engine takes the longest first."""
+    return paged_cache_gb(p.student, requests, p.lengths.prompt_max, budget)
 
 
 def targets_cost(p: Plan, path: str) -> JobCost:
     """The confidence targets: samples_per_group completions per training question (at most: per template where
-    the rows have templates) of the prep and full SFT rows."""
-    c = p.cfg.confidence
-    cost = JobCost(path, "confidence_targets", p.cfg.evaluation.gpus)
-    rows = p.cfg.data.prep_sft_size + p.cfg.data.full_sft_size
+    the rows have templates) of the prep and full SFT rows, by the base or by the stage confidence.model names."""
+    c, cfg = p.cfg.confidence, p.cfg
+    sampler = [] if c.model == "base" else [f"results/{stage_run(cfg, *c.model.split('/'))}"]
+    cost = JobCost(path, "confidence_targets", cfg.evaluation.gpus, after=sampler)
+    rows = cfg.data.prep_sft_size + cfg.data.full_sft_size
     work = sampling(p, cost, rows * c.samples_per_group, c.batch_size, c.max_new_tokens)
-    cost.memory_gb = generation_memory(p, min(c.batch_size, cost.completions), c.max_new_tokens)
+    cost.memory_gb = p.student.weights_gb + cache_gb(p, min(c.batch_size, cost.completions), c.max_new_tokens)
     return p.timed(cost, work)
 
 
 def evaluation_cost(p: Plan, run: str, prompt: str, testset: str, problems: int) -> JobCost:
     """One evaluation: greedy, then its folder's samples per problem scored for best-of-n; with kl_to_base, the base
-    draws one sample per problem at temperature 1 and a trained model scores both KLs (two models, two passes)."""
-    e = p.cfg.evaluation
+    draws one sample per problem at temperature 1 and a trained model loads the base and scores both KLs (two
+    models, two passes). Its phases run one after another, so its peak is the largest of theirs."""
+    e, m = p.cfg.evaluation, p.student
     folder = split_run(run)[1]
     kl = e.kl_to_base and folder != "base"
     cost = JobCost(f"results/{run}/eval/{prompt}/{testset}", "evaluate", e.gpus,
@@ -68,27 +74,30 @@ def evaluation_cost(p: Plan, run: str, prompt: str, testset: str, problems: int)
     samples = eval_samples(p.cfg, run) * problems
     reference = problems if e.kl_to_base and folder == "base" else 0
     parts = [sampling(p, cost, n, e.batch_size, e.max_new_tokens) for n in (problems, samples, reference) if n]
-    scored = lambda end: samples * (p.lengths.prompt + p.length(end, e.max_new_tokens))  # noqa: E731
-    compared = lambda end: 4 * problems * (p.lengths.prompt + p.length(end, e.max_new_tokens)) if kl else 0  # noqa: E731
-    row = (p.lengths.prompt_max + e.max_new_tokens) * p.student.arch.vocab  # a longest row's logits
-    scorer = max(SCORER_BUDGET, row) * p.student.dtype_bytes + row * 8  # the batch's logits, a row's fp32 pair
-    cost.memory_gb = (generation_memory(p, min(e.batch_size, max(problems, samples)), e.max_new_tokens)
-                      + (scorer / 1e9 if samples else 0)
-                      + (p.student.weights_gb + 5 * max(KL_BUDGET, row) * 4 / 1e9 if kl else 0))
-    return p.timed(cost, lambda end: sum(part(end) for part in parts)
-                   + forward_s(p.student, end, scored(end) + compared(end)))
+    row = (p.lengths.prompt_max + e.max_new_tokens) * m.arch.vocab  # a longest row's logits
+    cost.memory_gb = m.weights_gb + max(
+        cache_gb(p, min(e.batch_size, max(problems, samples)), e.max_new_tokens),
+        (max(SCORER_BUDGET, row) * m.dtype_bytes + row * 8) / 1e9 if samples else 0,  # a batch's logits, a row's fp32
+        m.weights_gb + 5 * max(KL_BUDGET, row) * 4 / 1e9 if kl else 0)
+
+    def seconds(end: int) -> float:
+        answer = p.lengths.prompt + p.length(end, e.max_new_tokens)
+        base = m.weights_gb / tables.LOAD_GB_S.at(end) + forward_s(m, end, 4 * problems * answer) if kl else 0
+        return sum(part(end) for part in parts) + forward_s(m, end, samples * answer) + base
+    return p.timed(cost, seconds)
 
 
-def train_memory(p: Plan, job, m: Model, rows: int, row_tokens: int) -> float:
-    """Weights, gradients and AdamW's two moments (in the weights' dtype; ZeRO keeps fp32 masters and shards them
-    and the moments, ZeRO-3 the weights too), activations (34 bytes x hidden per token and layer, Korthikanti et al.
-    arXiv 2205.05198, without the attention scores that SDPA's fused kernels never hold; only each layer's input
-    with gradient checkpointing), and the logits in bf16, fp32 and their gradient."""
+def train_memory(p: Plan, job, m: Model, rows: int, row_tokens: int) -> tuple[float, float]:
+    """GB held throughout (weights, gradients and AdamW's two moments, in the weights' dtype; ZeRO keeps fp32 masters
+    and shards them and the moments, ZeRO-3 the weights too) and GB of a micro-batch's forward and backward
+    (activations at 34 bytes x hidden per token and layer, Korthikanti et al. arXiv 2205.05198, without the
+    attention scores SDPA's fused kernels never hold, only each layer's input with gradient checkpointing; the
+    logits in bf16, fp32 and their gradient)."""
     n, a, processes = m.arch.parameters, m.arch, job.process_count()
     static = {"zero2": n * 2 + n * 14 / processes, "zero3": n * 16 / processes}.get(job.launcher, n * m.dtype_bytes * 4)
     tokens = rows * row_tokens
     per_token = a.layers * a.hidden * 2 + 34 * a.hidden if job.gradient_checkpointing else 34 * a.hidden * a.layers
-    return (static + tokens * per_token + tokens * a.vocab * 10) / 1e9
+    return static / 1e9, (tokens * per_token + tokens * a.vocab * 10) / 1e9
 
 
 def facts_of(s: PlannedStage) -> dict:
@@ -107,60 +116,62 @@ def stage_cost(p: Plan, s: PlannedStage) -> JobCost:
 
 
 def sft_stage(p: Plan, s: PlannedStage, cost: JobCost):
-    """SFT on reference rows; RFT samples its parent first and trains on at most `keep` samples per question (their
-    completions counted at the budget)."""
+    """SFT on reference rows, each once per epoch (or max_steps of full batches); RFT samples its parent first and
+    trains on at most `keep` samples per question, their completions counted at the budget."""
     f, job = facts_of(s), s.job
     per_step = f["per_device_train_batch_size"] * f["gradient_accumulation_steps"] * job.process_count()
     rows, _ = job.trained_rows(s.rows, lambda split: getattr(p.cfg.data, f"{split}_size"))
-    trained = f["max_steps"] * per_step if f["max_steps"] > 0 else rows * math.ceil(f["num_train_epochs"])
-    sample = None
-    if STAGES[s.stage].kind == "rft":
-        sample = sampling(p, cost, s.rows * job.samples, job.batch_size, job.max_new_tokens)
-        completion = lambda end: p.length(end, job.max_new_tokens)  # noqa: E731
-        longest = job.max_new_tokens
-    else:
-        completion = lambda end: p.lengths.target  # noqa: E731
-        longest = p.lengths.target_max
+    trained = f["max_steps"] * per_step if f["max_steps"] > 0 else rows * f["num_train_epochs"]
+    rft = STAGES[s.stage].kind == "rft"
+    sample = sampling(p, cost, s.rows * job.samples, job.batch_size, job.max_new_tokens) if rft else None
+
+    def completion(end: int) -> float:
+        return p.length(end, job.max_new_tokens) if rft else p.lengths.target
     if f.get("packing") and f["max_steps"] > 0:  # each row of a step a packed sequence of max_length tokens
         trained *= job.max_length / (p.lengths.prompt + completion(1))
     cost.trained = trained * (p.lengths.prompt + completion(1))
-    row_max = min(job.max_length, p.lengths.prompt_max + longest)
-    cost.memory_gb = max(train_memory(p, job, p.student, f["per_device_train_batch_size"], row_max),
-                         generation_memory(p, min(job.batch_size, cost.completions), job.max_new_tokens)
-                         if sample else 0)
-    rate = lambda end: p.student.rates.train_tok_s.at(end) * job.process_count() * tables.LAUNCHER_EFFICIENCY[  # noqa: E731
-        job.launcher]
-    return lambda end: ((sample(end) if sample else 0)
-                        + trained * (p.lengths.prompt + completion(end)) / rate(end))
+    longest = min(job.max_length, p.lengths.prompt_max + (job.max_new_tokens if rft else p.lengths.target_max))
+    static, working = train_memory(p, job, p.student, f["per_device_train_batch_size"], longest)
+    cost.memory_gb = static + max(working, cache_gb(p, min(job.batch_size, cost.completions), job.max_new_tokens)
+                                  if rft else 0)
+
+    def seconds(end: int) -> float:
+        rate = p.student.rates.train_tok_s.at(end) * job.process_count() * tables.LAUNCHER_EFFICIENCY[job.launcher]
+        return (sample(end) if rft else 0) + trained * (p.lengths.prompt + completion(end)) / rate
+    return seconds
 
 
 def rollout_stage(p: Plan, s: PlannedStage, cost: JobCost):
     """RL and on-policy distillation: per process, one padded `model.generate` of per_device x steps_per_generation
-    completions a generation round, every row decoded to the budget; then forward and backward on them
-    (num_iterations times), a reference model's forward where beta > 0 (RL), the teacher's forward (distillation)."""
+    completions a generation round (TRL generates every steps_per_generation x num_iterations micro-batches), each
+    row decoded to the budget; then forward and backward on them num_iterations times, the old log-probabilities'
+    forward where TRL takes one (accumulation not a multiple of a round's micro-batches), a reference model's
+    forward where RL's beta > 0, the teacher's forward (distillation)."""
     f, job = facts_of(s), s.job
     processes, budget = job.process_count(), job.max_completion_length
-    micro = s.length.steps * f["gradient_accumulation_steps"]
-    rounds = micro // (f["steps_per_generation"] * f["num_iterations"])
+    every = f["steps_per_generation"] * f["num_iterations"]
+    rounds = math.ceil(s.length.steps * f["gradient_accumulation_steps"] / every)
     rows = f["per_device_train_batch_size"] * f["steps_per_generation"]
     cost.completions = rounds * rows * processes
     cost.generated = cost.completions * budget
     cost.trained = cost.completions * (p.lengths.prompt + budget) * f["num_iterations"]
     teacher = teacher_model(p, s) if STAGES[s.stage].kind == "distill" else None
+    reference = STAGES[s.stage].kind == "rl" and getattr(job, "beta", 0) > 0
+    old = f["gradient_accumulation_steps"] % every != 0
     m, r = p.student, p.student.rates
-    cost.memory_gb = (train_memory(p, job, m, f["per_device_train_batch_size"], p.lengths.prompt_max + budget)
-                      + paged_cache_gb(m, rows, p.lengths.prompt_max, budget)
-                      + (m.weights_gb if getattr(job, "beta", 0) and STAGES[s.stage].kind == "rl" else 0)
-                      + (teacher.weights_gb + f["per_device_train_batch_size"] * (p.lengths.prompt_max + budget)
-                         * teacher.arch.vocab * 4 / 1e9 if teacher else 0))
+    longest = p.lengths.prompt_max + budget
+    static, working = train_memory(p, job, m, f["per_device_train_batch_size"], longest)
+    taught = (f["per_device_train_batch_size"] * longest * teacher.arch.vocab * 4 / 1e9) if teacher else 0
+    cost.memory_gb = (static + (m.weights_gb if reference else 0) + (teacher.weights_gb if teacher else 0)
+                      + max(working + taught, paged_cache_gb(m, rows, p.lengths.prompt_max, budget)))
 
     def seconds(end: int) -> float:
         tokens = rows * (p.lengths.prompt + p.length(end, budget))
         decode = max(budget * r.decode_step_s.at(end), rows * budget / r.decode_tok_s.at(end))
         train = tokens * f["num_iterations"] / (r.train_tok_s.at(end) * tables.LAUNCHER_EFFICIENCY[job.launcher])
-        reference = forward_s(m, end, tokens) if getattr(job, "beta", 0) and STAGES[s.stage].kind == "rl" else 0
-        taught = forward_s(teacher, end, tokens) if teacher else 0
-        return rounds * (decode + forward_s(m, end, rows * p.lengths.prompt) + train + reference + taught)
+        forwards = forward_s(m, end, tokens) * (reference + old) + (forward_s(teacher, end, tokens) if teacher else 0)
+        load = teacher.weights_gb / tables.LOAD_GB_S.at(end) if teacher else 0
+        return load + rounds * (decode + forward_s(m, end, rows * p.lengths.prompt) + train + forwards)
     return seconds
 
 
