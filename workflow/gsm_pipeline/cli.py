@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
 import sys
 
 from .errors import run_main
@@ -65,7 +66,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     module = importlib.import_module(known[argv[0]][0])
     sys.argv[0] = f"gsm-pipeline {argv[0]}"
-    run_main(lambda: module.main(argv[1:]))
+    try:
+        run_main(lambda: module.main(argv[1:]))
+        sys.stdout.flush()  # a reader that stopped early shows here, not at exit
+    except BrokenPipeError:  # the reader (`| head`) stopped reading: end quietly, as a Unix filter does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ one line on stderr with exit status 1.
 """
 from __future__ import annotations
 
-import os
 import sys
 from typing import Callable
 
@@ -37,12 +36,8 @@ LOW_DISK_BYTES = 256 * 2**20
 def run_main(main: Callable[[], None]) -> None:
     try:
         main()
-        sys.stdout.flush()  # a reader that stopped early shows here, not at exit outside this handler
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
-    except BrokenPipeError:  # the reader (`| head`) stopped reading: end quietly, as a Unix filter does
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
     except Exception as exc:
         # torch reports a full disk mid-checkpoint as a cryptic RuntimeError ("unexpected pos ..."): say what it
