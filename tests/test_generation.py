@@ -84,7 +84,8 @@ def mean_completion_logprob(model, tokenizer, prompt: str, completion: str) -> f
     return sum(picked) / len(picked)
 
 
-def test_the_policy_score_is_the_mean_token_log_probability_of_the_completion(loaded, rows):
+def test_the_policy_score_is_the_mean_token_log_probability_of_the_completion(loaded, rows, monkeypatch):
+    from gsm_pipeline.generation import sampling
     from gsm_pipeline.generation.sampling import policy_scorer
 
     model, tokenizer = loaded
@@ -98,10 +99,16 @@ def test_the_policy_score_is_the_mean_token_log_probability_of_the_completion(lo
     try:
         together = policy_scorer(model, tokenizer)(prompts, completions)  # one batch, padded together
         alone = policy_scorer(model, tokenizer, budget=vocab)(prompts, completions)  # a row's logits exceed it
+        # the default budget is bytes on the model's device, in its dtype: here two rows' fp32 logits
+        texts = [p + c for p, c in zip(prompts, completions)]
+        longest = max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
+        monkeypatch.setitem(sampling.SCORER_BUDGET_BYTES, "cpu", 2 * longest * vocab * 4)
+        paired = policy_scorer(model, tokenizer)(prompts, completions)
     finally:
         hook.remove()
-    assert forwards == [3, 1, 1, 1]
+    assert forwards == [3, 1, 1, 1, 2, 1]
     assert together == pytest.approx(expected, abs=1e-4) and alone == pytest.approx(expected, abs=1e-4)
+    assert paired == pytest.approx(expected, abs=1e-4)
 
 
 def test_best_of_n_ranks_samples_by_the_reward_models_own_scores(tiny_model, tiny_data, tmp_path):

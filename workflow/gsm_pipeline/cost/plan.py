@@ -6,7 +6,7 @@ import math
 from ..config import PipelineConfig
 from ..errors import ConfigError
 from ..generation.divergence import KL_BUDGET
-from ..generation.sampling import SCORER_BUDGET
+from ..generation.sampling import SCORER_BUDGET_BYTES
 from ..layout import eval_samples, evaluations, split_run, stage_run
 from ..preflight import PlannedStage, planned_stages
 from ..stages import STAGES
@@ -77,7 +77,7 @@ def evaluation_cost(p: Plan, run: str, prompt: str, testset: str, problems: int)
     row = (p.lengths.prompt_max + e.max_new_tokens) * m.arch.vocab  # a longest row's logits
     cost.memory_gb = m.weights_gb + max(
         cache_gb(p, min(e.batch_size, max(problems, samples)), e.max_new_tokens),
-        (max(SCORER_BUDGET, row) * m.dtype_bytes + row * 8) / 1e9 if samples else 0,  # a batch's logits, a row's fp32
+        (max(SCORER_BUDGET_BYTES["cuda"], row * m.dtype_bytes) + row * 8) / 1e9 if samples else 0,  # a batch, a row
         m.weights_gb + 5 * max(KL_BUDGET, row) * 4 / 1e9 if kl else 0)
 
     def seconds(end: int) -> float:

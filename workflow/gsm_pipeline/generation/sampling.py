@@ -56,17 +56,23 @@ def sample_metrics(groups: dict[str, list[dict[str, Any]]], golds: dict[str, flo
     return out
 
 
-SCORER_BUDGET = 2 ** 29  # logits elements per batch of scored rows: 1 GiB in bf16, 2 in fp32
+# Bytes of one batch's logits when scoring: on a GPU, 16 or more of a 0.5B model's longest GSM8K rows (152k
+# vocabulary, bf16) at once; on a CPU, where a test run shares 24 GB between workers, a quarter of that in fp32.
+SCORER_BUDGET_BYTES = {"cuda": 2 ** 32, "cpu": 2 ** 30}
 
 
-def policy_scorer(model, tokenizer, budget: int = SCORER_BUDGET) -> Scorer:
+def policy_scorer(model, tokenizer, budget: int | None = None) -> Scorer:
     """Mean log-probability per completion token under the policy itself (temperature 1). Rows are scored as many at
-    a time as keep the batch's logits within `budget` elements (divergence.batches, as the KL batches its rows: some
-    hundred short answers or a few long solutions at once); the fp32 log-softmax runs on one row's completion at a
-    time, so a large vocabulary never holds full-batch fp32 copies."""
+    a time as keep the batch's logits within `budget` elements (default: SCORER_BUDGET_BYTES of the model's device
+    and dtype), as divergence.batches batches the KL's rows: hundreds of short answers or a few long solutions at
+    once. The fp32 log-softmax runs on one row's completion at a time, so a large vocabulary never holds full-batch
+    fp32 copies."""
     import torch
 
     from .divergence import batches
+
+    if budget is None:
+        budget = SCORER_BUDGET_BYTES.get(model.device.type, SCORER_BUDGET_BYTES["cpu"]) // model.dtype.itemsize
 
     def score(prompts: list[str], completions: list[str]) -> list[float]:
         texts = [a + b for a, b in zip(prompts, completions)]
