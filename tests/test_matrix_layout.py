@@ -68,6 +68,29 @@ def test_each_evaluation_samples_as_many_as_its_folder_asks_and_a_shared_folder_
     assert eval_samples(greedy, "base") == 2  # the one row that samples is read against the base's samples
 
 
+def test_a_row_may_ask_its_stages_for_different_sample_counts_and_only_for_its_own_stages():
+    rows = {"central": {"eval_samples": {"prep_sft": 2}}, "other": {"rewards": ["random"]}}
+    cfg = validate_config({"evaluation": {"samples": 8}, "experiments": rows})
+    prep, rl = stage_run(cfg, "central", "prep_sft"), stage_run(cfg, "central", "rl")
+    assert prep == stage_run(cfg, "other", "prep_sft")  # shared: the other row asks 8 there, so 8
+    alone = validate_config({"evaluation": {"samples": 8}, "experiments": {"central": rows["central"]}})
+    assert [eval_samples(alone, run) for run in ("base", stage_run(alone, "central", "prep_sft"),
+                                                 stage_run(alone, "central", "rl"))] == [8, 2, 8]
+    assert eval_samples(cfg, prep) == 8 and eval_samples(cfg, rl) == 8
+    greedy = validate_config({"evaluation": {"samples": 0}, "experiments": {"central": {"eval_samples": {"rl": 4}}}})
+    assert eval_samples(greedy, "base") == 4  # the RL stage's pass@4 is read against the base's
+    with pytest.raises(ConfigError, match=r"eval_samples: rft is not a stage of this row \(stages: prep_sft, "):
+        validate_config({"experiments": {"central": {"eval_samples": {"rft": 4}}}})
+
+
+def test_the_qwen3_preset_samples_64_where_coverage_is_read_and_8_at_the_sft_stages():
+    cfg = validate_config(merge(load_config_file(REPO / "config.yaml"),
+                                load_config_file(REPO / "workflow/presets/qwen3-4b-gsm8k.yaml")))
+    final = {stage: {eval_samples(cfg, stage_run(cfg, row, stage)) for row in ("tagged", "tagged_conf")}
+             for stage in ("prep_sft", "full_sft", "rl")}
+    assert final == {"prep_sft": {8}, "full_sft": {8}, "rl": {64}} and eval_samples(cfg, "base") == 64
+
+
 def test_the_qwen_preset_samples_only_the_base_and_the_central_rows_final_stages():
     cfg = validate_config(merge(load_config_file(REPO / "config.yaml"),
                                 load_config_file(REPO / "workflow/presets/qwen2.5-0.5b-gsm8k.yaml")))

@@ -3,7 +3,7 @@ its overrides of the shared sections. Part of the pipeline config (config.py): r
 `gsm-pipeline validate` only; no job imports it."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -21,6 +21,9 @@ CHAT_TEMPLATE_ARGS = {"conversation", "tokenize", "add_generation_prompt", "cont
                       "return_tensors", "padding", "truncation", "max_length", "chat_template", "tokenizer_kwargs",
                       "return_assistant_tokens_mask"}
 PROMPT = {name: field.get_default(call_default_factory=True) for name, field in PromptSpec.model_fields.items()}
+
+
+Samples = Annotated[int, Field(ge=0, le=64)]  # sampled completions per problem at an evaluation
 
 
 class ExperimentConfig(Strict):
@@ -60,10 +63,11 @@ class ExperimentConfig(Strict):
         default_factory=list, description="Also evaluate every stage under these lm-evaluation-harness protocols "
                                           "(lm-eval's own prompt, worked examples and stops; grading/protocols.py), "
                                           "e.g. [lm-eval-gsm8k]: numbers to set beside published ones")
-    eval_samples: int | None = Field(
-        None, ge=0, le=64, description="Sampled completions per problem at this row's stages' final evaluations "
-                                       "(default: evaluation.samples; a stage folder shared by rows samples the "
-                                       "most any of them asks), e.g. 0 for seed and control rows read greedy")
+    eval_samples: Samples | dict[StageName, Samples] | None = Field(
+        None, description="Sampled completions per problem at this row's stages' final evaluations, or per stage "
+                          "({prep_sft: 8}; a stage left out samples evaluation.samples) (default: "
+                          "evaluation.samples; a stage folder shared by rows samples the most any of them asks), "
+                          "e.g. 0 for seed and control rows read greedy")
     seed: int | None = Field(None, ge=0, le=SEED_MAX,
                              description="Training seed for this row (default: the top-level seed)")
     lora: dict[str, Any] = Field(default_factory=dict, description="Overrides of the top-level lora section")
@@ -105,6 +109,18 @@ class ExperimentConfig(Strict):
             raise ValueError(f"{', '.join(taken)}: set by the pipeline when it renders prompts (allowed: the "
                              "template's own variables, e.g. enable_thinking)")
         return v
+
+    @model_validator(mode="after")
+    def _samples_of_its_stages(self) -> "ExperimentConfig":
+        other = sorted(set(self.eval_samples) - set(self.stages)) if isinstance(self.eval_samples, dict) else []
+        if other:
+            raise ValueError(f"eval_samples: {', '.join(other)} is not a stage of this row "
+                             f"(stages: {', '.join(self.stages)})")
+        return self
+
+    def samples_at(self, stage: str) -> int | None:
+        """What this row asks its stage's final evaluation to sample (None: evaluation.samples)."""
+        return self.eval_samples.get(stage) if isinstance(self.eval_samples, dict) else self.eval_samples
 
     @model_validator(mode="after")
     def _calibration_needs_confidence(self) -> "ExperimentConfig":

@@ -148,9 +148,9 @@ def eval_samples(cfg: PipelineConfig, run: str) -> int:
         return cfg.evaluation.curve_samples
     default = cfg.evaluation.samples
     if folder == "base":
-        asked = [e.eval_samples for e in cfg.experiments.values()] + [cfg.evaluation.curve_samples]
+        asked = [cfg.experiments[name].samples_at(stage) for name, stage in runs(cfg)] + [cfg.evaluation.curve_samples]
         return max([default, *(n for n in asked if n is not None)])
-    asked = [cfg.experiments[name].eval_samples for (name, _), r in runs(cfg).items() if r == folder]
+    asked = [cfg.experiments[name].samples_at(stage) for (name, stage), r in runs(cfg).items() if r == folder]
     return max((default if n is None else n for n in asked), default=default)
 
 
