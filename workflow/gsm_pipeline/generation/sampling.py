@@ -75,15 +75,14 @@ def policy_scorer(model, tokenizer, budget: int | None = None) -> Scorer:
         budget = SCORER_BUDGET_BYTES.get(model.device.type, SCORER_BUDGET_BYTES["cpu"]) // model.dtype.itemsize
 
     def score(prompts: list[str], completions: list[str]) -> list[float]:
-        texts = [a + b for a, b in zip(prompts, completions)]
         n_prompt = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
-        lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        encoded = tokenizer([a + b for a, b in zip(prompts, completions)], add_special_tokens=False)["input_ids"]
+        lengths = [len(ids) for ids in encoded]
         vocab = model.get_output_embeddings().weight.shape[0]
         scores = []
         tokenizer.padding_side = "right"
         for group in batches(lengths, vocab, budget):
-            batch = tokenizer([texts[i] for i in group], return_tensors="pt", padding=True,
-                              add_special_tokens=False).to(model.device)
+            batch = tokenizer.pad({"input_ids": [encoded[i] for i in group]}, return_tensors="pt").to(model.device)
             with torch.inference_mode():
                 logits = model(**batch).logits
                 for row, i in enumerate(group):  # position t predicts token t + 1: the completion's from its first
