@@ -14,7 +14,7 @@ from gsm_pipeline.cost.command import main
 from gsm_pipeline.cost.estimate import model, paged_cache_gb
 from gsm_pipeline.cost.plan import plan
 from gsm_pipeline.errors import ConfigError
-from gsm_pipeline.preflight import preflight
+from gsm_pipeline.preflight import planned_stages, preflight
 
 QWEN = REPO / "workflow/presets/qwen2.5-0.5b-gsm8k.yaml"
 QWEN3 = REPO / "workflow/presets/qwen3-4b-gsm8k.yaml"
@@ -167,7 +167,8 @@ def test_distillation_counts_its_rollouts_the_teachers_forward_passes_and_the_te
     per_round = 512 * 0.015 + 32 * 123 / 60000 + tokens / 20000 + tokens / 36000
     loads = 0.494 * 2 / 2.0 + 1.54 * 2 / 2.0  # the student's and the teacher's bf16 weights at 2 GB/s
     assert distill.seconds.fast == pytest.approx(15 + loads + 200 * per_round)
-    assert downloads(cfg) == pytest.approx({"Qwen/Qwen2.5-0.5B-Instruct": 0.988, "Qwen/Qwen2.5-1.5B-Instruct": 3.08})
+    assert downloads(cfg, planned_stages(cfg)) == pytest.approx({"Qwen/Qwen2.5-0.5B-Instruct": 0.988,
+                                                                  "Qwen/Qwen2.5-1.5B-Instruct": 3.08})
 
 
 def test_packed_sft_counts_its_rows_by_epoch_or_its_steps_of_full_sequences():

@@ -115,13 +115,13 @@ def check_paged_caches(cfg: PipelineConfig, planned: list[PlannedStage]) -> None
     if cfg.gpu is None:
         return
     from .cost import tables
-    from .cost.estimate import architecture, model, paged_cache_gb
+    from .cost.estimate import model, paged_cache_gb
 
     try:
-        architecture(cfg.model.source)
+        m = model(cfg.model.source, cfg, None)  # its shape only: the cache needs no throughput rates
     except ConfigError:
         return  # a model the table does not know: its job finds out
-    m, gpu = model(cfg.model.source, cfg, cfg.gpu), tables.GPUS[cfg.gpu]
+    gpu = tables.GPUS[cfg.gpu]
     prompt = tables.LENGTHS.get(cfg.data.source, tables.LENGTHS["jsonl"]).prompt_max  # the engine takes these first
     calls = [("evaluation.batch_size", cfg.evaluation.batch_size, cfg.evaluation.max_new_tokens, cfg.evaluation.gpus)]
     if any("confidence_targets" in p.reads for p in planned):

@@ -8,6 +8,7 @@ from collections import defaultdict
 from ..config import validate_config
 from ..config_files import load_config_file, merge
 from ..errors import ConfigError, run_main
+from ..preflight import planned_stages
 from . import tables
 from .estimate import JobCost, Span, architecture, longest_chain
 from .plan import downloads, plan
@@ -65,7 +66,8 @@ def main(argv: list[str] | None = None) -> None:
         merged = merge(merged, load_config_file(path))
     cfg = validate_config(merged)
     gpu = args.gpu or cfg.gpu
-    costs = plan(cfg, gpu)
+    stages = planned_stages(cfg)
+    costs = plan(cfg, gpu, stages)
     if gpu is None and any(c.gpus for c in costs):
         raise ConfigError("gpu: the config's jobs ask for GPUs but name no GPU kind; set gpu: (one of "
                           f"{', '.join(tables.GPUS)}) or pass --gpu")
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         (fast, _), (slow, chain) = longest_chain(costs, 0), longest_chain(costs, 1)
         print(f"longest chain: {fast / 3600:.2f}-{slow / 3600:.2f} hours of wall time with a GPU free for every job "
               f"that can start (at the slow end: {' -> '.join(chain)})")
-    fetched = downloads(cfg)
+    fetched = downloads(cfg, stages)
     if fetched:
         print("downloads, once: " + ", ".join(f"{source} {gb:.1f} GB" for source, gb in fetched.items()))
     lengths = tables.LENGTHS[cfg.data.source]

