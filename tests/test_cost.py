@@ -207,3 +207,15 @@ def test_its_output_piped_into_a_reader_that_stops_early_ends_without_a_tracebac
     run = subprocess.run("gsm-pipeline cost config.yaml | head -1", shell=True, cwd=REPO, capture_output=True,
                          text=True)
     assert run.stdout.startswith("config.yaml on the CPU") and run.stderr == ""
+
+
+def test_an_extra_test_file_is_counted_as_prepare_data_cuts_it_to_test_size(tmp_path):
+    from gsm_pipeline.cost.estimate import problems_in
+
+    path = tmp_path / "extra.jsonl"
+    path.write_text("".join(f'{{"question": "q{i}", "answer": "{i}"}}\n' for i in range(5)))
+    for size, problems in ((3, 3), (10, 5)):
+        cfg = config(data={"test_size": size, "extra_test_files": {"extra": str(path)}})
+        assert problems_in(cfg, "extra") == problems
+        base = next(c for c in plan(cfg, None) if c.job.startswith("results/base/") and c.job.endswith("/extra"))
+        assert base.generated == problems * (1 + 1) * 12  # greedy and the KL's reference sample, 12 tokens each

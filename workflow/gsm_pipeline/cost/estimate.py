@@ -154,9 +154,10 @@ class Plan:
 
 
 def problems_in(cfg: PipelineConfig, testset: str) -> int:
-    """Problems in a test set: an extra test file's rows where it is readable, else data.test_size."""
+    """Problems in a test set: data.test_size, or fewer where an extra test file has fewer rows (data.build_splits
+    cuts each to test_size)."""
     path = cfg.data.extra_test_files.get(testset)
     if path and Path(path).is_file():
-        return sum(1 for line in Path(path).read_text().splitlines() if line.strip())
+        return min(cfg.data.test_size, sum(1 for line in Path(path).read_text().splitlines() if line.strip()))
     return cfg.data.test_size
 
