@@ -89,7 +89,7 @@ def evaluation_cost(p: Plan, run: str, prompt: str, testset: str, problems: int)
     return p.timed(cost, seconds)
 
 
-def train_memory(p: Plan, job, m: Model, rows: int, row_tokens: int) -> tuple[float, float]:
+def train_memory(job, m: Model, rows: int, row_tokens: int) -> tuple[float, float]:
     """GB held throughout (weights, gradients and AdamW's two moments, in the weights' dtype; ZeRO keeps fp32 masters
     and shards them and the moments, ZeRO-3 the weights too) and GB of a micro-batch's forward and backward
     (activations at 34 bytes x hidden per token and layer, Korthikanti et al. arXiv 2205.05198, without the
@@ -133,7 +133,7 @@ def sft_stage(p: Plan, s: PlannedStage, cost: JobCost):
         trained *= job.max_length / (p.lengths.prompt + completion(1))
     cost.trained = trained * (p.lengths.prompt + completion(1))
     longest = min(job.max_length, p.lengths.prompt_max + (job.max_new_tokens if rft else p.lengths.target_max))
-    static, working = train_memory(p, job, p.student, f["per_device_train_batch_size"], longest)
+    static, working = train_memory(job, p.student, f["per_device_train_batch_size"], longest)
     cost.memory_gb = static + max(working, cache_gb(p, min(job.batch_size, cost.completions), job.max_new_tokens)
                                   if rft else 0)
 
@@ -162,10 +162,10 @@ def rollout_stage(p: Plan, s: PlannedStage, cost: JobCost):
     old = f["gradient_accumulation_steps"] % every != 0
     m, r = p.student, p.student.rates
     longest = p.lengths.prompt_max + budget
-    static, working = train_memory(p, job, m, f["per_device_train_batch_size"], longest)
+    static, working = train_memory(job, m, f["per_device_train_batch_size"], longest)
     taught = (f["per_device_train_batch_size"] * longest * teacher.arch.vocab * 4 / 1e9) if teacher else 0
     cost.memory_gb = (static + (m.weights_gb if reference else 0) + (teacher.weights_gb if teacher else 0)
-                      + max(working + taught, paged_cache_gb(m, rows, p.lengths.prompt_max, budget)))
+                      + max(working + taught, cache_gb(p, rows, budget)))
 
     def seconds(end: int) -> float:
         tokens = rows * (p.lengths.prompt + p.length(end, budget))
