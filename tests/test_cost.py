@@ -73,7 +73,7 @@ def test_an_evaluations_time_is_its_calls_prefill_and_kl_passes_at_the_table_rat
     calls = max(512 * 0.015, 1024 * 114 / 15000) + max(512 * 0.015, 295 * 114 / 15000)
     prefill = 1319 * 123 / 60000  # forward at 3x the 20k tok/s of training
     kl = 4 * 1319 * (123 + 114) / 60000  # two models, on its greedy answers and the base's samples
-    start = 15 + 0.494 * 2 / 2.0  # imports and CUDA, then 0.99 GB of bf16 weights read at 2 GB/s
+    start = 10 + 0.494 * 2 / 2.0  # imports and CUDA, then 0.99 GB of bf16 weights read at 2 GB/s
     base = 0.494 * 2 / 2.0  # the base model loaded for the KL
     assert curve.seconds.fast == pytest.approx(start + calls + prefill + base + kl)
     assert curve.gpu_hours.fast == pytest.approx(curve.seconds.fast / 3600)
@@ -140,7 +140,7 @@ def test_a_local_model_folder_is_sized_from_its_own_config_and_weights(tiny_mode
 
 
 def test_each_job_waits_for_what_its_rule_reads_and_the_longest_chain_is_the_plans_wall_time():
-    from gsm_pipeline.cost.estimate import JobCost, Span, longest_chain
+    from gsm_pipeline.cost.estimate import JobCost, Span, schedule
 
     costs = by_job(config(QWEN), "h100")
     targets = one(costs, "results/confidence_targets/")
@@ -152,7 +152,13 @@ def test_each_job_waits_for_what_its_rule_reads_and_the_longest_chain_is_the_pla
     assert evaluation.after == [rl.job, f"results/base/eval/{prompt}/{testset}"]  # the KL reads the base's samples
     plan_ = [JobCost("a", "x", 1, seconds=Span(1, 10)), JobCost("b", "x", 1, seconds=Span(2, 20), after=["a"]),
              JobCost("c", "x", 1, seconds=Span(4, 5)), JobCost("d", "x", 1, seconds=Span(1, 1), after=["b", "c"])]
-    assert longest_chain(plan_, 0) == (5, ["c", "d"]) and longest_chain(plan_, 1) == (31, ["a", "b", "d"])
+    assert schedule(plan_, 0) == (5, ["c", "d"]) and schedule(plan_, 1) == (31, ["a", "b", "d"])
+    # on one GPU the jobs run one after another; on two, c runs beside a and b
+    assert schedule(plan_, 1, slots=1)[0] == 36 and schedule(plan_, 1, slots=2)[0] == 31
+    # a GPU freed by a job is kept for the next one ready, not given to one that must wait anyway
+    wide = [JobCost("long", "x", 1, seconds=Span(1, 50)), JobCost("short", "x", 1, seconds=Span(1, 10)),
+            JobCost("late", "x", 1, seconds=Span(1, 5), after=["long"]), JobCost("free", "x", 1, seconds=Span(1, 20))]
+    assert schedule(wide, 1, slots=2) == (55, ["long", "late"])  # `free` runs on the GPU `short` leaves at 10
 
 
 def test_distillation_counts_its_rollouts_the_teachers_forward_passes_and_the_teachers_download():
@@ -166,9 +172,29 @@ def test_distillation_counts_its_rollouts_the_teachers_forward_passes_and_the_te
     tokens = 32 * (123 + 114)
     per_round = 512 * 0.015 + 32 * 123 / 60000 + tokens / 20000 + tokens / 36000
     loads = 0.494 * 2 / 2.0 + 1.54 * 2 / 2.0  # the student's and the teacher's bf16 weights at 2 GB/s
-    assert distill.seconds.fast == pytest.approx(15 + loads + 200 * per_round)
+    assert distill.seconds.fast == pytest.approx(10 + loads + 200 * per_round)  # 10 s: the job's start
     assert downloads(cfg, planned_stages(cfg)) == pytest.approx({"Qwen/Qwen2.5-0.5B-Instruct": 0.988,
                                                                   "Qwen/Qwen2.5-1.5B-Instruct": 3.08})
+
+
+def test_a_stage_of_small_micro_batches_is_bound_by_its_kernel_launches_not_its_tokens():
+    prep = one(by_job(config(stages={"prep_sft": {"gpus": 1}}), "h100"), "results/prep_sft-")
+    # 10 micro-batches of 32 rows x 21 tokens: 6,720 tokens would take 0.34 s at 20k tok/s, but each micro-batch's
+    # forward and backward is at least three launch-bound steps of 15 ms; after the start and 0.54 GB of fp32
+    # weights read at 2 GB/s
+    assert prep.seconds.fast == pytest.approx(10 + 0.538 / 2.0 + 10 * 3 * 0.015)
+
+
+def test_a_job_starts_with_its_imports_its_weights_and_its_launchers_start_and_several_gpus_wait_for_each_other():
+    from gsm_pipeline.cost.estimate import JobCost, Plan
+    from gsm_pipeline.cost.tables import LENGTHS
+
+    cfg = config(QWEN)
+    p = Plan(cfg, "h100", LENGTHS["gsm8k"], model(cfg.model.source, cfg, "h100"))
+    start = {(launcher, gpus): p.timed(JobCost("j", "x", gpus), lambda end: 0.0, launcher, gpus).seconds.fast
+             for launcher, gpus in (("single", 1), ("zero3", 1), ("zero3", 8))}
+    # 10 s of imports and CUDA, 0.99 GB of bf16 weights at 2 GB/s; DeepSpeed's 3 s; 8 processes' rendezvous 10 s
+    assert start == pytest.approx({("single", 1): 10.494, ("zero3", 1): 13.494, ("zero3", 8): 23.494})
 
 
 def test_packed_sft_counts_its_rows_by_epoch_or_its_steps_of_full_sequences():
@@ -186,7 +212,7 @@ def test_rollouts_follow_trls_generation_schedule_and_its_extra_forward_pass():
     assert rl.completions == 251 * 32 * 4
     tokens = 128 * (123 + 114)  # a round's completions at the reference length (the fast end)
     per_round = max(512 * 0.015, 128 * 512 / 15000) + 128 * 123 / 60000 + tokens * 2 / 20000 + tokens / 60000
-    assert rl.seconds.fast == pytest.approx(15 + 0.494 * 2 / 2.0 + 251 * per_round)
+    assert rl.seconds.fast == pytest.approx(10 + 0.494 * 2 / 2.0 + 251 * per_round)  # 10 s: the job's start
 
 
 def test_a_jobs_peak_memory_is_its_largest_phase_not_their_sum():
@@ -219,3 +245,10 @@ def test_an_extra_test_file_is_counted_as_prepare_data_cuts_it_to_test_size(tmp_
         assert problems_in(cfg, "extra") == problems
         base = next(c for c in plan(cfg, None) if c.job.startswith("results/base/") and c.job.endswith("/extra"))
         assert base.generated == problems * (1 + 1) * 12  # greedy and the KL's reference sample, 12 tokens each
+
+
+def test_a_bad_key_is_refused_naming_the_file_that_brought_it_before_anything_is_counted(tmp_path):
+    bad = tmp_path / "overlay.yaml"
+    bad.write_text("evaluation:\n  batch_sise: 4\n")
+    with pytest.raises(ConfigError, match=f"^{bad}: unknown key 'evaluation.batch_sise'; did you mean 'batch_size'"):
+        main([str(REPO / "config.yaml"), str(bad)])

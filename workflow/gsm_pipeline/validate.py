@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .config import PipelineConfig, validate_config
 from .config_files import load_config_file, merge
@@ -16,6 +18,20 @@ def schema_json() -> str:
     return json.dumps(PipelineConfig.model_json_schema(), indent=2) + "\n"
 
 
+def merged_configs(paths: list[str], check: Callable[[PipelineConfig], Any] = lambda cfg: None):
+    """Each file merged over those before it, left to right as --configfile does, validated and `check`ed:
+    (path, config, what check returned). An error names the file whose merge brought it in."""
+    merged: dict = {}
+    for path in paths:
+        merged = merge(merged, load_config_file(path))  # names the file itself
+        try:
+            cfg = validate_config(merged)
+            checked = check(cfg)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        yield path, cfg, checked
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Validate pipeline config files.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -25,14 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not args.configs and not args.schema:
         args.configs = ["config.yaml"]
-    merged: dict = {}
-    for path in args.configs:
-        merged = merge(merged, load_config_file(path))  # names the file itself
-        try:
-            cfg = validate_config(merged)
-            planned = preflight(cfg)
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
+    for path, cfg, planned in merged_configs(args.configs, preflight):  # noqa: B007 (the last file's, after)
         print(f"{path}: ok ({len(cfg.experiments)} experiments)")
     if args.configs:
         print("stage folders (named by training chain; shared where identical):")

@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 from collections import defaultdict
 
-from ..config import validate_config
-from ..config_files import load_config_file, merge
 from ..errors import ConfigError, run_main
 from ..preflight import planned_stages
+from ..validate import merged_configs
 from . import tables
-from .estimate import JobCost, Span, architecture, longest_chain
+from .estimate import JobCost, Span, architecture, schedule
 from .plan import downloads, plan
 
 
@@ -61,12 +60,8 @@ def main(argv: list[str] | None = None) -> None:
                                                    "(none: config.yaml)")
     parser.add_argument("--gpu", choices=sorted(tables.GPUS), help="the GPU kind (default: the config's gpu key)")
     args = parser.parse_args(argv)
-    merged: dict = {}
-    for path in args.configs or ["config.yaml"]:
-        merged = merge(merged, load_config_file(path))
-    cfg = validate_config(merged)
+    *_, (_, cfg, stages) = merged_configs(args.configs or ["config.yaml"], planned_stages)
     gpu = args.gpu or cfg.gpu
-    stages = planned_stages(cfg)
     costs = plan(cfg, gpu, stages)
     if gpu is None and any(c.gpus for c in costs):
         raise ConfigError("gpu: the config's jobs ask for GPUs but name no GPU kind; set gpu: (one of "
@@ -83,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         print(f"total: {hours(spent)} GPU-hours on {gpu} (GPUs x wall time; the range: every rate at its fast, "
               "then its slow end)")
-        (fast, _), (slow, chain) = longest_chain(costs, 0), longest_chain(costs, 1)
+        (fast, _), (slow, chain) = schedule(costs, 0), schedule(costs, 1)
         print(f"longest chain: {fast / 3600:.2f}-{slow / 3600:.2f} hours of wall time with a GPU free for every job "
               f"that can start (at the slow end: {' -> '.join(chain)})")
     fetched = downloads(cfg, stages)

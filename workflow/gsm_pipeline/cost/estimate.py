@@ -15,6 +15,7 @@ fine-tuning), RL rollouts through continuous batching (counted as padded).
 """
 from __future__ import annotations
 
+import bisect
 import json
 import math
 from dataclasses import dataclass, field
@@ -56,18 +57,33 @@ class Model:
         return self.arch.parameters * self.dtype_bytes / 1e9
 
 
-def longest_chain(costs: list[JobCost], end: int) -> tuple[float, list[str]]:
-    """The plan's wall time with a GPU free for every job that can start: its longest chain of jobs each waiting for
-    the one before (seconds at one end of the rates, and the chain's jobs)."""
-    by_job, done = {c.job: c for c in costs}, {}
+def schedule(costs: list[JobCost], end: int, slots: int | None = None) -> tuple[float, list[str]]:
+    """The plan's wall time at one end of the rates, and its critical chain: each job starts, in the plan's order
+    (every job after those it waits for), once they have finished and one of `slots` GPUs is free; with no limit
+    (a GPU free for every job that can start) the wall time is its longest chain of jobs each waiting for the one
+    before. A job on the CPU counts its `seconds` where it has them."""
+    by_job = {c.job: c for c in costs}
+    finish: dict[str, float] = {}
+    chain: dict[str, list[str]] = {}
+    free = [0.0] * min(slots or len(costs), len(costs))  # when each GPU is next free
 
-    def finish(job: str) -> tuple[float, list[str]]:
-        if job not in done:
-            c = by_job[job]
-            before = max((finish(a) for a in c.after if a in by_job), default=(0.0, []))
-            done[job] = (before[0] + (c.seconds.at(end) if c.seconds else 0.0), [*before[1], job])
-        return done[job]
-    return max((finish(c.job) for c in costs), default=(0.0, []))
+    def start(c: JobCost) -> None:
+        if c.job in finish:
+            return
+        waits = [a for a in c.after if a in by_job]
+        for a in waits:
+            start(by_job[a])
+        last = max(waits, key=finish.__getitem__, default=None)
+        ready = finish[last] if last else 0.0
+        # the GPU freed last before the job is ready (or the first to come free): the others stay for jobs ready sooner
+        slot = free.pop(max(bisect.bisect_right(free, ready) - 1, 0))
+        finish[c.job] = max(ready, slot) + (c.seconds.at(end) if c.seconds else 0.0)
+        bisect.insort(free, finish[c.job])
+        chain[c.job] = [*(chain[last] if last and ready >= slot else []), c.job]
+    for c in costs:
+        start(c)
+    last = max(finish, key=finish.__getitem__, default=None)
+    return (finish[last], chain[last]) if last else (0.0, [])
 
 
 def architecture(source: str) -> Architecture:
@@ -131,6 +147,15 @@ def forward_s(m: Model, end: int, tokens: float) -> float:
     return tokens / m.rates.forward_tok_s(end)
 
 
+def train_s(m: Model, end: int, tokens: float, micro_batches: int, launcher: str) -> float:
+    """Forward and backward on one GPU: its tokens at the training rate, or, for micro-batches too small to fill
+    the GPU, each at least three launch-bound steps (backward launches about twice the forward's kernels); what
+    the launcher's communication leaves of it."""
+    r = m.rates
+    busy = max(tokens / r.train_tok_s.at(end), micro_batches * 3 * r.decode_step_s.at(end))
+    return busy / tables.LAUNCHER_EFFICIENCY[launcher]
+
+
 @dataclass(frozen=True)
 class Plan:
     cfg: PipelineConfig
@@ -142,13 +167,14 @@ class Plan:
         """A sampled completion's length at the fast (the task's reference answer) or the slow end (the budget)."""
         return min(budget, self.lengths.target) if end == 0 else budget
 
-    def timed(self, cost: JobCost, seconds, launcher: str = "single") -> JobCost:
+    def timed(self, cost: JobCost, seconds, launcher: str = "single", processes: int = 1) -> JobCost:
         """`seconds(end)`: the job's work at one end of the rates; the job's start is added."""
         if not cost.gpus:
             cost.memory_gb = None  # a job on the CPU
         elif self.student.rates is not None:
             start = [tables.START_S.at(e) + self.student.weights_gb / tables.LOAD_GB_S.at(e)
-                     + tables.LAUNCHER_START_S[launcher].at(e) for e in (0, 1)]
+                     + tables.LAUNCHER_START_S[launcher].at(e) + (tables.RENDEZVOUS_S.at(e) if processes > 1 else 0)
+                     for e in (0, 1)]
             cost.seconds = Span(start[0] + seconds(0), start[1] + seconds(1))
         return cost
 

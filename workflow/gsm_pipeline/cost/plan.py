@@ -11,15 +11,28 @@ from ..layout import eval_samples, evaluations, split_run, stage_run
 from ..preflight import PlannedStage, planned_stages
 from ..stages import STAGES
 from . import tables
-from .estimate import JobCost, Model, Plan, architecture, decode_s, forward_s, model, paged_cache_gb, problems_in
+from .estimate import (
+    JobCost,
+    Model,
+    Plan,
+    architecture,
+    decode_s,
+    forward_s,
+    model,
+    paged_cache_gb,
+    problems_in,
+    train_s,
+)
 
 
-def plan(cfg: PipelineConfig, gpu: str | None, stages: list[PlannedStage] | None = None) -> list[JobCost]:
+def plan(cfg: PipelineConfig, gpu: str | None, stages: list[PlannedStage] | None = None,
+         lengths: tables.Lengths | None = None) -> list[JobCost]:
     """Every job of the config that runs on a GPU, or would with GPUs: confidence targets, stages, evaluations.
-    `stages`: the config's planned stages, where the caller has them."""
-    if cfg.data.source not in tables.LENGTHS:
+    `stages`: the config's planned stages, where the caller has them; `lengths`: the rows' token lengths, where
+    the caller knows them better than the table's row for the data source (a `jsonl` source is assumed GSM-like)."""
+    if lengths is None and cfg.data.source not in tables.LENGTHS:
         raise ConfigError(f"data.source {cfg.data.source!r}: no token lengths in the cost table (cost/tables.py)")
-    p = Plan(cfg, gpu, tables.LENGTHS[cfg.data.source], model(cfg.model.source, cfg, gpu))
+    p = Plan(cfg, gpu, lengths or tables.LENGTHS[cfg.data.source], model(cfg.model.source, cfg, gpu))
     stages = planned_stages(cfg) if stages is None else stages
     targets = dict.fromkeys(s.reads["confidence_targets"] for s in stages if "confidence_targets" in s.reads)
     problems = {testset: problems_in(cfg, testset) for testset in cfg.data.test_sets()}  # a file read once
@@ -114,7 +127,7 @@ def stage_cost(p: Plan, s: PlannedStage) -> JobCost:
     cost = JobCost(f"results/{s.run}", s.stage, s.job.gpus,
                    after=[w.removesuffix("/model") if w.startswith("results/") else w for w in waits])
     work = (rollout_stage if kind in ("rl", "distill") else sft_stage)(p, s, cost)
-    return p.timed(cost, work, s.job.launcher)
+    return p.timed(cost, work, s.job.launcher, s.job.process_count())
 
 
 def sft_stage(p: Plan, s: PlannedStage, cost: JobCost):
@@ -137,9 +150,11 @@ def sft_stage(p: Plan, s: PlannedStage, cost: JobCost):
     cost.memory_gb = static + max(working, cache_gb(p, min(job.batch_size, cost.completions), job.max_new_tokens)
                                   if rft else 0)
 
+    processes, micro = job.process_count(), s.length.steps * f["gradient_accumulation_steps"] if s.length else 0
+
     def seconds(end: int) -> float:
-        rate = p.student.rates.train_tok_s.at(end) * job.process_count() * tables.LAUNCHER_EFFICIENCY[job.launcher]
-        return (sample(end) if rft else 0) + trained * (p.lengths.prompt + completion(end)) / rate
+        tokens = trained * (p.lengths.prompt + completion(end)) / processes
+        return (sample(end) if rft else 0) + train_s(p.student, end, tokens, micro, job.launcher)
     return seconds
 
 
@@ -170,7 +185,7 @@ def rollout_stage(p: Plan, s: PlannedStage, cost: JobCost):
     def seconds(end: int) -> float:
         tokens = rows * (p.lengths.prompt + p.length(end, budget))
         decode = max(budget * r.decode_step_s.at(end), rows * budget / r.decode_tok_s.at(end))
-        train = tokens * f["num_iterations"] / (r.train_tok_s.at(end) * tables.LAUNCHER_EFFICIENCY[job.launcher])
+        train = train_s(m, end, tokens * f["num_iterations"], every, job.launcher)
         forwards = forward_s(m, end, tokens) * (reference + old) + (forward_s(teacher, end, tokens) if teacher else 0)
         load = teacher.weights_gb / tables.LOAD_GB_S.at(end) if teacher else 0
         return load + rounds * (decode + forward_s(m, end, rows * p.lengths.prompt) + train + forwards)

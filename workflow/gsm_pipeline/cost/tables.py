@@ -95,11 +95,16 @@ RATES = {
     ),
 }
 
-# Seconds a job spends before its first token: imports and CUDA's start (torch, transformers and TRL import in 6 s
-# on the 2-core EPYC), then its weights read at LOAD_GB_S, then the launcher's processes and DeepSpeed's start.
-START_S = Span(15, 40)
+# Seconds a job spends besides its work: Python's imports, the trainer or generation engine built, the model saved,
+# and CUDA's start (1-5 s: pytorch/pytorch#22583); its weights are read at LOAD_GB_S. Measured in the GPU proof's
+# CPU mode, tiny model (seconds of work), 2 jobs at a time on the 2-core AMD EPYC (AVX2): an evaluation 9-13 s in
+# all, an SFT or RL stage 15-18 s besides its train_runtime, `accelerate launch` included.
+START_S = Span(10, 25)
 LOAD_GB_S = Span(2.0, 0.5)
-LAUNCHER_START_S = {"single": Span(0, 0), "ddp": Span(10, 30), "zero2": Span(20, 60), "zero3": Span(30, 90)}
+# What DeepSpeed's start adds to one process: 2-4 s under zero2/zero3 in the same CPU runs (the slow end twice
+# that); several processes also start NCCL's communicators and wait for each other (RENDEZVOUS_S: not measured).
+LAUNCHER_START_S = {"single": Span(0, 0), "ddp": Span(1, 8), "zero2": Span(2, 8), "zero3": Span(3, 8)}
+RENDEZVOUS_S = Span(10, 40)
 # Training throughput kept per GPU under each launcher (communication; ZeRO-3 gathers every layer's weights)
 LAUNCHER_EFFICIENCY = {"single": 1.0, "ddp": 0.9, "zero2": 0.8, "zero3": 0.5}
 
