@@ -38,12 +38,11 @@ PARTS = ("smoke", "dag", "training", "generation")
 # Seconds each part may run on the GPU. A lent GPU gives about 15 minutes in all, start-up (a minute or more)
 # included, and 10 per call: the smoke call (install, then one stage) under 3 minutes, the rest under 6.
 ALLOWANCE = {"smoke": 120, "dag": 160, "training": 130, "generation": 60}
-# Each part's seconds on an H100 by estimate (docs/scale-out.md: how), each under its allowance: smoke 40-80
-# (3 jobs), dag 100-150 (5 jobs in sequence at 20-30 s, 8 at a time), training 60-95 (two SFT and two GRPO
-# variants, one timed update each; GRPO `ours` rolls out 2 rounds of 512 completions of 128 tokens), generation 30-45
-# (256 problems, 256 tokens, continuous batching at batch 64 and at 256).
+# Each part fits its allowance at the slow end of its estimate on an H100: `python tests/gpu/estimate.py` prices
+# the parts with `gsm-pipeline cost`'s arithmetic and throughput table (tests/test_gpu_proof_estimate.py checks).
 LAUNCHERS = ("single", "zero2", "zero3")
 STAGES = ("prep_sft", "full_sft", "rl")
+ZERO_STAGES = ("full_sft", "rl")  # the stages the ZeRO rows train under their launcher
 
 
 def environment() -> dict:
@@ -63,16 +62,19 @@ def environment() -> dict:
 
 
 def proof_config(model: Path, data: Path, gpu: bool) -> dict:
-    """The fast suite's tiny config's plain row on the `single` launcher, and again under each ZeRO launcher (its
-    own chain: the launcher is part of a stage's settings). The confidence row is left out: its GPU path is the
-    plain row's, and its confidence-targets job would lengthen the part's critical path."""
+    """The fast suite's tiny config's plain row on the `single` launcher, and its full SFT and RL again under each
+    ZeRO launcher (their own chains: the launcher is part of a stage's settings). The confidence row is left out:
+    its GPU path is the plain row's, and its confidence-targets job would lengthen the part's critical path."""
     config = tiny_config(model, data)
     # on a GPU as the presets run: bf16 storage, bf16 autocast (the stages train through fp32 master weights)
     config["model"].update(mixed_precision="bf16", dtype="bfloat16") if gpu else config["model"].update(
         mixed_precision="no")
     for stage in STAGES:
         config["stages"][stage]["gpus"] = 1 if gpu else 0
-    rows = {launcher: {"overrides": {s: {"launcher": launcher} for s in STAGES}} for launcher in LAUNCHERS[1:]}
+    config["evaluation"]["gpus"] = 1 if gpu else 0  # the request: an evaluation runs where CUDA is, either way
+    # the ZeRO rows run SFT (full SFT) and RL under their launcher from the plain row's prep SFT: each trainer
+    # under each launcher, without two more 120-step prep stages on the part's longest chain
+    rows = {launcher: {"overrides": {s: {"launcher": launcher} for s in ZERO_STAGES}} for launcher in LAUNCHERS[1:]}
     config["experiments"] = {"tagged_conf": None, **rows}
     return config
 
@@ -181,21 +183,27 @@ def run_bench(script: str, args: list[str], allowance: int | None) -> dict:
     return {"returncode": code, "seconds": round(time.perf_counter() - start, 1), "tail": output[-1500:]}
 
 
+# The benchmarks' workloads on a GPU (tests/gpu/estimate.py prices them). training: the 135M architecture only, one
+# timed update of plain TRL and of ours, each kind (the 0.5B rows and the other variants are a separate run of the
+# benchmark); generation: greedy continuous batching (the GPU's engine) on 256 GSM8K problems at a batch of 64 and
+# at 256 in one call, what a larger evaluation.batch_size (the presets' 1,024; 256 for Qwen3-4B) buys.
+BENCH = {
+    "training": {"arch": "smollm2-135m", "updates": 1, "rows": 1024, "completion-length": 128,
+                 "variants": ["trl_padded_b16", "trl_default", "ours"]},
+    "generation": {"problems": 256, "max-new-tokens": 192, "samples": 0, "engines": "continuous",
+                   "batch-size": [64, 256]},
+}
+
+
 def bench_args(part: str, out: Path, carry: Path, gpu: bool) -> list[str]:
     if not gpu:  # smoke sizes; the generation benchmark at two batch sizes, and its GRPO update with each engine
         return ["--smoke", "--out", str(out / f"bench_{part}.json"),
                 *(["--grpo-steps", "1", "--batch-size", "4", "16"] if part == "generation" else [])]
-    if part == "training":
-        # the 135M architecture only, one timed update of plain TRL and of ours, each kind: the 0.5B rows and the
-        # other variants are a separate run of the benchmark
-        return ["--data", str(carry / "gsm8k/train.jsonl"), "--tokenizer", str(carry / "tokenizer"),
-                "--arch", "smollm2-135m", "--updates", "1", "--rows", "1024", "--completion-length", "128",
-                "--variants", "trl_padded_b16", "trl_default", "ours", "--out", str(out / "bench_training.json")]
-    # greedy continuous batching (the GPU's engine) on 256 GSM8K problems at a batch of 64 and at 256 in one call:
-    # what a larger evaluation.batch_size (the presets' 1,024; 256 for Qwen3-4B) buys
-    return ["--questions", str(carry / "gsm8k/test.jsonl"), "--tokenizer", str(carry / "tokenizer"),
-            "--problems", "256", "--samples", "0", "--engines", "continuous", "--batch-size", "64", "256",
-            "--out", str(out / "bench_generation.json")]
+    data = ["--data", str(carry / "gsm8k/train.jsonl")] if part == "training" else [
+        "--questions", str(carry / "gsm8k/test.jsonl")]
+    options = [flag for key, value in BENCH[part].items()
+               for flag in (f"--{key}", *map(str, value if isinstance(value, list) else [value]))]
+    return [*data, "--tokenizer", str(carry / "tokenizer"), *options, "--out", str(out / f"bench_{part}.json")]
 
 
 def part_passed(name: str, part: dict) -> bool:
