@@ -1,16 +1,18 @@
 """The GPU proof's parts priced before they run, by `gsm-pipeline cost`'s arithmetic and throughput table
-(`gsm_pipeline.cost`), each beside the allowance it runs under on a GPU:
+(`gsm_pipeline.cost`), each beside the allowance it runs under on a GPU.
 
     python tests/gpu/estimate.py            # each part's seconds on an H100, fast and slow end, and its allowance
 
-`smoke` and `dag` are the cost command's plan of the proof's own config (every job on the GPU, the tiny model's
-rows counted at the default arithmetic's lengths), scheduled on the proof's 8 job slots, after Snakemake's
-planning and the CPU jobs before the first GPU job (the model's copy and the data, side by side) and, for `dag`,
-before the report after the last. `training` and `generation` are the benchmarks' workloads as prove.py
-passes them: one process's start, then each variant's trainer build and its timed and untimed updates (SFT
-steps; GRPO generation rounds through continuous batching or `model.generate`), or each batch size's calls to
-continuous batching. The CPU-side figures (Snakemake, the CPU jobs, a trainer's build) were measured in the CPU
-proof (`CPU_SIDE` names where); everything on the GPU comes from the cost table.
+`smoke` and `dag` are the cost command's plan of the proof's own config (every job on the GPU), scheduled on the
+proof's 8 job slots, after Snakemake's planning and the CPU jobs before the first GPU job (the model's copy and
+the data, side by side) and, for `dag`, before the report after the last. Two approximations: the tiny model's
+jobs are priced as if each had the GPU to itself (their time is start-up and kernel launches, which leave one GPU
+mostly idle), and as a size class's model whose rows are the default's short sums (the tiny model has 2 layers,
+its rows a longer prompt): both err slow. `training` and `generation` are the benchmarks' workloads as prove.py
+passes them (`prove.BENCH`): one process's start, then each variant's trainer build and its updates (SFT steps;
+GRPO generation rounds through continuous batching, as on a node without vLLM, or `model.generate`), or each
+batch size's calls to continuous batching. The CPU-side figures (`CPU_SIDE`) were measured in the CPU proof;
+everything on the GPU comes from the cost table.
 """
 from __future__ import annotations
 
@@ -27,11 +29,12 @@ from gsm_pipeline.cost.estimate import Model, Span, decode_s, forward_s, schedul
 GPU = "h100"
 SLOTS = 8  # prove.run_dag's cores, one thread a job
 # Seconds on the CPU side, measured in the CPU proof (prove.sh OUT --cpu) on the 2-core development machine, AMD
-# EPYC with AVX2 (no AVX-512), from results/benchmarks/ and the benchmarks; the slow end is about twice.
+# EPYC with AVX2 (no AVX-512; tests/bench/README.md): the fast end the measured figure (a mean where several), the
+# slow end twice the largest.
 CPU_SIDE = {
     "snakemake": Span(5, 10),  # planning the proof's DAG (each stage's TRL config resolved) until its first job: 5 s
     "cpu_job": Span(9, 18),  # fetch_model (a local folder copied as safetensors) 9 s, the report 8 s
-    "trainer": Span(2, 6),  # a benchmark variant's trainer built on 1,024 GSM8K rows: 0.3-3.1 s
+    "trainer": Span(1.3, 6.2),  # a benchmark variant's trainer built on 1,024 GSM8K rows: 0.3-3.1 s
 }
 SMOLLM2 = Model(tables.ARCHITECTURES["HuggingFaceTB/SmolLM2-135M-Instruct"], 2, None)  # the benchmarks' shape
 LENGTHS = tables.LENGTHS["reasoning_gym"]  # the proof's rows: short sums, as the default's
@@ -94,7 +97,7 @@ def training_s(end: int, options: dict) -> float:
         micro = generated // per_device
         rounds = 1 + math.ceil(updates / micro)  # whole rounds, after an untimed one
         tokens = generated * (gsm.prompt + budget)
-        if extra.get("engine") == "continuous":
+        if extra.get("engine") == "continuous":  # `ours` on a node without vLLM
             decode = decode_s(m, end, generated, generated, budget, budget)
         else:  # every row to the budget
             decode = max(budget * m.rates.decode_step_s.at(end), generated * budget / m.rates.decode_tok_s.at(end))

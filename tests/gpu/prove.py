@@ -3,11 +3,11 @@
     python tests/gpu/prove.py --out OUT [--work DIR] [--carry .gpu_carry] [--cpu] [--only PART ...] [--skip PART ...]
 
 Parts, in order: `smoke` (one tiny-model stage through the DAG: prep SFT in bf16 on CUDA, the saved model loads
-and moved, peak GPU memory recorded), `dag` (every stage with `gpus: 1` under the `single`, `zero2` and `zero3`
-launchers, ZeRO on one process, evaluations through the GPU's `auto` engine, the report), `training` and
-`generation` (the benchmarks at GPU size against plain TRL, GSM8K rows and SmolLM2's tokenizer from the carry
-folder; the generation benchmark runs continuous batching on CUDA at two batch sizes). On a GPU the first call
-is `--only smoke` (under 3 minutes with start-up) and the second `--skip smoke` (at most 6): each part has an
+and moved, peak GPU memory recorded), `dag` (every stage with `gpus: 1` under the `single` launcher, full SFT and RL
+again under `zero2` and `zero3`, ZeRO on one process, evaluations through the GPU's `auto` engine, the report),
+`training` and `generation` (the benchmarks at GPU size against plain TRL, GSM8K rows and SmolLM2's tokenizer from
+the carry folder; the generation benchmark runs continuous batching on CUDA at two batch sizes). On a GPU the first call
+is `--only smoke` (under 3 minutes with start-up) and the second `--skip smoke` (about 6): each part has an
 allowance (ALLOWANCE) after which it is stopped and reported as over time, so one slow part cannot cost the
 others their run.
 Run through tests/gpu/prove.sh, which first installs the carried wheels. With --cpu (the slow suite): the same

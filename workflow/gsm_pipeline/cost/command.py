@@ -1,5 +1,5 @@
 """`gsm-pipeline cost CONFIG.yaml [PRESET.yaml ...] [--gpu KIND]`: each GPU job of the plan with the tokens it
-trains on and generates, its estimated wall time, GPU-hours and peak memory, and the plan's total GPU-hours."""
+trains on and generates, its estimated GPU-hours and peak memory; the plan's total GPU-hours and longest chain."""
 from __future__ import annotations
 
 import argparse

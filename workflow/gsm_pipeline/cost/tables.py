@@ -4,8 +4,9 @@ Rates are (fast, slow) pairs: an estimate is a range, and its ends are worked ou
 every rate. They describe this project's code paths on one GPU in bf16: evaluation, confidence targets and RFT
 sampling through transformers' continuous batching on SDPA attention without CUDA graphs (the offline GPU node has
 no flash-attention package), RL and distillation rollouts through TRL's padded `model.generate`, training through
-TRL's trainers without packing or Liger kernels. Until a GPU run measures a job they are estimates from published
-figures; a measured rate replaces its estimate here, its source saying so (docs/scale-out.md: "Cost before the run").
+TRL's trainers without packing or Liger kernels. Until a GPU run measures a job, each is an estimate from published
+figures, a measurement on the CPU or a stated assumption, as its comment or source says; a measured rate replaces
+its estimate here, its source saying so (docs/scale-out.md: "Cost before the run").
 """
 from __future__ import annotations
 
@@ -81,31 +82,42 @@ class Rates:
         return 3 * self.train_tok_s.at(end)
 
 
-_ANCHORS = ("estimate from: Qwen speed benchmark (qwen.readthedocs.io, Qwen2-0.5B-Instruct, transformers, batch 1: "
-            "~20 ms per decode step); huggingface/transformers PR #42839 (continuous batching on SDPA 1,373 tok/s, "
-            "4.9x below FA3, 8B, one call); unslothai/unsloth PR #5108 (Qwen3-4B continuous batching 506 tok/s at 32 "
-            "prompts); TRL SFT on an H100, 135M: 4.9k tok/s padded, 15.1k packed")
+_DECODE = ("decoding, estimated from: Qwen speed benchmark (qwen.readthedocs.io, Qwen2-0.5B-Instruct, transformers, "
+           "batch 1: ~20 ms per decode step), each size class's step scaled from it; huggingface/transformers PR "
+           "#42839 (continuous batching on SDPA 1,373 tok/s, 4.9x below FA3, 8B, one call); unslothai/unsloth PR #5108 "
+           "(Qwen3-4B continuous batching 506 tok/s at 32 prompts)")
+
+
+def _training(mfu: str) -> str:
+    return (f"training, an assumption: 6 x parameters FLOPs per token at {mfu} of the H100's 989 dense bf16 TFLOPS "
+            "for the largest model a preset trains in the class; TRL SFT on an H100 at 135M, padded at batch 16, "
+            "ran 4.9k tok/s (15.1k packed), a per-step-overhead figure that train_s's launch floor stands for")
+
+
 RATES = {
     "h100": (
-        Rates(0.7e9, Span(0.015, 0.025), Span(15000, 8000), Span(20000, 8000), _ANCHORS),
-        Rates(2.0e9, Span(0.018, 0.030), Span(12000, 6000), Span(12000, 5000), _ANCHORS),
-        # ZeRO-3 at 4 rows per micro-step: 0.4-1.0 s each (gather and partition), ~550 tokens a row
-        Rates(8.0e9, Span(0.030, 0.050), Span(4000, 2000), Span(5000, 2000),
-              _ANCHORS + "; deepspeedai/DeepSpeed #1174 (ZeRO-3 forward 480 ms against ZeRO-2's 60 ms, 5B)"),
+        Rates(0.7e9, Span(0.015, 0.025), Span(15000, 8000), Span(20000, 8000), f"{_DECODE}; {_training('6-2.4%')}"),
+        Rates(2.0e9, Span(0.018, 0.030), Span(12000, 6000), Span(12000, 5000), f"{_DECODE}; {_training('7-3%')}"),
+        # one GPU, no ZeRO: ZeRO-3's gathers are LAUNCHER_EFFICIENCY's
+        Rates(8.0e9, Span(0.030, 0.050), Span(4000, 2000), Span(5000, 2000), f"{_DECODE}; {_training('12-5%')}"),
     ),
 }
 
 # Seconds a job spends besides its work: Python's imports, the trainer or generation engine built, the model saved,
-# and CUDA's start (1-5 s: pytorch/pytorch#22583); its weights are read at LOAD_GB_S. Measured in the GPU proof's
-# CPU mode, tiny model (seconds of work), 2 jobs at a time on the 2-core AMD EPYC (AVX2): an evaluation 9-13 s in
-# all, an SFT or RL stage 15-18 s besides its train_runtime, `accelerate launch` included.
-START_S = Span(10, 25)
+# and CUDA's start (1-5 s: pytorch/pytorch#22583). Measured in the GPU proof's CPU mode (tests/bench/README.md), tiny
+# model, 2 jobs at a time on the 2-core AMD EPYC (AVX2): an evaluation 9-13 s in all, an SFT or RL stage 15-18 s
+# besides its train_runtime, `accelerate launch` included. Fast end: the shortest and CUDA's fast start; slow end:
+# the longest and CUDA's slow one. Not measured: a large model's save (and ZeRO's checkpoints of optimizer state).
+START_S = Span(10, 23)
+# An assumption: weights read from a shared filesystem (slow end) or a local NVMe disk with a warm cache (fast end).
 LOAD_GB_S = Span(2.0, 0.5)
 # What DeepSpeed's start adds to one process: 2-4 s under zero2/zero3 in the same CPU runs (the slow end twice
-# that); several processes also start NCCL's communicators and wait for each other (RENDEZVOUS_S: not measured).
+# that); several processes also start NCCL's communicators and wait for each other: RENDEZVOUS_S, an assumption.
 LAUNCHER_START_S = {"single": Span(0, 0), "ddp": Span(1, 8), "zero2": Span(2, 8), "zero3": Span(3, 8)}
 RENDEZVOUS_S = Span(10, 40)
-# Training throughput kept per GPU under each launcher (communication; ZeRO-3 gathers every layer's weights)
+# Training throughput kept per GPU under each launcher, an assumption for DDP's and ZeRO-2's communication; ZeRO-3
+# gathers every layer's weights: deepspeedai/DeepSpeed #1174 (ZeRO-3 forward 480 ms against ZeRO-2's 60 ms at 5B,
+# small micro-batches; larger ones amortize the gathers)
 LAUNCHER_EFFICIENCY = {"single": 1.0, "ddp": 0.9, "zero2": 0.8, "zero3": 0.5}
 
 
