@@ -9,7 +9,8 @@ tokens/s per engine and each one's ratio to the loop, with the device (and the C
     python tests/bench/bench_generation.py --smoke                                                    # CPU check
 
 The model is randomly initialised with SmolLM2-135M's architecture (weights do not change the cost of a fixed
-number of tokens), EOS disabled so every completion runs the full budget; fp32 on a CPU, bf16 on a GPU.
+number of tokens), EOS disabled so every completion runs the full budget (the pipeline's engines still stop at
+the tokenizer's EOS, which tokens/s counts where a completion reaches it); fp32 on a CPU, bf16 on a GPU.
 """
 from __future__ import annotations
 
@@ -109,12 +110,15 @@ def main() -> None:
     model = LlamaForCausalLM(config).to(device=device, dtype=dtype).eval()
     model.generation_config.eos_token_id = None  # fixed workload: every sequence runs the full budget
 
-    def run(engine: str, batch: list[str], do_sample: bool, size: int) -> None:
+    def run(engine: str, batch: list[str], do_sample: bool, size: int) -> int:
+        """The tokens generated: the pipeline's engines also stop at the tokenizer's EOS, which a random model's
+        completion can reach, so theirs are counted; `model.generate` runs every row to the budget."""
         if engine in ("generate", "compiled"):
             plain_generate(model, tokenizer, batch, budget, do_sample, size, compiled=engine == "compiled")
-        else:
-            generate(model, tokenizer, batch, max_new_tokens=budget, batch_size=size, progress=False,
-                     do_sample=do_sample, engine=engine)
+            return len(batch) * budget
+        done = generate(model, tokenizer, batch, max_new_tokens=budget, batch_size=size, progress=False,
+                        do_sample=do_sample, engine=engine, token_ids=True)
+        return sum(len(row["token_ids"]) for row in done)
 
     def result(rows: dict) -> dict:
         for row in rows.values():  # each engine against the loop on the same work at the same batch
@@ -136,14 +140,14 @@ def main() -> None:
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats()
             start = time.perf_counter()
-            run(engine, batch, decoding != "greedy", size)
+            tokens = run(engine, batch, decoding != "greedy", size)
             if device == "cuda":
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - start
             rows[key] = {
                 "decoding": decoding, "engine": engine, "batch_size": size,
-                "completions": len(batch), "seconds": round(seconds, 2),
-                "tokens_per_s": round(len(batch) * budget / seconds, 1),
+                "completions": len(batch), "tokens": tokens, "seconds": round(seconds, 2),
+                "tokens_per_s": round(tokens / seconds, 1),
                 "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device == "cuda" else None}
             print(f"{decoding:>10} {engine:>10} b{size}: {rows[key]}", file=sys.stderr, flush=True)
             if args.out:  # after every run: a benchmark stopped at the GPU proof's allowance keeps what it measured

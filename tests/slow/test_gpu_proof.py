@@ -39,6 +39,11 @@ def test_the_gpu_proof_passes_in_cpu_mode_as_the_two_calls_a_lent_gpu_gets(tmp_p
     assert stages[("tagged", "full_sft")]["distributed"] != "DEEPSPEED"
     assert {json.loads((out / f).read_text())["device"] for f in ("bench_training.json", "bench_generation.json")} \
         == {"cpu"}
+    generation = json.loads((out / "bench_generation.json").read_text())
+    timed = [r for r in generation["runs"].values() if r["decoding"] != "grpo rollouts"]
+    # tokens/s counts the tokens generated: the tiny random model's sampled completions reach EOS and stop there
+    assert all(r["tokens"] <= r["completions"] * generation["max_new_tokens"] for r in timed)
+    assert any(r["tokens"] < r["completions"] * generation["max_new_tokens"] for r in timed if r["engine"] == "loop")
     log = (out / "prove.log").read_text()
     assert log.count("PROOF PASSED") == 2  # the second call appends to the first call's log
 
