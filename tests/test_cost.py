@@ -252,3 +252,27 @@ def test_a_bad_key_is_refused_naming_the_file_that_brought_it_before_anything_is
     bad.write_text("evaluation:\n  batch_sise: 4\n")
     with pytest.raises(ConfigError, match=f"^{bad}: unknown key 'evaluation.batch_sise'; did you mean 'batch_size'"):
         main([str(REPO / "config.yaml"), str(bad)])
+
+
+def test_a_resumed_run_is_priced_by_what_is_left_its_finished_jobs_marked_done(tmp_path, monkeypatch, capsys):
+    from dataclasses import replace
+
+    from gsm_pipeline.cost.estimate import schedule
+
+    costs = plan(config(QWEN), "h100")
+    base = next(c for c in costs if c.job.startswith("results/base/eval/"))
+    # the prep SFT under the confidence targets: done, the longest chain still runs through it, at no cost
+    prep = next(c for c in costs if c.job == schedule(costs, 1)[1][1])
+    assert prep.job in schedule([replace(c, seconds=None) if c is prep else c for c in costs], 1)[1]
+    monkeypatch.chdir(tmp_path)
+    for c in (base, prep):  # the files these jobs write last
+        (tmp_path / c.output).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / c.output).write_text("{}")
+    main([str(REPO / "config.yaml"), str(QWEN)])
+    out = capsys.readouterr().out
+    done = [line.split()[0] for line in out.splitlines() if line.endswith("  done")]
+    assert sorted(done) == sorted([base.job, prep.job])
+    left = [sum(c.gpu_hours.at(end) for c in costs if c.gpu_hours and c not in (base, prep)) for end in (0, 1)]
+    assert f"left to run: {left[0]:.2f}-{left[1]:.2f} GPU-hours (2 jobs done" in out
+    chain = next(line for line in out.splitlines() if line.startswith("longest chain:"))
+    assert base.job not in chain and prep.job not in chain

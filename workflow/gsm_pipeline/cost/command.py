@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections import defaultdict
+from dataclasses import replace
 
 from ..errors import ConfigError, run_main
 from ..preflight import planned_stages
@@ -38,7 +39,7 @@ def lines(costs: list[JobCost], gpu: str | None) -> list[str]:
         over = " (!)" if memory and c.memory_gb and c.memory_gb > memory else ""
         peak = "-" if c.memory_gb is None else f"{c.memory_gb:.1f}{over}"
         out.append(f"{c.job:<{width}}  {c.gpus:>4}  {count(c.trained):>8}  {count(c.generated):>9}  "
-                   f"{hours(c.gpu_hours):>11}  {peak:>11}")
+                   f"{hours(c.gpu_hours):>11}  {peak:>11}" + ("  done" if c.finished else ""))
     if any(line.endswith("(!)") for line in out):
         out.append(f"(!): more than the {gpu}'s {memory:g} GB")
     kinds: dict[str, list[JobCost]] = defaultdict(list)
@@ -55,7 +56,8 @@ def main(argv: list[str] | None = None) -> None:
         description="Estimate a config's plan before running it: for each job on a GPU, the tokens it trains on and "
                     "generates (sampled completions counted at their budget: an upper bound), its GPU-hours (a range: "
                     "every rate of the throughput table at its fast, then its slow end) and its peak memory per GPU; "
-                    "then the plan's total, its longest chain of jobs and its downloads. Estimates, not measurements.")
+                    "then the plan's total, its longest chain of jobs and its downloads. In a run's folder, jobs whose "
+                    "outputs exist are marked done and the GPU-hours left are printed. Estimates, not measurements.")
     parser.add_argument("configs", nargs="*", help="YAML files, merged left to right as --configfile does "
                                                    "(none: config.yaml)")
     parser.add_argument("--gpu", choices=sorted(tables.GPUS), help="the GPU kind (default: the config's gpu key)")
@@ -78,9 +80,15 @@ def main(argv: list[str] | None = None) -> None:
     else:
         print(f"total: {hours(spent)} GPU-hours on {gpu} (GPUs x wall time; the range: every rate at its fast, "
               "then its slow end)")
-        (fast, _), (slow, chain) = schedule(costs, 0), schedule(costs, 1)
+        # a job whose outputs exist costs nothing more; Snakemake may still rerun one whose settings or code changed
+        done = {c.job for c in costs if c.finished}
+        left = [replace(c, seconds=None) if c.job in done else c for c in costs]
+        if done:
+            print(f"left to run: {hours(total(left) or Span(0, 0))} GPU-hours ({len(done)} jobs "
+                  "done: their outputs exist; `snakemake -n` says which a changed setting or code would rerun)")
+        (fast, _), (slow, chain) = schedule(left, 0), schedule(left, 1)
         print(f"longest chain: {fast / 3600:.2f}-{slow / 3600:.2f} hours of wall time with a GPU free for every job "
-              f"that can start (at the slow end: {' -> '.join(chain)})")
+              f"that can start (at the slow end: {' -> '.join(j for j in chain if j not in done)})")
     fetched = downloads(cfg, stages)
     if fetched:
         print("downloads, once: " + ", ".join(f"{source} {gb:.1f} GB" for source, gb in fetched.items()))

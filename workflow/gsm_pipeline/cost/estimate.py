@@ -38,6 +38,11 @@ class JobCost:
     seconds: Span | None = None  # wall time on the GPU kind; None for a job on the CPU
     memory_gb: float | None = None  # peak on one of its GPUs
     after: list[str] = field(default_factory=list)  # the jobs (of this plan) it waits for
+    output: str = ""  # the file its job writes last: where it exists, the job has run
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.output) and Path(self.output).is_file()
 
     @property
     def gpu_hours(self) -> Span | None:

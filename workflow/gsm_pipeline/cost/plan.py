@@ -70,7 +70,8 @@ def targets_cost(p: Plan, path: str) -> JobCost:
     the rows have templates) of the prep and full SFT rows, by the base or by the stage confidence.model names."""
     c, cfg = p.cfg.confidence, p.cfg
     sampler = [] if c.model == "base" else [f"results/{stage_run(cfg, *c.model.split('/'))}"]
-    cost = JobCost(path, "confidence_targets", cfg.evaluation.gpus, after=sampler)
+    cost = JobCost(path, "confidence_targets", cfg.evaluation.gpus, after=sampler,
+                   output=path.removesuffix(".jsonl") + ".summary.json")
     rows = cfg.data.prep_sft_size + cfg.data.full_sft_size
     work = sampling(p, cost, rows * c.samples_per_group, c.batch_size, c.max_new_tokens)
     cost.memory_gb = p.student.weights_gb + cache_gb(p, min(c.batch_size, cost.completions), c.max_new_tokens)
@@ -85,6 +86,7 @@ def evaluation_cost(p: Plan, run: str, prompt: str, testset: str, problems: int)
     folder = split_run(run)[1]
     kl = e.kl_to_base and folder != "base"
     cost = JobCost(f"results/{run}/eval/{prompt}/{testset}", "evaluate", e.gpus,
+                   output=f"results/{run}/eval/{prompt}/{testset}/metrics.json",
                    after=[f"results/{folder}", *([f"results/base/eval/{prompt}/{testset}"] if kl else [])])
     samples = eval_samples(p.cfg, run) * problems
     reference = problems if e.kl_to_base and folder == "base" else 0
@@ -124,7 +126,7 @@ def facts_of(s: PlannedStage) -> dict:
 def stage_cost(p: Plan, s: PlannedStage) -> JobCost:
     kind = STAGES[s.stage].kind
     waits = [s.parent_model, *s.reads.values()]  # a stage folder's model, or the confidence targets
-    cost = JobCost(f"results/{s.run}", s.stage, s.job.gpus,
+    cost = JobCost(f"results/{s.run}", s.stage, s.job.gpus, output=f"results/{s.run}/log_history.json",
                    after=[w.removesuffix("/model") if w.startswith("results/") else w for w in waits])
     work = (rollout_stage if kind in ("rl", "distill") else sft_stage)(p, s, cost)
     return p.timed(cost, work, s.job.launcher, s.job.process_count())
