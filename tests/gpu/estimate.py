@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO / "workflow"), str(REPO / "tests"), str(REPO / "tests/bench"), str(REPO / "tests/gpu")]
 
 from gsm_pipeline.cost import tables  # noqa: E402
-from gsm_pipeline.cost.estimate import Model, Span, decode_s, forward_s, schedule, train_s  # noqa: E402
+from gsm_pipeline.cost.estimate import Model, Span, decode_s, forward_s, rates_for, schedule, start_s, train_s  # noqa: E402, E501
 
 GPU = "h100"
 SLOTS = 8  # prove.run_dag's cores, one thread a job
@@ -36,18 +36,18 @@ CPU_SIDE = {
     "cpu_job": Span(9, 18),  # fetch_model (a local folder copied as safetensors) 9 s, the report 8 s
     "trainer": Span(1.3, 6.2),  # a benchmark variant's trainer built on 1,024 GSM8K rows: 0.3-3.1 s
 }
-SMOLLM2 = Model(tables.ARCHITECTURES["HuggingFaceTB/SmolLM2-135M-Instruct"], 2, None)  # the benchmarks' shape
+_ARCH = tables.ARCHITECTURES["HuggingFaceTB/SmolLM2-135M-Instruct"]
+SMOLLM2 = Model(_ARCH, 2, rates_for(GPU, _ARCH.parameters))  # the benchmarks' shape, in bf16
 LENGTHS = tables.LENGTHS["reasoning_gym"]  # the proof's rows: short sums, as the default's
 
 
 def proof_costs(dag, targets: list[str] | None = None):
     """The cost command's jobs for the proof's DAG (the ones `targets` needs, where given)."""
-    from gsm_pipeline.config import validate_config
-    from gsm_pipeline.config_files import load_config_file, merge
     from gsm_pipeline.cost.plan import plan
+    from gsm_pipeline.validate import merged_configs
 
-    raw = merge(load_config_file(str(dag.root / "config.yaml")), load_config_file(str(dag.root / "tiny.yaml")))
-    costs = plan(validate_config(raw), GPU, lengths=LENGTHS)
+    *_, (_, cfg, _) = merged_configs([str(dag.root / "config.yaml"), str(dag.root / "tiny.yaml")])
+    costs = plan(cfg, GPU, lengths=LENGTHS)
     if targets is None:
         return costs
     by_job, needed = {c.job: c for c in costs}, set()
@@ -67,16 +67,6 @@ def dag_s(costs, end: int, report: bool) -> float:
     return side + schedule(costs, end, SLOTS)[0]
 
 
-def with_rates(m: Model) -> Model:
-    from gsm_pipeline.cost.estimate import rates_for
-
-    return Model(m.arch, m.dtype_bytes, rates_for(GPU, m.arch.parameters))
-
-
-def start_s(m: Model, end: int) -> float:
-    return tables.START_S.at(end) + m.weights_gb / tables.LOAD_GB_S.at(end)
-
-
 def training_s(end: int, options: dict) -> float:
     """bench_training.py: one process, then per variant a trainer built and SFT's updates + 1 (a warm-up) on GSM8K
     rows (packed rows of 512 tokens where the variant packs), or GRPO's timed generation rounds after an untimed
@@ -84,7 +74,7 @@ def training_s(end: int, options: dict) -> float:
     the old log-probabilities' forward where a round spans several updates."""
     import bench_training as bench
 
-    m, gsm = with_rates(SMOLLM2), tables.LENGTHS["gsm8k"]
+    m, gsm = SMOLLM2, tables.LENGTHS["gsm8k"]
     updates, budget = options["updates"], options["completion-length"]
     seconds = start_s(m, end)
     for extra in [bench.SFT_VARIANTS[v] for v in options["variants"] if v in bench.SFT_VARIANTS]:
@@ -97,10 +87,9 @@ def training_s(end: int, options: dict) -> float:
         micro = generated // per_device
         rounds = 1 + math.ceil(updates / micro)  # whole rounds, after an untimed one
         tokens = generated * (gsm.prompt + budget)
-        if extra.get("engine") == "continuous":  # `ours` on a node without vLLM
-            decode = decode_s(m, end, generated, generated, budget, budget)
-        else:  # every row to the budget
-            decode = max(budget * m.rates.decode_step_s.at(end), generated * budget / m.rates.decode_tok_s.at(end))
+        # one call a round, every row to the budget: continuous batching (`ours` on a node without vLLM) and a
+        # padded `model.generate` alike
+        decode = decode_s(m, end, generated, generated, budget, budget)
         update = train_s(m, end, tokens, micro, "single") + (forward_s(m, end, tokens) if micro > 1 else 0)
         seconds += CPU_SIDE["trainer"].at(end) + rounds * (decode + update)
     return seconds
@@ -109,7 +98,7 @@ def training_s(end: int, options: dict) -> float:
 def generation_s(end: int, options: dict) -> float:
     """bench_generation.py: one process (the model built on the GPU), then greedy continuous batching of every
     problem at each batch size, every completion the full budget (EOS off)."""
-    m, budget = with_rates(SMOLLM2), options["max-new-tokens"]
+    m, budget = SMOLLM2, options["max-new-tokens"]
     return start_s(m, end) + sum(decode_s(m, end, options["problems"], size, budget, budget)
                                  for size in options["batch-size"])
 

@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> None:
                                                    "(none: config.yaml)")
     parser.add_argument("--gpu", choices=sorted(tables.GPUS), help="the GPU kind (default: the config's gpu key)")
     args = parser.parse_args(argv)
-    *_, (_, cfg, stages) = merged_configs(args.configs or ["config.yaml"], planned_stages)
+    *_, (_, cfg, _) = merged_configs(args.configs or ["config.yaml"])
+    stages = planned_stages(cfg)  # once, for the whole merge
     gpu = args.gpu or cfg.gpu
     costs = plan(cfg, gpu, stages)
     if gpu is None and any(c.gpus for c in costs):

@@ -152,6 +152,14 @@ def forward_s(m: Model, end: int, tokens: float) -> float:
     return tokens / m.rates.forward_tok_s(end)
 
 
+def start_s(m: Model, end: int, launcher: str = "single", processes: int = 1) -> float:
+    """A job's seconds before its work: imports and CUDA, its weights read, its launcher's start, and the
+    rendezvous of several processes."""
+    rendezvous = tables.RENDEZVOUS_S.at(end) if processes > 1 else 0.0
+    return (tables.START_S.at(end) + m.weights_gb / tables.LOAD_GB_S.at(end) + tables.LAUNCHER_START_S[launcher].at(end)
+            + rendezvous)
+
+
 def train_s(m: Model, end: int, tokens: float, micro_batches: int, launcher: str) -> float:
     """Forward and backward on one GPU: its tokens at the training rate, or, for micro-batches too small to fill
     the GPU, each at least three launch-bound steps (backward launches about twice the forward's kernels); what
@@ -177,10 +185,7 @@ class Plan:
         if not cost.gpus:
             cost.memory_gb = None  # a job on the CPU
         elif self.student.rates is not None:
-            start = [tables.START_S.at(e) + self.student.weights_gb / tables.LOAD_GB_S.at(e)
-                     + tables.LAUNCHER_START_S[launcher].at(e) + (tables.RENDEZVOUS_S.at(e) if processes > 1 else 0)
-                     for e in (0, 1)]
-            cost.seconds = Span(start[0] + seconds(0), start[1] + seconds(1))
+            cost.seconds = Span(*(start_s(self.student, e, launcher, processes) + seconds(e) for e in (0, 1)))
         return cost
 
 

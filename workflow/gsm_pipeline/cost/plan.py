@@ -177,7 +177,7 @@ def rollout_stage(p: Plan, s: PlannedStage, cost: JobCost):
     teacher = teacher_model(p, s) if STAGES[s.stage].kind == "distill" else None
     reference = STAGES[s.stage].kind == "rl" and getattr(job, "beta", 0) > 0
     old = f["gradient_accumulation_steps"] % every != 0
-    m, r = p.student, p.student.rates
+    m = p.student
     longest = p.lengths.prompt_max + budget
     static, working = train_memory(job, m, f["per_device_train_batch_size"], longest)
     taught = (f["per_device_train_batch_size"] * longest * teacher.arch.vocab * 4 / 1e9) if teacher else 0
@@ -186,7 +186,7 @@ def rollout_stage(p: Plan, s: PlannedStage, cost: JobCost):
 
     def seconds(end: int) -> float:
         tokens = rows * (p.lengths.prompt + p.length(end, budget))
-        decode = max(budget * r.decode_step_s.at(end), rows * budget / r.decode_tok_s.at(end))
+        decode = decode_s(m, end, rows, rows, budget, budget)  # one padded call: every row to the budget
         train = train_s(m, end, tokens * f["num_iterations"], every, job.launcher)
         forwards = forward_s(m, end, tokens) * (reference + old) + (forward_s(teacher, end, tokens) if teacher else 0)
         load = teacher.weights_gb / tables.LOAD_GB_S.at(end) if teacher else 0
